@@ -1,0 +1,321 @@
+"""The what-if analyses of SPEC §5 on one trace.
+
+:func:`analyze` runs the whole method: base, no-delay and ideal simulations,
+the slowdowns S and launch slowdown, their attribution to op types, DP ranks,
+stages and single workers, and M_S / M_W. Every scenario family is evaluated
+as one batch on one compiled DAG.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from . import optypes as T
+from .dag import Dag, build_dag
+from .evaluate import CompiledDag, Simulation
+from .trace import Trace
+from .weights import Weights, ideal_weight, observed_weights, typical_weights
+
+DEFAULT_DECOMPOSE_THRESHOLD = 1.03
+#: Share of workers M_W removes (SPEC §5.8).
+TOP_WORKER_PERCENT = 3
+#: A base simulation further than this (relative) from the observed step times gets a warning.
+BASE_TOLERANCE = 1e-3
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Explanation:
+    """How much of the slowdown a set of op instances explains (SPEC §5.6)."""
+
+    trem: float
+    tadd: float
+    tori: float
+    tideal: float
+
+    @property
+    def rem(self) -> float:
+        return _ratio(self.tori - self.trem, self.tori - self.tideal)
+
+    @property
+    def add(self) -> float:
+        return _ratio(self.tadd - self.tideal, self.tori - self.tideal)
+
+    def to_dict(self, name: str) -> dict:
+        """The published ``ms-``/``mw-`` schema with the metric called ``name``."""
+        return {"trem": self.trem, "tadd": self.tadd, "tori": self.tori, "tideal": self.tideal,
+                "rem": self.rem, "add": self.add, name: self.rem}
+
+
+@dataclass
+class Attribution:
+    """Slowdown attributed to groups: overall and per step, plus step times."""
+
+    overall: dict[str, float]
+    per_step: dict[int, dict[str, float]]
+
+
+@dataclass
+class Analysis:
+    """Everything :func:`analyze` computed for one trace.
+
+    ``result`` is the published ``result-<trial>.json`` content (plus
+    ``blocking_decompose_by_worker`` when per-worker attribution ran); ``ms``
+    and ``mw`` the published M_S / M_W dicts; ``workers`` one row per worker
+    with its S_dp, S_stage, score = min of both, and exact S_w.
+    """
+
+    trace: Trace
+    dag: Dag
+    compiled: CompiledDag
+    weights: Weights
+    typical: dict[str, float]
+    ideal: np.ndarray  # ideal weight of every op
+    simulations: dict[str, Simulation]
+    result: dict
+    ms: dict
+    mw: dict
+    workers: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.trace.meta.trial_name
+
+    @property
+    def slowdown(self) -> float:
+        return self.result["blocking_slowdown"]
+
+
+def analyze(trace: Trace, *, steps: Iterable[int] | None = None,
+            decompose_threshold: float = DEFAULT_DECOMPOSE_THRESHOLD, per_worker: bool = True,
+            progress: Progress | None = None) -> Analysis:
+    """Run the full what-if analysis of SPEC §5 on ``trace``.
+
+    Parameters
+    ----------
+    steps:
+        Analyse only these steps. The schedule and the typical op weights are
+        always taken from the whole trace, so a step's numbers do not depend on
+        which other steps are analysed.
+    decompose_threshold:
+        Attribution runs only when the slowdown it decomposes reaches this.
+    per_worker:
+        Also attribute S to every single worker (one scenario per worker).
+    progress:
+        Called with a short label before each phase.
+    """
+    say = progress or (lambda label: None)
+    say("building the DAG")
+    full = build_dag(trace)
+    full_weights = observed_weights(full)
+    typical = typical_weights(full, full_weights)
+    dag, weights = (full, full_weights) if steps is None else _select(full, full_weights, steps)
+    say("compiling")
+    compiled = dag.compile()
+    return _Analyzer(trace, dag, compiled, weights, typical, decompose_threshold, per_worker, say).run()
+
+
+def _select(full: Dag, weights: Weights, steps: Iterable[int]) -> tuple[Dag, Weights]:
+    dag = full.select_steps(steps)
+    rows = np.searchsorted(full.steps, dag.steps)
+    per_step = full.ops_per_step
+
+    def pick(values):
+        return values.reshape(len(full.steps), per_step)[rows].ravel()
+
+    return dag, Weights(weight=pick(weights.weight), delay=pick(weights.delay),
+                        clamped_transfer=weights.clamped_transfer, clamped_delay=weights.clamped_delay,
+                        worst_delay=weights.worst_delay)
+
+
+class _Analyzer:
+    """One analysis run; holds the arrays every phase shares."""
+
+    def __init__(self, trace, dag, compiled, weights, typical, threshold, per_worker, say):
+        self.trace, self.dag, self.compiled = trace, dag, compiled
+        self.weights, self.typical = weights, typical
+        self.threshold, self.per_worker, self.say = threshold, per_worker, say
+        self.ideal = ideal_weight(dag, typical)
+        self.zero = np.zeros(dag.n_ops)
+        self.steps = [int(s) for s in dag.steps]
+        self.warnings: list[str] = []
+
+    def run(self) -> Analysis:
+        w, d = self.weights.weight, self.weights.delay
+        self.say("simulating base, no-delay and ideal")
+        sims = self._split(self.compiled.evaluate(np.column_stack([w, w, self.ideal]),
+                                                  np.column_stack([d, self.zero, self.zero])),
+                           ["base", "nodelay", "ideal"])
+        self.sims = sims
+        observed_span = self.compiled.spans(self.dag.ops["start"].to_numpy()[:, None],
+                                            self.dag.ops["end"].to_numpy()[:, None])[:, 0]
+        self._check_base(sims["base"], observed_span)
+        nd_span = sims["nodelay"].span[:, 0]
+        nd_time = sims["nodelay"].step_time[:, 0]
+        ideal_time = sims["ideal"].step_time[:, 0]
+        blocking = observed_mean_ratio(nd_span, ideal_time)
+        launch = observed_mean_ratio(observed_span, nd_time)
+
+        self.say("attributing the slowdown")
+        groupings = self._groupings()
+        blocking_parts = {name: self._attribute(codes, labels, launch=False) for name, (codes, labels) in groupings.items()}
+        launch_parts = {}
+        if launch >= self.threshold:
+            launch_groupings = dict(groupings, optype=self._optype_codes(first_op=True))
+            launch_parts = {name: self._attribute(codes, labels, launch=True)
+                            for name, (codes, labels) in launch_groupings.items()}
+        workers = self._worker_table(blocking_parts)
+        self.say("characterising: M_S and M_W")
+        ms, mw = self._characterise(workers)
+
+        result = {
+            "job_meta": self.trace.meta.to_dict(),
+            "step_t_base": self._by_step(observed_span),
+            "step_t_nodelay": self._by_step(nd_span),
+            "step_t_noblk": self._by_step(sims["ideal"].span[:, 0]),
+            "launch_slowdown": launch,
+            "blocking_slowdown": blocking,
+            "blocking_step_slowdown": _sorted_desc(self._by_step(nd_span / ideal_time)),
+            "launch_step_slowdown": _sorted_desc(self._by_step(observed_span / nd_time)),
+        }
+        for name in ("dp_rank", "stage", "optype"):
+            keep_blocking = blocking >= self.threshold
+            b, l_ = blocking_parts[name], launch_parts.get(name)
+            result[f"blocking_decompose_by_{name}"] = b.overall if keep_blocking else None
+            result[f"launch_decompose_by_{name}"] = l_.overall if l_ else None
+            result[f"blocking_decompose_by_{name}_per_step"] = _str_keys(b.per_step) if keep_blocking else None
+            result[f"launch_decompose_by_{name}_per_step"] = _str_keys(l_.per_step) if l_ else None
+        if self.per_worker:
+            exact = workers.dropna(subset=["S_worker"])
+            by_worker = {f"{r.dp_rank},{r.stage}": float(r.S_worker) for r in exact.itertuples()}
+            result["blocking_decompose_by_worker"] = _sorted_desc(by_worker) if blocking >= self.threshold else None
+        return Analysis(trace=self.trace, dag=self.dag, compiled=self.compiled, weights=self.weights,
+                        typical=self.typical, ideal=self.ideal, simulations=sims, result=result,
+                        ms=ms.to_dict("Ms"), mw=mw.to_dict("Mw"), workers=workers, warnings=self.warnings)
+
+    # -- scenarios ------------------------------------------------------------------
+    def _attribute(self, codes: np.ndarray, labels: list[str], launch: bool) -> Attribution:
+        """Give each group back its original weights (or launch delays) on top of the reference."""
+        mask = codes[:, None] == np.arange(len(labels))[None, :]
+        w = self.weights.weight[:, None]
+        if launch:
+            sim = self.compiled.evaluate(np.broadcast_to(w, mask.shape), np.where(mask, self.weights.delay[:, None], 0.0))
+            reference = self.sims["nodelay"].step_time[:, 0]
+        else:
+            sim = self.compiled.evaluate(np.where(mask, w, self.ideal[:, None]), np.zeros(mask.shape))
+            reference = self.sims["ideal"].step_time[:, 0]
+        overall = {label: observed_mean_ratio(sim.step_time[:, i], reference) for i, label in enumerate(labels)}
+        per_step_ratio = sim.step_time / reference[:, None]
+        per_step = {step: _sorted_desc({label: float(per_step_ratio[s, i]) for i, label in enumerate(labels)})
+                    for s, step in enumerate(self.steps)}
+        return Attribution(overall=_sorted_desc(overall), per_step=per_step)
+
+    def _groupings(self) -> dict[str, tuple[np.ndarray, list[str]]]:
+        ops = self.dag.ops
+        return {
+            "dp_rank": _codes_of(ops["dp_rank"].to_numpy()),
+            "stage": _codes_of(ops["stage"].to_numpy()),
+            "optype": self._optype_codes(first_op=False),
+        }
+
+    def _optype_codes(self, first_op: bool) -> tuple[np.ndarray, list[str]]:
+        ops = self.dag.ops
+        names = ops["optype"].map(T.ATTRIBUTION_GROUP).astype(object).to_numpy()
+        if first_op:
+            first = (ops["seq_id"].to_numpy() == 0) & (
+                ((ops["stage"].to_numpy() == 0) & (ops["optype"].to_numpy() == T.FORWARD_COMPUTE))
+                | ((ops["stage"].to_numpy() > 0) & (ops["optype"].to_numpy() == T.FORWARD_RECV)))
+            names = np.where(first, T.FIRST_OP, names)
+        labels, codes = np.unique(names.astype(str), return_inverse=True)
+        return codes, [str(x) for x in labels]
+
+    def _worker_table(self, blocking_parts: dict[str, Attribution]) -> pd.DataFrame:
+        """Score each worker by min(S_dp_rank, S_stage) and, optionally, its exact S_w."""
+        ops = self.dag.ops
+        first = ops.drop_duplicates(["dp_rank", "stage"])[["dp_rank", "stage", "rank"]].reset_index(drop=True)
+        s_dp = blocking_parts["dp_rank"].overall
+        s_stage = blocking_parts["stage"].overall
+        first["S_dp_rank"] = first["dp_rank"].map(lambda d: s_dp[str(d)])
+        first["S_stage"] = first["stage"].map(lambda s: s_stage[str(s)])
+        first["score"] = np.minimum(first["S_dp_rank"], first["S_stage"])
+        first["S_worker"] = np.nan
+        if self.per_worker:
+            worker_codes = ops["dp_rank"].to_numpy().astype(np.int64) * self.trace.meta.pp_size + ops["stage"].to_numpy()
+            codes, labels = _codes_of(worker_codes)
+            exact = self._attribute(codes, labels, launch=False).overall
+            key = first["dp_rank"].astype(np.int64) * self.trace.meta.pp_size + first["stage"]
+            first["S_worker"] = key.map(lambda k: exact[str(k)])
+        return first.sort_values(["dp_rank", "stage"]).reset_index(drop=True)
+
+    def _characterise(self, workers: pd.DataFrame) -> tuple[Explanation, Explanation]:
+        ops = self.dag.ops
+        last_stage = ops["stage"].to_numpy() == self.trace.meta.pp_size - 1
+        n_top = math.ceil(TOP_WORKER_PERCENT * len(workers) / 100)
+        ranked = workers.sort_values(["score", "rank"], ascending=[False, True], kind="stable")
+        top = ranked.head(n_top)
+        top_key = set(zip(top["dp_rank"], top["stage"]))
+        in_top = pd.MultiIndex.from_arrays([ops["dp_rank"], ops["stage"]]).isin(list(top_key))
+        return self._explain([last_stage, np.asarray(in_top)])
+
+    def _explain(self, masks: list[np.ndarray]) -> list[Explanation]:
+        """rem/add for each set of op instances (SPEC §5.6), all in one batch."""
+        w, ideal = self.weights.weight[:, None], self.ideal[:, None]
+        mask = np.column_stack(masks)
+        removed = np.where(mask, ideal, w)
+        added = np.where(mask, w, ideal)
+        sim = self.compiled.evaluate(np.hstack([removed, added]), np.zeros((self.dag.n_ops, 2 * len(masks))))
+        t_ori = float(self.sims["nodelay"].span[:, 0].mean())
+        t_ideal = float(self.sims["ideal"].span[:, 0].mean())
+        means = sim.span.mean(axis=0)
+        return [Explanation(trem=float(means[i]), tadd=float(means[len(masks) + i]), tori=t_ori, tideal=t_ideal)
+                for i in range(len(masks))]
+
+    # -- helpers ----------------------------------------------------------------------
+    def _check_base(self, base: Simulation, observed_span: np.ndarray) -> None:
+        error = np.abs(base.step_time[:, 0] - observed_span) / np.maximum(observed_span, 1e-12)
+        if error.max() > BASE_TOLERANCE:
+            worst = np.argsort(error)[::-1][:3]
+            named = ", ".join(f"step {self.steps[i]} ({error[i]:.2%})" for i in worst)
+            self.warnings.append(f"base simulation differs from the observed step time by more than "
+                                 f"{BASE_TOLERANCE:.1%} in {(error > BASE_TOLERANCE).sum()} step(s); worst: {named}")
+        if self.weights.clamped_delay:
+            self.warnings.append(f"{self.weights.clamped_delay} launch delay(s) <= -0.01 s set to 0 (clock skew); "
+                                 f"worst: {self.weights.worst_delay}")
+        if self.weights.clamped_transfer:
+            self.warnings.append(f"{self.weights.clamped_transfer} transfer time(s) <= -0.01 s set to 0 (clock skew)")
+
+    def _split(self, sim: Simulation, names: list[str]) -> dict[str, Simulation]:
+        return {name: Simulation(sim.start[:, [i]], sim.end[:, [i]], sim.step_time[:, [i]], sim.span[:, [i]])
+                for i, name in enumerate(names)}
+
+    def _by_step(self, values: np.ndarray) -> dict[str, float]:
+        return {str(step): float(v) for step, v in zip(self.steps, values)}
+
+
+def observed_mean_ratio(numerator: np.ndarray, denominator: np.ndarray) -> float:
+    """mean(numerator) / mean(denominator): the slowdown of SPEC §5 (Eq. 1)."""
+    return float(np.mean(numerator) / np.mean(denominator))
+
+
+def _codes_of(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    labels, codes = np.unique(values, return_inverse=True)
+    return codes, [str(x) for x in labels]
+
+
+def _sorted_desc(values: dict[str, float]) -> dict[str, float]:
+    return dict(sorted(values.items(), key=lambda kv: -kv[1]))
+
+
+def _str_keys(per_step: dict[int, dict]) -> dict[str, dict]:
+    return {str(k): v for k, v in per_step.items()}
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator != 0 else float("nan")

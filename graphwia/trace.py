@@ -1,0 +1,260 @@
+"""Load and validate a trace and its job metadata (SPEC §1).
+
+The contract: :func:`load_trace` returns a :class:`Trace` whose op table has
+the SPEC columns with fixed dtypes, any row order, and passes every check
+below; anything else raises a :class:`~graphwia.errors.GraphwiaError` whose
+one-line message names the file and the column, op, worker or step at fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import MetaError, TraceError
+from .optypes import ALL_OPTYPES
+
+#: Column name → dtype of the validated op table.
+COLUMNS = {
+    "dp_rank": np.int32,
+    "stage": np.int32,
+    "rank": np.int32,
+    "step": np.int64,
+    "optype": None,  # categorical over ALL_OPTYPES
+    "start_ts": np.float64,
+    "duration": np.float64,
+    "seq_id": np.int32,
+    "mc": np.int32,
+    "gmc": np.int32,
+    "mb_id": np.int32,
+}
+META_FIELDS = ("trial_name", "run_id", "dp_size", "pp_size", "tp_size", "dsp_size", "vpp_size", "world_size")
+SIZE_FIELDS = ("dp_size", "pp_size", "tp_size", "dsp_size", "vpp_size", "world_size")
+OPTYPE_DTYPE = pd.CategoricalDtype(list(ALL_OPTYPES))
+
+
+@dataclass(frozen=True)
+class JobMeta:
+    """Parallelism layout of a job (SPEC §1, metadata)."""
+
+    trial_name: str
+    run_id: int
+    dp_size: int
+    pp_size: int
+    tp_size: int
+    dsp_size: int
+    vpp_size: int
+    world_size: int
+
+    @property
+    def uses_dp(self) -> bool:
+        """True when gradients are reduced across data-parallel ranks."""
+        return self.dp_size * self.dsp_size > 1
+
+    def to_dict(self) -> dict:
+        """The metadata in the published ``job_meta`` field order."""
+        d = asdict(self)
+        order = ("trial_name", "run_id", "dp_size", "pp_size", "tp_size", "dsp_size", "vpp_size", "world_size")
+        return {k: d[k] for k in order}
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A validated trace: the op table plus the job's metadata.
+
+    ``ops`` has one row per op instance, columns :data:`COLUMNS`, and an extra
+    ``end`` column (``start_ts + duration``).
+    """
+
+    ops: pd.DataFrame
+    meta: JobMeta
+    source: str = "<memory>"
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Sorted step numbers present in the trace."""
+        return np.unique(self.ops["step"].to_numpy())
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, meta: JobMeta | dict, source: str = "<memory>") -> "Trace":
+        """Validate an in-memory op table (SPEC §1 columns) and metadata."""
+        if isinstance(meta, dict):
+            meta = parse_meta(meta, source=f"{source} metadata")
+        ops = _normalise(frame, source)
+        _check_against_meta(ops, meta, source)
+        return cls(ops=ops, meta=meta, source=source)
+
+
+def load_meta(path: str | Path) -> JobMeta:
+    """Read and validate a metadata YAML file (SPEC §1)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise MetaError(f"{path}: metadata file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise MetaError(f"{path}: not a readable YAML file ({_first_line(exc)})") from None
+    return parse_meta(raw, source=str(path))
+
+
+def parse_meta(raw: object, source: str = "<metadata>") -> JobMeta:
+    """Validate a metadata mapping: all fields, positive sizes, consistent world size."""
+    if not isinstance(raw, dict):
+        raise MetaError(f"{source}: metadata must be a mapping of {', '.join(META_FIELDS)}")
+    missing = [f for f in META_FIELDS if f not in raw]
+    if missing:
+        raise MetaError(f"{source}: metadata is missing field(s) {', '.join(missing)}")
+    values = {"trial_name": str(raw["trial_name"])}
+    for field in ("run_id",) + SIZE_FIELDS:
+        value = raw[field]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise MetaError(f"{source}: {field} must be an integer, got {value!r}")
+        if field in SIZE_FIELDS and value < 1:
+            raise MetaError(f"{source}: {field} must be a positive integer, got {value}")
+        values[field] = int(value)
+    product = values["dp_size"] * values["pp_size"] * values["tp_size"] * values["dsp_size"]
+    if values["world_size"] != product:
+        raise MetaError(
+            f"{source}: world_size {values['world_size']} != dp_size*pp_size*tp_size*dsp_size = {product}"
+        )
+    return JobMeta(**values)
+
+
+def load_trace(trace_path: str | Path, meta_path: str | Path | None = None) -> Trace:
+    """Load a trace (parquet or CSV) and its metadata YAML, validated.
+
+    Parameters
+    ----------
+    trace_path:
+        ``.parquet`` or ``.csv`` file with the SPEC §1 columns, rows in any order.
+    meta_path:
+        Metadata YAML. Default: ``meta-<name>.yaml`` beside ``trace-<name>.<ext>``.
+    """
+    trace_path = Path(trace_path)
+    if meta_path is None:
+        meta_path = default_meta_path(trace_path)
+    meta = load_meta(meta_path)
+    frame = read_table(trace_path)
+    return Trace.from_frame(frame, meta, source=str(trace_path))
+
+
+def default_meta_path(trace_path: Path) -> Path:
+    """``dir/trace-NAME.ext`` → ``dir/meta-NAME.yaml``."""
+    name = trace_path.name.split(".")[0]
+    if name.startswith("trace-"):
+        name = name[len("trace-"):]
+    return trace_path.with_name(f"meta-{name}.yaml")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a parquet or CSV file into a DataFrame, with a clear error otherwise."""
+    if not path.is_file():
+        raise TraceError(f"{path}: trace file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix == ".csv":
+            return pd.read_csv(path)
+    except Exception as exc:  # pyarrow and the CSV parser raise many types
+        kind = "parquet" if suffix != ".csv" else "CSV"
+        raise TraceError(f"{path}: not a readable {kind} file ({_first_line(exc)})") from None
+    raise TraceError(f"{path}: unsupported trace format {suffix!r} (expected .parquet or .csv)")
+
+
+def _normalise(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Check columns, types and values; return the op table in canonical dtypes."""
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise TraceError(f"{source}: missing column(s) {', '.join(missing)}")
+    if len(frame) == 0:
+        raise TraceError(f"{source}: the trace has no rows")
+    out = {}
+    for column, dtype in COLUMNS.items():
+        values = frame[column]
+        if dtype is None:
+            out[column] = _optype_column(values, source)
+        elif np.issubdtype(dtype, np.integer):
+            out[column] = _integer_column(values, column, dtype, source)
+        else:
+            out[column] = _float_column(values, column, source)
+    ops = pd.DataFrame(out)
+    negative = ops["duration"].to_numpy() < 0
+    if negative.any():
+        raise TraceError(f"{source}: column duration has {negative.sum()} negative value(s), first: {_describe_row(ops, np.argmax(negative))}")
+    ops["end"] = ops["start_ts"].to_numpy() + ops["duration"].to_numpy()
+    key = ["step", "dp_rank", "stage", "optype", "seq_id"]
+    dup = ops.duplicated(subset=key)
+    if dup.any():
+        raise TraceError(f"{source}: {int(dup.sum())} duplicated op instance(s), first: {_describe_row(ops, int(np.argmax(dup.to_numpy())))}")
+    return ops
+
+
+def _optype_column(values: pd.Series, source: str) -> pd.Series:
+    strings = values.astype("string") if not isinstance(values.dtype, pd.CategoricalDtype) else values
+    unknown = sorted(set(pd.unique(strings.dropna())) - set(ALL_OPTYPES))
+    if strings.isna().any():
+        raise TraceError(f"{source}: column optype has missing values")
+    if unknown:
+        raise TraceError(f"{source}: column optype has unknown op type(s) {', '.join(map(repr, unknown[:5]))}")
+    return strings.astype(str).astype(OPTYPE_DTYPE) if not isinstance(values.dtype, pd.CategoricalDtype) \
+        else values.astype(str).astype(OPTYPE_DTYPE)
+
+
+def _integer_column(values: pd.Series, column: str, dtype, source: str) -> np.ndarray:
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return values.to_numpy().astype(dtype)
+    if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+        raise TraceError(f"{source}: column {column} must be integer, got {values.dtype}")
+    array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(array) | (array != np.round(array))
+    if bad.any():
+        raise TraceError(f"{source}: column {column} must be integer, row {int(np.argmax(bad))} holds {array[np.argmax(bad)]!r}")
+    return array.astype(dtype)
+
+
+def _float_column(values: pd.Series, column: str, source: str) -> np.ndarray:
+    if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+        raise TraceError(f"{source}: column {column} must be numeric seconds, got {values.dtype}")
+    array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise TraceError(f"{source}: column {column} has {int(bad.sum())} NaN/inf value(s), first at row {int(np.argmax(bad))}")
+    return array
+
+
+def _check_against_meta(ops: pd.DataFrame, meta: JobMeta, source: str) -> None:
+    """The ranks and chunks present must fit the metadata's sizes."""
+    checks = (
+        ("dp_rank", meta.dp_size, "dp_size"),
+        ("stage", meta.pp_size, "pp_size"),
+        ("mc", meta.vpp_size, "vpp_size"),
+    )
+    for column, size, field in checks:
+        values = ops[column].to_numpy()
+        low = -1 if column == "mc" else 0
+        out = (values < low) | (values >= size)
+        if out.any():
+            raise TraceError(
+                f"{source}: column {column} holds {values[out][0]}, outside [0, {size}) given by metadata {field}={size}"
+            )
+    stages = np.unique(ops["stage"].to_numpy())
+    if len(stages) != meta.pp_size:
+        absent = sorted(set(range(meta.pp_size)) - set(stages.tolist()))
+        raise TraceError(f"{source}: metadata pp_size={meta.pp_size} but stage(s) {absent} have no ops")
+
+
+def _describe_row(ops: pd.DataFrame, i: int) -> str:
+    row = ops.iloc[int(i)]
+    return (f"{row['optype']} seq_id {row['seq_id']} on worker (dp_rank {row['dp_rank']}, stage {row['stage']}) "
+            f"in step {row['step']}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

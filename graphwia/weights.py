@@ -1,0 +1,97 @@
+"""Weights taken from the trace (SPEC §3) and their typical values (SPEC §5.3).
+
+A weight is an op's duration (local op) or transfer time (group member: its
+end − the latest start in its group); the launch delay is its start − the
+latest end of its intra-worker predecessors (or of the step's start).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import optypes as T
+from .dag import Dag
+
+#: Values at or below this are clock noise and become 0 (SPEC §3).
+CLOCK_NOISE = -0.01
+
+
+@dataclass
+class Weights:
+    """Observed weights of a DAG's op instances (arrays aligned with ``dag.ops``).
+
+    ``clamped_transfer`` / ``clamped_delay`` count the values SPEC §3 turned to
+    0, and ``worst_delay`` names the op with the most negative launch delay.
+    """
+
+    weight: np.ndarray
+    delay: np.ndarray
+    clamped_transfer: int = 0
+    clamped_delay: int = 0
+    worst_delay: str = ""
+
+
+def observed_weights(dag: Dag) -> Weights:
+    """Durations, transfer times and launch delays of every op instance (SPEC §3)."""
+    ops = dag.ops
+    start = ops["start"].to_numpy()
+    end = ops["end"].to_numpy()
+    weight = ops["duration"].to_numpy().copy()
+    barrier = ops["barrier"].to_numpy()
+    members = np.flatnonzero(barrier >= 0)
+    clamped_transfer = 0
+    if len(members):
+        group = barrier[members] - dag.n_ops
+        latest_start = np.full(dag.n_barriers, -np.inf)
+        np.maximum.at(latest_start, group, start[members])
+        transfer = end[members] - latest_start[group]
+        noise = transfer <= CLOCK_NOISE
+        clamped_transfer = int(noise.sum())
+        weight[members] = np.where(noise, 0.0, transfer)
+
+    edges = dag.edges
+    intra = edges.via >= 0  # membership and step-start edges carry no op
+    has_pred = np.zeros(dag.n_ops, dtype=bool)
+    has_pred[edges.dst[intra]] = True
+    # Ops without predecessors are measured from the step start, time 0.
+    latest_pred_end = np.where(has_pred, _latest(dag.n_ops, edges.dst[intra], end[edges.via[intra]]), 0.0)
+    delay = start - latest_pred_end
+    noise = delay <= CLOCK_NOISE
+    worst = ""
+    if noise.any():
+        i = int(np.argmin(delay))
+        row = ops.iloc[i]
+        worst = (f"{row['optype']} seq_id {row['seq_id']} on worker (dp_rank {row['dp_rank']}, stage {row['stage']}) "
+                 f"in step {row['step']}: {delay[i]:.4f} s")
+    delay = np.where(noise, 0.0, delay)
+    return Weights(weight=weight, delay=delay, clamped_transfer=clamped_transfer, clamped_delay=int(noise.sum()),
+                   worst_delay=worst)
+
+
+def _latest(n: int, index: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per-index maximum of values (−inf where an index has none)."""
+    out = np.full(n, -np.inf)
+    np.maximum.at(out, index, values)
+    return out
+
+
+def typical_weights(dag: Dag, weights: Weights) -> dict[str, float]:
+    """Typical weight of each optype over all workers and steps of ``dag``.
+
+    The mean for compute optypes, the median for communication (SPEC §5.3).
+    """
+    frame = pd.DataFrame({"optype": dag.ops["optype"].to_numpy(), "weight": weights.weight})
+    grouped = frame.groupby("optype", observed=True)["weight"]
+    means, medians = grouped.mean(), grouped.median()
+    return {str(t): float(means[t] if t in T.COMPUTE_OPTYPES else medians[t]) for t in means.index}
+
+
+def ideal_weight(dag: Dag, typical: dict[str, float]) -> np.ndarray:
+    """Every op's weight replaced by its optype's typical value."""
+    codes = dag.ops["optype"].cat.codes.to_numpy()
+    categories = dag.ops["optype"].cat.categories
+    table = np.array([typical.get(str(t), np.nan) for t in categories])
+    return table[codes]
