@@ -1,0 +1,29 @@
+"""graphwia: what-if analysis of stragglers in large-model training traces.
+
+The data path runs one way::
+
+    load_trace → build_dag → Dag.compile → CompiledDag.evaluate → analyze → writers
+
+>>> import graphwia
+>>> trace = graphwia.load_trace("trace-AR.parquet", "meta-AR.yaml")
+>>> analysis = graphwia.analyze(trace)
+>>> analysis.result["blocking_slowdown"]          # S (SPEC §5.3)
+>>> graphwia.write_results(analysis, "out/")      # result-AR.json, ms-AR.json, mw-AR.json
+"""
+
+from .analysis import Analysis, analyze
+from .dag import Dag, build_dag
+from .errors import GraphwiaError, MetaError, OutputError, ScheduleError, TraceError, UsageError
+from .evaluate import CompiledDag, Simulation
+from .results import write_results
+from .schedule import Schedule, infer_schedule
+from .trace import JobMeta, Trace, load_meta, load_trace
+from .weights import Weights, observed_weights, typical_weights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Analysis", "CompiledDag", "Dag", "GraphwiaError", "JobMeta", "MetaError", "OutputError", "Schedule",
+    "ScheduleError", "Simulation", "Trace", "TraceError", "UsageError", "Weights", "analyze", "build_dag",
+    "infer_schedule", "load_meta", "load_trace", "observed_weights", "typical_weights", "write_results",
+]

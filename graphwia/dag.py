@@ -25,6 +25,7 @@ import pandas as pd
 
 from .errors import TraceError, UsageError
 from .schedule import EDGE_KINDS, KIND_CODE, Schedule, infer_schedule
+from .steps import format_ranges
 from .trace import Trace
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -154,8 +155,8 @@ def _select_steps(trace: Trace, steps: Iterable[int] | None) -> np.ndarray:
     wanted = np.unique(np.asarray(list(steps), dtype=np.int64))
     missing = np.setdiff1d(wanted, present)
     if len(wanted) == 0 or len(missing):
-        what = "no steps were selected" if len(wanted) == 0 else f"step(s) {_short_list(missing)} are not in the trace"
-        raise UsageError(f"{trace.source}: {what}; steps present: {_ranges(present)}")
+        what = "no steps were selected" if len(wanted) == 0 else f"step(s) {format_ranges(missing)} are not in the trace"
+        raise UsageError(f"{trace.source}: {what}; steps present: {format_ranges(present)}")
     return wanted
 
 
@@ -319,21 +320,3 @@ def _edges(schedule: Schedule, layout: _Layout, barrier_of: np.ndarray, members_
         kind=np.concatenate([intra_kind, member_kind,
                              np.full(len(orphan), KIND_CODE["step-start"])]).astype(np.int8),
     )
-
-
-def _short_list(values, limit: int = 8) -> str:
-    values = [str(v) for v in values]
-    return ", ".join(values[:limit]) + (f", … ({len(values)} in all)" if len(values) > limit else "")
-
-
-def _ranges(values) -> str:
-    """Compact "1-4, 7, 9-10" form of sorted integers."""
-    values = [int(v) for v in values]
-    parts, start = [], None
-    for i, v in enumerate(values):
-        if start is None:
-            start = v
-        if i + 1 == len(values) or values[i + 1] != v + 1:
-            parts.append(str(start) if start == v else f"{start}-{v}")
-            start = None
-    return ", ".join(parts)

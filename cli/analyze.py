@@ -1,0 +1,53 @@
+"""``graphwia analyze``: the full what-if analysis of one trace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import progress, reports_errors, step_spec
+
+
+def register(app: typer.Typer) -> None:
+    app.command(context_settings={"allow_extra_args": True})(analyze)
+
+
+@reports_errors
+def analyze(
+    ctx: typer.Context,
+    trace: Path = typer.Argument(..., help="Trace file (.parquet or .csv)."),
+    meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
+    out: Path = typer.Option(Path("out"), "--out", help="Output directory."),
+    steps: Optional[list[str]] = typer.Option(None, "--steps", help="Analyse only these steps: numbers and ranges, e.g. --steps 12 20-23."),
+    decompose_threshold: float = typer.Option(1.03, "--decompose-threshold", help="Attribute a slowdown only when it reaches this."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Skip pictures, timelines and the HTML report."),
+    per_worker: bool = typer.Option(True, "--per-worker/--no-per-worker", help="Exact attribution to every single worker."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+) -> None:
+    """Analyse TRACE: slowdown S, its attribution, M_S and M_W; write the results to --out."""
+    from graphwia import analyze as run_analysis
+    from graphwia import load_trace
+    from graphwia.io import check_writable_dir
+    from graphwia.outputs import write_outputs
+    from graphwia.summary import summary_lines
+
+    from graphwia.steps import parse_step_spec, resolve_steps
+
+    spec = step_spec(ctx, steps)
+    spans = parse_step_spec(spec) if spec else None
+    check_writable_dir(out)
+    with progress(not quiet) as say:
+        say("loading the trace")
+        loaded = load_trace(trace, meta)
+        selected = resolve_steps(loaded.steps, spans, str(trace)) if spans else None
+        analysis = run_analysis(loaded, steps=selected, decompose_threshold=decompose_threshold,
+                                per_worker=per_worker, progress=say)
+        say("writing outputs")
+        written = write_outputs(analysis, out, plots=not no_plots)
+    for warning in analysis.warnings:
+        typer.echo(f"graphwia: warning: {warning}", err=True)
+    if not quiet:
+        typer.echo("\n".join(summary_lines(analysis)))
+        typer.echo(f"wrote {len(written)} file(s) to {out}/: " + ", ".join(p.name for p in written))

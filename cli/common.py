@@ -1,0 +1,73 @@
+"""What every command shares: error reporting, step lists, progress, console."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import typer
+
+class State:
+    """Global flags set by the app callback."""
+
+    debug = False
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print a one-line error to stderr and exit with ``code``."""
+    typer.echo(f"graphwia: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def reports_errors(command: Callable) -> Callable:
+    """Turn graphwia errors (and unexpected ones) into one line and an exit code.
+
+    With ``--debug`` the traceback is shown instead.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from graphwia.errors import GraphwiaError
+
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except GraphwiaError as exc:
+            if State.debug:
+                raise
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except Exception as exc:  # a bug or an unforeseen input: still one line, unless --debug
+            if State.debug:
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            fail(f"unexpected {type(exc).__name__}: {first} (run with --debug for the traceback)", 1)
+
+    return wrapper
+
+
+def step_spec(ctx: typer.Context, steps: list[str] | None) -> list[str] | None:
+    """Values of ``--steps`` plus the step specs that followed it (``--steps 12 20-23``)."""
+    extra = list(ctx.args)
+    if extra and not steps:
+        raise typer.BadParameter(f"unexpected argument(s) {' '.join(extra)}")
+    return (steps or []) + extra or None
+
+
+@contextmanager
+def progress(enabled: bool = True) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr with the current phase; yields the callback to advance it."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda label: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+        yield lambda label: bar.update(task, description=label)
