@@ -25,14 +25,14 @@ that overlap with compute (``params-all-gather`` of later chunks, per-chunk
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .errors import UsageError
 
 FORWARD_COMPUTE = "forward-compute"
 BACKWARD_COMPUTE = "backward-compute"
@@ -84,7 +84,13 @@ LAUNCH_GAP_S = 0.00002      # mean of the exponential CPU-side gap before each c
 STREAM_START_JITTER_S = 0.002  # mean delay of each stream's first call after the step start
 STEP_GAP_S = 0.1            # idle time between consecutive steps in the output epoch
 
-LOCAL, GROUP = 0, 1
+
+class SynthArgumentError(UsageError, ValueError):
+    """An argument of :func:`synthesize` the generator cannot honour; ``argument`` names it."""
+
+    def __init__(self, argument: str, message: str):
+        super().__init__(message)
+        self.argument = argument
 
 
 @dataclass
@@ -584,33 +590,35 @@ def _trace_table(prog, layout, steps, tp, start, end) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 def _validate(dp, pp, vpp, microbatches, steps, tp, slow_workers, slow_stage, seqlen_cv, gc_pauses) -> None:
-    """Raise ValueError naming the argument for anything the generator cannot honour."""
+    """Raise SynthArgumentError naming the argument for anything the generator cannot honour."""
     for arg, value in (("dp", dp), ("pp", pp), ("vpp", vpp), ("microbatches", microbatches),
                        ("steps", steps), ("tp", tp)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{arg} must be a positive integer, got {value!r}")
+            raise SynthArgumentError(arg, f"{arg} must be a positive integer, got {value!r}")
     if vpp > 1 and pp < 2:
-        raise ValueError(f"vpp {vpp} > 1 needs pp >= 2 (interleaving runs over pipeline stages)")
+        raise SynthArgumentError("vpp", f"vpp {vpp} > 1 needs pp >= 2 (chunks interleave over stages)")
     if vpp > 1 and microbatches % pp:
-        raise ValueError(f"microbatches ({microbatches}) must be a multiple of pp ({pp}) when vpp > 1")
+        raise SynthArgumentError(
+            "microbatches", f"microbatches ({microbatches}) must be a multiple of pp ({pp}) when vpp > 1")
     for dp_rank, stage, factor in slow_workers:
         if not (0 <= dp_rank < dp and 0 <= stage < pp):
-            raise ValueError(f"slow worker ({dp_rank}, {stage}) outside dp {dp} x pp {pp}")
+            raise SynthArgumentError(
+                "slow_workers", f"slow worker dp_rank {dp_rank}, stage {stage} is outside dp {dp} x pp {pp}")
         if not factor > 0:
-            raise ValueError(f"slow worker factor must be > 0, got {factor}")
+            raise SynthArgumentError("slow_workers", f"slow worker factor must be > 0, got {factor}")
     if slow_stage is not None:
         stage, factor = slow_stage
         if not 0 <= stage < pp:
-            raise ValueError(f"slow stage {stage} outside pp {pp}")
+            raise SynthArgumentError("slow_stage", f"slow stage {stage} is outside pp {pp}")
         if not factor > 0:
-            raise ValueError(f"slow stage factor must be > 0, got {factor}")
+            raise SynthArgumentError("slow_stage", f"slow stage factor must be > 0, got {factor}")
     if not seqlen_cv >= 0:
-        raise ValueError(f"seqlen_cv must be >= 0, got {seqlen_cv}")
+        raise SynthArgumentError("seqlen_cv", f"seqlen_cv must be >= 0, got {seqlen_cv}")
     for probability, seconds in gc_pauses:
         if not 0 <= probability <= 1:
-            raise ValueError(f"gc pause probability must be in [0, 1], got {probability}")
+            raise SynthArgumentError("gc_pauses", f"gc pause probability must be in [0, 1], got {probability}")
         if not seconds >= 0:
-            raise ValueError(f"gc pause seconds must be >= 0, got {seconds}")
+            raise SynthArgumentError("gc_pauses", f"gc pause seconds must be >= 0, got {seconds}")
 
 
 def synthesize(*, dp: int, pp: int, vpp: int = 1, microbatches: int, steps: int, seed: int = 0,
@@ -684,22 +692,12 @@ def write_synth(out_dir, name: str, **kwargs) -> tuple[Path, Path]:
     Returns the two paths."""
     import yaml
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from .io import atomic_path, write_text
+
     trace, meta = synthesize(name=name, **kwargs)
-    trace_path = out_dir / f"trace-{name}.parquet"
-    meta_path = out_dir / f"meta-{name}.yaml"
-    _write_atomically(trace_path, lambda tmp: trace.to_parquet(tmp, index=False))
-    _write_atomically(meta_path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(meta, sort_keys=False)))
+    trace_path = Path(out_dir) / f"trace-{name}.parquet"
+    meta_path = Path(out_dir) / f"meta-{name}.yaml"
+    with atomic_path(trace_path) as tmp:
+        trace.to_parquet(tmp, index=False)
+    write_text(meta_path, yaml.safe_dump(meta, sort_keys=False))
     return trace_path, meta_path
-
-
-def _write_atomically(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

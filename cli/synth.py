@@ -1,0 +1,69 @@
+"""``graphwia synth``: write a synthetic trace with injected straggler causes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import fail, reports_errors
+
+#: synthesize() argument -> the option a user typed, to name it in errors.
+OPTION_OF = {
+    "dp": "--dp", "pp": "--pp", "vpp": "--vpp", "microbatches": "--microbatches", "steps": "--steps",
+    "tp": "--tp", "slow_workers": "--slow-worker", "slow_stage": "--slow-stage",
+    "seqlen_cv": "--seqlen-cv", "gc_pauses": "--gc-pause",
+}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("synth")(synth)
+
+
+def parse_fields(text: str, option: str, form: str, types: tuple) -> tuple:
+    """Split ``text`` at ':' into len(types) values of those types, or fail naming ``option``."""
+    parts = text.split(":")
+    try:
+        if len(parts) != len(types):
+            raise ValueError
+        return tuple(kind(part) for kind, part in zip(types, parts))
+    except ValueError:
+        fail(f"{option}: expected {form}, got {text!r}", 2)
+
+
+@reports_errors
+def synth(
+    out: Path = typer.Option(..., "--out", help="Output directory for trace-NAME.parquet and meta-NAME.yaml."),
+    name: str = typer.Option(..., "--name", help="Trial name (file names and trial_name)."),
+    dp: int = typer.Option(..., "--dp", help="Data-parallel size."),
+    pp: int = typer.Option(..., "--pp", help="Pipeline stages."),
+    vpp: int = typer.Option(1, "--vpp", help="Model chunks per stage; >= 2 gives interleaved 1F1B."),
+    microbatches: int = typer.Option(..., "--microbatches", help="Microbatches per step (a multiple of --pp when --vpp >= 2)."),
+    steps: int = typer.Option(..., "--steps", help="Training steps."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; same seed, same trace."),
+    slow_worker: Optional[list[str]] = typer.Option(None, "--slow-worker", metavar="DP:STAGE:FACTOR",
+                                                    help="Multiply one worker's compute durations (repeatable)."),
+    slow_stage: Optional[str] = typer.Option(None, "--slow-stage", metavar="STAGE:FACTOR",
+                                             help="Multiply one stage's compute durations."),
+    seqlen_cv: float = typer.Option(0.0, "--seqlen-cv", help="CV of per-microbatch compute (sequence-length imbalance)."),
+    gc_pause: Optional[list[str]] = typer.Option(None, "--gc-pause", metavar="P:SECONDS",
+                                                 help="With probability P per worker-step, gc takes SECONDS longer (repeatable)."),
+    no_dp_overlap: bool = typer.Option(False, "--no-dp-overlap", help="Reduce gradients in the step's tail, not overlapped."),
+    tp: int = typer.Option(1, "--tp", help="Tensor-parallel size (metadata and global ranks only)."),
+) -> None:
+    """Write a synthetic Megatron-style trace (1F1B / interleaved) with injected straggler causes."""
+    from graphwia.synth import SynthArgumentError, write_synth
+
+    slow_workers = [parse_fields(text, "--slow-worker", "DP:STAGE:FACTOR, e.g. 3:1:1.5", (int, int, float))
+                    for text in slow_worker or []]
+    stage = parse_fields(slow_stage, "--slow-stage", "STAGE:FACTOR, e.g. 3:2.0", (int, float)) if slow_stage else None
+    gc_pauses = [parse_fields(text, "--gc-pause", "P:SECONDS, e.g. 0.05:1.5", (float, float)) for text in gc_pause or []]
+    try:
+        trace_path, meta_path = write_synth(
+            out, name, dp=dp, pp=pp, vpp=vpp, microbatches=microbatches, steps=steps, seed=seed,
+            slow_workers=slow_workers, slow_stage=stage, seqlen_cv=seqlen_cv, gc_pauses=gc_pauses,
+            dp_overlap=not no_dp_overlap, tp=tp)
+    except SynthArgumentError as exc:
+        fail(f"{OPTION_OF.get(exc.argument, exc.argument)}: {exc}", 2)
+    typer.echo(f"wrote {trace_path} and {meta_path}")
