@@ -226,15 +226,23 @@ class _Analyzer:
         }
 
     def _optype_codes(self, first_op: bool) -> tuple[np.ndarray, list[str]]:
-        ops = self.dag.ops
-        names = ops["optype"].map(T.ATTRIBUTION_GROUP).astype(object).to_numpy()
+        """Attribution group of every op (p2p merged per direction; optionally ``first-op``)."""
+        optype = self.dag.ops["optype"]
+        group_of_category = np.array([T.ATTRIBUTION_GROUP[str(t)] for t in optype.cat.categories] + [T.FIRST_OP])
+        group_codes = optype.cat.codes.to_numpy().astype(np.int64)
         if first_op:
-            first = (ops["seq_id"].to_numpy() == 0) & (
-                ((ops["stage"].to_numpy() == 0) & (ops["optype"].to_numpy() == T.FORWARD_COMPUTE))
-                | ((ops["stage"].to_numpy() > 0) & (ops["optype"].to_numpy() == T.FORWARD_RECV)))
-            names = np.where(first, T.FIRST_OP, names)
-        labels, codes = np.unique(names.astype(str), return_inverse=True)
-        return codes, [str(x) for x in labels]
+            group_codes = np.where(self._first_ops(), len(group_of_category) - 1, group_codes)
+        present, codes = np.unique(group_codes, return_inverse=True)
+        names = group_of_category[present]
+        labels, label_codes = np.unique(names, return_inverse=True)  # merge p2p optypes sharing a group
+        return label_codes[codes], [str(x) for x in labels]
+
+    def _first_ops(self) -> np.ndarray:
+        """The first forward compute on stage 0 and the first forward-recv on later stages."""
+        ops = self.dag.ops
+        stage, optype = ops["stage"].to_numpy(), ops["optype"].to_numpy()
+        return (ops["seq_id"].to_numpy() == 0) & (
+            ((stage == 0) & (optype == T.FORWARD_COMPUTE)) | ((stage > 0) & (optype == T.FORWARD_RECV)))
 
     def _worker_table(self, blocking_parts: dict[str, Attribution]) -> pd.DataFrame:
         """Score each worker by min(S_dp_rank, S_stage) and, optionally, its exact S_w."""
@@ -292,8 +300,7 @@ class _Analyzer:
             self.warnings.append(f"{self.weights.clamped_transfer} transfer time(s) <= -0.01 s set to 0 (clock skew)")
 
     def _split(self, sim: Simulation, names: list[str]) -> dict[str, Simulation]:
-        return {name: Simulation(sim.start[:, [i]], sim.end[:, [i]], sim.step_time[:, [i]], sim.span[:, [i]])
-                for i, name in enumerate(names)}
+        return {name: sim.select([i]) for i, name in enumerate(names)}
 
     def _by_step(self, values: np.ndarray) -> dict[str, float]:
         return {str(step): float(v) for step, v in zip(self.steps, values)}

@@ -13,7 +13,7 @@ duration (local op) or transfer time (group member); ``delay`` its launch delay.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 
 import numpy as np
 
@@ -23,65 +23,99 @@ from .errors import ScheduleError
 DEFAULT_MAX_BATCH_BYTES = 1 << 30
 
 
-@dataclass
 class Simulation:
     """Simulated start and end of every op instance, per scenario.
 
     ``start`` and ``end`` have shape (n_ops, n_scenarios), times relative to the
     step start. ``step_time`` (n_steps, n_scenarios) is the latest end of an
     optimizer op per step (SPEC §4); ``span`` the latest end minus earliest start.
+    Internally times are kept per step, shape (ops_per_step, n_steps, n_scenarios);
+    the op-major views are made on first use.
     """
 
-    start: np.ndarray
-    end: np.ndarray
-    step_time: np.ndarray
-    span: np.ndarray
+    def __init__(self, start_by_step: np.ndarray, end_by_step: np.ndarray, step_time: np.ndarray, span: np.ndarray):
+        self._start = start_by_step
+        self._end = end_by_step
+        self.step_time = step_time
+        self.span = span
+
+    @property
+    def n_scenarios(self) -> int:
+        return self.step_time.shape[1]
+
+    @functools.cached_property
+    def start(self) -> np.ndarray:
+        return _op_major(self._start)
+
+    @functools.cached_property
+    def end(self) -> np.ndarray:
+        return _op_major(self._end)
+
+    def select(self, columns) -> "Simulation":
+        """The simulation of some scenarios only (a list of column indices)."""
+        columns = list(columns)
+        return Simulation(self._start[:, :, columns], self._end[:, :, columns], self.step_time[:, columns],
+                          self.span[:, columns])
+
+    @classmethod
+    def concatenate(cls, parts: list["Simulation"]) -> "Simulation":
+        """Scenarios of several simulations side by side."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate([getattr(p, f) for p in parts], axis=-1)
+                     for f in ("_start", "_end", "step_time", "span")))
 
 
 class CompiledDag:
     """A DAG levelled once, ready to evaluate many weight scenarios.
 
+    Every step of a DAG has the same structure, so only one step's graph is
+    levelled; steps × scenarios form the batch axis of one evaluation.
     Build it with :meth:`graphwia.dag.Dag.compile`.
     """
 
-    def __init__(self, n_ops: int, n_nodes: int, n_steps: int, src, via, level_bounds, level_targets,
-                 level_starts, provider, optimizer_ops, optimizer_starts, levels):
-        self.n_ops = n_ops
-        self.n_nodes = n_nodes
-        self.n_steps = n_steps
-        self._src = src  # edge sources, sorted by (level of dst, dst)
-        self._via = via  # op whose weight the edge adds; n_ops = the zero row
-        self._level_bounds = level_bounds  # per level: (first edge, end edge)
-        self._level_targets = level_targets  # per level: distinct dst nodes
-        self._level_starts = level_starts  # per level: offsets of each dst's edges
-        self.provider = provider
-        self._optimizer_ops = optimizer_ops
-        self._optimizer_starts = optimizer_starts
-        self.levels = levels  # topological level of every node
+    def __init__(self, dag, step_dag):
+        self.dag = dag
+        self.n_ops = dag.n_ops
+        self.n_steps = len(dag.steps)
+        self.per_step = dag.ops_per_step
+        self.n_step_nodes = step_dag.n_nodes
+        edges = step_dag.edges
+        step_levels = topological_levels(step_dag.n_nodes, edges.src, edges.dst, step_dag)
+        order = np.lexsort((edges.dst, step_levels[edges.dst]))
+        self._src = edges.src[order]  # edge sources, sorted by (level of dst, dst)
+        dst = edges.dst[order]
+        self._via = np.where(edges.via[order] < 0, self.per_step, edges.via[order])  # per_step: the zero row
+        self._levels = []  # per level: (first edge, end edge, distinct dst nodes, offsets of their edges, op mask)
+        dst_level = step_levels[dst]
+        cuts = np.flatnonzero(np.diff(dst_level, prepend=-1, append=-1))
+        for first, end in zip(cuts[:-1], cuts[1:]):
+            block = dst[first:end]
+            new_target = np.flatnonzero(np.diff(block, prepend=-1))
+            targets = block[new_target]
+            self._levels.append((int(first), int(end), targets, new_target, targets < self.per_step))
+        self.step_provider = step_dag.provider
+        self._optimizer = np.flatnonzero(step_dag.ops["optype"].to_numpy() == "optimizer")
 
     @property
     def n_levels(self) -> int:
-        return len(self._level_bounds)
+        return len(self._levels)
+
+    @functools.cached_property
+    def provider(self) -> np.ndarray:
+        """Node whose time each op's end is measured from (global node ids)."""
+        return self.dag.provider
+
+    @functools.cached_property
+    def levels(self) -> np.ndarray:
+        """Topological level of every node of the whole DAG (computed on first use)."""
+        edges = self.dag.edges
+        return topological_levels(self.dag.n_nodes, edges.src, edges.dst, self.dag)
 
     @classmethod
     def from_dag(cls, dag) -> "CompiledDag":
-        edges = dag.edges
-        levels = topological_levels(dag.n_nodes, edges.src, edges.dst, dag)
-        order = np.lexsort((edges.dst, levels[edges.dst]))
-        src, dst = edges.src[order], edges.dst[order]
-        via = np.where(edges.via[order] < 0, dag.n_ops, edges.via[order])
-        dst_level = levels[dst]
-        bounds, targets, starts = [], [], []
-        level_edges = np.flatnonzero(np.diff(dst_level, prepend=-1, append=-1))
-        for first, end in zip(level_edges[:-1], level_edges[1:]):
-            block = dst[first:end]
-            new_target = np.flatnonzero(np.diff(block, prepend=-1))
-            bounds.append((int(first), int(end)))
-            targets.append(block[new_target])
-            starts.append(new_target)
-        optimizer = _optimizer_ops(dag)
-        return cls(dag.n_ops, dag.n_nodes, len(dag.steps), src, via, bounds, targets, starts, dag.provider,
-                   optimizer, _segment_starts(optimizer, dag.ops_per_step, len(dag.steps)), levels)
+        step_dag = dag if len(dag.steps) == 1 else dag.select_steps(dag.steps[:1])
+        return cls(dag, step_dag)
 
     def evaluate(self, weight: np.ndarray, delay: np.ndarray, max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES) -> Simulation:
         """Simulate scenarios: ``weight`` and ``delay`` of shape (n_ops,) or (n_ops, n_scenarios)."""
@@ -89,41 +123,49 @@ class CompiledDag:
         if weight.shape != delay.shape:
             raise ValueError(f"weight {weight.shape} and delay {delay.shape} must have the same shape")
         n_scen = weight.shape[1]
-        per_scenario = 8 * (self.n_nodes + 3 * self.n_ops + 2 * len(self._src))
+        per_scenario = 8 * self.n_steps * (self.n_step_nodes + 5 * self.per_step + 2 * len(self._src))
         chunk = max(1, min(n_scen, max_batch_bytes // max(per_scenario, 1)))
-        parts = [self._evaluate_batch(weight[:, i:i + chunk], delay[:, i:i + chunk]) for i in range(0, n_scen, chunk)]
-        if len(parts) == 1:
-            return parts[0]
-        return Simulation(*(np.concatenate([getattr(p, f) for p in parts], axis=1)
-                            for f in ("start", "end", "step_time", "span")))
+        return Simulation.concatenate([self._evaluate_batch(weight[:, i:i + chunk], delay[:, i:i + chunk])
+                                       for i in range(0, n_scen, chunk)])
 
     def _evaluate_batch(self, weight: np.ndarray, delay: np.ndarray) -> Simulation:
         n_scen = weight.shape[1]
-        weight_ext = np.vstack([weight, np.zeros((1, n_scen))])  # row n_ops: edges that add nothing
-        time = np.zeros((self.n_nodes, n_scen))
-        for (first, end), targets, starts in zip(self._level_bounds, self._level_targets, self._level_starts):
+        width = self.n_steps * n_scen
+        # Step layout: row = op of one step, column = (step, scenario).
+        w = np.zeros((self.per_step + 1, width))  # last row: edges that add nothing
+        w[:-1] = _step_major(weight, self.n_steps)
+        d = _step_major(delay, self.n_steps)
+        time = np.zeros((self.n_step_nodes, width))
+        for first, end, targets, starts, is_op in self._levels:
             arrival = time[self._src[first:end]]
-            arrival += weight_ext[self._via[first:end]]
+            arrival += w[self._via[first:end]]
             latest = np.maximum.reduceat(arrival, starts, axis=0)
-            is_op = targets < self.n_ops
-            latest[is_op] += delay[targets[is_op]]
+            latest[is_op] += d[targets[is_op]]
             time[targets] = latest
-        start = time[: self.n_ops]
-        end = time[self.provider] + weight
-        return Simulation(start=start, end=end, step_time=self.step_times(end), span=self.spans(start, end))
-
-    def step_times(self, end: np.ndarray) -> np.ndarray:
-        """Latest optimizer end per step, shape (n_steps, n_scenarios)."""
-        if len(self._optimizer_ops) == 0:
-            return self.spans(np.zeros_like(end), end)
-        return np.maximum.reduceat(end[self._optimizer_ops], self._optimizer_starts, axis=0)
+        start = time[: self.per_step]
+        end = time[self.step_provider] + w[:-1]
+        shape = (self.per_step, self.n_steps, n_scen)
+        start, end = start.reshape(shape), end.reshape(shape)
+        span = end.max(axis=0) - start.min(axis=0)
+        step_time = end[self._optimizer].max(axis=0) if len(self._optimizer) else span
+        return Simulation(start, end, step_time, span)
 
     def spans(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-        """Latest end minus earliest start per step (op ids are step-major)."""
-        n_scen = end.shape[1]
-        per_step = self.n_ops // self.n_steps
-        shape = (self.n_steps, per_step, n_scen)
+        """Latest end minus earliest start per step of op-major (n_ops, n) arrays."""
+        shape = (self.n_steps, self.per_step, end.shape[1])
         return end.reshape(shape).max(axis=1) - start.reshape(shape).min(axis=1)
+
+
+def _step_major(values: np.ndarray, n_steps: int) -> np.ndarray:
+    """(n_ops, n) op-major → (ops_per_step, n_steps·n): one row per op of a step."""
+    n_ops, n = values.shape
+    return values.reshape(n_steps, n_ops // n_steps, n).transpose(1, 0, 2).reshape(n_ops // n_steps, n_steps * n)
+
+
+def _op_major(values: np.ndarray) -> np.ndarray:
+    """(ops_per_step, n_steps, n) → (n_ops, n) in node-id order."""
+    per_step, n_steps, n = values.shape
+    return values.transpose(1, 0, 2).reshape(per_step * n_steps, n)
 
 
 def topological_levels(n_nodes: int, src: np.ndarray, dst: np.ndarray, dag=None) -> np.ndarray:
@@ -173,15 +215,6 @@ def _node_name(node: int, dag) -> str | None:
     row = dag.ops.iloc[int(node)]
     return (f"{row['optype']} seq_id {row['seq_id']} (dp_rank {row['dp_rank']}, stage {row['stage']}, "
             f"step {row['step']})")
-
-
-def _optimizer_ops(dag) -> np.ndarray:
-    return np.flatnonzero(dag.ops["optype"].to_numpy() == "optimizer")
-
-
-def _segment_starts(sorted_ops: np.ndarray, per_step: int, n_steps: int) -> np.ndarray:
-    """Offsets of each step's block in a sorted array of op ids (every step must have one)."""
-    return np.searchsorted(sorted_ops // per_step, np.arange(n_steps))
 
 
 def _as_batch(values: np.ndarray, n_ops: int) -> np.ndarray:

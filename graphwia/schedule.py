@@ -138,7 +138,7 @@ def _stage_template(rows: pd.DataFrame, stage: int, pp: int, vpp: int, uses_dp: 
         if has_separate_reduce:
             builder.grads_after_last_use()
     builder.tail(uses_dp, has_separate_reduce)
-    return StageTemplate(stage=stage, ops=tpl.drop(columns=["start", "end"]), edges=builder.edge_array())
+    return StageTemplate(stage=stage, ops=builder.template(), edges=builder.edge_array())
 
 
 class _EdgeBuilder:
@@ -150,8 +150,14 @@ class _EdgeBuilder:
         self.pp = pp
         self.vpp = vpp
         self.edges: dict[tuple[int, int], int] = {}  # first kind given to an edge wins
+        # Plain arrays (not DataFrame cells): matching touches them once per p2p op.
         self.optype = tpl["optype"].to_numpy()
         self.seq = tpl["seq_id"].to_numpy()
+        self.start = tpl["start"].to_numpy()
+        self.end = tpl["end"].to_numpy()
+        self.mc = tpl["mc"].to_numpy().copy()
+        self.gmc = tpl["gmc"].to_numpy().copy()
+        self.noop = tpl["noop"].to_numpy().copy()
 
     # -- helpers ---------------------------------------------------------------
     def positions(self, *optypes: str) -> np.ndarray:
@@ -169,6 +175,10 @@ class _EdgeBuilder:
     def chain(self, positions, kind: str) -> None:
         for src, dst in zip(positions[:-1], positions[1:]):
             self.add(src, dst, kind)
+
+    def template(self) -> pd.DataFrame:
+        """The template ops with matched chunks and no-op classes filled in."""
+        return self.tpl.drop(columns=["start", "end"]).assign(mc=self.mc, gmc=self.gmc, noop=self.noop)
 
     def edge_array(self) -> np.ndarray:
         if not self.edges:
@@ -190,7 +200,7 @@ class _EdgeBuilder:
         compute = self.positions(f"{direction}-compute")
         if len(compute) == 0:
             return
-        start, end = self.tpl["start"].to_numpy(), self.tpl["end"].to_numpy()
+        start, end = self.start, self.end
         last_start = start[compute].max()
         first_end = end[compute].min()
         compute_by_seq = {int(self.seq[p]): int(p) for p in compute}
@@ -198,8 +208,8 @@ class _EdgeBuilder:
         sends = self.positions(f"{direction}-send")
         self._mark_noop(recvs[start[recvs] > last_start + NOOP_EPSILON], NOOP_UNLAUNCHED)
         self._mark_noop(sends[end[sends] < first_end - NOOP_EPSILON], NOOP_UNLAUNCHED)
-        live_recvs = recvs[self.tpl["noop"].to_numpy()[recvs] == NOOP_NONE]
-        live_sends = sends[self.tpl["noop"].to_numpy()[sends] == NOOP_NONE]
+        live_recvs = recvs[self.noop[recvs] == NOOP_NONE]
+        live_sends = sends[self.noop[sends] == NOOP_NONE]
         for p2p, is_recv in ((live_recvs, True), (live_sends, False)):
             first_seq = self._first_matched_seq(len(p2p), len(compute), direction, is_recv)
             for k, pos in enumerate(p2p):
@@ -224,9 +234,9 @@ class _EdgeBuilder:
             f"a {kind} is missing in the middle of the pipeline")
 
     def _match(self, pos: int, comp: int, compute_by_seq: dict, direction: str, is_recv: bool) -> None:
-        gmc = int(self.tpl.at[comp, "gmc"])
-        self.tpl.at[pos, "gmc"] = gmc
-        self.tpl.at[pos, "mc"] = int(self.tpl.at[comp, "mc"])
+        gmc = int(self.gmc[comp])
+        self.gmc[pos] = gmc
+        self.mc[pos] = self.mc[comp]
         if is_recv:
             self.add(pos, comp, "p2p-match")
             self.add(compute_by_seq.get(int(self.seq[comp]) - 1), pos, "p2p-match")
@@ -238,7 +248,7 @@ class _EdgeBuilder:
             self._mark_noop([pos], NOOP_NO_PEER)
 
     def _mark_noop(self, positions, kind: int) -> None:
-        self.tpl.loc[np.asarray(positions, dtype=np.int64), "noop"] = kind
+        self.noop[np.asarray(positions, dtype=np.int64)] = kind
 
     def first_backward_p2p(self) -> None:
         order = self.positions(*T.COMPUTE_STREAM)
@@ -259,7 +269,7 @@ class _EdgeBuilder:
         self.chain(self.positions(T.PARAMS_ALL_GATHER, T.GRADS_REDUCE_SCATTER), "dp-stream")
 
     def params_before_use(self) -> None:
-        mc = self.tpl["mc"].to_numpy()
+        mc = self.mc
         gathers = self.positions(T.PARAMS_ALL_GATHER)
         forwards = self.positions(T.FORWARD_COMPUTE)
         for chunk in np.unique(mc[gathers]):
@@ -270,8 +280,7 @@ class _EdgeBuilder:
                 self.add(last_gather, chunk_forwards[0], "params-before-use")
 
     def grads_after_last_use(self) -> None:
-        mc = self.tpl["mc"].to_numpy()
-        end = self.tpl["end"].to_numpy()
+        mc, end = self.mc, self.end
         scatters = self.positions(T.GRADS_REDUCE_SCATTER)
         backwards = self.positions(T.BACKWARD_COMPUTE)
         for chunk in np.unique(mc[scatters]):
@@ -282,7 +291,7 @@ class _EdgeBuilder:
                 self.add(chunk_backwards[np.argmax(end[chunk_backwards])], first_scatter, "grads-after-use")
 
     def tail(self, uses_dp: bool, has_separate_reduce: bool) -> None:
-        end = self.tpl["end"].to_numpy()
+        end = self.end
         compute = self.positions(*T.COMPUTE_STREAM)
         gc = self.named(T.GC, 0)
         if len(compute):
