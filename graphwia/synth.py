@@ -258,6 +258,8 @@ def virtual_microbatch(k: int, pp: int, vpp: int) -> int:
 
 @dataclass(frozen=True)
 class _Layout:
+    """The job's shape: what the step program depends on (not the timing)."""
+
     dp: int
     pp: int
     vpp: int
@@ -373,26 +375,26 @@ def _build_stage_tail(prog, layout, stage, main_last, dp_stream_last, overlapped
     """gc -> layernorm -> [embedding] -> [reduce-scatters | separate all-reduce] -> clip -> optimizer."""
     tail: dict[str, int] = {}
 
-    def step(optype, preds, **attrs):
+    def add_tail_op(optype, preds, **attrs):
         call = prog.call(stage, preds)
         tail[optype] = prog.record(call, optype, **attrs)
         return call
 
-    main_last = step(GC, [main_last], base_s=GC_S, mb_id=0)   # the real traces give gc mb_id 0
-    main_last = step(LAYERNORM, [main_last, dp_stream_last if overlapped else None], base_s=LAYERNORM_S)
+    main_last = add_tail_op(GC, [main_last], base_s=GC_S, mb_id=0)   # the real traces give gc mb_id 0
+    main_last = add_tail_op(LAYERNORM, [main_last, dp_stream_last if overlapped else None], base_s=LAYERNORM_S)
     if layout.pp > 1 and stage in (0, layout.pp - 1):
-        main_last = step(EMBEDDING, [main_last], base_s=EMBEDDING_S)
+        main_last = add_tail_op(EMBEDDING, [main_last], base_s=EMBEDDING_S)
     if layout.uses_dp and overlapped:
-        main_last = step(SEPARATE_GRADS_ALL_REDUCE, [main_last], base_s=SEPARATE_ALL_REDUCE_S)
+        main_last = add_tail_op(SEPARATE_GRADS_ALL_REDUCE, [main_last], base_s=SEPARATE_ALL_REDUCE_S)
         prog.group([tail[SEPARATE_GRADS_ALL_REDUCE]], across_dp=True)
     elif layout.uses_dp:
         for chunk in range(layout.vpp):
-            main_last = step(GRADS_REDUCE_SCATTER, [main_last, dp_stream_last], mc=chunk,
+            main_last = add_tail_op(GRADS_REDUCE_SCATTER, [main_last, dp_stream_last], mc=chunk,
                              base_s=GRADS_REDUCE_SCATTER_S / layout.vpp)
             dp_stream_last = main_last
             prog.group([tail[GRADS_REDUCE_SCATTER]], across_dp=True)
-    main_last = step(CLIP, [main_last], base_s=CLIP_S)
-    step(OPTIMIZER, [main_last], base_s=OPTIMIZER_S)
+    main_last = add_tail_op(CLIP, [main_last], base_s=CLIP_S)
+    add_tail_op(OPTIMIZER, [main_last], base_s=OPTIMIZER_S)
     return tail
 
 
@@ -412,7 +414,7 @@ def _assign_seq_ids(prog: _Program) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Simulation: every (dp_rank, step) at once, one numpy pass per call of the program
+# Simulation: every (dp_rank, step) at once, one numpy pass per event of the program
 # ---------------------------------------------------------------------------------------------
 
 def _event_order(prog: _Program) -> list[tuple[str, int]]:
@@ -638,7 +640,8 @@ def synthesize(*, dp: int, pp: int, vpp: int = 1, microbatches: int, steps: int,
     name:
         ``trial_name`` of the metadata.
     slow_workers:
-        ``(dp_rank, stage, factor)``: that worker's forward/backward compute durations x factor.
+        ``(dp_rank, stage, factor)``: that worker's forward/backward compute durations x factor
+        (entries for the same worker, and a slow stage, multiply).
     slow_stage:
         ``(stage, factor)``: every forward/backward compute on that stage x factor.
     seqlen_cv:
