@@ -12,7 +12,7 @@ import typer
 
 from .common import State
 
-COMMANDS = ("analyze",)
+COMMANDS = ("analyze", "whatif")
 
 app = typer.Typer(
     name="graphwia",

@@ -1,0 +1,73 @@
+"""``graphwia whatif``: custom what-if scenarios from a YAML file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import progress, reports_errors, step_spec
+
+
+def register(app: typer.Typer) -> None:
+    app.command(context_settings={"allow_extra_args": True})(whatif)
+
+
+@reports_errors
+def whatif(
+    ctx: typer.Context,
+    trace: Path = typer.Argument(..., help="Trace file (.parquet or .csv)."),
+    scenarios: Path = typer.Option(..., "--scenarios", help="Scenario YAML: a baseline and a list of scenarios."),
+    meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
+    steps: Optional[list[str]] = typer.Option(None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."),
+    per_step: bool = typer.Option(False, "--per-step", help="Also show each step's speedups."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of a table."),
+    timelines: Optional[Path] = typer.Option(None, "--timelines", help="Write a Perfetto timeline per scenario to this directory."),
+) -> None:
+    """Simulate the scenarios of --scenarios on TRACE; print step times and speedups over the baseline."""
+    from graphwia import load_trace
+    from graphwia.io import check_writable_dir
+    from graphwia.steps import parse_step_spec, resolve_steps
+    from graphwia.whatif import load_scenarios, run_whatif, write_whatif_timelines
+
+    spec = step_spec(ctx, steps)
+    spans = parse_step_spec(spec) if spec else None
+    scenario_set = load_scenarios(scenarios)  # before the trace: a typo fails fast
+    if timelines is not None:
+        check_writable_dir(timelines)
+    with progress(not as_json) as say:
+        say("loading the trace")
+        loaded = load_trace(trace, meta)
+        selected = resolve_steps(loaded.steps, spans, str(trace)) if spans else None
+        say(f"simulating {len(scenario_set.scenarios)} scenario(s)")
+        result = run_whatif(loaded, scenario_set, steps=selected)
+        written = []
+        if timelines is not None:
+            say("writing timelines")
+            written = write_whatif_timelines(result, timelines)
+    if as_json:
+        typer.echo(json.dumps(result.to_json_dict(per_step=per_step), indent=2))
+        return
+    typer.echo("\n".join(table_lines(result, per_step)))
+    if written:
+        typer.echo(f"wrote {len(written)} timeline(s) to {timelines}/: " + ", ".join(p.name for p in written))
+
+
+def table_lines(result, per_step: bool) -> list[str]:
+    """The summary table, and with ``per_step`` a step × scenario table of speedups."""
+    frame = result.to_frame()
+    width = max(len("scenario"), *(len(n) for n in result.names))
+    lines = [f"baseline {result.baseline}: mean step time {result.baseline_step_time:.4f} s "
+             f"over {len(result.steps)} step(s)",
+             f"{'scenario':<{width}}  {'step time (s)':>13}  {'speedup':>8}"]
+    lines += [f"{row.scenario:<{width}}  {row.step_time:>13.4f}  {row.speedup:>8.4f}" for row in frame.itertuples()]
+    if per_step:
+        columns = [max(len(n), 8) for n in result.names]
+        lines += ["", "speedup per step", f"{'step':>6}  {'baseline (s)':>12}  "
+                  + "  ".join(f"{n:>{w}}" for n, w in zip(result.names, columns))]
+        for s, step in enumerate(result.steps):
+            values = "  ".join(f"{result.step_speedup[s, i]:>{w}.4f}" for i, w in enumerate(columns))
+            lines.append(f"{step:>6}  {result.baseline_span[s]:>12.4f}  {values}")
+    return lines
