@@ -12,7 +12,7 @@ import typer
 
 from .common import State
 
-COMMANDS = ("analyze", "whatif")
+COMMANDS = ("analyze", "whatif", "fleet", "synth")
 
 app = typer.Typer(
     name="graphwia",
