@@ -149,6 +149,7 @@ def _parse_scenario(raw: object, index: int, source: str) -> Scenario:
         raise ScenarioError(f"{where}: 'name' must be a word of letters, digits, '.', '_' or '-', got {name!r}")
     where = f"{source}: scenario {name!r}"
     _reject_unknown(raw, SCENARIO_KEYS, where)
+    selectors = _parse_where(raw.get("where"), where)  # first: an action misplaced under where is named
     ideal = raw.get("ideal", False)
     if not isinstance(ideal, bool):
         raise ScenarioError(f"{where}: 'ideal' must be true or false, got {ideal!r}")
@@ -158,7 +159,7 @@ def _parse_scenario(raw: object, index: int, source: str) -> Scenario:
         raise ScenarioError(f"{where}: {', '.join(both)} is both set and scaled; keep one")
     if not (ideal or set_ or scale):
         raise ScenarioError(f"{where}: no action; give 'set', 'scale' or 'ideal: true'")
-    return Scenario(name=name, where=_parse_where(raw.get("where"), where), set=set_, scale=scale, ideal=ideal)
+    return Scenario(name=name, where=selectors, set=set_, scale=scale, ideal=ideal)
 
 
 def _parse_where(raw: object, where: str) -> dict[str, tuple]:

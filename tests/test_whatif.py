@@ -1,0 +1,280 @@
+"""Custom what-if scenarios: parsing, semantics on synthetic traces, the ST numbers, the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import textwrap
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import graphwia
+from graphwia.synth import synthesize, write_synth
+from graphwia.whatif import ScenarioError, load_scenarios, parse_scenarios, run_whatif, write_whatif_timelines
+
+from conftest import published, real_trace, requires_data
+
+COMPUTE = ["forward-compute", "backward-compute"]
+P2P = ["forward-send", "forward-recv", "backward-send", "backward-recv"]
+DP_COMM = ["params-all-gather", "grads-reduce-scatter", "separate-grads-all-reduce"]
+SLOW = (1, 0, 1.5)  # dp_rank 1, stage 0 computes 1.5x slower
+
+
+@pytest.fixture(scope="module")
+def trace():
+    """A small 2 x 2 job, one slow worker, overlapped DP."""
+    frame, meta = synthesize(dp=2, pp=2, microbatches=4, steps=3, seed=7, slow_workers=[SLOW], seqlen_cv=0.1)
+    return graphwia.Trace.from_frame(frame, meta)
+
+
+@pytest.fixture(scope="module")
+def analysis(trace):
+    return graphwia.analyze(trace, per_worker=False)
+
+
+def scenarios(*entries, baseline="nodelay"):
+    return parse_scenarios({"baseline": baseline, "scenarios": list(entries)})
+
+
+def one(trace, entry, baseline="nodelay"):
+    """Speedup and result of a single scenario."""
+    result = run_whatif(trace, scenarios(entry, baseline=baseline))
+    return result.speedup[entry["name"]], result
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+GOOD = {"name": "x", "where": {"optype": COMPUTE}, "scale": {"duration": 0.5}}
+
+
+@pytest.mark.parametrize("raw, named", [
+    ([GOOD], "expected a mapping"),
+    ({"scenarios": [GOOD], "baseline": "fastest"}, "'fastest'"),
+    ({"scenarios": [GOOD], "extra": 1}, "'extra'"),
+    ({"scenarios": []}, "'scenarios'"),
+    ({"scenarios": [dict(GOOD, colour="red")]}, "'colour'"),
+    ({"scenarios": [dict(GOOD, where={"worker": 3})]}, "'worker'"),
+    ({"scenarios": [dict(GOOD, where={"optype": ["forward-compute", "fwd"]})]}, "'fwd'"),
+    ({"scenarios": [dict(GOOD, where={"stage": ["first"]})]}, "'first'"),
+    ({"scenarios": [dict(GOOD, where={"dp_rank": [-1]})]}, "where.dp_rank"),
+    ({"scenarios": [dict(GOOD, where={"step": []})]}, "where.step"),
+    ({"scenarios": [dict(GOOD, where=["stage"])]}, "'where'"),
+    ({"scenarios": [dict(GOOD, scale={"time": 0.5})]}, "'time'"),
+    ({"scenarios": [dict(GOOD, scale={"duration": -1})]}, "scale.duration"),
+    ({"scenarios": [dict(GOOD, scale={"duration": True})]}, "scale.duration"),
+    ({"scenarios": [dict(GOOD, scale={"duration": "fast"})]}, "scale.duration"),
+    ({"scenarios": [dict(GOOD, set={"duration": 0.1})]}, "duration is both set and scaled"),
+    ({"scenarios": [{"name": "x", "where": {"stage": [0]}}]}, "no action"),
+    ({"scenarios": [dict(GOOD, ideal="yes")]}, "'ideal'"),
+    ({"scenarios": [dict(GOOD, name="two words")]}, "'two words'"),
+    ({"scenarios": [{k: v for k, v in GOOD.items() if k != "name"}]}, "scenario #1"),
+    ({"scenarios": [GOOD, GOOD]}, "used twice"),
+])
+def test_invalid_scenarios_name_the_culprit(raw, named):
+    with pytest.raises(ScenarioError) as err:
+        parse_scenarios(raw, source="s.yaml")
+    message = str(err.value)
+    assert named in message and message.startswith("s.yaml") and "\n" not in message
+
+
+def test_errors_inside_a_scenario_name_it():
+    with pytest.raises(ScenarioError, match="scenario 'slow'"):
+        parse_scenarios({"scenarios": [GOOD, {"name": "slow", "scale": {"launch_dely": 2}}]})
+
+
+def test_load_scenarios_reads_yaml_and_defaults(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent("""\
+        scenarios:
+          - name: last-stage-faster
+            where: {stage: last, optype: [forward-compute, backward-compute]}
+            scale: {duration: 0.8}
+          - name: healthy
+            ideal: true
+    """))
+    loaded = load_scenarios(path)
+    assert loaded.baseline == "nodelay"
+    assert loaded.names == ["last-stage-faster", "healthy"]
+    assert loaded.scenarios[0].where == {"stage": ("last",), "optype": tuple(COMPUTE)}
+    assert loaded.scenarios[1].ideal and loaded.scenarios[1].where == {}
+
+
+def test_load_scenarios_file_errors(tmp_path):
+    with pytest.raises(ScenarioError, match="not found"):
+        load_scenarios(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scenarios: [\n")
+    with pytest.raises(ScenarioError, match="bad.yaml: not a readable YAML"):
+        load_scenarios(bad)
+
+
+# -- run-time errors: the scenario does not fit the trace -------------------------------------
+
+@pytest.mark.parametrize("entry, named", [
+    ({"name": "far", "where": {"stage": [5]}, "scale": {"duration": 2}}, "where.stage: 5 not in the analysed ops"),
+    ({"name": "late", "where": {"step": [99]}, "scale": {"duration": 2}}, "where.step: 99"),
+    ({"name": "none", "where": {"optype": ["forward-recv"], "stage": [0]}, "scale": {"duration": 2}}, "where selects no op"),
+    ({"name": "p2p", "where": {"optype": P2P}, "set": {"duration": 0}}, "set.duration changes nothing"),
+    ({"name": "fwd", "where": {"optype": COMPUTE}, "scale": {"transfer": 0}}, "scale.transfer changes nothing"),
+])
+def test_scenarios_that_do_not_fit_the_trace(trace, entry, named):
+    with pytest.raises(ScenarioError) as err:
+        run_whatif(trace, scenarios(entry))
+    assert named in str(err.value) and f"scenario {entry['name']!r}" in str(err.value)
+
+
+def test_optypes_absent_from_the_trace_are_allowed(trace):
+    frame, meta = synthesize(dp=2, pp=2, microbatches=4, steps=2, seed=1, dp_overlap=False)
+    no_overlap = graphwia.Trace.from_frame(frame, meta)
+    assert "separate-grads-all-reduce" not in set(frame["optype"].astype(str))
+    speedup, _ = one(no_overlap, {"name": "no-dp-comm", "where": {"optype": DP_COMM}, "set": {"transfer": 0}})
+    assert speedup > 1
+
+
+# -- semantics --------------------------------------------------------------------------------
+
+def test_identity_scenario_has_speedup_one(trace):
+    for baseline in ("nodelay", "base", "ideal"):
+        speedup, result = one(trace, {"name": "same", "scale": {"duration": 1, "transfer": 1}}, baseline)
+        assert speedup == pytest.approx(1.0, abs=1e-12)
+        np.testing.assert_allclose(result.step_speedup[:, 0], 1.0, atol=1e-12)
+
+
+def test_all_ideal_reproduces_the_slowdown_S(trace, analysis):
+    speedup, result = one(trace, {"name": "ideal", "ideal": True})
+    assert speedup == pytest.approx(analysis.result["blocking_slowdown"], rel=1e-12)
+    per_step = {str(s): v for s, v in zip(result.steps, result.step_speedup[:, 0])}
+    assert per_step == pytest.approx(analysis.result["blocking_step_slowdown"], rel=1e-12)
+
+
+def test_no_launch_delay_from_base_reproduces_the_launch_slowdown(trace, analysis):
+    speedup, _ = one(trace, {"name": "no-delay", "set": {"launch_delay": 0}}, baseline="base")
+    # synthetic traces follow the timing model exactly: simulated base span = observed span
+    assert speedup == pytest.approx(analysis.result["launch_slowdown"], rel=1e-9)
+
+
+def test_healing_the_slow_worker_helps_more_than_a_healthy_one(trace):
+    dp, stage, factor = SLOW
+    heal = {"where": {"dp_rank": [dp], "stage": [stage], "optype": COMPUTE}, "scale": {"duration": 1 / factor}}
+    result = run_whatif(trace, scenarios(dict(heal, name="slow"),
+                                         dict(heal, name="healthy", where=dict(heal["where"], dp_rank=[1 - dp]))))
+    assert result.speedup["slow"] > 1.05
+    assert result.speedup["slow"] > result.speedup["healthy"] + 0.05
+
+
+def test_actions_touch_only_what_they_select(trace):
+    member_transfer = {"name": "pp", "where": {"optype": P2P, "stage": [0]}, "set": {"transfer": 0}}
+    slower = {"name": "slower", "where": {"stage": "last", "optype": COMPUTE}, "scale": {"duration": 2}}
+    late = {"name": "late", "where": {"optype": ["optimizer"]}, "set": {"launch_delay": 0.25}}
+    result = run_whatif(trace, scenarios(member_transfer, slower, late))
+    ops, base = result.dag.ops, result.weight[:, 0]
+    changed = result.weight[:, 1:] != base[:, None]
+    p2p_stage0 = ops["optype"].astype(str).isin(P2P).to_numpy() & (ops["stage"].to_numpy() == 0)
+    assert np.array_equal(changed[:, 0], p2p_stage0 & (base != 0))
+    assert np.all(result.weight[p2p_stage0, 1] == 0)
+    last_compute = ops["optype"].astype(str).isin(COMPUTE).to_numpy() & (ops["stage"].to_numpy() == 1)
+    np.testing.assert_allclose(result.weight[last_compute, 2], 2 * base[last_compute])
+    assert np.array_equal(changed[:, 1], last_compute)
+    assert not changed[:, 2].any()  # a launch delay is no weight
+    assert result.speedup["slower"] < 1 and result.speedup["late"] < 1
+    # every step's optimizer starts 0.25 s after its predecessors end, so the step is at most that much longer
+    assert np.all(result.step_time[:, 2] <= result.baseline_span + 0.25 + 1e-9)
+
+
+def test_steps_subset_matches_the_full_run(trace):
+    entries = scenarios({"name": "ideal", "ideal": True}, {"name": "pp", "where": {"optype": P2P}, "set": {"transfer": 0}})
+    full = run_whatif(trace, entries)
+    part = run_whatif(trace, entries, steps=[0, 2])
+    rows = [full.steps.index(s) for s in part.steps]
+    np.testing.assert_allclose(part.step_time, full.step_time[rows], rtol=1e-12)
+    np.testing.assert_allclose(part.baseline_span, full.baseline_span[rows], rtol=1e-12)
+
+
+def test_analysis_input_gives_the_same_result(trace, analysis):
+    entries = scenarios({"name": "ideal", "ideal": True}, baseline="base")
+    from_trace, from_analysis = run_whatif(trace, entries), run_whatif(analysis, entries)
+    np.testing.assert_array_equal(from_trace.step_time, from_analysis.step_time)
+    with pytest.raises(graphwia.UsageError, match="steps"):
+        run_whatif(analysis, entries, steps=[0])
+
+
+def test_outputs_json_frames_and_timelines(trace, tmp_path):
+    result = run_whatif(trace, scenarios({"name": "ideal", "ideal": True},
+                                         {"name": "pp", "where": {"optype": P2P}, "set": {"transfer": 0}}))
+    plain = result.to_json_dict()
+    assert set(plain) == {"baseline", "baseline_step_time", "scenarios"}
+    assert [set(s) for s in plain["scenarios"]] == [{"name", "step_time", "speedup"}] * 2
+    assert plain["scenarios"][0]["speedup"] == pytest.approx(plain["baseline_step_time"] / plain["scenarios"][0]["step_time"])
+    detailed = json.loads(json.dumps(result.to_json_dict(per_step=True)))
+    assert list(detailed["baseline_per_step"]) == ["0", "1", "2"]
+    assert detailed["scenarios"][1]["per_step"]["2"]["speedup"] == pytest.approx(result.step_speedup[2, 1])
+    assert list(result.to_frame()["scenario"]) == ["ideal", "pp"]
+    per_step = result.per_step_frame()
+    assert len(per_step) == 6 and per_step.set_index(["scenario", "step"]).loc[("pp", 1), "speedup"] == result.step_speedup[1, 1]
+
+    paths = write_whatif_timelines(result, tmp_path / "tl")
+    assert [p.name for p in paths] == ["whatif-ideal-synth.json.gz", "whatif-pp-synth.json.gz"]
+    events = json.loads(gzip.open(paths[1], "rt").read())
+    bars = [e for e in events if e["ph"] == "X"]
+    assert len(bars) == result.dag.n_ops
+    p2p_bars = [e for e in bars if e["name"] in P2P]
+    assert p2p_bars and all(e["dur"] == 0 for e in p2p_bars)  # free transfers are drawn with no length
+
+
+# -- the published trace ST ------------------------------------------------------------------
+
+@requires_data
+def test_st_communication_what_ifs():
+    result = run_whatif(real_trace("ST"), scenarios(
+        {"name": "no-pp-comm", "where": {"optype": P2P}, "set": {"transfer": 0}},
+        {"name": "no-dp-comm", "where": {"optype": DP_COMM}, "set": {"transfer": 0}},
+        {"name": "all-ideal", "ideal": True},
+    ))
+    assert result.speedup["no-pp-comm"] == pytest.approx(1.0012517, abs=1e-6)
+    assert result.speedup["no-dp-comm"] == pytest.approx(1.0392969, abs=1e-6)
+    assert result.speedup["all-ideal"] == pytest.approx(published("result", "ST")["blocking_slowdown"], rel=1e-4)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whatif-cli")
+    write_synth(out, "job", dp=2, pp=2, microbatches=4, steps=3, seed=7, slow_workers=[SLOW])
+    good = out / "good.yaml"
+    good.write_text("scenarios:\n  - {name: ideal, ideal: true}\n"
+                    "  - {name: no-pp, where: {optype: [forward-send, forward-recv]}, set: {transfer: 0}}\n")
+    bad = out / "bad.yaml"
+    bad.write_text("scenarios:\n  - {name: oops, where: {optype: [fwd]}, set: {transfer: 0}}\n")
+    return out
+
+
+def invoke(*args):
+    from cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_json_and_table(files, tmp_path):
+    trace_path, meta_path = files / "trace-job.parquet", files / "meta-job.yaml"
+    run = invoke("whatif", trace_path, "--meta", meta_path, "--scenarios", files / "good.yaml", "--json")
+    assert run.exit_code == 0, run.output
+    data = json.loads(run.stdout)
+    assert data["baseline"] == "nodelay" and [s["name"] for s in data["scenarios"]] == ["ideal", "no-pp"]
+    expected = run_whatif(graphwia.load_trace(trace_path, meta_path), load_scenarios(files / "good.yaml"))
+    assert data["scenarios"][0]["speedup"] == pytest.approx(expected.speedup["ideal"], rel=1e-12)
+
+    run = invoke("whatif", trace_path, "--scenarios", files / "good.yaml", "--per-step", "--steps", "1-2",
+                 "--timelines", tmp_path / "tl")
+    assert run.exit_code == 0, run.output
+    assert "no-pp" in run.stdout and "speedup per step" in run.stdout
+    assert sorted(p.name for p in (tmp_path / "tl").iterdir()) == ["whatif-ideal-job.json.gz", "whatif-no-pp-job.json.gz"]
+
+
+def test_cli_bad_scenario_file_is_one_line(files):
+    run = invoke("whatif", files / "trace-job.parquet", "--scenarios", files / "bad.yaml")
+    assert run.exit_code == 2
+    assert "unknown optype 'fwd'" in run.stderr and "scenario 'oops'" in run.stderr
+    assert "Traceback" not in run.output and len(run.stderr.strip().splitlines()) == 1
