@@ -18,7 +18,7 @@ $(BIN)/activate: pyproject.toml
 install: $(BIN)/activate
 
 demo: install
-	$(BIN)/python examples/demo.py --out $(OUT)/demo
+	$(BIN)/graphwia analyze examples/data/trace-demo.parquet --out $(OUT)/demo
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -25,9 +25,29 @@ def summary_lines(analysis: Analysis) -> list[str]:
         if parts:
             top = ", ".join(f"{name} {value:.3f}" for name, value in list(parts.items())[:TOP])
             lines.append(f"  top {title:<12}{top}")
+    exact = r.get("blocking_decompose_by_worker")
+    if exact:
+        top = ", ".join(f"(dp {key.replace(',', ', stage ')}) {value:.3f}" for key, value in list(exact.items())[:TOP])
+        lines.append(f"  top {'workers':<12}{top}")
     if r.get("blocking_decompose_by_optype") is None:
         lines.append("  (S below the decomposition threshold: no attribution)")
+    lines.append(f"  verdict: {verdict(analysis)}")
     return lines
+
+
+def verdict(analysis: Analysis, threshold: float = 0.5) -> str:
+    """One line naming the dominant cause (M_W / M_S >= ``threshold``, as in the fleet study)."""
+    s = analysis.result["blocking_slowdown"]
+    if s < 1.1:
+        return f"no significant straggling (S = {s:.3f} < 1.1)"
+    ms, mw = analysis.ms["Ms"], analysis.mw["Mw"]
+    if mw >= threshold and mw >= ms:
+        worst = analysis.workers.sort_values(["score", "rank"], ascending=[False, True]).iloc[0]
+        return (f"individual worker problem: the top 3% of workers explain {mw:.0%} of the slowdown "
+                f"(worst: dp_rank {worst.dp_rank}, stage {worst.stage})")
+    if ms >= threshold:
+        return f"stage partitioning imbalance: the last stage explains {ms:.0%} of the slowdown"
+    return "no single worker or stage explains the slowdown (e.g. sequence-length imbalance or many slow workers)"
 
 
 def _mean(values: dict) -> float:
