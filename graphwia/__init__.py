@@ -19,11 +19,13 @@ from .results import write_results
 from .schedule import Schedule, infer_schedule
 from .trace import JobMeta, Trace, load_meta, load_trace
 from .weights import Weights, observed_weights, typical_weights
+from .whatif import ScenarioError, load_scenarios, run_whatif
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Analysis", "CompiledDag", "Dag", "GraphwiaError", "JobMeta", "MetaError", "OutputError", "Schedule",
     "ScheduleError", "Simulation", "Trace", "TraceError", "UsageError", "Weights", "analyze", "build_dag",
-    "infer_schedule", "load_meta", "load_trace", "observed_weights", "typical_weights", "write_results",
+    "infer_schedule", "load_meta", "load_trace", "load_scenarios", "observed_weights", "run_whatif", "ScenarioError",
+    "typical_weights", "write_results",
 ]
