@@ -3,12 +3,15 @@
 Every writer in graphwia goes through :func:`atomic_path`: it writes to a
 temporary file in the destination directory and renames it over the target
 only after the write succeeded, so a failing run leaves earlier results as
-they were.
+they were. Inside an :func:`all_or_nothing` block the renames wait until the
+whole block succeeded, so a run writing several files replaces all of them or
+none.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import gzip
 import json
 import os
@@ -18,10 +21,48 @@ from typing import Iterator
 
 from .errors import OutputError
 
+#: (temporary, target) pairs whose rename waits for the enclosing all_or_nothing block.
+_PENDING: contextvars.ContextVar[list | None] = contextvars.ContextVar("graphwia_pending_renames", default=None)
+
+
+@contextlib.contextmanager
+def all_or_nothing() -> Iterator[None]:
+    """Files written via :func:`atomic_path` in this block replace their targets only
+    when the whole block succeeds, all together at its end; otherwise none does.
+
+    Nested blocks join the outermost one.
+    """
+    if _PENDING.get() is not None:
+        yield
+        return
+    pending: list[tuple[Path, Path]] = []
+    token = _PENDING.set(pending)
+    try:
+        yield
+        # The temporaries sit beside their targets, so a rename can only fail over a directory:
+        # refuse before the first rename rather than leave a mixed set of old and new files.
+        for _, path in pending:
+            if path.is_dir():
+                raise OutputError(f"{path}: cannot write output (Is a directory)")
+        for tmp, path in pending:
+            _replace(tmp, path)
+    finally:
+        _PENDING.reset(token)
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write output ({exc.strerror or exc})") from None
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` on success."""
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success
+    (at the end of the enclosing :func:`all_or_nothing` block, if any)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,13 +72,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write output ({exc.strerror or exc})") from None
     tmp_path = Path(tmp)
+    deferred = False
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        pending = _PENDING.get()
+        if pending is None:
+            _replace(tmp_path, path)
+        else:
+            pending.append((tmp_path, path))
+            deferred = True
     except OSError as exc:
         raise OutputError(f"{path}: cannot write output ({exc.strerror or exc})") from None
     finally:
-        tmp_path.unlink(missing_ok=True)
+        if not deferred:
+            tmp_path.unlink(missing_ok=True)
 
 
 def _umask() -> int:
@@ -58,7 +106,7 @@ def write_json(path: str | Path, data, *, indent: int | None = 4, compress: bool
     text = json.dumps(data, indent=indent, allow_nan=True)
     with atomic_path(path) as tmp:
         if compress:
-            with gzip.open(tmp, "wt", encoding="utf-8") as handle:
+            with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as handle:  # 9 is 3x slower for ~2% smaller
                 handle.write(text)
         else:
             tmp.write_text(text)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .analysis import Analysis
+from .io import all_or_nothing
 from .results import write_results
 
 
 def write_outputs(analysis: Analysis, out_dir: str | Path, plots: bool = True) -> list[Path]:
     """Write the result JSONs and, when ``plots``, the pictures, timelines and report."""
-    written = list(write_results(analysis, out_dir).values())
+    with all_or_nothing():  # a run failing half way leaves every earlier output as it was
+        written = list(write_results(analysis, out_dir).values())
     return written
