@@ -8,6 +8,7 @@ as one batch on one compiled DAG.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -130,9 +131,7 @@ def _select(full: Dag, weights: Weights, steps: Iterable[int]) -> tuple[Dag, Wei
     def pick(values):
         return values.reshape(len(full.steps), per_step)[rows].ravel()
 
-    return dag, Weights(weight=pick(weights.weight), delay=pick(weights.delay),
-                        clamped_transfer=weights.clamped_transfer, clamped_delay=weights.clamped_delay,
-                        worst_delay=weights.worst_delay)
+    return dag, dataclasses.replace(weights, weight=pick(weights.weight), delay=pick(weights.delay))
 
 
 class _Analyzer:
@@ -289,7 +288,7 @@ class _Analyzer:
     def _check_base(self, base: Simulation, observed_span: np.ndarray) -> None:
         error = np.abs(base.step_time[:, 0] - observed_span) / np.maximum(observed_span, 1e-12)
         if error.max() > BASE_TOLERANCE:
-            worst = np.argsort(error)[::-1][:3]
+            worst = [i for i in np.argsort(error)[::-1][:3] if error[i] > BASE_TOLERANCE]
             named = ", ".join(f"step {self.steps[i]} ({error[i]:.2%})" for i in worst)
             self.warnings.append(f"base simulation differs from the observed step time by more than "
                                  f"{BASE_TOLERANCE:.1%} in {(error > BASE_TOLERANCE).sum()} step(s); worst: {named}")
@@ -297,7 +296,8 @@ class _Analyzer:
             self.warnings.append(f"{self.weights.clamped_delay} launch delay(s) <= -0.01 s set to 0 (clock skew); "
                                  f"worst: {self.weights.worst_delay}")
         if self.weights.clamped_transfer:
-            self.warnings.append(f"{self.weights.clamped_transfer} transfer time(s) <= -0.01 s set to 0 (clock skew)")
+            self.warnings.append(f"{self.weights.clamped_transfer} transfer time(s) <= -0.01 s set to 0 (clock skew); "
+                                 f"worst: {self.weights.worst_transfer}")
 
     def _split(self, sim: Simulation, names: list[str]) -> dict[str, Simulation]:
         return {name: sim.select([i]) for i, name in enumerate(names)}

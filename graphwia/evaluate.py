@@ -203,8 +203,10 @@ def _describe_cycle(stuck: np.ndarray, src, dst, dag) -> str:
     cycle = nx.find_cycle(graph)
     names = [_node_name(u, dag) for u, _ in cycle]
     ops = [n for n in names if n is not None]
-    return "dependency cycle, the trace does not fit the model: " + " -> ".join(ops[:12]) + \
-        (" -> …" if len(ops) > 12 else "")
+    source = getattr(getattr(dag, "trace", None), "source", None)
+    shown = ops[:12] + (["…"] if len(ops) > 12 else []) + ops[:1]  # end where it started: a cycle
+    return (f"{source}: " if source else "") + "dependency cycle, the trace does not fit the model: " + \
+        " -> ".join(shown)
 
 
 def _node_name(node: int, dag) -> str | None:

@@ -93,6 +93,14 @@ class Schedule:
 
 def infer_schedule(trace: Trace) -> Schedule:
     """Infer the per-stage templates and groups of ``trace`` (SPEC §2)."""
+    try:
+        return _infer_schedule(trace)
+    except ScheduleError as exc:  # say which file, and where the schedule was read from
+        step = int(trace.ops["step"].min())
+        raise ScheduleError(f"{trace.source}: {exc} (schedule read from dp_rank 0 in step {step})") from None
+
+
+def _infer_schedule(trace: Trace) -> Schedule:
     ops = trace.ops
     sample_step = int(ops["step"].min())
     sample = ops[(ops["step"].to_numpy() == sample_step) & (ops["dp_rank"].to_numpy() == 0)]

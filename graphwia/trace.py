@@ -16,6 +16,7 @@ import pandas as pd
 
 from .errors import MetaError, TraceError
 from .optypes import ALL_OPTYPES
+from .steps import format_ranges
 
 #: Column name → dtype of the validated op table.
 COLUMNS = {
@@ -176,13 +177,12 @@ def _normalise(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         raise TraceError(f"{source}: the trace has no rows")
     out = {}
     for column, dtype in COLUMNS.items():
-        values = frame[column]
         if dtype is None:
-            out[column] = _optype_column(values, source)
+            out[column] = _optype_column(frame, source)
         elif np.issubdtype(dtype, np.integer):
-            out[column] = _integer_column(values, column, dtype, source)
+            out[column] = _integer_column(frame, column, dtype, source)
         else:
-            out[column] = _float_column(values, column, source)
+            out[column] = _float_column(frame, column, source)
     ops = pd.DataFrame(out)
     negative = ops["duration"].to_numpy() < 0
     if negative.any():
@@ -195,37 +195,67 @@ def _normalise(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return ops
 
 
-def _optype_column(values: pd.Series, source: str) -> pd.Series:
-    strings = values.astype("string") if not isinstance(values.dtype, pd.CategoricalDtype) else values
-    unknown = sorted(set(pd.unique(strings.dropna())) - set(ALL_OPTYPES))
-    if strings.isna().any():
-        raise TraceError(f"{source}: column optype has missing values")
-    if unknown:
-        raise TraceError(f"{source}: column optype has unknown op type(s) {', '.join(map(repr, unknown[:5]))}")
-    return strings.astype(str).astype(OPTYPE_DTYPE) if not isinstance(values.dtype, pd.CategoricalDtype) \
-        else values.astype(str).astype(OPTYPE_DTYPE)
-
-
-def _integer_column(values: pd.Series, column: str, dtype, source: str) -> np.ndarray:
-    if pd.api.types.is_integer_dtype(values.dtype):
-        return values.to_numpy().astype(dtype)
-    if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
-        raise TraceError(f"{source}: column {column} must be integer, got {values.dtype}")
-    array = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(array) | (array != np.round(array))
+def _optype_column(frame: pd.DataFrame, source: str) -> pd.Series:
+    values = frame["optype"]
+    strings = values.astype(str).where(values.notna(), None)
+    bad = ~strings.isin(ALL_OPTYPES).to_numpy()
     if bad.any():
-        raise TraceError(f"{source}: column {column} must be integer, row {int(np.argmax(bad))} holds {array[np.argmax(bad)]!r}")
+        unknown = sorted(set(strings[bad].dropna()))
+        what = f"unknown op type(s) {', '.join(map(repr, unknown[:5]))}" if unknown else "missing values"
+        raise _cell_error(frame, "optype", bad, source, f"has {what}")
+    return strings.astype(OPTYPE_DTYPE)
+
+
+def _integer_column(frame: pd.DataFrame, column: str, dtype, source: str) -> np.ndarray:
+    values = frame[column]
+    if pd.api.types.is_integer_dtype(values.dtype) and not values.isna().any():
+        array = values.to_numpy().astype(np.int64)
+    else:
+        array = _numeric_values(frame, column, "integer", source)
+        bad = ~np.isfinite(array) | (array != np.round(array))
+        if bad.any():
+            raise _cell_error(frame, column, bad, source, "must hold integers")
+    limits = np.iinfo(dtype)
+    bad = (array < limits.min) | (array > limits.max)
+    if bad.any():
+        raise _cell_error(frame, column, bad, source, f"must hold integers within {dtype.__name__}")
     return array.astype(dtype)
 
 
-def _float_column(values: pd.Series, column: str, source: str) -> np.ndarray:
-    if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
-        raise TraceError(f"{source}: column {column} must be numeric seconds, got {values.dtype}")
-    array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+def _float_column(frame: pd.DataFrame, column: str, source: str) -> np.ndarray:
+    array = _numeric_values(frame, column, "numeric seconds", source)
     bad = ~np.isfinite(array)
     if bad.any():
-        raise TraceError(f"{source}: column {column} has {int(bad.sum())} NaN/inf value(s), first at row {int(np.argmax(bad))}")
+        raise _cell_error(frame, column, bad, source, "has NaN/inf value(s)")
     return array
+
+
+def _numeric_values(frame: pd.DataFrame, column: str, kind: str, source: str) -> np.ndarray:
+    """A column as float64; a cell that is not a number (e.g. text in a CSV) is an error naming it."""
+    values = frame[column]
+    if pd.api.types.is_bool_dtype(values.dtype):
+        raise TraceError(f"{source}: column {column} must be {kind}, got {values.dtype}")
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    try:
+        numbers = pd.to_numeric(values.astype(object), errors="coerce")
+    except (TypeError, ValueError):
+        raise TraceError(f"{source}: column {column} must be {kind}, got {values.dtype}") from None
+    not_number = (numbers.isna() & values.notna()).to_numpy()
+    if not_number.any():
+        raise _cell_error(frame, column, not_number, source, f"must be {kind}")
+    return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _cell_error(frame: pd.DataFrame, column: str, bad: np.ndarray, source: str, what: str) -> TraceError:
+    """``source: column C <what>: N row(s), first row i holds v (the op of that row)``."""
+    i = int(np.argmax(bad))
+    return TraceError(f"{source}: column {column} {what}: {int(np.sum(bad))} row(s), first row {i} holds "
+                      f"{_cell_text(frame[column].iloc[i])} ({_describe_row(frame, i)})")
+
+
+def _cell_text(value) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _check_against_meta(ops: pd.DataFrame, meta: JobMeta, source: str) -> None:
@@ -243,10 +273,25 @@ def _check_against_meta(ops: pd.DataFrame, meta: JobMeta, source: str) -> None:
             raise TraceError(
                 f"{source}: column {column} holds {values[out][0]}, outside [0, {size}) given by metadata {field}={size}"
             )
-    stages = np.unique(ops["stage"].to_numpy())
-    if len(stages) != meta.pp_size:
-        absent = sorted(set(range(meta.pp_size)) - set(stages.tolist()))
-        raise TraceError(f"{source}: metadata pp_size={meta.pp_size} but stage(s) {absent} have no ops")
+    for column, size, field in (("dp_rank", meta.dp_size, "dp_size"), ("stage", meta.pp_size, "pp_size")):
+        absent = np.setdiff1d(np.arange(size), ops[column].to_numpy())
+        if len(absent):
+            raise TraceError(f"{source}: metadata {field}={size} but {column}(s) {format_ranges(absent)} have no ops")
+    _check_chunks(ops, meta, source)
+
+
+def _check_chunks(ops: pd.DataFrame, meta: JobMeta, source: str) -> None:
+    """Every stage must hold ops of each of its vpp_size model chunks (column mc)."""
+    chunked = ops["mc"].to_numpy() >= 0
+    stage, mc = ops["stage"].to_numpy()[chunked], ops["mc"].to_numpy()[chunked]
+    present = np.zeros((meta.pp_size, meta.vpp_size), dtype=bool)
+    present[stage, mc] = True
+    lacking = np.flatnonzero(~present.all(axis=1))
+    if len(lacking):
+        s = int(lacking[0])
+        have = format_ranges(np.flatnonzero(present[s])) or "none"
+        raise TraceError(f"{source}: metadata vpp_size={meta.vpp_size} but stage {s} has ops of model chunk(s) "
+                         f"{have} only (column mc)")
 
 
 def _describe_row(ops: pd.DataFrame, i: int) -> str:

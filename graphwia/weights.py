@@ -24,7 +24,8 @@ class Weights:
     """Observed weights of a DAG's op instances (arrays aligned with ``dag.ops``).
 
     ``clamped_transfer`` / ``clamped_delay`` count the values SPEC §3 turned to
-    0, and ``worst_delay`` names the op with the most negative launch delay.
+    0; ``worst_delay`` / ``worst_transfer`` name the op with the most negative
+    launch delay / transfer time when some were clamped.
     """
 
     weight: np.ndarray
@@ -32,6 +33,7 @@ class Weights:
     clamped_transfer: int = 0
     clamped_delay: int = 0
     worst_delay: str = ""
+    worst_transfer: str = ""
 
 
 def observed_weights(dag: Dag) -> Weights:
@@ -42,7 +44,7 @@ def observed_weights(dag: Dag) -> Weights:
     weight = ops["duration"].to_numpy().copy()
     barrier = ops["barrier"].to_numpy()
     members = np.flatnonzero(barrier >= 0)
-    clamped_transfer = 0
+    clamped_transfer, worst_transfer = 0, ""
     if len(members):
         group = barrier[members] - dag.n_ops
         latest_start = np.full(dag.n_barriers, -np.inf)
@@ -50,6 +52,9 @@ def observed_weights(dag: Dag) -> Weights:
         transfer = end[members] - latest_start[group]
         noise = transfer <= CLOCK_NOISE
         clamped_transfer = int(noise.sum())
+        if clamped_transfer:
+            i = int(np.argmin(transfer))
+            worst_transfer = _describe_op(ops, int(members[i]), transfer[i])
         weight[members] = np.where(noise, 0.0, transfer)
 
     edges = dag.edges
@@ -63,12 +68,16 @@ def observed_weights(dag: Dag) -> Weights:
     worst = ""
     if noise.any():
         i = int(np.argmin(delay))
-        row = ops.iloc[i]
-        worst = (f"{row['optype']} seq_id {row['seq_id']} on worker (dp_rank {row['dp_rank']}, stage {row['stage']}) "
-                 f"in step {row['step']}: {delay[i]:.4f} s")
+        worst = _describe_op(ops, i, delay[i])
     delay = np.where(noise, 0.0, delay)
     return Weights(weight=weight, delay=delay, clamped_transfer=clamped_transfer, clamped_delay=int(noise.sum()),
-                   worst_delay=worst)
+                   worst_delay=worst, worst_transfer=worst_transfer)
+
+
+def _describe_op(ops: pd.DataFrame, i: int, seconds: float) -> str:
+    row = ops.iloc[i]
+    return (f"{row['optype']} seq_id {row['seq_id']} on worker (dp_rank {row['dp_rank']}, stage {row['stage']}) "
+            f"in step {row['step']}: {seconds:.4f} s")
 
 
 def _latest(n: int, index: np.ndarray, values: np.ndarray) -> np.ndarray:
