@@ -1,0 +1,634 @@
+"""Benchmark harness: time and memory of graphwia's data path against job size (issue 7).
+
+Every measurement runs in a fresh Python subprocess, so import time and peak memory count
+honestly and one job cannot warm the caches of the next. Per job it runs:
+
+* a *synth* child (synthetic jobs only): ``graphwia.synth.synthesize`` + writing the parquet;
+* a *phases* child: :func:`measure_phases` -- load, validation, DAG build, observed weights,
+  compile, one scenario, a batch of scenarios, then the full ``analyze`` (S, S_t, S_w, M_S, M_W)
+  with its own phases taken from the engine's progress labels;
+* a *cli* child: the whole process ``graphwia analyze TRACE --out tmp --no-plots --quiet``,
+  the number the targets are about; its peak RSS comes from ``os.wait4``.
+
+With ``--repeat N`` each child runs N times and the best (minimum) of every number is kept;
+jobs of :data:`REPEAT_LIMIT_OPS` op instances or more run once. Results: a table on stdout,
+``OUT/bench.json`` and ``OUT/bench.png`` (time and peak memory against op instances, log-log,
+with the slope of log(value) ~ log(ops) over the synthetic jobs in the legend).
+
+Usage::
+
+    python benchmarks/bench.py --data ../shared/data --out benchmarks/results          # everything
+    python benchmarks/bench.py --quick                                                 # real + 1e5
+    python benchmarks/bench.py --sizes 1e6 --traces none --profile synth-1e6
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+DEFAULT_OUT = REPO / "benchmarks" / "results"
+REAL_TRACES = ("ST", "AR", "SE")
+#: Size names accepted by --sizes besides plain numbers such as 5e5.
+SIZE_ALIASES = {"small": 1e5}
+DEFAULT_SIZES = ("1e5", "1e6", "2e6")
+QUICK_SIZES = ("1e5",)
+#: Shape of every synthetic job; only the number of DP ranks grows with the size, so the
+#: per-worker program (and the DAG's depth) is the same at every size.
+SYNTH_SHAPE = {"pp": 8, "microbatches": 32, "steps": 20, "seed": 0}
+#: Scenarios in the batch-evaluation phase (the analysis evaluates families of this order).
+DEFAULT_BATCH = 20
+#: Jobs this large run once whatever --repeat says (a 2e6-op analysis takes minutes).
+REPEAT_LIMIT_OPS = 500_000
+DEFAULT_TIMEOUT_S = 3600
+
+#: Issue 7 targets: job -> [(field, limit, unit)]. Whole process, pictures off.
+TARGETS = {
+    "ST": [("cli_wall_s", 0.5, "s")],
+    "AR": [("cli_wall_s", 0.8, "s")],
+    "SE": [("cli_wall_s", 0.8, "s")],
+    "synth-2e6": [("cli_wall_s", 120.0, "s"), ("cli_peak_mb", 6144.0, "MB"), ("synth_s", 30.0, "s")],
+}
+
+#: Short names of target fields in the table's verdicts.
+SHORT = {"cli_wall_s": "wall", "cli_peak_mb": "MB", "synth_s": "synth"}
+
+#: Table columns: (field, header, format). Times in seconds unless the header says otherwise.
+COLUMNS = (
+    ("job", "job", "{}"),
+    ("n_ops", "ops", "{:,}"),
+    ("n_nodes", "nodes", "{:,}"),
+    ("n_edges", "edges", "{:,}"),
+    ("n_levels", "levels", "{:,}"),
+    ("synth_s", "synth", "{:.2f}"),
+    ("load_s", "load", "{:.3f}"),
+    ("validate_s", "valid.", "{:.3f}"),
+    ("build_s", "build", "{:.3f}"),
+    ("weights_s", "weights", "{:.3f}"),
+    ("compile_s", "compile", "{:.3f}"),
+    ("eval1_s", "eval 1", "{:.3f}"),
+    ("eval_batch_s", "eval N", "{:.3f}"),
+    ("eval_per_scenario_ms", "ms/scen.", "{:.1f}"),
+    ("analyze_s", "analyze", "{:.2f}"),
+    ("analyze_us_per_op", "µs/op", "{:.2f}"),
+    ("cli_wall_s", "CLI wall", "{:.2f}"),
+    ("cli_peak_mb", "CLI peak MB", "{:,.0f}"),
+    ("targets", "targets", "{}"),
+)
+
+#: Values plotted against ops: field -> legend name (time panel, then memory panel).
+TIME_SERIES = {"cli_wall_s": "graphwia analyze (whole process)", "analyze_s": "analyze() in process",
+               "synth_s": "synthesize + write"}
+MEMORY_SERIES = {"cli_peak_mb": "graphwia analyze peak RSS", "phases_peak_mb": "phases child peak RSS"}
+
+
+class BenchError(Exception):
+    """A benchmark job could not run; the message names the job and the step that failed."""
+
+
+@dataclass
+class Job:
+    """One thing to measure: a real trace or a synthetic job written to ``trace_path``."""
+
+    name: str
+    trace_path: Path
+    meta_path: Path
+    synth: dict | None = None  # synthesize() keyword arguments for a synthetic job
+    row: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return "synth" if self.synth else "real"
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurement inside a child process
+# ---------------------------------------------------------------------------------------------
+
+@contextmanager
+def timer(into: dict, key: str) -> Iterator[None]:
+    """Store the wall time of the ``with`` body, in seconds, as ``into[key]``."""
+    began = time.perf_counter()
+    yield
+    into[key] = time.perf_counter() - began
+
+
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident set size so far, in MB (``ru_maxrss`` is KB on Linux, bytes on macOS)."""
+    return maxrss_mb(resource.getrusage(who).ru_maxrss)
+
+
+def maxrss_mb(maxrss: int) -> float:
+    return maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
+
+
+def measure_phases(trace_path: str | Path, meta_path: str | Path, batch: int = DEFAULT_BATCH) -> dict:
+    """Time each stage of the data path on one trace, in this process.
+
+    Returns seconds for ``import_s`` (0 when graphwia is already imported), ``load_s`` (read
+    the table and metadata), ``validate_s`` (:meth:`Trace.from_frame`), ``build_s``,
+    ``weights_s`` (:func:`observed_weights`), ``compile_s``, ``eval1_s`` (one scenario),
+    ``eval_batch_s`` (``batch`` scenarios in one call), ``analyze_s`` (the full
+    :func:`graphwia.analyze` with ``per_worker=True``, which rebuilds and recompiles: it is what
+    a user pays); ``analyze_phases`` (seconds between the engine's progress labels); the DAG's
+    sizes; and peak RSS in MB after the phases and after the analysis.
+    """
+    row: dict = {"batch": batch}
+    with timer(row, "import_s"):
+        import numpy as np
+
+        from graphwia import Trace, analyze, build_dag, observed_weights
+        from graphwia.trace import load_meta, read_table
+    with timer(row, "load_s"):
+        meta = load_meta(meta_path)
+        frame = read_table(Path(trace_path))
+    with timer(row, "validate_s"):
+        trace = Trace.from_frame(frame, meta, source=str(trace_path))
+    del frame
+    with timer(row, "build_s"):
+        dag = build_dag(trace)
+    with timer(row, "weights_s"):
+        weights = observed_weights(dag)
+    with timer(row, "compile_s"):
+        compiled = dag.compile()
+    with timer(row, "eval1_s"):
+        compiled.evaluate(weights.weight, weights.delay)
+    many_weights = np.repeat(weights.weight[:, None], batch, axis=1)
+    many_delays = np.repeat(weights.delay[:, None], batch, axis=1)
+    with timer(row, "eval_batch_s"):
+        compiled.evaluate(many_weights, many_delays)
+    row.update(n_ops=dag.n_ops, n_nodes=dag.n_nodes, n_edges=len(dag.edges), n_levels=compiled.n_levels,
+               n_steps=len(dag.steps), n_workers=trace.meta.dp_size * trace.meta.pp_size)
+    row["phases_peak_mb"] = peak_rss_mb()
+    del dag, weights, compiled, many_weights, many_delays
+    gc.collect()
+
+    labels = LabelClock()
+    with timer(row, "analyze_s"):
+        analyze(trace, per_worker=True, progress=labels)
+    row["analyze_phases"] = labels.durations()
+    row["analyze_peak_mb"] = peak_rss_mb()
+    return derived(row)
+
+
+class LabelClock:
+    """A progress callback that times the stretches between the engine's phase labels."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, float]] = [("(before first label)", time.perf_counter())]
+
+    def __call__(self, label: str) -> None:
+        self.marks.append((label, time.perf_counter()))
+
+    def durations(self) -> dict[str, float]:
+        """Seconds from each label to the next one (the last one to now)."""
+        ends = [t for _, t in self.marks[1:]] + [time.perf_counter()]
+        spans = {label: end - t for (label, t), end in zip(self.marks, ends)}
+        return {label: s for label, s in spans.items() if label != "(before first label)" or s > 1e-3}
+
+
+def derived(row: dict) -> dict:
+    """Add per-scenario and per-op costs to a measured row (in place; also returned)."""
+    if row.get("eval_batch_s") is not None and row.get("batch"):
+        row["eval_per_scenario_ms"] = 1e3 * row["eval_batch_s"] / row["batch"]
+    if row.get("analyze_s") is not None and row.get("n_ops"):
+        row["analyze_us_per_op"] = 1e6 * row["analyze_s"] / row["n_ops"]
+    if row.get("cli_wall_s") is not None and row.get("n_ops"):
+        row["cli_us_per_op"] = 1e6 * row["cli_wall_s"] / row["n_ops"]
+    return row
+
+
+def measure_synth(out_dir: str | Path, name: str, synth: dict) -> dict:
+    """Time :func:`graphwia.synth.synthesize` and writing its parquet/YAML, in this process."""
+    row: dict = {}
+    with timer(row, "synth_import_s"):
+        import yaml
+
+        from graphwia.io import atomic_path, write_text
+        from graphwia.synth import synthesize
+    with timer(row, "synth_s"):
+        frame, meta = synthesize(name=name, **synth)
+    with timer(row, "synth_write_s"):
+        with atomic_path(Path(out_dir) / f"trace-{name}.parquet") as tmp:
+            frame.to_parquet(tmp, index=False)
+        write_text(Path(out_dir) / f"meta-{name}.yaml", yaml.safe_dump(meta, sort_keys=False))
+    row["synth_rows"] = len(frame)
+    row["synth_peak_mb"] = peak_rss_mb()
+    return row
+
+
+def profile_analysis(trace_path: str | Path, meta_path: str | Path, out_path: str | Path, top: int = 40) -> None:
+    """cProfile of load + full analysis; the ``top`` entries by cumulative time go to ``out_path``."""
+    import cProfile
+    import io
+    import pstats
+
+    from graphwia import analyze, load_trace
+    from graphwia.io import write_text
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    analyze(load_trace(trace_path, meta_path), per_worker=True)
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(top)
+    write_text(out_path, text.getvalue())
+
+
+def child_main(argv: list[str]) -> None:
+    """Entry of a measurement subprocess: print one JSON object on the last stdout line."""
+    parser = argparse.ArgumentParser(prog="bench.py --child")
+    parser.add_argument("mode", choices=("phases", "synth", "profile"))
+    parser.add_argument("--trace")
+    parser.add_argument("--meta")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH)
+    parser.add_argument("--dir")
+    parser.add_argument("--name")
+    parser.add_argument("--synth", help="synthesize() keyword arguments as JSON")
+    parser.add_argument("--profile-out")
+    args = parser.parse_args(argv)
+    if args.mode == "phases":
+        row = measure_phases(args.trace, args.meta, args.batch)
+    elif args.mode == "synth":
+        row = measure_synth(args.dir, args.name, json.loads(args.synth))
+    else:
+        profile_analysis(args.trace, args.meta, args.profile_out)
+        row = {}
+    print(json.dumps(row))
+
+
+# ---------------------------------------------------------------------------------------------
+# Running children from the parent
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class ChildRun:
+    """A finished subprocess: wall time, peak RSS (MB) from ``os.wait4``, exit code, output."""
+
+    wall_s: float
+    peak_mb: float
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_child(cmd: list[str], timeout_s: float = DEFAULT_TIMEOUT_S) -> ChildRun:
+    """Run ``cmd`` to completion; its own rusage gives the peak RSS of that one process.
+
+    Output goes to temporary files (no pipe can fill up); past ``timeout_s`` it is killed.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        began = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO)
+        killer = threading.Timer(timeout_s, proc.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            killer.cancel()
+        wall = time.perf_counter() - began
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        out.seek(0)
+        err.seek(0)
+        return ChildRun(wall, maxrss_mb(usage.ru_maxrss), proc.returncode, out.read(), err.read())
+
+
+def child_json(run: ChildRun, what: str) -> dict:
+    """The JSON object a child printed last, or a :class:`BenchError` with its stderr tail."""
+    if run.code != 0:
+        tail = (run.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+        raise BenchError(f"{what}: exit code {run.code}: {tail}")
+    lines = run.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if lines else {}
+
+
+def bench_command(mode: str, **options) -> list[str]:
+    """This script in child ``mode`` with ``--key value`` options."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode]
+    for key, value in options.items():
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    return cmd
+
+
+def graphwia_command(trace: Path, meta: Path, out: Path) -> list[str]:
+    """``graphwia analyze`` as a user runs it: the installed script beside this interpreter."""
+    script = Path(sys.executable).with_name("graphwia")
+    head = [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
+    return head + ["analyze", str(trace), "--meta", str(meta), "--out", str(out), "--no-plots", "--quiet"]
+
+
+def best_of(rows: list[dict]) -> dict:
+    """Per field, the minimum over repeated runs (numbers), else the first run's value."""
+    best = dict(rows[0])
+    for key, value in rows[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            best[key] = min(r[key] for r in rows)
+        elif isinstance(value, dict):
+            best[key] = best_of([r[key] for r in rows])
+    return best
+
+
+def run_job(job: Job, work: Path, repeat: int, batch: int, timeout_s: float, say) -> dict:
+    """Measure one job (synth, phases, whole-process CLI); return its table row."""
+    # other processes on the machine inflate wall times: keep the 1-minute load with the row
+    row: dict = {"job": job.name, "kind": job.kind, "load_average_1m": os.getloadavg()[0]}
+    if job.synth:
+        say(f"{job.name}: synthesizing {job.synth}")
+        run = run_child(bench_command("synth", dir=work, name=job.name, synth=json.dumps(job.synth)), timeout_s)
+        row.update(child_json(run, f"{job.name} synth"))
+        row["synth_child_wall_s"] = run.wall_s
+    runs = repeat if row.get("synth_rows", 0) < REPEAT_LIMIT_OPS else 1
+    phases, cli = [], []
+    for i in range(runs):
+        say(f"{job.name}: phases run {i + 1}/{runs}")
+        run = run_child(bench_command("phases", trace=job.trace_path, meta=job.meta_path, batch=batch), timeout_s)
+        phases.append(dict(child_json(run, f"{job.name} phases"), phases_child_wall_s=run.wall_s,
+                           phases_child_peak_mb=run.peak_mb))
+        say(f"{job.name}: graphwia analyze run {i + 1}/{runs}")
+        with tempfile.TemporaryDirectory(dir=work) as out:
+            run = run_child(graphwia_command(job.trace_path, job.meta_path, Path(out)), timeout_s)
+        child_json(run, f"{job.name} graphwia analyze")
+        cli.append({"cli_wall_s": run.wall_s, "cli_peak_mb": run.peak_mb})
+    row.update(best_of(phases))
+    row.update(best_of(cli))
+    row["runs"] = runs
+    row["targets"] = target_verdict(job.name, row)
+    return derived(row)
+
+
+def target_verdict(name: str, row: dict) -> str:
+    """"ok", or "MISS" with each missed target as value>limit, for this job's issue 7 targets.
+
+    "" when the job has no target.
+    """
+    targets = TARGETS.get(name, [])
+    misses = [f"{SHORT.get(key, key)} {row[key]:.3g}>{limit:g}" for key, limit, _ in targets
+              if row.get(key) is not None and row[key] > limit]
+    if not targets:
+        return ""
+    return "MISS " + ", ".join(misses) if misses else "ok"
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs, fits, outputs
+# ---------------------------------------------------------------------------------------------
+
+def parse_sizes(text: str) -> list[float]:
+    """``"small,1e6,2e6"`` → op-instance counts; ``""`` or ``"none"`` → none."""
+    sizes = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if part == "none":
+            continue
+        try:
+            value = SIZE_ALIASES[part] if part in SIZE_ALIASES else float(part)
+        except ValueError:
+            raise BenchError(f"--sizes: {part!r} is not a number of op instances (e.g. 1e6) or one of "
+                             f"{', '.join(SIZE_ALIASES)}") from None
+        if not value >= 1:
+            raise BenchError(f"--sizes: {part!r} must be at least 1 op instance")
+        sizes.append(value)
+    return sizes
+
+
+def size_name(ops: float) -> str:
+    """1e6 → "1e6", 2e6 → "2e6", 150000 → "1.5e5"."""
+    exponent = int(math.floor(math.log10(ops)))
+    mantissa = ops / 10 ** exponent
+    return f"{mantissa:g}e{exponent}"
+
+
+def synth_jobs(sizes: list[float], work: Path) -> list[Job]:
+    """A synthetic job of about each size: :data:`SYNTH_SHAPE` with as many DP ranks as it takes."""
+    if not sizes:
+        return []
+    from graphwia.synth import synthesize
+
+    # DP ranks are the size knob; count a 2-rank job so the DP collectives are in the rate.
+    per_dp_rank = len(synthesize(dp=2, **SYNTH_SHAPE)[0]) / 2
+    jobs = []
+    for ops in sizes:
+        name = f"synth-{size_name(ops)}"
+        synth = dict(SYNTH_SHAPE, dp=max(1, round(ops / per_dp_rank)))
+        if ops < per_dp_rank:  # smaller than one DP rank: fewer steps instead
+            synth["steps"] = max(1, round(SYNTH_SHAPE["steps"] * ops / per_dp_rank))
+        jobs.append(Job(name, work / f"trace-{name}.parquet", work / f"meta-{name}.yaml", synth=synth))
+    return jobs
+
+
+def real_jobs(data: Path, names: list[str]) -> list[Job]:
+    """The published traces ``names`` found in ``data``; missing ones are an error."""
+    jobs = []
+    for name in names:
+        trace, meta = data / f"trace-{name}.parquet", data / f"meta-{name}.yaml"
+        if not trace.is_file() or not meta.is_file():
+            raise BenchError(f"--traces: {trace} or {meta} not found (point --data at shared/data)")
+        jobs.append(Job(name, trace, meta))
+    return jobs
+
+
+def loglog_slope(ops: list[float], values: list[float]) -> float | None:
+    """Slope b of log(value) = a + b·log(ops) by least squares; None with fewer than 2 sizes.
+
+    b ≈ 1: cost per op instance constant; b > 1: it grows with the job.
+    """
+    import numpy as np
+
+    points = [(o, v) for o, v in zip(ops, values) if o and v and o > 0 and v > 0]
+    if len({o for o, _ in points}) < 2:
+        return None
+    x, y = np.log([o for o, _ in points]), np.log([v for _, v in points])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def fits(rows: list[dict]) -> dict:
+    """log-log slopes of every plotted series over the synthetic jobs (all jobs if < 2 synthetic)."""
+    synthetic = [r for r in rows if r.get("kind") == "synth"]
+    basis = synthetic if len(synthetic) >= 2 else rows
+    slopes = {key: loglog_slope([r.get("n_ops") for r in basis], [r.get(key) for r in basis])
+              for key in (*TIME_SERIES, *MEMORY_SERIES, "eval_per_scenario_ms")}
+    return {"over": "synthetic jobs" if basis is synthetic else "all jobs", "slopes": slopes}
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import numpy
+    import pandas
+
+    import graphwia
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    return {"python": platform.python_version(), "numpy": numpy.__version__, "pandas": pandas.__version__,
+            "graphwia": graphwia.__version__, "commit": git("rev-parse", "--short", "HEAD") or None,
+            # the engine may be measured with uncommitted edits: say so
+            "engine_dirty": bool(git("status", "--porcelain", "--", "graphwia", "cli")),
+            "platform": platform.platform(), "cpus": os.cpu_count(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def format_cell(row: dict, key: str, fmt: str) -> str:
+    value = row.get(key)
+    return "–" if value is None or value == "" else fmt.format(value)
+
+
+def print_table(rows: list[dict], fit: dict) -> None:
+    """The table (rich when on a terminal or not), then the slopes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="graphwia benchmark (seconds unless noted; best of the runs)")
+    for key, header, _ in COLUMNS:
+        table.add_column(header, justify="left" if key in ("job", "targets") else "right")
+    for row in rows:
+        table.add_row(*(format_cell(row, key, fmt) for key, _, fmt in COLUMNS))
+    console = Console() if sys.stdout.isatty() else Console(width=240)  # a file keeps whole rows
+    console.print(table)
+    slopes = ", ".join(f"{k} {v:.2f}" for k, v in fit["slopes"].items() if v is not None)
+    console.print(f"log-log slope vs ops over {fit['over']} (1 = constant cost per op): {slopes or '–'}")
+
+
+def write_plot(path: Path, rows: list[dict], fit: dict) -> Path:
+    """Time and peak memory against ops, log-log; synthetic jobs joined, real traces labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from graphwia.io import atomic_path
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, series, ylabel in ((axes[0], TIME_SERIES, "seconds"), (axes[1], MEMORY_SERIES, "peak RSS (MB)")):
+        for key, label in series.items():
+            _plot_series(ax, rows, key, label, fit["slopes"].get(key))
+        ax.set(xscale="log", yscale="log", xlabel="op instances", ylabel=ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_title("time against job size")
+    axes[1].set_title("peak memory against job size")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_series(ax, rows: list[dict], key: str, label: str, slope: float | None) -> None:
+    synthetic = sorted((r for r in rows if r.get("kind") == "synth" and r.get(key)), key=lambda r: r["n_ops"])
+    real = [r for r in rows if r.get("kind") == "real" and r.get(key)]
+    legend = f"{label} (slope {slope:.2f})" if slope is not None else label
+    line, = ax.plot([r["n_ops"] for r in synthetic], [r[key] for r in synthetic], "o-", label=legend)
+    if real:
+        ax.plot([r["n_ops"] for r in real], [r[key] for r in real], "s", color=line.get_color(), mfc="none")
+        for r in real:
+            ax.annotate(r["job"], (r["n_ops"], r[key]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+
+
+def write_outputs(out: Path, rows: list[dict], fit: dict, args: argparse.Namespace) -> list[Path]:
+    """``bench.json`` and ``bench.png`` in ``out``, atomically."""
+    from graphwia.io import check_writable_dir, write_json
+
+    check_writable_dir(out)
+    report = {"machine": machine(), "options": {"repeat": args.repeat, "batch": args.batch,
+                                                "synth_shape": SYNTH_SHAPE},
+              "targets": {job: [{"field": f, "limit": lim, "unit": u} for f, lim, u in t] for job, t in TARGETS.items()},
+              "fit": fit, "jobs": rows}
+    paths = [write_json(out / "bench.json", report)]
+    if not args.no_plot:
+        paths.append(write_plot(out / "bench.png", rows, fit))
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory of the real traces")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where bench.json and bench.png go")
+    parser.add_argument("--sizes", default=",".join(DEFAULT_SIZES),
+                        help="synthetic job sizes in op instances, e.g. small,1e6,2e6 ('none' for none)")
+    parser.add_argument("--traces", default=",".join(REAL_TRACES), help="real traces to time, or 'none'")
+    parser.add_argument("--quick", action="store_true", help="real traces and the 1e5 job only")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help=f"runs per job, best kept (jobs of >= {REPEAT_LIMIT_OPS:,} ops run once)")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="scenarios in the batch-evaluation phase")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per child process")
+    parser.add_argument("--profile", action="append", default=[], metavar="JOB",
+                        help="also write OUT/profile-JOB.txt (cProfile of load + analyze, by cumtime)")
+    parser.add_argument("--no-plot", action="store_true", help="skip bench.png")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.batch < 1:
+        parser.error("--repeat and --batch must be at least 1")
+    if args.quick:
+        args.sizes = ",".join(QUICK_SIZES)
+    args.data, args.out = args.data.resolve(), args.out.resolve()  # children run in the repo root
+    return args
+
+
+def selected_jobs(args: argparse.Namespace, work: Path) -> list[Job]:
+    names = [n.strip() for n in args.traces.split(",") if n.strip() and n.strip() != "none"]
+    return real_jobs(args.data, names) + synth_jobs(parse_sizes(args.sizes), work)
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        child_main(argv[1:])
+        return 0
+    args = parse_args(argv)
+    try:
+        with tempfile.TemporaryDirectory(prefix="graphwia-bench-") as tmp:
+            work = Path(tmp)
+            jobs = selected_jobs(args, work)
+            if not jobs:
+                raise BenchError("nothing to measure: --traces none and --sizes none")
+            rows = [run_job(job, work, args.repeat, args.batch, args.timeout, say) for job in jobs]
+            for name in args.profile:
+                profile_job(name, jobs, args.out, args.timeout)
+        fit = fits(rows)
+        print_table(rows, fit)
+        for path in write_outputs(args.out, rows, fit, args):
+            say(f"wrote {path}")
+    except BenchError as exc:
+        print(f"bench.py: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def profile_job(name: str, jobs: list[Job], out: Path, timeout_s: float) -> Path:
+    """cProfile one measured job (its trace still exists in the work directory)."""
+    job = next((j for j in jobs if j.name == name), None)
+    if job is None:
+        raise BenchError(f"--profile: no job named {name!r}; jobs: {', '.join(j.name for j in jobs)}")
+    path = out / f"profile-{name}.txt"
+    say(f"{name}: profiling load + analyze")
+    run = run_child(bench_command("profile", trace=job.trace_path, meta=job.meta_path, profile_out=path), timeout_s)
+    child_json(run, f"{name} profile")
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())
