@@ -12,7 +12,7 @@ import typer
 
 from .common import State
 
-COMMANDS = ("analyze", "whatif", "fleet", "synth")
+COMMANDS = ("analyze", "whatif", "fleet", "synth", "reproduce")
 
 app = typer.Typer(
     name="graphwia",

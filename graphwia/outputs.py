@@ -1,16 +1,89 @@
-"""Everything ``analyze`` writes for one job, in one place."""
+"""Everything ``analyze`` writes for one job, in one place.
+
+Beside the published result files (``result-``, ``ms-``, ``mw-<trial>.json``)
+it writes, unless pictures are turned off:
+
+* ``heatmap-<trial>.png``: worker score min(S_dp_rank, S_stage) (SPEC §5.9);
+* ``heatmap-worker-<trial>.png``: exact per-worker S_w (when it was computed);
+* ``timeline-<trial>.json.gz``: the trace as recorded, for Perfetto;
+* ``ideal-timeline-<trial>.json.gz``: the simulated ideal (SPEC §6);
+* ``report-<trial>.html``: the self-contained report linking them all.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .analysis import Analysis
+from .heatmap import heatmap_png, worker_grid, write_png
 from .io import all_or_nothing
-from .results import write_results
+from .report import write_report
+from .results import result_paths, write_results
+from .timeline import drawn_start, timeline_events, write_timeline
+
+PICTURES = {
+    "heatmap": "heatmap-{}.png",
+    "heatmap-worker": "heatmap-worker-{}.png",
+    "timeline": "timeline-{}.json.gz",
+    "ideal-timeline": "ideal-timeline-{}.json.gz",
+    "report": "report-{}.html",
+}
+
+
+def output_paths(out_dir: str | Path, trial: str) -> dict[str, Path]:
+    """Where :func:`write_outputs` puts each file of ``trial``, by kind."""
+    out_dir = Path(out_dir)
+    return {**result_paths(out_dir, trial), **{kind: out_dir / name.format(trial) for kind, name in PICTURES.items()}}
 
 
 def write_outputs(analysis: Analysis, out_dir: str | Path, plots: bool = True) -> list[Path]:
     """Write the result JSONs and, when ``plots``, the pictures, timelines and report."""
     with all_or_nothing():  # a run failing half way leaves every earlier output as it was
         written = list(write_results(analysis, out_dir).values())
+        if plots:
+            written += write_pictures(analysis, out_dir)
     return written
+
+
+def write_pictures(analysis: Analysis, out_dir: str | Path) -> list[Path]:
+    """Heatmaps, both timelines and the HTML report (which embeds the heatmaps)."""
+    paths = output_paths(out_dir, analysis.name)
+    heatmaps = {"Worker score min(S_dp_rank, S_stage), as ranked by M_W": (
+        paths["heatmap"], heatmap_png(worker_grid(analysis.workers, "score"),
+                                      f"{analysis.name}: worker score", "min(S_dp_rank, S_stage)"))}
+    if analysis.workers["S_worker"].notna().any():
+        heatmaps["Exact per-worker slowdown S_w"] = (
+            paths["heatmap-worker"], heatmap_png(worker_grid(analysis.workers, "S_worker"),
+                                                 f"{analysis.name}: exact per-worker S_w", "S_w"))
+    written = [write_png(path, png) for path, png in heatmaps.values()]
+    written += write_timelines(analysis, paths["timeline"], paths["ideal-timeline"])
+    links = {"The trace as recorded": paths["timeline"].name, "The simulated ideal": paths["ideal-timeline"].name}
+    written.append(write_report(paths["report"], analysis, {k: png for k, (_, png) in heatmaps.items()}, links))
+    return written
+
+
+def ideal_timeline_events(analysis: Analysis) -> list[dict]:
+    """Events of the simulated ideal: a group member's bar spans its transfer time, ending at its end."""
+    ideal = analysis.simulations["ideal"]
+    start, end = ideal.start[:, 0], ideal.end[:, 0]
+    return timeline_events(analysis.dag, drawn_start(analysis.dag, start, end, analysis.ideal), end)
+
+
+def observed_timeline_events(analysis: Analysis) -> list[dict]:
+    """Events of the trace as recorded (times relative to each step's start).
+
+    As in the published timelines, a group member is drawn over its transfer
+    time, ending at its recorded end: the time it spent waiting for its peers
+    shows as a gap, as in the ideal timeline.
+    """
+    ops = analysis.dag.ops
+    start, end = ops["start"].to_numpy(np.float64), ops["end"].to_numpy(np.float64)
+    return timeline_events(analysis.dag, drawn_start(analysis.dag, start, end, analysis.weights.weight), end)
+
+
+def write_timelines(analysis: Analysis, observed_path: str | Path, ideal_path: str | Path) -> list[Path]:
+    """Write the recorded and the ideal timeline (gzip Chrome trace events)."""
+    return [write_timeline(observed_path, observed_timeline_events(analysis)),
+            write_timeline(ideal_path, ideal_timeline_events(analysis))]

@@ -1,0 +1,36 @@
+"""``graphwia reproduce``: analyse the published traces and compare with their published results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import progress, reports_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reproduce")(reproduce)
+
+
+@reports_errors
+def reproduce(
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="Directory with the published traces and results."),
+    out: Path = typer.Option(Path("out/reproduce"), "--out", help="Output directory for our results."),
+    trace: Optional[list[str]] = typer.Option(None, "--trace", help="Only these traces (repeatable) [default: ST SE AR]."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Skip pictures, timelines and the HTML reports."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the table."),
+) -> None:
+    """Analyse ST, SE and AR and compare every number with the published results; exit 1 on any disagreement."""
+    from graphwia.io import check_writable_dir
+    from graphwia.reproduce import TRACES, reproduce as run, table_lines
+
+    check_writable_dir(out)
+    with progress(not quiet) as say:
+        comparisons = run(data, out, trace or TRACES, plots=not no_plots, progress=say)
+    typer.echo("\n".join(table_lines(comparisons)))
+    if not quiet:
+        typer.echo(f"outputs in {out}/")
+    if not all(c.agrees for c in comparisons):
+        raise typer.Exit(1)
