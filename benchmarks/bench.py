@@ -57,6 +57,8 @@ DEFAULT_BATCH = 20
 #: Jobs this large run once whatever --repeat says (a 2e6-op analysis takes minutes).
 REPEAT_LIMIT_OPS = 500_000
 DEFAULT_TIMEOUT_S = 3600
+#: Memory cap of each child, GB: above the 6 GB target, well below a shared 24 GB machine.
+DEFAULT_MEMORY_GB = 10.0
 
 #: Issue 7 targets: job -> [(field, limit, unit)]. Whole process, pictures off.
 TARGETS = {
@@ -89,7 +91,7 @@ COLUMNS = (
     ("analyze_us_per_op", "µs/op", "{:.2f}"),
     ("cli_wall_s", "CLI wall", "{:.2f}"),
     ("cli_peak_mb", "CLI peak MB", "{:,.0f}"),
-    ("targets", "targets", "{}"),
+    ("targets", "status", "{}"),
 )
 
 #: Values plotted against ops: field -> legend name (time panel, then memory panel).
@@ -99,7 +101,14 @@ MEMORY_SERIES = {"cli_peak_mb": "graphwia analyze peak RSS", "phases_peak_mb": "
 
 
 class BenchError(Exception):
-    """A benchmark job could not run; the message names the job and the step that failed."""
+    """A benchmark job could not run; the message names the job and the step that failed.
+
+    ``partial`` holds what the failed child measured before it failed.
+    """
+
+    def __init__(self, message: str, partial: dict | None = None):
+        super().__init__(message)
+        self.partial = partial or {}
 
 
 @dataclass
@@ -138,7 +147,8 @@ def maxrss_mb(maxrss: int) -> float:
     return maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
 
 
-def measure_phases(trace_path: str | Path, meta_path: str | Path, batch: int = DEFAULT_BATCH) -> dict:
+def measure_phases(trace_path: str | Path, meta_path: str | Path, batch: int = DEFAULT_BATCH,
+                   row: dict | None = None) -> dict:
     """Time each stage of the data path on one trace, in this process.
 
     Returns seconds for ``import_s`` (0 when graphwia is already imported), ``load_s`` (read
@@ -148,8 +158,12 @@ def measure_phases(trace_path: str | Path, meta_path: str | Path, batch: int = D
     :func:`graphwia.analyze` with ``per_worker=True``, which rebuilds and recompiles: it is what
     a user pays); ``analyze_phases`` (seconds between the engine's progress labels); the DAG's
     sizes; and peak RSS in MB after the phases and after the analysis.
+
+    The numbers go into ``row`` (a new dict by default) as they are measured, so a caller
+    still has the first phases when a later one fails (say, out of memory).
     """
-    row: dict = {"batch": batch}
+    row = {} if row is None else row
+    row["batch"] = batch
     with timer(row, "import_s"):
         import numpy as np
 
@@ -176,6 +190,7 @@ def measure_phases(trace_path: str | Path, meta_path: str | Path, batch: int = D
     row.update(n_ops=dag.n_ops, n_nodes=dag.n_nodes, n_edges=len(dag.edges), n_levels=compiled.n_levels,
                n_steps=len(dag.steps), n_workers=trace.meta.dp_size * trace.meta.pp_size)
     row["phases_peak_mb"] = peak_rss_mb()
+    derived(row)
     del dag, weights, compiled, many_weights, many_delays
     gc.collect()
 
@@ -251,8 +266,15 @@ def profile_analysis(trace_path: str | Path, meta_path: str | Path, out_path: st
     write_text(out_path, text.getvalue())
 
 
-def child_main(argv: list[str]) -> None:
-    """Entry of a measurement subprocess: print one JSON object on the last stdout line."""
+#: Exit code of a child that ran out of memory (its partial row is still printed).
+OUT_OF_MEMORY = 3
+
+
+def child_main(argv: list[str]) -> int:
+    """Entry of a measurement subprocess: print one JSON object on the last stdout line.
+
+    Returns the exit code: 0, or :data:`OUT_OF_MEMORY` after printing what was measured.
+    """
     parser = argparse.ArgumentParser(prog="bench.py --child")
     parser.add_argument("mode", choices=("phases", "synth", "profile"))
     parser.add_argument("--trace")
@@ -263,14 +285,20 @@ def child_main(argv: list[str]) -> None:
     parser.add_argument("--synth", help="synthesize() keyword arguments as JSON")
     parser.add_argument("--profile-out")
     args = parser.parse_args(argv)
-    if args.mode == "phases":
-        row = measure_phases(args.trace, args.meta, args.batch)
-    elif args.mode == "synth":
-        row = measure_synth(args.dir, args.name, json.loads(args.synth))
-    else:
-        profile_analysis(args.trace, args.meta, args.profile_out)
-        row = {}
+    row: dict = {}
+    try:
+        if args.mode == "phases":
+            measure_phases(args.trace, args.meta, args.batch, row=row)
+        elif args.mode == "synth":
+            row = measure_synth(args.dir, args.name, json.loads(args.synth))
+        else:
+            profile_analysis(args.trace, args.meta, args.profile_out)
+    except MemoryError:
+        row["peak_at_failure_mb"] = peak_rss_mb()
+        print(json.dumps(row))
+        return OUT_OF_MEMORY
     print(json.dumps(row))
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,14 +316,22 @@ class ChildRun:
     stderr: str
 
 
-def run_child(cmd: list[str], timeout_s: float = DEFAULT_TIMEOUT_S) -> ChildRun:
+def run_child(cmd: list[str], timeout_s: float = DEFAULT_TIMEOUT_S, memory_gb: float = 0) -> ChildRun:
     """Run ``cmd`` to completion; its own rusage gives the peak RSS of that one process.
 
     Output goes to temporary files (no pipe can fill up); past ``timeout_s`` it is killed.
+    ``memory_gb`` > 0 caps the child's address space (so its RSS too): an allocation beyond it
+    fails with MemoryError in the child instead of pushing a shared machine into swap or the
+    OOM killer.
     """
+    def cap_memory() -> None:
+        limit = int(memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         began = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO,
+                                preexec_fn=cap_memory if memory_gb > 0 else None)
         killer = threading.Timer(timeout_s, proc.kill)
         killer.start()
         try:
@@ -310,12 +346,26 @@ def run_child(cmd: list[str], timeout_s: float = DEFAULT_TIMEOUT_S) -> ChildRun:
 
 
 def child_json(run: ChildRun, what: str) -> dict:
-    """The JSON object a child printed last, or a :class:`BenchError` with its stderr tail."""
-    if run.code != 0:
-        tail = (run.stderr.strip().splitlines() or ["(no stderr)"])[-1]
-        raise BenchError(f"{what}: exit code {run.code}: {tail}")
+    """The JSON object a child printed last; a failed child raises :class:`BenchError`.
+
+    The error says why in one line -- out of memory, killed, or the child's last stderr line --
+    and carries whatever the child printed before failing.
+    """
     lines = run.stdout.strip().splitlines()
-    return json.loads(lines[-1]) if lines else {}
+    try:
+        row = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        row = {}
+    if run.code == 0:
+        return row
+    stderr = run.stderr.strip()
+    if run.code == OUT_OF_MEMORY or "MemoryError" in stderr:
+        why = "out of memory (over --memory-limit)"
+    elif run.code < 0:
+        why = f"killed by signal {-run.code} (--timeout, or the system)"
+    else:
+        why = f"exit code {run.code}: " + (stderr.splitlines() or ["(no stderr)"])[-1]
+    raise BenchError(f"{what}: {why}", partial=row)
 
 
 def bench_command(mode: str, **options) -> list[str]:
@@ -344,39 +394,65 @@ def best_of(rows: list[dict]) -> dict:
     return best
 
 
-def run_job(job: Job, work: Path, repeat: int, batch: int, timeout_s: float, say) -> dict:
-    """Measure one job (synth, phases, whole-process CLI); return its table row."""
+@dataclass
+class Limits:
+    """What a child may use: ``repeat`` runs, ``timeout_s`` each, ``memory_gb`` (0: no cap)."""
+
+    repeat: int = 1
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    memory_gb: float = 0
+
+
+def run_job(job: Job, work: Path, limits: Limits, batch: int, say) -> dict:
+    """Measure one job (synth, phases, whole-process CLI); return its table row.
+
+    A failing child does not stop the benchmark: the row keeps what was measured, ``error``
+    says what failed, and the status column shows FAIL.
+    """
     # other processes on the machine inflate wall times: keep the 1-minute load with the row
     row: dict = {"job": job.name, "kind": job.kind, "load_average_1m": os.getloadavg()[0]}
+    try:
+        _measure_job(job, work, limits, batch, say, row)
+    except BenchError as exc:
+        say(f"{job.name}: FAILED: {exc}")
+        row.update({k: v for k, v in exc.partial.items() if k not in row})
+        row["error"] = str(exc)
+    row["targets"] = target_verdict(job.name, row)
+    return derived(row)
+
+
+def _measure_job(job: Job, work: Path, limits: Limits, batch: int, say, row: dict) -> None:
+    """Fill ``row`` with the synth, phases and CLI measurements of ``job`` (best of the runs)."""
+    def child(cmd: list[str], what: str) -> tuple[dict, ChildRun]:
+        run = run_child(cmd, limits.timeout_s, limits.memory_gb)
+        return child_json(run, f"{job.name} {what}"), run
+
     if job.synth:
         say(f"{job.name}: synthesizing {job.synth}")
-        run = run_child(bench_command("synth", dir=work, name=job.name, synth=json.dumps(job.synth)), timeout_s)
-        row.update(child_json(run, f"{job.name} synth"))
-        row["synth_child_wall_s"] = run.wall_s
-    runs = repeat if row.get("synth_rows", 0) < REPEAT_LIMIT_OPS else 1
+        measured, run = child(bench_command("synth", dir=work, name=job.name, synth=json.dumps(job.synth)), "synth")
+        row.update(measured, synth_child_wall_s=run.wall_s)
+    runs = limits.repeat if row.get("synth_rows", 0) < REPEAT_LIMIT_OPS else 1
+    row["runs"] = runs
     phases, cli = [], []
     for i in range(runs):
         say(f"{job.name}: phases run {i + 1}/{runs}")
-        run = run_child(bench_command("phases", trace=job.trace_path, meta=job.meta_path, batch=batch), timeout_s)
-        phases.append(dict(child_json(run, f"{job.name} phases"), phases_child_wall_s=run.wall_s,
-                           phases_child_peak_mb=run.peak_mb))
+        measured, run = child(bench_command("phases", trace=job.trace_path, meta=job.meta_path, batch=batch), "phases")
+        phases.append(dict(measured, phases_child_wall_s=run.wall_s, phases_child_peak_mb=run.peak_mb))
         say(f"{job.name}: graphwia analyze run {i + 1}/{runs}")
         with tempfile.TemporaryDirectory(dir=work) as out:
-            run = run_child(graphwia_command(job.trace_path, job.meta_path, Path(out)), timeout_s)
-        child_json(run, f"{job.name} graphwia analyze")
+            _, run = child(graphwia_command(job.trace_path, job.meta_path, Path(out)), "graphwia analyze")
         cli.append({"cli_wall_s": run.wall_s, "cli_peak_mb": run.peak_mb})
     row.update(best_of(phases))
     row.update(best_of(cli))
-    row["runs"] = runs
-    row["targets"] = target_verdict(job.name, row)
-    return derived(row)
 
 
 def target_verdict(name: str, row: dict) -> str:
     """"ok", or "MISS" with each missed target as value>limit, for this job's issue 7 targets.
 
-    "" when the job has no target.
+    "" when the job has no target; "FAIL why" when a child failed.
     """
+    if row.get("error"):
+        return "FAIL " + row["error"].split(": ", 1)[-1]
     targets = TARGETS.get(name, [])
     misses = [f"{SHORT.get(key, key)} {row[key]:.3g}>{limit:g}" for key, limit, _ in targets
               if row.get(key) is not None and row[key] > limit]
@@ -547,7 +623,7 @@ def write_outputs(out: Path, rows: list[dict], fit: dict, args: argparse.Namespa
 
     check_writable_dir(out)
     report = {"machine": machine(), "options": {"repeat": args.repeat, "batch": args.batch,
-                                                "synth_shape": SYNTH_SHAPE},
+                                                "memory_limit_gb": args.memory_limit, "synth_shape": SYNTH_SHAPE},
               "targets": {job: [{"field": f, "limit": lim, "unit": u} for f, lim, u in t] for job, t in TARGETS.items()},
               "fit": fit, "jobs": rows}
     paths = [write_json(out / "bench.json", report)]
@@ -572,12 +648,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help=f"runs per job, best kept (jobs of >= {REPEAT_LIMIT_OPS:,} ops run once)")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="scenarios in the batch-evaluation phase")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per child process")
+    parser.add_argument("--memory-limit", type=float, default=DEFAULT_MEMORY_GB, metavar="GB",
+                        help="address-space cap of every child; a job over it is reported as FAIL (0: no cap)")
     parser.add_argument("--profile", action="append", default=[], metavar="JOB",
                         help="also write OUT/profile-JOB.txt (cProfile of load + analyze, by cumtime)")
     parser.add_argument("--no-plot", action="store_true", help="skip bench.png")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.batch < 1:
         parser.error("--repeat and --batch must be at least 1")
+    if args.memory_limit < 0 or args.timeout <= 0:
+        parser.error("--memory-limit must be >= 0 and --timeout > 0")
     if args.quick:
         args.sizes = ",".join(QUICK_SIZES)
     args.data, args.out = args.data.resolve(), args.out.resolve()  # children run in the repo root
@@ -596,18 +676,18 @@ def say(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
-        child_main(argv[1:])
-        return 0
+        return child_main(argv[1:])
     args = parse_args(argv)
+    limits = Limits(repeat=args.repeat, timeout_s=args.timeout, memory_gb=args.memory_limit)
     try:
         with tempfile.TemporaryDirectory(prefix="graphwia-bench-") as tmp:
             work = Path(tmp)
             jobs = selected_jobs(args, work)
             if not jobs:
                 raise BenchError("nothing to measure: --traces none and --sizes none")
-            rows = [run_job(job, work, args.repeat, args.batch, args.timeout, say) for job in jobs]
+            rows = [run_job(job, work, limits, args.batch, say) for job in jobs]
             for name in args.profile:
-                profile_job(name, jobs, args.out, args.timeout)
+                profile_job(name, jobs, args.out, limits)
         fit = fits(rows)
         print_table(rows, fit)
         for path in write_outputs(args.out, rows, fit, args):
@@ -615,17 +695,23 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench.py: error: {exc}", file=sys.stderr)
         return 2
+    failed = [row["job"] for row in rows if row.get("error")]
+    if failed:
+        print(f"bench.py: error: {len(failed)} job(s) failed: {', '.join(failed)} (see the status column)",
+              file=sys.stderr)
+        return 1
     return 0
 
 
-def profile_job(name: str, jobs: list[Job], out: Path, timeout_s: float) -> Path:
+def profile_job(name: str, jobs: list[Job], out: Path, limits: Limits) -> Path:
     """cProfile one measured job (its trace still exists in the work directory)."""
     job = next((j for j in jobs if j.name == name), None)
     if job is None:
         raise BenchError(f"--profile: no job named {name!r}; jobs: {', '.join(j.name for j in jobs)}")
     path = out / f"profile-{name}.txt"
     say(f"{name}: profiling load + analyze")
-    run = run_child(bench_command("profile", trace=job.trace_path, meta=job.meta_path, profile_out=path), timeout_s)
+    run = run_child(bench_command("profile", trace=job.trace_path, meta=job.meta_path, profile_out=path),
+                    limits.timeout_s, limits.memory_gb)
     child_json(run, f"{name} profile")
     return path
 

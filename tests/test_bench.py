@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -87,8 +88,15 @@ def test_failing_child_is_a_one_line_error(bench, tmp_path, capsys):
     meta.write_text("trial_name: bad\n")
     (tmp_path / "trace-bad.parquet").write_bytes(b"not parquet")
     job = bench.Job("bad", tmp_path / "trace-bad.parquet", meta)
-    with pytest.raises(bench.BenchError, match=r"^bad phases: exit code 1: .*meta-bad.yaml"):
-        bench.run_job(job, tmp_path, repeat=1, batch=2, timeout_s=120, say=lambda m: None)
+    row = bench.run_job(job, tmp_path, bench.Limits(timeout_s=120), batch=2, say=lambda m: None)
+    assert re.match(r"^bad phases: exit code 1: .*meta-bad.yaml", row["error"])
+    assert row["targets"].startswith("FAIL exit code 1") and "cli_wall_s" not in row
+
+
+def test_memory_cap_turns_a_big_allocation_into_out_of_memory(bench):
+    run = bench.run_child([sys.executable, "-c", "import numpy; numpy.ones(2**31 // 8 * 3)"], memory_gb=1.0)
+    with pytest.raises(bench.BenchError, match="out of memory"):
+        bench.child_json(run, "big")
 
 
 def test_best_of_takes_the_minimum_of_every_number(bench):
