@@ -1,0 +1,53 @@
+"""``graphwia critical-path``: the chain of ops that sets each step's time, for one scenario."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import progress, reports_errors, step_spec
+
+
+def register(app: typer.Typer) -> None:
+    app.command("critical-path", context_settings={"allow_extra_args": True})(critical_path)
+
+
+@reports_errors
+def critical_path(
+    ctx: typer.Context,
+    trace: Path = typer.Argument(..., help="Trace file (.parquet or .csv)."),
+    out: Path = typer.Option(..., "--out", help="Output file: .json (paths and summary) or .csv (one row per path element)."),
+    meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
+    scenario: str = typer.Option("base", "--scenario",
+                                 help="base, nodelay, ideal, or a scenario of the --whatif file."),
+    whatif: Optional[Path] = typer.Option(None, "--whatif", help="Scenario YAML (as for graphwia whatif) defining --scenario."),
+    steps: Optional[list[str]] = typer.Option(None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."),
+    timeline: Optional[Path] = typer.Option(None, "--timeline", help="Also write a Perfetto timeline (FILE.json.gz) with the paths overlaid."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+) -> None:
+    """Critical path of every step of TRACE in one scenario: which ops on which workers set the pace."""
+    from graphwia import load_trace
+    from graphwia.critical_path import check_output, scenario_critical_path, summary_lines, write_critical_paths
+    from graphwia.critical_path import write_critical_timeline
+    from graphwia.steps import parse_step_spec, resolve_steps
+    from graphwia.whatif import load_scenarios
+
+    spec = step_spec(ctx, steps)
+    spans = parse_step_spec(spec) if spec else None
+    check_output(out, timeline)
+    scenarios = load_scenarios(whatif) if whatif else None
+    with progress(not quiet) as say:
+        say("loading the trace")
+        loaded = load_trace(trace, meta)
+        selected = resolve_steps(loaded.steps, spans, str(trace)) if spans else None
+        say(f"simulating {scenario} and walking the critical paths")
+        paths = scenario_critical_path(loaded, scenario, scenarios=scenarios, steps=selected)
+        say("writing outputs")
+        written = [write_critical_paths(paths, out)]
+        if timeline:
+            written.append(write_critical_timeline(paths, timeline))
+    if not quiet:
+        typer.echo("\n".join(summary_lines(paths)))
+        typer.echo("wrote " + ", ".join(str(p) for p in written))

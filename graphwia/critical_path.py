@@ -1,0 +1,400 @@
+"""Critical paths: the chain of op instances that sets each step's time.
+
+In a simulation (SPEC §4) an op starts at the latest *arrival* over its
+incoming edges (the src node's time plus the via op's weight) plus its launch
+delay, and a group's barrier time is the latest start of its members. The
+critical path of a step walks back from the optimizer that ends last:
+
+* at an op, through the incoming edge whose arrival was the latest, to the
+  predecessor op that edge carries (``link`` = the edge kind);
+* at a group member whose end its barrier set, to the member that started last
+  (``link`` = the group kind), unless the op itself started last (ties stay);
+* it stops at an op whose start only the step start bounds (no predecessor).
+
+Every element *hands off* to the next one at its ``handoff`` time: its end, or,
+for a member that arrived last at a group whose transfer is counted on the
+next element, the group's sync time (its own start). ``on_path`` = handoff −
+previous handoff (the first from 0) is the share of the step time an element
+accounts for, so the ``on_path`` of a step's path sums to its step time.
+Handoffs never decrease, except by a small negative launch delay or transfer
+time that SPEC §3 keeps. Ends of consecutive elements can decrease at a group
+hop: a sender that arrived last may have a longer transfer than its receiver.
+
+The argmax predecessor of every node is found at once with the edge arrays;
+only the walk along a path (a few hundred hops at most) is a Python loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Union
+
+import numpy as np
+import pandas as pd
+
+from .dag import Dag
+from .errors import UsageError
+from .evaluate import CompiledDag, Simulation
+from .io import atomic_path, write_json
+from .schedule import EDGE_KINDS
+from .steps import format_ranges
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .analysis import Analysis
+    from .trace import Trace
+    from .whatif import ScenarioSet, WhatIfResult
+
+#: Columns of one path element, in output order (``step`` and ``hop`` lead in tables).
+ELEMENT_COLUMNS = ("op", "optype", "seq_id", "dp_rank", "stage", "rank", "mb_id", "chunk", "start", "end",
+                   "weight", "delay", "handoff", "on_path", "link")
+_ID_COLUMNS = ("optype", "seq_id", "dp_rank", "stage", "rank", "mb_id", "chunk")
+#: Edge kinds of group membership: a hop through a barrier hands off at the group's sync time.
+_GROUP_CODES = [EDGE_KINDS.index(k) for k in ("p2p-pair", "dp-collective", "embedding", "clip")]
+
+
+@dataclass
+class CriticalPaths:
+    """The critical path of each walked step of one scenario.
+
+    ``elements`` has one row per path element, steps in order and each path
+    from its first op to the optimizer that ends the step, with columns
+    ``step``, ``hop`` and :data:`ELEMENT_COLUMNS` (times in seconds relative to
+    the step start; ``op`` is the node id in ``dag``; ``link`` is how the
+    element hands off to the next one, empty for the last). ``step_time`` maps
+    each walked step to its simulated step time.
+    """
+
+    scenario: str
+    steps: list[int]
+    step_time: dict[int, float]
+    elements: pd.DataFrame
+    dag: Dag = field(repr=False)
+    start: np.ndarray = field(repr=False)  # simulated start / end / weight of every op of dag
+    end: np.ndarray = field(repr=False)
+    weight: np.ndarray = field(repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per path element (the CSV form)."""
+        return self.elements.copy()
+
+    def path(self, step: int) -> np.ndarray:
+        """Node ids of the ops on ``step``'s path, first to last."""
+        return self.elements.loc[self.elements["step"] == step, "op"].to_numpy()
+
+    def marked(self) -> np.ndarray:
+        """Boolean mask over ``dag``'s ops: on some walked step's critical path."""
+        mask = np.zeros(self.dag.n_ops, dtype=bool)
+        mask[self.elements["op"].to_numpy()] = True
+        return mask
+
+    def summary(self) -> dict:
+        """Time on the critical path per op type, stage and worker, and how often each worker is on it.
+
+        ``time`` is seconds per step (mean over the walked steps), ``share`` the
+        fraction of all path time; a worker (key ``"dp_rank,stage"``) also gets
+        ``steps_on_path`` and ``step_fraction``.
+        """
+        frame = self.elements
+        n_steps = len(self.steps)
+        total = float(frame["on_path"].sum())
+        worker = frame["dp_rank"].astype(str) + "," + frame["stage"].astype(str)
+        by_worker = _time_by(frame["on_path"], worker, n_steps, total)
+        on_steps = frame.assign(worker=worker).groupby("worker")["step"].nunique()
+        for key, entry in by_worker.items():
+            entry["steps_on_path"] = int(on_steps[key])
+            entry["step_fraction"] = int(on_steps[key]) / n_steps
+        return {
+            "steps": n_steps,
+            "mean_step_time": float(np.mean(list(self.step_time.values()))),
+            "mean_path_length": len(frame) / n_steps,
+            "by_optype": _time_by(frame["on_path"], frame["optype"].astype(str), n_steps, total),
+            "by_stage": _time_by(frame["on_path"], frame["stage"].astype(str), n_steps, total),
+            "by_worker": by_worker,
+        }
+
+    def to_json_dict(self) -> dict:
+        """``{"scenario", "steps": [{"step", "step_time", "path": [...]}], "summary"}``."""
+        columns = list(ELEMENT_COLUMNS)
+        steps = []
+        for step, rows in self.elements.groupby("step", sort=True):
+            path = [_json_element(dict(zip(columns, values)))
+                    for values in rows[columns].itertuples(index=False, name=None)]
+            steps.append({"step": int(step), "step_time": self.step_time[int(step)], "path": path})
+        return {"scenario": self.scenario, "steps": steps, "summary": self.summary()}
+
+    def timeline_events(self) -> list[dict]:
+        """Perfetto events of the walked steps with the paths marked and joined by flow arrows."""
+        from .timeline import drawn_start, timeline_events
+
+        dag, pick = self.dag, _step_picker(self.dag, self.steps)
+        if pick is not None:
+            dag = self.dag.select_steps(self.steps)
+        start, end, weight = (v if pick is None else pick(v) for v in (self.start, self.end, self.weight))
+        flows = [self._renumbered(self.path(step), pick is not None) for step in self.steps]
+        marked = np.zeros(dag.n_ops, dtype=bool)
+        for chain in flows:
+            marked[chain] = True
+        return timeline_events(dag, drawn_start(dag, start, end, weight), end, marked=marked, flows=flows)
+
+    def _renumbered(self, ops: np.ndarray, selected: bool) -> np.ndarray:
+        """Op ids of ``dag`` as ids of the DAG of the walked steps only."""
+        if not selected:
+            return ops
+        per_step = self.dag.ops_per_step
+        step_of = self.dag.steps[ops // per_step]
+        return np.searchsorted(np.asarray(self.steps), step_of) * per_step + ops % per_step
+
+
+def critical_path(dag: Dag, compiled: CompiledDag, weight: np.ndarray, delay: np.ndarray,
+                  steps: Iterable[int] | None = None, scenario: str = "custom") -> CriticalPaths:
+    """Simulate one scenario (``weight``, ``delay`` of shape (n_ops,)) and walk its critical paths.
+
+    ``steps`` limits the walk to some steps of ``dag`` (default: all).
+    """
+    weight, delay = _one_scenario(weight, dag, "weight"), _one_scenario(delay, dag, "delay")
+    return simulated_critical_path(dag, compiled.evaluate(weight, delay), weight, steps=steps, scenario=scenario)
+
+
+def simulated_critical_path(dag: Dag, simulation: Simulation, weight: np.ndarray, column: int = 0,
+                            steps: Iterable[int] | None = None, scenario: str = "custom") -> CriticalPaths:
+    """Critical paths of scenario ``column`` of an existing simulation run with ``weight``.
+
+    ``weight`` is that scenario's weight array (n_ops,) (launch delays are not
+    needed: they do not change which arrival was the latest).
+    """
+    weight = _one_scenario(weight, dag, "weight")
+    start = simulation.start[:, column]
+    end = simulation.end[:, column]
+    walked = _walked_steps(dag, steps)
+    node_time = _node_times(dag, start)
+    pred_src, pred_via, pred_kind = _latest_arrivals(dag, node_time, weight)
+    last_ops = _last_optimizers(dag, end, walked)
+    rows = [_walk(int(op), dag, node_time, pred_src, pred_via, pred_kind) for op in last_ops]
+    elements = _elements(dag, walked, rows, start, end, weight, node_time)
+    step_pos = np.searchsorted(dag.steps, walked)
+    step_time = {int(s): float(simulation.step_time[p, column]) for s, p in zip(walked, step_pos)}
+    return CriticalPaths(scenario=scenario, steps=[int(s) for s in walked], step_time=step_time, elements=elements,
+                         dag=dag, start=start, end=end, weight=weight)
+
+
+def whatif_critical_path(result: "WhatIfResult", scenario: str, steps: Iterable[int] | None = None) -> CriticalPaths:
+    """Critical paths of a what-if run's baseline (by its name) or of one of its scenarios."""
+    names = [result.baseline] + list(result.names)
+    if scenario not in names:
+        raise UsageError(f"scenario {scenario!r} is not in {result.scenarios.source}; "
+                         f"choose one of: {', '.join(names)}")
+    column = names.index(scenario)
+    return simulated_critical_path(result.dag, result.simulation, result.weight[:, column], column=column,
+                                   steps=steps, scenario=scenario)
+
+
+def scenario_critical_path(source: Union["Trace", "Analysis"], scenario: str = "base", *,
+                           scenarios: "ScenarioSet | None" = None, steps: Iterable[int] | None = None) -> CriticalPaths:
+    """Critical paths of a named scenario of a trace or an analysis.
+
+    ``scenario`` is ``base``, ``nodelay`` or ``ideal`` (weights as in
+    :mod:`graphwia.whatif`: ideal weights are typical over the whole trace), or
+    the name of a scenario in ``scenarios``. ``steps`` limits a trace to those
+    steps; the paths of an analysis are walked on ``steps`` of those it analysed.
+    """
+    from .trace import Trace
+    from .whatif import BASELINES, ScenarioSet, run_whatif
+
+    if scenarios is None:
+        if scenario not in BASELINES:
+            raise UsageError(f"scenario {scenario!r} is not one of {', '.join(BASELINES)} "
+                             f"(a custom scenario needs a scenario file)")
+        scenarios = ScenarioSet(scenarios=(), baseline=scenario)
+    elif scenario in BASELINES and scenario not in [scenarios.baseline, *scenarios.names]:
+        scenarios = dataclasses.replace(scenarios, baseline=scenario)
+    if isinstance(source, Trace):  # simulate only the chosen steps
+        return whatif_critical_path(run_whatif(source, scenarios, steps=steps), scenario)
+    return whatif_critical_path(run_whatif(source, scenarios), scenario, steps=steps)
+
+
+# -- the vectorised part --------------------------------------------------------------
+
+def _node_times(dag: Dag, start: np.ndarray) -> np.ndarray:
+    """Time of every node: ops their start, barriers the latest member start, step sources 0."""
+    time = np.zeros(dag.n_nodes)
+    time[: dag.n_ops] = start
+    barrier = dag.ops["barrier"].to_numpy()
+    members = np.flatnonzero(barrier >= 0)
+    time[dag.n_ops: dag.n_ops + dag.n_barriers] = -np.inf
+    np.maximum.at(time, barrier[members], start[members])
+    return time
+
+
+def _latest_arrivals(dag: Dag, node_time: np.ndarray, weight: np.ndarray):
+    """Per node, the src, via and kind of the incoming edge whose arrival was the latest.
+
+    Arrivals are recomputed exactly as the evaluator adds them, so the argmax
+    is the edge that set the node's time. Ties go to the lowest edge index.
+    """
+    edges = dag.edges
+    arrival = node_time[edges.src] + np.append(weight, 0.0)[edges.via]
+    order = np.lexsort((-arrival, edges.dst))
+    first = order[np.flatnonzero(np.diff(edges.dst[order], prepend=-1))]
+    pred_src = np.full(dag.n_nodes, -1, dtype=np.int64)
+    pred_via = np.full(dag.n_nodes, -1, dtype=np.int64)
+    pred_kind = np.full(dag.n_nodes, -1, dtype=np.int64)
+    pred_src[edges.dst[first]] = edges.src[first]
+    pred_via[edges.dst[first]] = edges.via[first]
+    pred_kind[edges.dst[first]] = edges.kind[first]
+    return pred_src, pred_via, pred_kind
+
+
+def _last_optimizers(dag: Dag, end: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Per walked step, the op whose end is the step time (latest optimizer, or latest op)."""
+    per_step = dag.ops_per_step
+    step_pos = np.searchsorted(dag.steps, steps)
+    is_optimizer = (dag.ops["optype"].to_numpy() == "optimizer").reshape(-1, per_step)[step_pos]
+    ends = end.reshape(-1, per_step)[step_pos]
+    if is_optimizer.any(axis=1).all():
+        ends = np.where(is_optimizer, ends, -np.inf)
+    return step_pos * per_step + np.argmax(ends, axis=1)
+
+
+def _walk(op: int, dag: Dag, node_time, pred_src, pred_via, pred_kind) -> list[tuple[int, int]]:
+    """(op, link kind code) pairs of one path, first op first; the last op's link is −1."""
+    barrier = dag.ops["barrier"].to_numpy()
+    hops = [(op, -1)]
+    while True:
+        group = barrier[op]
+        if group >= 0 and node_time[op] < node_time[group]:  # another member arrived last
+            op = int(pred_src[group])
+            hops.append((op, int(pred_kind[group])))
+        if pred_via[op] < 0:  # only the step start bounds this op
+            break
+        hops.append((int(pred_via[op]), int(pred_kind[op])))
+        op = int(pred_via[op])
+    return hops[::-1]
+
+
+def _elements(dag: Dag, steps: np.ndarray, paths: list[list[tuple[int, int]]], start, end, weight,
+              node_time) -> pd.DataFrame:
+    """The element table of all walked paths (see :class:`CriticalPaths`)."""
+    ops = np.array([op for path in paths for op, _ in path], dtype=np.int64)
+    link = np.array([kind for path in paths for _, kind in path], dtype=np.int64)
+    lengths = [len(path) for path in paths]
+    hop = np.concatenate([np.arange(n) for n in lengths]) if lengths else np.zeros(0, np.int64)
+    through_group = np.isin(link, _GROUP_CODES)
+    handoff = np.where(through_group, start[ops], end[ops])
+    previous = np.concatenate([[0.0], handoff[:-1]])
+    previous[hop == 0] = 0.0
+    table = dag.ops.iloc[ops]
+    frame = pd.DataFrame({"step": np.repeat(steps, lengths), "hop": hop, "op": ops})
+    for column in _ID_COLUMNS:
+        frame[column] = table[column].to_numpy()
+    frame["optype"] = frame["optype"].astype(str)
+    delay = start[ops] - _latest_pred_arrival(dag, ops, node_time, weight)
+    frame = frame.assign(start=start[ops], end=end[ops], weight=weight[ops], delay=delay, handoff=handoff,
+                         on_path=handoff - previous,
+                         link=np.array([""] + list(EDGE_KINDS), dtype=object)[link + 1])
+    return frame
+
+
+def _latest_pred_arrival(dag: Dag, ops: np.ndarray, node_time, weight) -> np.ndarray:
+    """Latest arrival at each op (so start − it is its launch delay in this scenario)."""
+    edges = dag.edges
+    wanted = np.isin(edges.dst, ops)
+    arrival = node_time[edges.src[wanted]] + np.append(weight, 0.0)[edges.via[wanted]]
+    latest = pd.Series(arrival).groupby(edges.dst[wanted]).max()
+    return latest.reindex(ops).to_numpy()
+
+
+# -- helpers --------------------------------------------------------------------------
+
+def _walked_steps(dag: Dag, steps: Iterable[int] | None) -> np.ndarray:
+    if steps is None:
+        return dag.steps
+    wanted = np.unique(np.asarray(list(steps), dtype=np.int64))
+    missing = np.setdiff1d(wanted, dag.steps)
+    if len(wanted) == 0 or len(missing):
+        what = "no steps were selected" if len(wanted) == 0 else f"step(s) {format_ranges(missing)} are not analysed"
+        raise UsageError(f"critical path: {what}; steps present: {format_ranges(dag.steps)}")
+    return wanted
+
+
+def _one_scenario(values, dag: Dag, name: str) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.shape != (dag.n_ops,):
+        raise UsageError(f"critical path: {name} must have shape ({dag.n_ops},) (one scenario), got {values.shape}")
+    return values
+
+
+def _step_picker(dag: Dag, steps: list[int]):
+    """A function taking a (n_ops,) array to the walked steps' rows, or None when all are walked."""
+    if len(steps) == len(dag.steps):
+        return None
+    rows = np.searchsorted(dag.steps, steps)
+    return lambda values: values.reshape(len(dag.steps), dag.ops_per_step)[rows].ravel()
+
+
+def _time_by(on_path: pd.Series, key: pd.Series, n_steps: int, total: float) -> dict[str, dict]:
+    """Per key: mean seconds per step on the path and share of all path time, largest first."""
+    sums = on_path.groupby(key.to_numpy()).sum().sort_values(ascending=False)
+    return {str(k): {"time": float(v) / n_steps, "share": float(v) / total if total else float("nan")}
+            for k, v in sums.items()}
+
+
+def _json_element(element: dict) -> dict:
+    """Plain JSON values; −1 model chunk / microbatch (none) become null."""
+    out = {}
+    for key, value in element.items():
+        value = value.item() if isinstance(value, np.generic) else value
+        if key in ("mb_id", "chunk") and value < 0:
+            value = None
+        out[key] = value if key != "link" or value else None
+    return out
+
+
+# -- output ---------------------------------------------------------------------------
+
+#: Output formats of :func:`write_critical_paths`, by extension.
+OUTPUT_FORMATS = (".json", ".csv")
+
+
+def check_output(path: str | Path | None = None, timeline: str | Path | None = None) -> None:
+    """Raise :class:`UsageError` early when an output path has an extension we cannot write."""
+    if path is not None and Path(path).suffix.lower() not in OUTPUT_FORMATS:
+        raise UsageError(f"--out {path}: critical paths are written as {' or '.join(OUTPUT_FORMATS)}")
+    if timeline is not None and not str(timeline).lower().endswith(".json.gz"):
+        raise UsageError(f"--timeline {timeline}: a timeline is written as gzip-compressed JSON, name it *.json.gz")
+
+
+def write_critical_paths(paths: CriticalPaths, path: str | Path) -> Path:
+    """Write the paths as JSON (:meth:`CriticalPaths.to_json_dict`) or CSV (one row per element), atomically."""
+    check_output(path)
+    if Path(path).suffix.lower() == ".json":
+        return write_json(path, paths.to_json_dict())
+    with atomic_path(path) as tmp:
+        paths.to_frame().to_csv(tmp, index=False)
+    return Path(path)
+
+
+def write_critical_timeline(paths: CriticalPaths, path: str | Path) -> Path:
+    """Perfetto timeline of the walked steps with the critical paths overlaid (gzip JSON)."""
+    from .timeline import write_timeline
+
+    check_output(timeline=path)
+    return write_timeline(path, paths.timeline_events())
+
+
+def summary_lines(paths: CriticalPaths, top: int = 3) -> list[str]:
+    """A few lines: step time, path length, and who is on the path most."""
+    summary = paths.summary()
+    lines = [f"critical paths ({paths.scenario}) of {summary['steps']} step(s): mean step time "
+             f"{summary['mean_step_time']:.3f} s, {summary['mean_path_length']:.1f} ops per path"]
+    for key, title in (("by_optype", "op types"), ("by_stage", "stages")):
+        parts = ", ".join(f"{name} {entry['share']:.1%}" for name, entry in list(summary[key].items())[:top])
+        lines.append(f"  time on path, {title:<9} {parts}")
+    workers = list(summary["by_worker"].items())
+    parts = ", ".join(f"({name}) {entry['step_fraction']:.0%} of steps, {entry['share']:.1%} of time"
+                      for name, entry in workers[:top])
+    lines.append(f"  workers most on path    {parts}")
+    return lines
