@@ -1,0 +1,81 @@
+"""``graphwia fleet``: analyse many jobs in parallel and summarise the fleet."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import typer
+
+from .common import fail, reports_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fleet")(fleet)
+
+
+@reports_errors
+def fleet(
+    source: Path = typer.Argument(..., metavar="INPUT",
+                                  help="Directory of trace-NAME.parquet + meta-NAME.yaml pairs, or a manifest "
+                                       "file with one 'TRACE [META]' per line."),
+    out: Path = typer.Option(..., "--out", help="Output directory: jobs/NAME/, fleet.csv, fleet.parquet, fleet.html."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Local worker processes [default: number of CPUs]."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
+                                            help="Run on an existing dask.distributed cluster, e.g. tcp://host:8786 "
+                                                 "(its workers must see INPUT and --out)."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Skip each job's pictures, timelines and report."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+) -> None:
+    """Analyse every job of INPUT; jobs already complete in --out are skipped, so a re-run resumes."""
+    from graphwia.fleet import discover_jobs, run_fleet, write_fleet
+    from graphwia.fleet_report import fleet_summary
+    from graphwia.io import check_writable_dir
+
+    if workers is not None and scheduler:
+        fail("--workers and --scheduler exclude each other (the cluster decides its workers)", 2)
+    jobs = discover_jobs(source)
+    check_writable_dir(out)
+    with job_bar(len(jobs), enabled=not quiet) as advance:
+        run = run_fleet(jobs, out, workers=workers, scheduler=scheduler, plots=not no_plots, on_done=advance)
+    paths = write_fleet(run, out)
+    table = run.table()
+    for record in run.records:
+        for warning in record["warnings"]:
+            typer.echo(f"graphwia: warning: {record['row']['name']}: {warning}", err=True)
+    for row in table[table["status"] != "ok"].itertuples():
+        typer.echo(f"graphwia: job {row.name} failed: {row.error}", err=True)
+    if not quiet:
+        s = fleet_summary(table)
+        typer.echo(f"{s['jobs']} job(s): {len(run.analysed) - s['failed']} analysed, {len(run.skipped)} already "
+                   f"complete, {s['failed']} failed")
+        typer.echo(f"jobs with S >= 1.1: {s['stragglers']} of {s['ok']}; wasted GPU hours "
+                   f"{s['wasted_gpu_hours']:.2f} of {s['gpu_hours']:.2f}")
+        typer.echo(f"wrote {', '.join(p.name for p in paths.values())} and jobs/ to {out}/")
+    if run.failed:
+        fail(f"{len(run.failed)} of {len(jobs)} job(s) failed: {', '.join(run.failed)} (see fleet.csv; "
+             "re-run to retry them)")
+
+
+@contextmanager
+def job_bar(total: int, enabled: bool) -> Iterator[Callable[[dict, bool], None]]:
+    """A progress bar over jobs on stderr; yields the ``on_done`` callback of ``run_fleet``."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda record, analysed: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("jobs", total=total)
+
+        def advance(record: dict, analysed: bool) -> None:
+            row = record["row"]
+            state = "failed" if row["status"] != "ok" else ("done" if analysed else "already complete")
+            bar.update(task, advance=1, description=f"{row['name']}: {state}")
+
+        yield advance

@@ -1,0 +1,391 @@
+"""Fleet analysis: many jobs, one table of how often stragglers hit and why.
+
+The data path of a fleet run::
+
+    discover_jobs → run_fleet (run_job per job, in parallel) → fleet_table → write_fleet
+
+:func:`run_job` analyses one job, writes its full outputs under
+``DIR/jobs/<name>/`` and, last, a completion marker (``fleet-job.json``,
+written atomically) holding the job's fleet row. A job whose marker exists and
+matches its current input files is complete: a re-run reads the marker instead
+of analysing again, so an interrupted fleet run resumes where it stopped.
+Failed jobs get no marker and are retried by the next run.
+
+Jobs run on local worker processes (:class:`concurrent.futures.ProcessPoolExecutor`)
+or, given a scheduler address, on an existing dask.distributed cluster whose
+workers can import graphwia and see the input and output paths. dask is an
+optional extra (``graphwia[fleet]``) and imported only for that.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import uuid
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import pandas as pd
+
+from .errors import GraphwiaError, UsageError
+from .io import write_json
+
+#: A job with S at or above this is a straggling job (the paper's threshold).
+STRAGGLER_S = 1.1
+#: M_W / M_S at or above this names the cause of a straggling job.
+CAUSE_M = 0.5
+CAUSES = ("worker", "stage", "other", "none")
+MARKER = "fleet-job.json"
+MARKER_VERSION = 1
+TRACE_SUFFIXES = (".parquet", ".csv")
+
+#: fleet.csv columns, in order, and their dtypes.
+COLUMNS = {
+    "name": "string", "status": "string", "error": "string",
+    "S": "float64", "launch_slowdown": "float64", "Ms": "float64", "Mw": "float64",
+    "cause": "string", "top_optype": "string", "top_dp_rank": "Int64", "top_stage": "Int64",
+    "steps": "Int64", "workers": "Int64", "gpu_hours": "float64", "wasted_gpu_hours": "float64",
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of a fleet: its name (the output folder) and its input files."""
+
+    name: str
+    trace: Path
+    meta: Path
+
+
+@dataclass
+class FleetRun:
+    """What :func:`run_fleet` did: one record per job, in job order.
+
+    A record is the content of a job's marker: ``row`` (the fleet.csv row),
+    ``optype`` (the job's S attribution by op type, or None) and ``warnings``.
+    """
+
+    records: list[dict]
+    analysed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[str]:
+        return [r["row"]["name"] for r in self.records if r["row"]["status"] != "ok"]
+
+    def table(self) -> pd.DataFrame:
+        return fleet_table(self.records)
+
+
+# -- discovering jobs ---------------------------------------------------------------------
+def discover_jobs(source: str | Path) -> list[Job]:
+    """Jobs of a directory of ``trace-NAME.parquet`` + ``meta-NAME.yaml`` pairs, or of a manifest.
+
+    A manifest is a text file with one job per line, ``TRACE [META]`` (shell quoting for
+    paths with spaces; relative paths are relative to the manifest; blank lines and
+    ``#`` comments are ignored). Without META, ``meta-NAME.yaml`` beside the trace is used.
+    A job's name is NAME of ``trace-NAME.<ext>`` (else the file's stem); names must be unique.
+    """
+    source = Path(source)
+    if source.is_dir():
+        traces = sorted(p for p in source.iterdir() if p.name.startswith("trace-") and p.suffix in TRACE_SUFFIXES)
+        if not traces:
+            raise UsageError(f"{source}: no trace-NAME.parquet files in this directory")
+        jobs = [_job(trace, None) for trace in traces]
+    elif source.is_file():
+        jobs = _manifest_jobs(source)
+    else:
+        raise UsageError(f"{source}: no such directory or manifest file")
+    _check_unique(jobs, source)
+    return jobs
+
+
+def _manifest_jobs(manifest: Path) -> list[Job]:
+    try:
+        lines = manifest.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{manifest}: cannot read the manifest ({exc})") from None
+    jobs = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            fields = shlex.split(line, comments=True)
+        except ValueError as exc:
+            raise UsageError(f"{manifest}:{number}: {exc}") from None
+        if not fields:
+            continue
+        if len(fields) > 2:
+            raise UsageError(f"{manifest}:{number}: expected 'TRACE [META]', got {len(fields)} fields")
+        paths = [p if p.is_absolute() else manifest.parent / p for p in map(Path, fields)]
+        jobs.append(_job(paths[0], paths[1] if len(paths) > 1 else None))
+    if not jobs:
+        raise UsageError(f"{manifest}: the manifest lists no jobs")
+    return jobs
+
+
+def _job(trace: Path, meta: Path | None) -> Job:
+    from .trace import default_meta_path
+
+    stem = trace.name.split(".")[0]
+    name = stem[len("trace-"):] if stem.startswith("trace-") and len(stem) > len("trace-") else stem
+    return Job(name=name, trace=trace.resolve(), meta=(meta or default_meta_path(trace)).resolve())
+
+
+def _check_unique(jobs: list[Job], source: Path) -> None:
+    seen: dict[str, Job] = {}
+    for job in jobs:
+        if job.name in seen:
+            raise UsageError(f"{source}: two jobs named {job.name!r} ({seen[job.name].trace} and {job.trace}); "
+                             "job names must be unique")
+        seen[job.name] = job
+
+
+# -- one job -------------------------------------------------------------------------------
+def job_dir(out_dir: str | Path, name: str) -> Path:
+    return Path(out_dir) / "jobs" / name
+
+
+def run_job(job: Job, out_dir: str | Path, plots: bool = True) -> dict:
+    """Analyse ``job``, write its outputs and marker; return its record. Never raises for a bad job.
+
+    A failure (bad input, or an unexpected error) is returned as a record with status
+    ``failed`` and a one-line error; nothing is marked complete then.
+    """
+    from .analysis import analyze
+    from .outputs import write_outputs
+    from .trace import load_trace
+
+    inputs = input_fingerprint(job)
+    try:
+        analysis = analyze(load_trace(job.trace, job.meta))
+        directory = job_dir(out_dir, job.name)
+        write_outputs(analysis, directory, plots=plots)
+        record = {"version": MARKER_VERSION, "inputs": inputs, "plots": plots,
+                  "row": job_row(job.name, analysis), "optype": analysis.result["blocking_decompose_by_optype"],
+                  "warnings": list(analysis.warnings)}
+        write_json(directory / MARKER, record)
+        return record
+    except GraphwiaError as exc:
+        return failed_record(job, str(exc))
+    except Exception as exc:  # a bug or an unforeseen input must not stop the fleet
+        return failed_record(job, f"unexpected {type(exc).__name__}: {_first_line(exc)}")
+
+
+def job_row(name: str, analysis) -> dict:
+    """The fleet.csv row of one analysed job (see :data:`COLUMNS`)."""
+    r = analysis.result
+    s, ms, mw = r["blocking_slowdown"], analysis.ms["Ms"], analysis.mw["Mw"]
+    gpu_hours = analysis.trace.meta.world_size * sum(r["step_t_base"].values()) / 3600
+    return {
+        "name": name, "status": "ok", "error": None,
+        "S": s, "launch_slowdown": r["launch_slowdown"], "Ms": ms, "Mw": mw,
+        "cause": classify_cause(s, ms, mw),
+        "top_optype": _top(r["blocking_decompose_by_optype"]),
+        "top_dp_rank": _int_or_none(_top(r["blocking_decompose_by_dp_rank"])),
+        "top_stage": _int_or_none(_top(r["blocking_decompose_by_stage"])),
+        "steps": len(r["step_t_base"]), "workers": len(analysis.workers),
+        "gpu_hours": gpu_hours, "wasted_gpu_hours": wasted_gpu_hours(s, gpu_hours),
+    }
+
+
+def classify_cause(s: float, ms: float, mw: float) -> str:
+    """``worker`` (M_W ≥ 0.5), else ``stage`` (M_S ≥ 0.5), else ``other``; ``none`` when S < 1.1.
+
+    Below 1.1 the slowdown is too small for M_S / M_W (ratios of it) to mean anything.
+    """
+    if not s >= STRAGGLER_S:
+        return "none"
+    if mw >= CAUSE_M:
+        return "worker"
+    if ms >= CAUSE_M:
+        return "stage"
+    return "other"
+
+
+def wasted_gpu_hours(s: float, gpu_hours: float) -> float:
+    """(S − 1)/S of the job's GPU time: what it would have saved without stragglers (≥ 0)."""
+    return max(0.0, (s - 1) / s) * gpu_hours if s > 0 else 0.0
+
+
+def failed_record(job: Job, error: str) -> dict:
+    row = {column: None for column in COLUMNS}
+    row.update(name=job.name, status="failed", error=error)
+    return {"version": MARKER_VERSION, "inputs": None, "plots": None, "row": row, "optype": None, "warnings": []}
+
+
+def input_fingerprint(job: Job) -> dict:
+    """Path, size and mtime of the job's inputs: a changed input makes its marker stale."""
+    def stat(path: Path):
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return [str(path), st.st_size, st.st_mtime_ns]
+
+    return {"trace": stat(job.trace), "meta": stat(job.meta)}
+
+
+def completed_record(job: Job, out_dir: str | Path, plots: bool) -> dict | None:
+    """The job's record if a previous run completed it with the same inputs (and plots if wanted)."""
+    import json
+
+    try:
+        record = json.loads((job_dir(out_dir, job.name) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("version") != MARKER_VERSION:
+        return None
+    if record.get("inputs") != input_fingerprint(job) or (plots and not record.get("plots")):
+        return None
+    return record if record.get("row", {}).get("status") == "ok" else None
+
+
+# -- many jobs -----------------------------------------------------------------------------
+OnDone = Callable[[dict, bool], None]
+
+
+def run_fleet(jobs: Iterable[Job], out_dir: str | Path, *, workers: int | None = None,
+              scheduler: str | None = None, plots: bool = True, on_done: OnDone | None = None) -> FleetRun:
+    """Run every job not yet complete; return all records, in job order.
+
+    Parameters
+    ----------
+    workers:
+        Local worker processes (default: the number of CPUs; 1 runs the jobs in this process).
+        Ignored when ``scheduler`` is given.
+    scheduler:
+        Address of a dask.distributed scheduler (``tcp://host:port``) to run the jobs on.
+    on_done:
+        Called with each job's record as it completes, and whether it was analysed now
+        (False: already complete).
+    """
+    jobs = list(jobs)
+    out_dir = Path(out_dir).resolve()
+    notify = on_done or (lambda record, analysed: None)
+    records: dict[str, dict] = {}
+    pending = []
+    for job in jobs:
+        done = completed_record(job, out_dir, plots)
+        if done is None:
+            pending.append(job)
+        else:
+            records[job.name] = done
+            notify(done, False)
+    run = FleetRun(records=[], skipped=[j.name for j in jobs if j.name in records],
+                   analysed=[j.name for j in pending])
+    if pending:
+        results = (_run_dask(pending, out_dir, plots, scheduler) if scheduler
+                   else _run_local(pending, out_dir, plots, workers or os.cpu_count() or 1))
+        for record in results:
+            records[record["row"]["name"]] = record
+            notify(record, True)
+    run.records = [records[job.name] for job in jobs]
+    return run
+
+
+def _run_local(jobs: list[Job], out_dir: Path, plots: bool, workers: int) -> Iterator[dict]:
+    if workers <= 1:
+        for job in jobs:
+            yield run_job(job, out_dir, plots)
+        return
+    # spawn, not fork: the caller may have threads (a progress bar) that fork would copy mid-state
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_job, job, out_dir, plots): job for job in jobs}
+        try:
+            for future in as_completed(futures):
+                yield _outcome(futures[future], future.result)
+        except BaseException:  # interrupted: do not start the jobs still queued
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _run_dask(jobs: list[Job], out_dir: Path, plots: bool, address: str) -> Iterator[dict]:
+    try:
+        from distributed import Client, as_completed as dask_completed
+    except ImportError:
+        raise UsageError("--scheduler needs dask.distributed: pip install 'graphwia[fleet]'") from None
+    try:
+        client = Client(address, timeout="20s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"{address}: cannot connect to the dask scheduler ({_first_line(exc)})") from None
+    with client:
+        tag = uuid.uuid4().hex[:8]
+        futures = {client.submit(run_job, job, out_dir, plots, key=f"graphwia-fleet-{job.name}-{tag}",
+                                 pure=False, retries=0): job for job in jobs}
+        try:
+            for future in dask_completed(list(futures), loop=client.loop):
+                yield _outcome(futures[future], future.result)
+        finally:
+            client.cancel(list(futures))
+
+
+def _outcome(job: Job, result: Callable[[], dict]) -> dict:
+    """The job's record, or a failed one when its worker died (run_job itself never raises)."""
+    try:
+        return result()
+    except BrokenProcessPool:
+        return failed_record(job, "a worker process died while this job was queued or running "
+                                  "(out of memory?); re-run to retry")
+    except Exception as exc:  # KilledWorker, a lost connection, an unpicklable result …
+        return failed_record(job, f"{type(exc).__name__} on the cluster: {_first_line(exc)}")
+
+
+# -- the fleet table -----------------------------------------------------------------------
+def fleet_table(records: Iterable[dict]) -> pd.DataFrame:
+    """One row per job with :data:`COLUMNS` and their dtypes (missing values for failed jobs)."""
+    rows = [record["row"] for record in records]
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    return table.astype(COLUMNS)
+
+
+def write_fleet(run: FleetRun, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``fleet.csv``, ``fleet.parquet`` and ``fleet.html``, all or none of them; return their paths."""
+    from .fleet_report import write_fleet_report
+    from .io import all_or_nothing, atomic_path
+
+    out_dir = Path(out_dir)
+    table = run.table()
+    paths = {"csv": out_dir / "fleet.csv", "parquet": out_dir / "fleet.parquet", "html": out_dir / "fleet.html"}
+    attribution = {r["row"]["name"]: r["optype"] for r in run.records if r["optype"]}
+    with all_or_nothing():
+        with atomic_path(paths["csv"]) as tmp:
+            table.to_csv(tmp, index=False)
+        with atomic_path(paths["parquet"]) as tmp:
+            table.to_parquet(tmp, index=False)
+        write_fleet_report(paths["html"], table, attribution, job_links(out_dir, table["name"]))
+    return paths
+
+
+def job_links(out_dir: Path, names: Iterable[str]) -> dict[str, str]:
+    """Relative link of each job's page: its HTML report when it has one, else its folder."""
+    links = {}
+    for name in names:
+        reports = sorted(job_dir(out_dir, name).glob("report-*.html"))
+        links[name] = (reports[0] if reports else job_dir(out_dir, name)).relative_to(out_dir).as_posix()
+    return links
+
+
+def read_fleet_csv(path: str | Path) -> pd.DataFrame:
+    """Read a ``fleet.csv`` back with the dtypes it was written with."""
+    return pd.read_csv(path, dtype=COLUMNS, keep_default_na=False, na_values=[""])
+
+
+def _top(parts: dict | None) -> str | None:
+    """The group with the largest attributed slowdown (the dicts are sorted, largest first)."""
+    return max(parts, key=parts.get) if parts else None
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+__all__ = ["COLUMNS", "FleetRun", "Job", "classify_cause", "completed_record", "discover_jobs", "fleet_table",
+           "job_row", "read_fleet_csv", "run_fleet", "run_job", "wasted_gpu_hours", "write_fleet"]

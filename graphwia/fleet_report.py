@@ -1,0 +1,258 @@
+"""``fleet.html``: one self-contained page about a fleet of analysed jobs.
+
+The page answers the fleet questions: how often stragglers hit (CDF of S,
+share of jobs with S ≥ 1.1), how much GPU time they waste ((S − 1)/S of each
+job's GPU hours), why (causes from M_W / M_S) and which op types slow jobs
+down (S attribution by op type across jobs). Plots are matplotlib PNGs
+(Agg, no pyplot state) embedded as base64, so the file can be mailed around.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+
+from .fleet import CAUSES, STRAGGLER_S
+from .io import write_text
+
+CAUSE_LABEL = {"worker": "worker problem (M_W ≥ 0.5)", "stage": "stage imbalance (M_S ≥ 0.5)",
+               "other": "other", "none": f"no straggler (S < {STRAGGLER_S})"}
+CAUSE_COLOR = {"worker": "#d62728", "stage": "#ff7f0e", "other": "#1f77b4", "none": "#bbbbbb"}
+TOP_JOBS = 25
+
+
+def fleet_summary(table: pd.DataFrame) -> dict:
+    """Headline numbers of a fleet table (see :data:`graphwia.fleet.COLUMNS`)."""
+    ok = table[table["status"] == "ok"]
+    gpu, wasted = float(ok["gpu_hours"].sum()), float(ok["wasted_gpu_hours"].sum())
+    stragglers = int((ok["S"] >= STRAGGLER_S).sum())
+    return {
+        "jobs": len(table), "ok": len(ok), "failed": len(table) - len(ok),
+        "stragglers": stragglers, "straggler_share": stragglers / len(ok) if len(ok) else float("nan"),
+        "gpu_hours": gpu, "wasted_gpu_hours": wasted, "wasted_share": wasted / gpu if gpu else float("nan"),
+    }
+
+
+def optype_table(attribution: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Long table (job, optype, S_t) of each job's S attribution by op type."""
+    rows = [(job, optype, value) for job, parts in attribution.items() for optype, value in parts.items()]
+    return pd.DataFrame(rows, columns=["job", "optype", "S_t"])
+
+
+def optype_summary(attribution: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Per op type across jobs: jobs where it is the top one, jobs with S_t ≥ 1.1, median and max S_t."""
+    long = optype_table(attribution)
+    if long.empty:
+        return pd.DataFrame(columns=["optype", "top_in_jobs", "jobs_st_ge_threshold", "median_S_t", "max_S_t"])
+    top = long.loc[long.groupby("job")["S_t"].idxmax(), "optype"].value_counts()
+    by = long.groupby("optype")["S_t"]
+    summary = pd.DataFrame({"top_in_jobs": top, "jobs_st_ge_threshold": by.apply(lambda v: int((v >= STRAGGLER_S).sum())),
+                            "median_S_t": by.median(), "max_S_t": by.max()})
+    summary["top_in_jobs"] = summary["top_in_jobs"].fillna(0).astype(int)
+    return summary.sort_values(["top_in_jobs", "median_S_t"], ascending=False).rename_axis("optype").reset_index()
+
+
+def write_fleet_report(path: str | Path, table: pd.DataFrame, attribution: dict[str, dict[str, float]],
+                       links: dict[str, str] | None = None) -> Path:
+    """Write the fleet page atomically.
+
+    ``table`` holds the fleet rows, ``attribution`` each job's S by op type (jobs that
+    reached the attribution threshold), ``links`` each job's page relative to ``path``.
+    """
+    return write_text(path, render_fleet_html(table, attribution, links or {}))
+
+
+def render_fleet_html(table: pd.DataFrame, attribution: dict[str, dict[str, float]], links: dict[str, str]) -> str:
+    summary = fleet_summary(table)
+    ok = table[table["status"] == "ok"]
+    sections = [
+        _headline(summary),
+        _section("How often: CDF of the slowdown S", _img(_plot_cdf(ok["S"].to_numpy(float)), "CDF of S")),
+        _section("How much: wasted GPU hours", _img(_plot_waste(ok), "wasted GPU hours per job")),
+        _section("Why: causes", _img(_plot_causes(ok), "causes") + _cause_table(ok)),
+        _section("Where: attribution of S by op type across jobs",
+                 _img(_plot_optypes(optype_table(attribution)), "S_t by op type") + _optype_html(attribution)),
+        _section("Jobs", _jobs_html(table, links)),
+    ]
+    return PAGE.format(title=f"graphwia fleet: {summary['jobs']} job(s)", body="\n".join(sections))
+
+
+# -- plots -----------------------------------------------------------------------------------
+def _figure(width: float = 7.0, height: float = 3.6):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _empty(fig, ax, text: str):
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#666")
+    ax.set_axis_off()
+    return fig
+
+
+def _plot_cdf(s: np.ndarray):
+    fig = _figure()
+    ax = fig.add_subplot()
+    if s.size == 0:
+        return _empty(fig, ax, "no analysed jobs")
+    x = np.sort(s)
+    ax.step(np.concatenate([[x[0]], x]), np.arange(x.size + 1) / x.size, where="post", color="#1f77b4")
+    ax.axvline(STRAGGLER_S, color="#d62728", linestyle="--", linewidth=1, label=f"S = {STRAGGLER_S}")
+    ax.set_xlabel("slowdown S (mean step time / ideal step time)")
+    ax.set_ylabel("share of jobs with slowdown ≤ S")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def _plot_waste(ok: pd.DataFrame):
+    fig = _figure(7.0, 0.6 + 0.28 * max(3, min(len(ok), TOP_JOBS)))
+    ax = fig.add_subplot()
+    top = ok.sort_values("wasted_gpu_hours", ascending=False).head(TOP_JOBS)[::-1]
+    if top.empty:
+        return _empty(fig, ax, "no analysed jobs")
+    ax.barh(top["name"].astype(str), top["wasted_gpu_hours"], color=[CAUSE_COLOR[c] for c in top["cause"]])
+    ax.set_xlabel("wasted GPU hours  ((S − 1)/S × GPU hours)")
+    ax.set_title(f"top {len(top)} job(s) by wasted GPU hours", fontsize=10)
+    from matplotlib.patches import Patch
+
+    shown = [c for c in CAUSES if c in set(top["cause"])]
+    ax.legend(handles=[Patch(color=CAUSE_COLOR[c], label=c) for c in shown], loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def _plot_causes(ok: pd.DataFrame):
+    fig = _figure(8.0, 3.2)
+    jobs_ax, hours_ax = fig.subplots(1, 2)
+    counts = ok["cause"].value_counts().reindex(CAUSES, fill_value=0)
+    hours = ok.groupby("cause")["wasted_gpu_hours"].sum().reindex(CAUSES, fill_value=0.0)
+    colors = [CAUSE_COLOR[c] for c in CAUSES]
+    jobs_ax.bar(CAUSES, counts.to_numpy(), color=colors)
+    jobs_ax.set_title("jobs", fontsize=10)
+    jobs_ax.yaxis.get_major_locator().set_params(integer=True)
+    hours_ax.bar(CAUSES, hours.to_numpy(), color=colors)
+    hours_ax.set_title("wasted GPU hours", fontsize=10)
+    for ax in (jobs_ax, hours_ax):
+        ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def _plot_optypes(long: pd.DataFrame):
+    optypes = (long.groupby("optype")["S_t"].median().sort_values().index.tolist() if not long.empty else [])
+    fig = _figure(7.0, 0.8 + 0.35 * max(3, len(optypes)))
+    ax = fig.add_subplot()
+    if not optypes:
+        return _empty(fig, ax, "no job reached the attribution threshold")
+    rng = np.random.default_rng(0)  # jitter only, fixed so the page is reproducible
+    for y, optype in enumerate(optypes):
+        values = long.loc[long["optype"] == optype, "S_t"].to_numpy(float)
+        ax.scatter(values, y + rng.uniform(-0.15, 0.15, values.size), s=14, alpha=0.7, color="#1f77b4")
+        ax.plot([np.median(values)] * 2, [y - 0.3, y + 0.3], color="#d62728", linewidth=2)
+    ax.set_yticks(range(len(optypes)), optypes)
+    ax.axvline(1.0, color="#666", linewidth=0.8)
+    ax.set_xlabel("S_t (one dot per job, red bar = median)")
+    ax.set_title("slowdown when only this op type keeps its real durations", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+# -- HTML pieces -------------------------------------------------------------------------------
+def _img(fig, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_png(fig)}">'
+
+
+def _section(title: str, body: str) -> str:
+    return f"<section><h2>{html.escape(title)}</h2>\n{body}\n</section>"
+
+
+def _headline(s: dict) -> str:
+    items = [
+        ("jobs", f"{s['jobs']}"),
+        ("analysed / failed", f"{s['ok']} / {s['failed']}"),
+        (f"jobs with S ≥ {STRAGGLER_S}", f"{s['stragglers']} ({_pct(s['straggler_share'])})"),
+        ("GPU hours", f"{s['gpu_hours']:,.2f}"),
+        ("wasted GPU hours", f"{s['wasted_gpu_hours']:,.2f} ({_pct(s['wasted_share'])})"),
+    ]
+    cells = "".join(f'<div class="kpi"><div class="v">{html.escape(v)}</div><div class="k">{html.escape(k)}</div></div>'
+                    for k, v in items)
+    return f'<div class="kpis">{cells}</div>'
+
+
+def _cause_table(ok: pd.DataFrame) -> str:
+    grouped = ok.groupby("cause").agg(jobs=("name", "size"), wasted=("wasted_gpu_hours", "sum"))
+    rows = [[CAUSE_LABEL[c], int(grouped.loc[c, "jobs"]) if c in grouped.index else 0,
+             f"{grouped.loc[c, 'wasted']:,.2f}" if c in grouped.index else "0.00"] for c in CAUSES]
+    return _table(["cause", "jobs", "wasted GPU hours"], rows)
+
+
+def _optype_html(attribution: dict) -> str:
+    summary = optype_summary(attribution)
+    rows = [[r.optype, r.top_in_jobs, r.jobs_st_ge_threshold, f"{r.median_S_t:.3f}", f"{r.max_S_t:.3f}"] for r in summary.itertuples()]
+    return _table(["op type", "top op type in jobs", f"jobs with S_t ≥ {STRAGGLER_S}", "median S_t", "max S_t"], rows)
+
+
+def _jobs_html(table: pd.DataFrame, links: dict[str, str]) -> str:
+    ordered = table.sort_values(["status", "wasted_gpu_hours"], ascending=[False, False], na_position="last")
+    rows = []
+    for r in ordered.itertuples():
+        href = links.get(r.name, f"jobs/{r.name}")
+        link = f'<a href="{html.escape(quote(href))}">{html.escape(str(r.name))}</a>'
+        if r.status != "ok":
+            rows.append([link, _raw(f'<span class="err">failed: {html.escape(str(r.error))}</span>')]
+                        + [""] * 7)
+            continue
+        rows.append([link, r.status, f"{r.S:.4f}", f"{r.launch_slowdown:.4f}", _pct(r.Ms), _pct(r.Mw), r.cause,
+                     "" if pd.isna(r.top_optype) else r.top_optype, f"{r.wasted_gpu_hours:,.2f} / {r.gpu_hours:,.2f}"])
+    header = ["job", "status", "S", "launch slowdown", "M_S", "M_W", "cause", "top op type", "wasted / GPU hours"]
+    return _table(header, rows, raw_first=True)
+
+
+class _raw(str):
+    """A cell that is already HTML."""
+
+
+def _table(header: list[str], rows: list[list], raw_first: bool = False) -> str:
+    def cell(i, value):
+        if isinstance(value, _raw) or (raw_first and i == 0):
+            return f"<td>{value}</td>"
+        return f"<td>{html.escape(str(value))}</td>"
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "\n".join("<tr>" + "".join(cell(i, v) for i, v in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:.1%}"
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.15em; margin-top: 2em; border-bottom: 1px solid #ddd; }}
+.kpis {{ display: flex; gap: 1em; flex-wrap: wrap; }}
+.kpi {{ border: 1px solid #ddd; border-radius: 6px; padding: .6em 1em; min-width: 9em; }}
+.kpi .v {{ font-size: 1.3em; font-weight: 600; }} .kpi .k {{ color: #666; font-size: .85em; }}
+table {{ border-collapse: collapse; font-size: .9em; margin-top: .8em; }}
+th, td {{ border-bottom: 1px solid #eee; padding: .25em .7em; text-align: left; }}
+.err {{ color: #b00; }} img {{ max-width: 100%; }}
+</style></head>
+<body><h1>{title}</h1>
+{body}
+</body></html>
+"""
