@@ -12,7 +12,7 @@ import typer
 
 from .common import State
 
-COMMANDS = ("analyze", "whatif", "fleet", "synth", "reproduce", "critical_path")
+COMMANDS = ("analyze", "whatif", "fleet", "synth", "reproduce", "critical_path", "export_dag")
 
 app = typer.Typer(
     name="graphwia",

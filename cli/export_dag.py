@@ -1,0 +1,47 @@
+"""``graphwia export-dag``: write the explicit DAG (or part of it) for other graph tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import progress, reports_errors, step_spec
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export-dag", context_settings={"allow_extra_args": True})(export_dag)
+
+
+@reports_errors
+def export_dag(
+    ctx: typer.Context,
+    trace: Path = typer.Argument(..., help="Trace file (.parquet or .csv)."),
+    out: Path = typer.Option(..., "--out", help="Output file; the extension picks the format: "
+                                               ".graphml, .gexf, .json (node-link), .dot/.gv, .parquet (edge list)."),
+    meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
+    steps: Optional[list[str]] = typer.Option(None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."),
+    workers: Optional[list[str]] = typer.Option(None, "--workers", metavar="DP:STAGE",
+                                                help="Only these workers, e.g. --workers 0:3,1:3 or 0:* (repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+) -> None:
+    """Export the dependency DAG of TRACE: op instances, group barriers and step sources, with edge kinds."""
+    from graphwia import build_dag, load_trace
+    from graphwia.export import check_format, export_dag as write_graph, parse_workers
+    from graphwia.steps import parse_step_spec, resolve_steps
+
+    spec = step_spec(ctx, steps)
+    spans = parse_step_spec(spec) if spec else None
+    chosen_workers = parse_workers(workers) if workers else None
+    check_format(out)
+    with progress(not quiet) as say:
+        say("loading the trace")
+        loaded = load_trace(trace, meta)
+        selected = resolve_steps(loaded.steps, spans, str(trace)) if spans else None
+        say("building the DAG")
+        dag = build_dag(loaded, steps=selected)
+        say(f"writing {out.name}")
+        write_graph(dag, out, workers=chosen_workers)
+    if not quiet:
+        typer.echo(f"wrote {out}")
