@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 def reproduce(
     data: Path = typer.Option(Path("../shared/data"), "--data", help="Directory with the published traces and results."),
     out: Path = typer.Option(Path("out/reproduce"), "--out", help="Output directory for our results."),
-    trace: Optional[list[str]] = typer.Option(None, "--trace", help="Only these traces (repeatable) [default: ST SE AR]."),
+    trace: Optional[list[str]] = typer.Option(None, "--trace", help="Only these traces, repeatable (default: ST, SE and AR)."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip pictures, timelines and the HTML reports."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the table."),
 ) -> None:
