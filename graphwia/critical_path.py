@@ -83,12 +83,6 @@ class CriticalPaths:
         """Node ids of the ops on ``step``'s path, first to last."""
         return self.elements.loc[self.elements["step"] == step, "op"].to_numpy()
 
-    def marked(self) -> np.ndarray:
-        """Boolean mask over ``dag``'s ops: on some walked step's critical path."""
-        mask = np.zeros(self.dag.n_ops, dtype=bool)
-        mask[self.elements["op"].to_numpy()] = True
-        return mask
-
     def summary(self) -> dict:
         """Time on the critical path per op type, stage and worker, and how often each worker is on it.
 
