@@ -17,9 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import Analysis
-from .heatmap import heatmap_png, worker_grid, write_png
 from .io import all_or_nothing
-from .report import write_report
 from .results import result_paths, write_results
 from .timeline import drawn_start, timeline_events, write_timeline
 
@@ -49,6 +47,10 @@ def write_outputs(analysis: Analysis, out_dir: str | Path, plots: bool = True) -
 
 def write_pictures(analysis: Analysis, out_dir: str | Path) -> list[Path]:
     """Heatmaps, both timelines and the HTML report (which embeds the heatmaps)."""
+    # matplotlib costs ~0.4 s to import: only runs that draw pay for it.
+    from .heatmap import heatmap_png, worker_grid, write_png
+    from .report import write_report
+
     paths = output_paths(out_dir, analysis.name)
     heatmaps = {"Worker score min(S_dp_rank, S_stage), as ranked by M_W": (
         paths["heatmap"], heatmap_png(worker_grid(analysis.workers, "score"),
