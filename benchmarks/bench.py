@@ -96,7 +96,7 @@ COLUMNS = (
 
 #: Values plotted against ops: field -> legend name (time panel, then memory panel).
 TIME_SERIES = {"cli_wall_s": "graphwia analyze (whole process)", "analyze_s": "analyze() in process",
-               "synth_s": "synthesize + write"}
+               "synth_s": "synthesize()"}
 MEMORY_SERIES = {"cli_peak_mb": "graphwia analyze peak RSS", "phases_peak_mb": "phases child peak RSS"}
 
 
@@ -593,7 +593,10 @@ def write_plot(path: Path, rows: list[dict], fit: dict) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for ax, series, ylabel in ((axes[0], TIME_SERIES, "seconds"), (axes[1], MEMORY_SERIES, "peak RSS (MB)")):
         for key, label in series.items():
-            _plot_series(ax, rows, key, label, fit["slopes"].get(key))
+            slope = fit["slopes"].get(key)
+            basis = "" if fit["over"] == "synthetic jobs" else ", all jobs"
+            _plot_series(ax, rows, key, f"{label} (slope {slope:.2f}{basis})" if slope is not None else label)
+        _plot_targets(ax, rows, series)
         ax.set(xscale="log", yscale="log", xlabel="op instances", ylabel=ylabel)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
@@ -606,15 +609,23 @@ def write_plot(path: Path, rows: list[dict], fit: dict) -> Path:
     return path
 
 
-def _plot_series(ax, rows: list[dict], key: str, label: str, slope: float | None) -> None:
-    synthetic = sorted((r for r in rows if r.get("kind") == "synth" and r.get(key)), key=lambda r: r["n_ops"])
-    real = [r for r in rows if r.get("kind") == "real" and r.get(key)]
-    legend = f"{label} (slope {slope:.2f})" if slope is not None else label
+def _plot_series(ax, rows: list[dict], key: str, legend: str) -> None:
+    synthetic = sorted((r for r in rows if r.get("kind") == "synth" and r.get(key) and r.get("n_ops")),
+                       key=lambda r: r["n_ops"])
+    real = [r for r in rows if r.get("kind") == "real" and r.get(key) and r.get("n_ops")]
     line, = ax.plot([r["n_ops"] for r in synthetic], [r[key] for r in synthetic], "o-", label=legend)
     if real:
         ax.plot([r["n_ops"] for r in real], [r[key] for r in real], "s", color=line.get_color(), mfc="none")
         for r in real:
             ax.annotate(r["job"], (r["n_ops"], r[key]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+
+
+def _plot_targets(ax, rows: list[dict], series: dict) -> None:
+    """A red x at each issue 7 limit of the plotted fields, at the job's size."""
+    points = [(row["n_ops"], limit) for row in rows if row.get("n_ops")
+              for key, limit, _ in TARGETS.get(row["job"], []) if key in series]
+    if points:
+        ax.plot(*zip(*points), "x", color="red", markersize=8, label="issue 7 targets")
 
 
 def write_outputs(out: Path, rows: list[dict], fit: dict, args: argparse.Namespace) -> list[Path]:
