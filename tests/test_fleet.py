@@ -257,6 +257,7 @@ def test_cli_runs_resumes_and_reports_failures(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "exclude each other"),
     (["--workers", "0"], "--workers"),
+    (["--scheduler", "nonsense"], "--scheduler nonsense: not a scheduler address like tcp://host:8786"),
 ])
 def test_cli_rejects_bad_options(tmp_path, args, message):
     make_fleet(tmp_path / "in", real=False)
