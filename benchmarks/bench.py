@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -119,7 +119,6 @@ class Job:
     trace_path: Path
     meta_path: Path
     synth: dict | None = None  # synthesize() keyword arguments for a synthetic job
-    row: dict = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -425,7 +424,11 @@ def _measure_job(job: Job, work: Path, limits: Limits, batch: int, say, row: dic
     """Fill ``row`` with the synth, phases and CLI measurements of ``job`` (best of the runs)."""
     def child(cmd: list[str], what: str) -> tuple[dict, ChildRun]:
         run = run_child(cmd, limits.timeout_s, limits.memory_gb)
-        return child_json(run, f"{job.name} {what}"), run
+        try:
+            return child_json(run, f"{job.name} {what}"), run
+        except BenchError as exc:  # how far it got
+            exc.partial.update(failed_child_wall_s=run.wall_s, failed_child_peak_mb=run.peak_mb)
+            raise
 
     if job.synth:
         say(f"{job.name}: synthesizing {job.synth}")
@@ -438,12 +441,12 @@ def _measure_job(job: Job, work: Path, limits: Limits, batch: int, say, row: dic
         say(f"{job.name}: phases run {i + 1}/{runs}")
         measured, run = child(bench_command("phases", trace=job.trace_path, meta=job.meta_path, batch=batch), "phases")
         phases.append(dict(measured, phases_child_wall_s=run.wall_s, phases_child_peak_mb=run.peak_mb))
+        row.update(best_of(phases))  # kept if a later child fails
         say(f"{job.name}: graphwia analyze run {i + 1}/{runs}")
         with tempfile.TemporaryDirectory(dir=work) as out:
             _, run = child(graphwia_command(job.trace_path, job.meta_path, Path(out)), "graphwia analyze")
         cli.append({"cli_wall_s": run.wall_s, "cli_peak_mb": run.peak_mb})
-    row.update(best_of(phases))
-    row.update(best_of(cli))
+        row.update(best_of(cli))
 
 
 def target_verdict(name: str, row: dict) -> str:
