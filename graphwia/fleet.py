@@ -24,7 +24,7 @@ import shlex
 import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -72,8 +72,8 @@ class FleetRun:
     """
 
     records: list[dict]
-    analysed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    analysed: list[str]  # jobs run now (including those that failed)
+    skipped: list[str]  # jobs already complete from an earlier run
 
     @property
     def failed(self) -> list[str]:
@@ -276,16 +276,15 @@ def run_fleet(jobs: Iterable[Job], out_dir: str | Path, *, workers: int | None =
         else:
             records[job.name] = done
             notify(done, False)
-    run = FleetRun(records=[], skipped=[j.name for j in jobs if j.name in records],
-                   analysed=[j.name for j in pending])
+    skipped = [job.name for job in jobs if job.name in records]
     if pending:
         results = (_run_dask(pending, out_dir, plots, scheduler) if scheduler
                    else _run_local(pending, out_dir, plots, workers or os.cpu_count() or 1))
         for record in results:
             records[record["row"]["name"]] = record
             notify(record, True)
-    run.records = [records[job.name] for job in jobs]
-    return run
+    return FleetRun(records=[records[job.name] for job in jobs], analysed=[job.name for job in pending],
+                    skipped=skipped)
 
 
 def _run_local(jobs: list[Job], out_dir: Path, plots: bool, workers: int) -> Iterator[dict]:
