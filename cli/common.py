@@ -17,6 +17,7 @@ class State:
 
 def fail(message: str, code: int = 1) -> None:
     """Print a one-line error to stderr and exit with ``code``."""
+    message = " ".join(str(message).splitlines())  # line breaks quoted from a bad file stay on the line
     typer.echo(f"graphwia: error: {message}", err=True)
     raise typer.Exit(code)
 

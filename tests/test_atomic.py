@@ -84,15 +84,16 @@ def test_failure_while_writing_leaves_earlier_results_byte_identical(tmp_path, e
 
 def test_failure_in_pictures_leaves_earlier_results_byte_identical(tmp_path, earlier, monkeypatch):
     """Pictures are written after the result JSONs; a failure there must not commit those JSONs."""
-    import graphwia.outputs as outputs
+    import graphwia.heatmap as heatmap
+    import graphwia.report as report
 
     out, before = earlier
-    monkeypatch.setattr(outputs, "heatmap_png", lambda *a, **k: b"\x89PNG not really")
+    monkeypatch.setattr(heatmap, "heatmap_png", lambda *a, **k: b"\x89PNG not really")  # fast; written first
 
     def broken_report(*args, **kwargs):
         raise RuntimeError("report template exploded")
 
-    monkeypatch.setattr(outputs, "write_report", broken_report)
+    monkeypatch.setattr(report, "write_report", broken_report)
     result = analyze(write_trace(tmp_path / "other", seed=2), out)
     assert result.exit_code == 1
     assert "Traceback" not in result.stderr
