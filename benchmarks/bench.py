@@ -147,14 +147,14 @@ def maxrss_mb(maxrss: int) -> float:
 
 
 def measure_phases(trace_path: str | Path, meta_path: str | Path, batch: int = DEFAULT_BATCH,
-                   row: dict | None = None) -> dict:
+                   row: dict | None = None, per_worker: bool = True) -> dict:
     """Time each stage of the data path on one trace, in this process.
 
     Returns seconds for ``import_s`` (0 when graphwia is already imported), ``load_s`` (read
     the table and metadata), ``validate_s`` (:meth:`Trace.from_frame`), ``build_s``,
     ``weights_s`` (:func:`observed_weights`), ``compile_s``, ``eval1_s`` (one scenario),
     ``eval_batch_s`` (``batch`` scenarios in one call), ``analyze_s`` (the full
-    :func:`graphwia.analyze` with ``per_worker=True``, which rebuilds and recompiles: it is what
+    :func:`graphwia.analyze` with ``per_worker`` (exact S_w, on by default), which rebuilds and recompiles: it is what
     a user pays); ``analyze_phases`` (seconds between the engine's progress labels); the DAG's
     sizes; and peak RSS in MB after the phases and after the analysis.
 
@@ -195,7 +195,7 @@ def measure_phases(trace_path: str | Path, meta_path: str | Path, batch: int = D
 
     labels = LabelClock()
     with timer(row, "analyze_s"):
-        analyze(trace, per_worker=True, progress=labels)
+        analyze(trace, per_worker=per_worker, progress=labels)
     row["analyze_phases"] = labels.durations()
     row["analyze_peak_mb"] = peak_rss_mb()
     return derived(row)
@@ -283,11 +283,12 @@ def child_main(argv: list[str]) -> int:
     parser.add_argument("--name")
     parser.add_argument("--synth", help="synthesize() keyword arguments as JSON")
     parser.add_argument("--profile-out")
+    parser.add_argument("--per-worker", type=int, default=1)
     args = parser.parse_args(argv)
     row: dict = {}
     try:
         if args.mode == "phases":
-            measure_phases(args.trace, args.meta, args.batch, row=row)
+            measure_phases(args.trace, args.meta, args.batch, row=row, per_worker=bool(args.per_worker))
         elif args.mode == "synth":
             row = measure_synth(args.dir, args.name, json.loads(args.synth))
         else:
@@ -375,11 +376,12 @@ def bench_command(mode: str, **options) -> list[str]:
     return cmd
 
 
-def graphwia_command(trace: Path, meta: Path, out: Path) -> list[str]:
+def graphwia_command(trace: Path, meta: Path, out: Path, per_worker: bool = True) -> list[str]:
     """``graphwia analyze`` as a user runs it: the installed script beside this interpreter."""
     script = Path(sys.executable).with_name("graphwia")
     head = [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
-    return head + ["analyze", str(trace), "--meta", str(meta), "--out", str(out), "--no-plots", "--quiet"]
+    return head + ["analyze", str(trace), "--meta", str(meta), "--out", str(out), "--no-plots", "--quiet",
+                   "--per-worker" if per_worker else "--no-per-worker"]
 
 
 def best_of(rows: list[dict]) -> dict:
@@ -395,11 +397,13 @@ def best_of(rows: list[dict]) -> dict:
 
 @dataclass
 class Limits:
-    """What a child may use: ``repeat`` runs, ``timeout_s`` each, ``memory_gb`` (0: no cap)."""
+    """How to run a job's children: ``repeat`` runs, ``timeout_s`` each, ``memory_gb`` (0: no cap),
+    and whether the analysis computes the exact per-worker S_w (``per_worker``)."""
 
     repeat: int = 1
     timeout_s: float = DEFAULT_TIMEOUT_S
     memory_gb: float = 0
+    per_worker: bool = True
 
 
 def run_job(job: Job, work: Path, limits: Limits, batch: int, say) -> dict:
@@ -439,12 +443,14 @@ def _measure_job(job: Job, work: Path, limits: Limits, batch: int, say, row: dic
     phases, cli = [], []
     for i in range(runs):
         say(f"{job.name}: phases run {i + 1}/{runs}")
-        measured, run = child(bench_command("phases", trace=job.trace_path, meta=job.meta_path, batch=batch), "phases")
+        measured, run = child(bench_command("phases", trace=job.trace_path, meta=job.meta_path, batch=batch,
+                                            per_worker=int(limits.per_worker)), "phases")
         phases.append(dict(measured, phases_child_wall_s=run.wall_s, phases_child_peak_mb=run.peak_mb))
         row.update(best_of(phases))  # kept if a later child fails
         say(f"{job.name}: graphwia analyze run {i + 1}/{runs}")
         with tempfile.TemporaryDirectory(dir=work) as out:
-            _, run = child(graphwia_command(job.trace_path, job.meta_path, Path(out)), "graphwia analyze")
+            _, run = child(graphwia_command(job.trace_path, job.meta_path, Path(out), limits.per_worker),
+                           "graphwia analyze")
         cli.append({"cli_wall_s": run.wall_s, "cli_peak_mb": run.peak_mb})
         row.update(best_of(cli))
 
@@ -637,7 +643,8 @@ def write_outputs(out: Path, rows: list[dict], fit: dict, args: argparse.Namespa
 
     check_writable_dir(out)
     report = {"machine": machine(), "options": {"repeat": args.repeat, "batch": args.batch,
-                                                "memory_limit_gb": args.memory_limit, "synth_shape": SYNTH_SHAPE},
+                                                "memory_limit_gb": args.memory_limit, "synth_shape": SYNTH_SHAPE,
+                                                "per_worker": not args.no_per_worker},
               "targets": {job: [{"field": f, "limit": lim, "unit": u} for f, lim, u in t] for job, t in TARGETS.items()},
               "fit": fit, "jobs": rows}
     paths = [write_json(out / "bench.json", report)]
@@ -666,6 +673,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="address-space cap of every child; a job over it is reported as FAIL (0: no cap)")
     parser.add_argument("--profile", action="append", default=[], metavar="JOB",
                         help="also write OUT/profile-JOB.txt (cProfile of load + analyze, by cumtime)")
+    parser.add_argument("--no-per-worker", action="store_true",
+                        help="analyse without the exact per-worker S_w (dp x pp extra scenarios); a diagnostic, "
+                             "the targets are with it")
     parser.add_argument("--no-plot", action="store_true", help="skip bench.png")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.batch < 1:
@@ -692,7 +702,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--child"]:
         return child_main(argv[1:])
     args = parse_args(argv)
-    limits = Limits(repeat=args.repeat, timeout_s=args.timeout, memory_gb=args.memory_limit)
+    limits = Limits(repeat=args.repeat, timeout_s=args.timeout, memory_gb=args.memory_limit,
+                    per_worker=not args.no_per_worker)
     try:
         with tempfile.TemporaryDirectory(prefix="graphwia-bench-") as tmp:
             work = Path(tmp)

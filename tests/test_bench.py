@@ -135,3 +135,10 @@ def test_target_verdicts(bench):
     assert bench.target_verdict("AR", {"cli_wall_s": 0.5}) == "ok"
     assert bench.target_verdict("AR", {"cli_wall_s": 1.2}) == "MISS wall 1.2>0.8"
     assert bench.target_verdict("synth-1e5", {"cli_wall_s": 9.0}) == ""
+
+
+def test_per_worker_switch_reaches_both_children(bench, tiny_trace):
+    assert bench.graphwia_command(Path("t"), Path("m"), Path("o"), per_worker=False)[-1] == "--no-per-worker"
+    assert "--per-worker 0" in " ".join(bench.bench_command("phases", per_worker=0))
+    row = bench.measure_phases(*tiny_trace, batch=2, per_worker=False)
+    assert row["analyze_s"] > 0
