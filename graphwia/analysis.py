@@ -202,14 +202,16 @@ class _Analyzer:
     # -- scenarios ------------------------------------------------------------------
     def _attribute(self, codes: np.ndarray, labels: list[str], launch: bool) -> Attribution:
         """Give each group back its original weights (or launch delays) on top of the reference."""
-        mask = codes[:, None] == np.arange(len(labels))[None, :]
-        w = self.weights.weight[:, None]
-        if launch:
-            sim = self.compiled.evaluate(np.broadcast_to(w, mask.shape), np.where(mask, self.weights.delay[:, None], 0.0))
-            reference = self.sims["nodelay"].step_time[:, 0]
-        else:
-            sim = self.compiled.evaluate(np.where(mask, w, self.ideal[:, None]), np.zeros(mask.shape))
-            reference = self.sims["ideal"].step_time[:, 0]
+        weight, delay, ideal = self.weights.weight[:, None], self.weights.delay[:, None], self.ideal[:, None]
+
+        def columns(lo: int, hi: int):
+            mask = codes[:, None] == np.arange(lo, hi)[None, :]
+            if launch:
+                return np.broadcast_to(weight, mask.shape), np.where(mask, delay, 0.0)
+            return np.where(mask, weight, ideal), np.zeros(mask.shape)
+
+        sim = self.compiled.evaluate_columns(len(labels), columns)
+        reference = self.sims["nodelay" if launch else "ideal"].step_time[:, 0]
         overall = {label: observed_mean_ratio(sim.step_time[:, i], reference) for i, label in enumerate(labels)}
         per_step_ratio = sim.step_time / reference[:, None]
         per_step = {step: _sorted_desc({label: float(per_step_ratio[s, i]) for i, label in enumerate(labels)})
@@ -277,7 +279,8 @@ class _Analyzer:
         mask = np.column_stack(masks)
         removed = np.where(mask, ideal, w)
         added = np.where(mask, w, ideal)
-        sim = self.compiled.evaluate(np.hstack([removed, added]), np.zeros((self.dag.n_ops, 2 * len(masks))))
+        sim = self.compiled.evaluate(np.hstack([removed, added]), np.zeros((self.dag.n_ops, 2 * len(masks))),
+                                     times=False)
         t_ori = float(self.sims["nodelay"].span[:, 0].mean())
         t_ideal = float(self.sims["ideal"].span[:, 0].mean())
         means = sim.span.mean(axis=0)

@@ -14,13 +14,18 @@ duration (local op) or transfer time (group member); ``delay`` its launch delay.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from .errors import ScheduleError
 
-#: Scenarios evaluated together at most; bounds memory on very large DAGs.
-DEFAULT_MAX_BATCH_BYTES = 1 << 30
+#: Target size of one chunk's node times (see CompiledDag.evaluate_columns).
+DEFAULT_CHUNK_BYTES = 96 << 20
+
+#: ``columns(lo, hi) -> (weight, delay)`` for scenarios lo … hi−1, each (n_ops, hi − lo).
+ScenarioColumns = Callable[[int, int], "tuple[np.ndarray, np.ndarray]"]
 
 
 class Simulation:
@@ -44,26 +49,29 @@ class Simulation:
         return self.step_time.shape[1]
 
     @functools.cached_property
-    def start(self) -> np.ndarray:
-        return _op_major(self._start)
+    def start(self) -> np.ndarray | None:
+        return None if self._start is None else _op_major(self._start)
 
     @functools.cached_property
-    def end(self) -> np.ndarray:
-        return _op_major(self._end)
+    def end(self) -> np.ndarray | None:
+        return None if self._end is None else _op_major(self._end)
 
     def select(self, columns) -> "Simulation":
         """The simulation of some scenarios only (a list of column indices)."""
         columns = list(columns)
-        return Simulation(self._start[:, :, columns], self._end[:, :, columns], self.step_time[:, columns],
-                          self.span[:, columns])
+        pick = (lambda times: None if times is None else times[:, :, columns])
+        return Simulation(pick(self._start), pick(self._end), self.step_time[:, columns], self.span[:, columns])
 
     @classmethod
     def concatenate(cls, parts: list["Simulation"]) -> "Simulation":
         """Scenarios of several simulations side by side."""
         if len(parts) == 1:
             return parts[0]
-        return cls(*(np.concatenate([getattr(p, f) for p in parts], axis=-1)
-                     for f in ("_start", "_end", "step_time", "span")))
+        def joined(field):
+            values = [getattr(p, field) for p in parts]
+            return None if any(v is None for v in values) else np.concatenate(values, axis=-1)
+
+        return cls(*(joined(f) for f in ("_start", "_end", "step_time", "span")))
 
 
 class CompiledDag:
@@ -86,14 +94,11 @@ class CompiledDag:
         self._src = edges.src[order]  # edge sources, sorted by (level of dst, dst)
         dst = edges.dst[order]
         self._via = np.where(edges.via[order] < 0, self.per_step, edges.via[order])  # per_step: the zero row
-        self._levels = []  # per level: (first edge, end edge, distinct dst nodes, offsets of their edges, op mask)
+        self._levels = []  # per level: (first edge, end edge, [_Bucket, …])
         dst_level = step_levels[dst]
         cuts = np.flatnonzero(np.diff(dst_level, prepend=-1, append=-1))
         for first, end in zip(cuts[:-1], cuts[1:]):
-            block = dst[first:end]
-            new_target = np.flatnonzero(np.diff(block, prepend=-1))
-            targets = block[new_target]
-            self._levels.append((int(first), int(end), targets, new_target, targets < self.per_step))
+            self._levels.append((int(first), int(end), _buckets(dst[first:end], self.per_step)))
         self.step_provider = step_dag.provider
         self._optimizer = np.flatnonzero(step_dag.ops["optype"].to_numpy() == "optimizer")
 
@@ -117,43 +122,112 @@ class CompiledDag:
         step_dag = dag if len(dag.steps) == 1 else dag.select_steps(dag.steps[:1])
         return cls(dag, step_dag)
 
-    def evaluate(self, weight: np.ndarray, delay: np.ndarray, max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES) -> Simulation:
-        """Simulate scenarios: ``weight`` and ``delay`` of shape (n_ops,) or (n_ops, n_scenarios)."""
+    def evaluate(self, weight: np.ndarray, delay: np.ndarray, *, times: bool = True,
+                 chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Simulation:
+        """Simulate scenarios: ``weight`` and ``delay`` of shape (n_ops,) or (n_ops, n_scenarios).
+
+        With ``times=False`` only step times and spans are kept (``start``/``end``
+        are None): what attribution needs, at a fraction of the memory.
+        """
         weight, delay = _as_batch(weight, self.n_ops), _as_batch(delay, self.n_ops)
         if weight.shape != delay.shape:
             raise ValueError(f"weight {weight.shape} and delay {delay.shape} must have the same shape")
-        n_scen = weight.shape[1]
-        per_scenario = 8 * self.n_steps * (self.n_step_nodes + 5 * self.per_step + 2 * len(self._src))
-        chunk = max(1, min(n_scen, max_batch_bytes // max(per_scenario, 1)))
-        return Simulation.concatenate([self._evaluate_batch(weight[:, i:i + chunk], delay[:, i:i + chunk])
-                                       for i in range(0, n_scen, chunk)])
+        return self.evaluate_columns(weight.shape[1], lambda lo, hi: (weight[:, lo:hi], delay[:, lo:hi]),
+                                     times=times, chunk_bytes=chunk_bytes)
 
-    def _evaluate_batch(self, weight: np.ndarray, delay: np.ndarray) -> Simulation:
+    def evaluate_columns(self, n_scenarios: int, columns: ScenarioColumns, *, times: bool = False,
+                         chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Simulation:
+        """Simulate ``n_scenarios`` scenarios whose weights are made chunk by chunk.
+
+        ``columns(lo, hi)`` returns (weight, delay) of shape (n_ops, hi − lo) for
+        scenarios lo … hi−1, so a large family of scenarios never has to exist
+        in memory at once. Chunks are sized so one chunk's node times take about
+        ``chunk_bytes``: wider batches thrash memory, narrower ones pay more
+        per-level overhead.
+        """
+        per_scenario = 8 * self.n_steps * self.n_step_nodes
+        chunk = max(1, min(n_scenarios, chunk_bytes // per_scenario))
+        parts = []
+        for lo in range(0, n_scenarios, chunk):
+            hi = min(n_scenarios, lo + chunk)
+            weight, delay = columns(lo, hi)
+            parts.append(self._evaluate_batch(_as_batch(weight, self.n_ops), _as_batch(delay, self.n_ops), times))
+        return Simulation.concatenate(parts)
+
+    def _evaluate_batch(self, weight: np.ndarray, delay: np.ndarray, times: bool = True) -> Simulation:
         n_scen = weight.shape[1]
         width = self.n_steps * n_scen
         # Step layout: row = op of one step, column = (step, scenario).
-        w = np.zeros((self.per_step + 1, width))  # last row: edges that add nothing
+        w = np.empty((self.per_step + 1, width))
         w[:-1] = _step_major(weight, self.n_steps)
+        w[-1] = 0.0  # the row of edges that add nothing
         d = _step_major(delay, self.n_steps)
         time = np.zeros((self.n_step_nodes, width))
-        for first, end, targets, starts, is_op in self._levels:
+        for first, end, buckets in self._levels:
             arrival = time[self._src[first:end]]
             arrival += w[self._via[first:end]]
-            latest = np.maximum.reduceat(arrival, starts, axis=0)
-            latest[is_op] += d[targets[is_op]]
-            time[targets] = latest
+            for bucket in buckets:
+                latest = arrival[bucket.edges]
+                if bucket.edges.ndim == 2:  # several incoming edges: the latest arrival wins
+                    latest = latest.max(axis=1)
+                if len(bucket.op_rows):
+                    latest[bucket.op_rows] += d[bucket.targets[bucket.op_rows]]
+                time[bucket.targets] = latest
         start = time[: self.per_step]
-        end = time[self.step_provider] + w[:-1]
+        end = time[self.step_provider]
+        end += w[:-1]
         shape = (self.per_step, self.n_steps, n_scen)
         start, end = start.reshape(shape), end.reshape(shape)
         span = end.max(axis=0) - start.min(axis=0)
         step_time = end[self._optimizer].max(axis=0) if len(self._optimizer) else span
+        if not times:
+            return Simulation(None, None, step_time, span)
         return Simulation(start, end, step_time, span)
 
     def spans(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         """Latest end minus earliest start per step of op-major (n_ops, n) arrays."""
         shape = (self.n_steps, self.per_step, end.shape[1])
         return end.reshape(shape).max(axis=1) - start.reshape(shape).min(axis=1)
+
+
+@dataclass(frozen=True)
+class _Bucket:
+    """Targets of one level with similar in-degree, and where their edges are.
+
+    ``edges``: positions of each target's incoming edges within the level, a
+    vector for in-degree 1, else a (targets, degree) matrix padded by repeating
+    a target's own edge (max is idempotent). ``op_rows``: which targets are ops
+    (they add their launch delay; barriers do not).
+    """
+
+    targets: np.ndarray
+    edges: np.ndarray
+    op_rows: np.ndarray
+
+
+def _buckets(block: np.ndarray, n_ops: int) -> list[_Bucket]:
+    """Group the targets of one level (``block``: sorted dst of its edges) by in-degree.
+
+    Degrees 1, 2, 3–4, 5–8, … share a bucket, so padding at most doubles the
+    work, while a handful of numpy calls per level replace a per-target loop
+    (numpy's reduceat pays a fixed cost per segment, which dominated here).
+    """
+    first_edge = np.flatnonzero(np.diff(block, prepend=-1))
+    targets = block[first_edge]
+    degree = np.diff(np.append(first_edge, len(block)))
+    size_class = np.ceil(np.log2(degree)).astype(np.int64)
+    buckets = []
+    for cls in np.unique(size_class):
+        rows = np.flatnonzero(size_class == cls)
+        width = int(degree[rows].max())
+        if width == 1:
+            edges = first_edge[rows]
+        else:
+            offsets = np.minimum(np.arange(width)[None, :], degree[rows, None] - 1)
+            edges = first_edge[rows, None] + offsets
+        bucket_targets = targets[rows]
+        buckets.append(_Bucket(bucket_targets, edges, np.flatnonzero(bucket_targets < n_ops)))
+    return buckets
 
 
 def _step_major(values: np.ndarray, n_steps: int) -> np.ndarray:

@@ -285,5 +285,5 @@ def test_batch_evaluation_equals_one_by_one(job_a):
         single = compiled.evaluate(weights[:, i], delays[:, i])
         assert np.array_equal(single.end[:, 0], batch.end[:, i])
         assert np.array_equal(single.step_time[:, 0], batch.step_time[:, i])
-    chunked = compiled.evaluate(weights, delays, max_batch_bytes=1)
+    chunked = compiled.evaluate(weights, delays, chunk_bytes=1)  # one scenario per chunk
     assert np.array_equal(chunked.end, batch.end)
