@@ -10,7 +10,7 @@ import importlib
 
 import typer
 
-from .common import State
+from .common import State, tune_malloc
 
 COMMANDS = ("analyze", "whatif", "fleet", "synth", "reproduce", "critical_path", "export_dag")
 
@@ -27,6 +27,7 @@ app = typer.Typer(
 def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")) -> None:
     """graphwia: why is this training job slow, and who is to blame?"""
     State.debug = debug
+    tune_malloc()
 
 
 for _name in COMMANDS:

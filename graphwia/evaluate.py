@@ -22,7 +22,7 @@ import numpy as np
 from .errors import ScheduleError
 
 #: Target size of one chunk's node times (see CompiledDag.evaluate_columns).
-DEFAULT_CHUNK_BYTES = 96 << 20
+DEFAULT_CHUNK_BYTES = 64 << 20
 
 #: ``columns(lo, hi) -> (weight, delay)`` for scenarios lo … hi−1, each (n_ops, hi − lo).
 ScenarioColumns = Callable[[int, int], "tuple[np.ndarray, np.ndarray]"]
