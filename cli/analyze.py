@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import progress, reports_errors, step_spec
+from .common import StepSelection, progress, reports_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -28,20 +28,16 @@ def analyze(
 ) -> None:
     """Analyse TRACE: slowdown S, its attribution, M_S and M_W; write the results to --out."""
     from graphwia import analyze as run_analysis
-    from graphwia import load_trace
     from graphwia.io import check_writable_dir
     from graphwia.outputs import write_outputs
     from graphwia.summary import summary_lines
 
-    from graphwia.steps import parse_step_spec, resolve_steps
 
-    spec = step_spec(ctx, steps)
-    spans = parse_step_spec(spec) if spec else None
+    selection = StepSelection(ctx, steps)
     check_writable_dir(out)
     with progress(not quiet) as say:
         say("loading the trace")
-        loaded = load_trace(trace, meta)
-        selected = resolve_steps(loaded.steps, spans, str(trace)) if spans else None
+        loaded, selected = selection.load(trace, meta)
         analysis = run_analysis(loaded, steps=selected, decompose_threshold=decompose_threshold,
                                 per_worker=per_worker, progress=say)
         say("writing outputs")

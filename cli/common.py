@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterator
 
 import typer
@@ -80,6 +81,24 @@ def step_spec(ctx: typer.Context, steps: list[str] | None) -> list[str] | None:
     if extra and not steps:
         raise typer.BadParameter(f"unexpected argument(s) {' '.join(extra)}")
     return (steps or []) + extra or None
+
+
+class StepSelection:
+    """``--steps`` parsed before the trace is read (a typo fails fast), resolved once it is."""
+
+    def __init__(self, ctx: typer.Context, steps: list[str] | None):
+        from graphwia.steps import parse_step_spec
+
+        spec = step_spec(ctx, steps)
+        self.spans = parse_step_spec(spec) if spec else None
+
+    def load(self, trace: Path, meta: Path | None):
+        """The validated trace and the steps selected in it (None: every step)."""
+        from graphwia import load_trace
+        from graphwia.steps import resolve_steps
+
+        loaded = load_trace(trace, meta)
+        return loaded, (resolve_steps(loaded.steps, self.spans, str(trace)) if self.spans else None)
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import progress, reports_errors, step_spec
+from .common import StepSelection, progress, reports_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -28,20 +28,16 @@ def critical_path(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Critical path of every step of TRACE in one scenario: which ops on which workers set the pace."""
-    from graphwia import load_trace
     from graphwia.critical_path import check_output, scenario_critical_path, summary_lines, write_critical_paths
     from graphwia.critical_path import write_critical_timeline
-    from graphwia.steps import parse_step_spec, resolve_steps
     from graphwia.whatif import load_scenarios
 
-    spec = step_spec(ctx, steps)
-    spans = parse_step_spec(spec) if spec else None
+    selection = StepSelection(ctx, steps)
     check_output(out, timeline)
     scenarios = load_scenarios(whatif) if whatif else None
     with progress(not quiet) as say:
         say("loading the trace")
-        loaded = load_trace(trace, meta)
-        selected = resolve_steps(loaded.steps, spans, str(trace)) if spans else None
+        loaded, selected = selection.load(trace, meta)
         say(f"simulating {scenario} and walking the critical paths")
         paths = scenario_critical_path(loaded, scenario, scenarios=scenarios, steps=selected)
         say("writing outputs")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import progress, reports_errors, step_spec
+from .common import StepSelection, progress, reports_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -27,18 +27,15 @@ def export_dag(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Export the dependency DAG of TRACE: op instances, group barriers and step sources, with edge kinds."""
-    from graphwia import build_dag, load_trace
+    from graphwia import build_dag
     from graphwia.export import check_format, export_dag as write_graph, parse_workers
-    from graphwia.steps import parse_step_spec, resolve_steps
 
-    spec = step_spec(ctx, steps)
-    spans = parse_step_spec(spec) if spec else None
+    selection = StepSelection(ctx, steps)
     chosen_workers = parse_workers(workers) if workers else None
     check_format(out)
     with progress(not quiet) as say:
         say("loading the trace")
-        loaded = load_trace(trace, meta)
-        selected = resolve_steps(loaded.steps, spans, str(trace)) if spans else None
+        loaded, selected = selection.load(trace, meta)
         say("building the DAG")
         dag = build_dag(loaded, steps=selected)
         say(f"writing {out.name}")

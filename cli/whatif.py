@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import progress, reports_errors, step_spec
+from .common import StepSelection, progress, reports_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -27,20 +27,16 @@ def whatif(
     timelines: Optional[Path] = typer.Option(None, "--timelines", help="Write a Perfetto timeline per scenario to this directory."),
 ) -> None:
     """Simulate the scenarios of --scenarios on TRACE; print step times and speedups over the baseline."""
-    from graphwia import load_trace
     from graphwia.io import check_writable_dir
-    from graphwia.steps import parse_step_spec, resolve_steps
     from graphwia.whatif import load_scenarios, run_whatif, write_whatif_timelines
 
-    spec = step_spec(ctx, steps)
-    spans = parse_step_spec(spec) if spec else None
+    selection = StepSelection(ctx, steps)
     scenario_set = load_scenarios(scenarios)  # before the trace: a typo fails fast
     if timelines is not None:
         check_writable_dir(timelines)
     with progress(not as_json) as say:
         say("loading the trace")
-        loaded = load_trace(trace, meta)
-        selected = resolve_steps(loaded.steps, spans, str(trace)) if spans else None
+        loaded, selected = selection.load(trace, meta)
         say(f"simulating {len(scenario_set.scenarios)} scenario(s)")
         result = run_whatif(loaded, scenario_set, steps=selected)
         written = []

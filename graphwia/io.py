@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import OutputError
+from .errors import GraphwiaError, OutputError
 
 #: (temporary, target) pairs whose rename waits for the enclosing all_or_nothing block.
 _PENDING: contextvars.ContextVar[list | None] = contextvars.ContextVar("graphwia_pending_renames", default=None)
@@ -111,6 +111,20 @@ def write_json(path: str | Path, data, *, indent: int | None = 4, compress: bool
         else:
             tmp.write_text(text)
     return Path(path)
+
+
+def read_yaml(path: str | Path, error: type[GraphwiaError], what: str):
+    """Parse a YAML file, raising ``error`` with a one-line message when it is missing or unreadable."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} file not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        detail = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise error(f"{path}: not a readable YAML file ({' '.join(detail[:1] + detail[-1:])[:300]})") from None
 
 
 def check_writable_dir(path: str | Path) -> Path:

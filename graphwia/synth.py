@@ -33,21 +33,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import UsageError
+from .optypes import (BACKWARD_COMPUTE, BACKWARD_RECV, BACKWARD_SEND, CLIP, EMBEDDING, FORWARD_COMPUTE, FORWARD_RECV,
+                      FORWARD_SEND, GC, GRADS_REDUCE_SCATTER, LAYERNORM, OPTIMIZER, PARAMS_ALL_GATHER,
+                      SEPARATE_GRADS_ALL_REDUCE)
 
-FORWARD_COMPUTE = "forward-compute"
-BACKWARD_COMPUTE = "backward-compute"
-GC = "gc"
-OPTIMIZER = "optimizer"
-FORWARD_SEND = "forward-send"
-FORWARD_RECV = "forward-recv"
-BACKWARD_SEND = "backward-send"
-BACKWARD_RECV = "backward-recv"
-PARAMS_ALL_GATHER = "params-all-gather"
-GRADS_REDUCE_SCATTER = "grads-reduce-scatter"
-SEPARATE_GRADS_ALL_REDUCE = "separate-grads-all-reduce"
-LAYERNORM = "layernorm-grads-all-reduce"
-EMBEDDING = "embedding-grads-all-reduce"
-CLIP = "optimizer-clip-main-grad"
 
 #: Categories of the ``optype`` column, sorted like the real traces' categories.
 OPTYPES = tuple(sorted((

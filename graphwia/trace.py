@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MetaError, TraceError
+from .io import read_yaml
 from .optypes import ALL_OPTYPES
 from .steps import format_ranges
 
@@ -91,16 +92,7 @@ class Trace:
 
 def load_meta(path: str | Path) -> JobMeta:
     """Read and validate a metadata YAML file (SPEC §1)."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise MetaError(f"{path}: metadata file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise MetaError(f"{path}: not a readable YAML file ({_first_line(exc)})") from None
-    return parse_meta(raw, source=str(path))
+    return parse_meta(read_yaml(path, MetaError, "metadata"), source=str(path))
 
 
 def parse_meta(raw: object, source: str = "<metadata>") -> JobMeta:

@@ -49,6 +49,7 @@ import pandas as pd
 
 from .dag import Dag, build_dag
 from .errors import UsageError
+from .io import read_yaml
 from .evaluate import CompiledDag, Simulation
 from .optypes import ALL_OPTYPES
 from .steps import format_ranges
@@ -107,17 +108,7 @@ class ScenarioSet:
 
 def load_scenarios(path: str | Path) -> ScenarioSet:
     """Read and validate a scenario YAML file (see module docstring)."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ScenarioError(f"{path}: scenario file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        detail = str(exc).strip().splitlines()
-        raise ScenarioError(f"{path}: not a readable YAML file ({' '.join(detail[:1] + detail[-1:])})") from None
-    return parse_scenarios(raw, source=str(path))
+    return parse_scenarios(read_yaml(path, ScenarioError, "scenario"), source=str(path))
 
 
 def parse_scenarios(raw: object, source: str = "<scenarios>") -> ScenarioSet:
