@@ -44,7 +44,7 @@ def verdict(analysis: Analysis, threshold: float = 0.5) -> str:
     if mw >= threshold and mw >= ms:
         worst = analysis.workers.sort_values(["score", "rank"], ascending=[False, True]).iloc[0]
         return (f"individual worker problem: the top 3% of workers explain {mw:.0%} of the slowdown "
-                f"(worst: dp_rank {worst.dp_rank}, stage {worst.stage})")
+                f"(worst: dp_rank {int(worst.dp_rank)}, stage {int(worst.stage)})")
     if ms >= threshold:
         return f"stage partitioning imbalance: the last stage explains {ms:.0%} of the slowdown"
     return "no single worker or stage explains the slowdown (e.g. sequence-length imbalance or many slow workers)"
