@@ -12,7 +12,7 @@ import typer
 
 from .common import State, tune_malloc
 
-COMMANDS = ("analyze", "whatif", "fleet", "synth", "reproduce", "critical_path", "export_dag")
+COMMANDS = ("analyze", "whatif", "critical_path", "export_dag", "fleet", "synth", "reproduce")
 
 app = typer.Typer(
     name="graphwia",
