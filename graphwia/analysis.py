@@ -208,7 +208,7 @@ class _Analyzer:
             mask = codes[:, None] == np.arange(lo, hi)[None, :]
             if launch:
                 return np.broadcast_to(weight, mask.shape), np.where(mask, delay, 0.0)
-            return np.where(mask, weight, ideal), np.zeros(mask.shape)
+            return np.where(mask, weight, ideal), None
 
         sim = self.compiled.evaluate_columns(len(labels), columns)
         reference = self.sims["nodelay" if launch else "ideal"].step_time[:, 0]
@@ -279,8 +279,8 @@ class _Analyzer:
         mask = np.column_stack(masks)
         removed = np.where(mask, ideal, w)
         added = np.where(mask, w, ideal)
-        sim = self.compiled.evaluate(np.hstack([removed, added]), np.zeros((self.dag.n_ops, 2 * len(masks))),
-                                     times=False)
+        both = np.hstack([removed, added])
+        sim = self.compiled.evaluate_columns(both.shape[1], lambda lo, hi: (both[:, lo:hi], None))
         t_ori = float(self.sims["nodelay"].span[:, 0].mean())
         t_ideal = float(self.sims["ideal"].span[:, 0].mean())
         means = sim.span.mean(axis=0)

@@ -24,7 +24,7 @@ from .errors import ScheduleError
 #: Target size of one chunk's node times (see CompiledDag.evaluate_columns).
 DEFAULT_CHUNK_BYTES = 64 << 20
 
-#: ``columns(lo, hi) -> (weight, delay)`` for scenarios lo … hi−1, each (n_ops, hi − lo).
+#: ``columns(lo, hi) -> (weight, delay)`` for scenarios lo … hi−1, each (n_ops, hi − lo); delay may be None.
 ScenarioColumns = Callable[[int, int], "tuple[np.ndarray, np.ndarray]"]
 
 
@@ -100,6 +100,8 @@ class CompiledDag:
         for first, end in zip(cuts[:-1], cuts[1:]):
             self._levels.append((int(first), int(end), _buckets(dst[first:end], self.per_step)))
         self.step_provider = step_dag.provider
+        self._sources = np.setdiff1d(np.arange(self.n_step_nodes), dst)  # nodes at time 0
+        self._workspace = np.empty(0)  # see _buffers
         self._optimizer = np.flatnonzero(step_dag.ops["optype"].to_numpy() == "optimizer")
 
     @property
@@ -140,8 +142,8 @@ class CompiledDag:
         """Simulate ``n_scenarios`` scenarios whose weights are made chunk by chunk.
 
         ``columns(lo, hi)`` returns (weight, delay) of shape (n_ops, hi − lo) for
-        scenarios lo … hi−1, so a large family of scenarios never has to exist
-        in memory at once. Chunks are sized so one chunk's node times take about
+        scenarios lo … hi−1 (delay None: no launch delays), so a large family of
+        scenarios never has to exist in memory at once. Chunks are sized so one chunk's node times take about
         ``chunk_bytes``: wider batches thrash memory, narrower ones pay more
         per-level overhead.
         """
@@ -151,18 +153,18 @@ class CompiledDag:
         for lo in range(0, n_scenarios, chunk):
             hi = min(n_scenarios, lo + chunk)
             weight, delay = columns(lo, hi)
-            parts.append(self._evaluate_batch(_as_batch(weight, self.n_ops), _as_batch(delay, self.n_ops), times))
+            delay = None if delay is None else _as_batch(delay, self.n_ops)
+            parts.append(self._evaluate_batch(_as_batch(weight, self.n_ops), delay, times))
         return Simulation.concatenate(parts)
 
     def _evaluate_batch(self, weight: np.ndarray, delay: np.ndarray, times: bool = True) -> Simulation:
         n_scen = weight.shape[1]
-        width = self.n_steps * n_scen
+        time, w = self._buffers(self.n_steps * n_scen)
         # Step layout: row = op of one step, column = (step, scenario).
-        w = np.empty((self.per_step + 1, width))
         w[:-1] = _step_major(weight, self.n_steps)
         w[-1] = 0.0  # the row of edges that add nothing
-        d = _step_major(delay, self.n_steps)
-        time = np.zeros((self.n_step_nodes, width))
+        d = None if delay is None else _step_major(delay, self.n_steps)
+        time[self._sources] = 0.0  # every other node is written before it is read
         for first, end, buckets in self._levels:
             arrival = time[self._src[first:end]]
             arrival += w[self._via[first:end]]
@@ -170,7 +172,7 @@ class CompiledDag:
                 latest = arrival[bucket.edges]
                 if bucket.edges.ndim == 2:  # several incoming edges: the latest arrival wins
                     latest = latest.max(axis=1)
-                if len(bucket.op_rows):
+                if d is not None and len(bucket.op_rows):
                     latest[bucket.op_rows] += d[bucket.targets[bucket.op_rows]]
                 time[bucket.targets] = latest
         start = time[: self.per_step]
@@ -183,6 +185,21 @@ class CompiledDag:
         if not times:
             return Simulation(None, None, step_time, span)
         return Simulation(start, end, step_time, span)
+
+    def _buffers(self, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Node-time and weight arrays of ``width`` columns, reused across chunks and calls.
+
+        Fresh arrays of this size cost more in page faults than the evaluation
+        itself on large jobs, so one flat buffer, grown to the largest width
+        asked for, backs contiguous views. (One CompiledDag must therefore not
+        evaluate in two threads at once; processes are fine.)
+        """
+        rows = self.n_step_nodes + self.per_step + 1
+        if self._workspace.size < rows * width:
+            self._workspace = np.empty(rows * width)
+        time = self._workspace[: self.n_step_nodes * width].reshape(self.n_step_nodes, width)
+        weight = self._workspace[self.n_step_nodes * width: rows * width].reshape(self.per_step + 1, width)
+        return time, weight
 
     def spans(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         """Latest end minus earliest start per step of op-major (n_ops, n) arrays."""
