@@ -189,6 +189,10 @@ def _normalise(frame: pd.DataFrame, source: str) -> pd.DataFrame:
 
 def _optype_column(frame: pd.DataFrame, source: str) -> pd.Series:
     values = frame["optype"]
+    if isinstance(values.dtype, pd.CategoricalDtype) and _known_categories(values):
+        # Recode by category, not row by row. (astype would keep the file's category order:
+        # pandas deems unordered dtypes with the same categories equal, and codes matter here.)
+        return values.cat.set_categories(OPTYPE_DTYPE.categories)
     strings = values.astype(str).where(values.notna(), None)
     bad = ~strings.isin(ALL_OPTYPES).to_numpy()
     if bad.any():
@@ -196,6 +200,15 @@ def _optype_column(frame: pd.DataFrame, source: str) -> pd.Series:
         what = f"unknown op type(s) {', '.join(map(repr, unknown[:5]))}" if unknown else "missing values"
         raise _cell_error(frame, "optype", bad, source, f"has {what}")
     return strings.astype(OPTYPE_DTYPE)
+
+
+def _known_categories(values: pd.Series) -> bool:
+    """A categorical column without missing values whose used categories are all known op types."""
+    codes = values.cat.codes.to_numpy()
+    if (codes < 0).any():
+        return False
+    used = values.cat.categories[np.unique(codes)]
+    return set(map(str, used)) <= set(ALL_OPTYPES)
 
 
 def _integer_column(frame: pd.DataFrame, column: str, dtype, source: str) -> np.ndarray:

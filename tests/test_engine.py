@@ -287,3 +287,13 @@ def test_batch_evaluation_equals_one_by_one(job_a):
         assert np.array_equal(single.step_time[:, 0], batch.step_time[:, i])
     chunked = compiled.evaluate(weights, delays, chunk_bytes=1)  # one scenario per chunk
     assert np.array_equal(chunked.end, batch.end)
+
+
+def test_categorical_optype_in_any_category_order(job_a):
+    """Parquet files store optype as a categorical; its category order must not matter."""
+    reference = graphwia.analyze(job_a).result["blocking_slowdown"]
+    frame_a = frame(TIMES)
+    categories = sorted(set(frame_a["optype"]), reverse=True) + ["first-op"]
+    frame_a["optype"] = pd.Categorical(frame_a["optype"], categories=categories)
+    trace = graphwia.Trace.from_frame(frame_a, META_A)
+    assert graphwia.analyze(trace).result["blocking_slowdown"] == pytest.approx(reference, rel=1e-12)
