@@ -159,8 +159,8 @@ class _Analyzer:
         nd_span = sims["nodelay"].span[:, 0]
         nd_time = sims["nodelay"].step_time[:, 0]
         ideal_time = sims["ideal"].step_time[:, 0]
-        blocking = observed_mean_ratio(nd_span, ideal_time)
-        launch = observed_mean_ratio(observed_span, nd_time)
+        blocking = ratio_of_means(nd_span, ideal_time)
+        launch = ratio_of_means(observed_span, nd_time)
 
         self.say("attributing the slowdown")
         groupings = self._groupings()
@@ -184,8 +184,8 @@ class _Analyzer:
             "blocking_step_slowdown": _sorted_desc(self._by_step(nd_span / ideal_time)),
             "launch_step_slowdown": _sorted_desc(self._by_step(observed_span / nd_time)),
         }
+        keep_blocking = blocking >= self.threshold  # attribution is published only above the threshold
         for name in ("dp_rank", "stage", "optype"):
-            keep_blocking = blocking >= self.threshold
             b, l_ = blocking_parts[name], launch_parts.get(name)
             result[f"blocking_decompose_by_{name}"] = b.overall if keep_blocking else None
             result[f"launch_decompose_by_{name}"] = l_.overall if l_ else None
@@ -194,7 +194,7 @@ class _Analyzer:
         if self.per_worker:
             exact = workers.dropna(subset=["S_worker"])
             by_worker = {f"{r.dp_rank},{r.stage}": float(r.S_worker) for r in exact.itertuples()}
-            result["blocking_decompose_by_worker"] = _sorted_desc(by_worker) if blocking >= self.threshold else None
+            result["blocking_decompose_by_worker"] = _sorted_desc(by_worker) if keep_blocking else None
         return Analysis(trace=self.trace, dag=self.dag, compiled=self.compiled, weights=self.weights,
                         typical=self.typical, ideal=self.ideal, simulations=sims, result=result,
                         ms=ms.to_dict("Ms"), mw=mw.to_dict("Mw"), workers=workers, warnings=self.warnings)
@@ -212,7 +212,7 @@ class _Analyzer:
 
         sim = self.compiled.evaluate_columns(len(labels), columns)
         reference = self.sims["nodelay" if launch else "ideal"].step_time[:, 0]
-        overall = {label: observed_mean_ratio(sim.step_time[:, i], reference) for i, label in enumerate(labels)}
+        overall = {label: ratio_of_means(sim.step_time[:, i], reference) for i, label in enumerate(labels)}
         per_step_ratio = sim.step_time / reference[:, None]
         per_step = {step: _sorted_desc({label: float(per_step_ratio[s, i]) for i, label in enumerate(labels)})
                     for s, step in enumerate(self.steps)}
@@ -248,20 +248,20 @@ class _Analyzer:
     def _worker_table(self, blocking_parts: dict[str, Attribution]) -> pd.DataFrame:
         """Score each worker by min(S_dp_rank, S_stage) and, optionally, its exact S_w."""
         ops = self.dag.ops
-        first = ops.drop_duplicates(["dp_rank", "stage"])[["dp_rank", "stage", "rank"]].reset_index(drop=True)
+        workers = ops.drop_duplicates(["dp_rank", "stage"])[["dp_rank", "stage", "rank"]].reset_index(drop=True)
         s_dp = blocking_parts["dp_rank"].overall
         s_stage = blocking_parts["stage"].overall
-        first["S_dp_rank"] = first["dp_rank"].map(lambda d: s_dp[str(d)])
-        first["S_stage"] = first["stage"].map(lambda s: s_stage[str(s)])
-        first["score"] = np.minimum(first["S_dp_rank"], first["S_stage"])
-        first["S_worker"] = np.nan
+        workers["S_dp_rank"] = workers["dp_rank"].map(lambda d: s_dp[str(d)])
+        workers["S_stage"] = workers["stage"].map(lambda s: s_stage[str(s)])
+        workers["score"] = np.minimum(workers["S_dp_rank"], workers["S_stage"])
+        workers["S_worker"] = np.nan
         if self.per_worker:
-            worker_codes = ops["dp_rank"].to_numpy().astype(np.int64) * self.trace.meta.pp_size + ops["stage"].to_numpy()
-            codes, labels = _codes_of(worker_codes)
+            pp = self.trace.meta.pp_size
+            codes, labels = _codes_of(ops["dp_rank"].to_numpy().astype(np.int64) * pp + ops["stage"].to_numpy())
             exact = self._attribute(codes, labels, launch=False).overall
-            key = first["dp_rank"].astype(np.int64) * self.trace.meta.pp_size + first["stage"]
-            first["S_worker"] = key.map(lambda k: exact[str(k)])
-        return first.sort_values(["dp_rank", "stage"]).reset_index(drop=True)
+            key = workers["dp_rank"].astype(np.int64) * pp + workers["stage"]
+            workers["S_worker"] = key.map(lambda k: exact[str(k)])
+        return workers.sort_values(["dp_rank", "stage"]).reset_index(drop=True)
 
     def _characterise(self, workers: pd.DataFrame) -> tuple[Explanation, Explanation]:
         ops = self.dag.ops
@@ -309,7 +309,7 @@ class _Analyzer:
         return {str(step): float(v) for step, v in zip(self.steps, values)}
 
 
-def observed_mean_ratio(numerator: np.ndarray, denominator: np.ndarray) -> float:
+def ratio_of_means(numerator: np.ndarray, denominator: np.ndarray) -> float:
     """mean(numerator) / mean(denominator): the slowdown of SPEC §5 (Eq. 1)."""
     return float(np.mean(numerator) / np.mean(denominator))
 

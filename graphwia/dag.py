@@ -104,8 +104,7 @@ class Dag:
     @property
     def provider(self) -> np.ndarray:
         """Node whose time an op's end is measured from: itself, or its barrier."""
-        barrier = self.ops["barrier"].to_numpy()
-        return np.where(barrier >= 0, barrier, np.arange(self.n_ops))
+        return _provider(self.ops["barrier"].to_numpy())
 
     def compile(self) -> "CompiledDag":
         """Topologically level the DAG once for fast batched evaluation."""
@@ -307,7 +306,7 @@ def _edges(schedule: Schedule, layout: _Layout, barrier_of: np.ndarray, members_
     intra_dst = np.concatenate(dst) if dst else np.zeros(0, np.int64)
     intra_kind = np.concatenate(kind) if kind else np.zeros(0, np.int64)
     has_pred[intra_dst] = True
-    provider = np.where(barrier_of >= 0, barrier_of, np.arange(layout.n_ops))
+    provider = _provider(barrier_of)
 
     orphan = np.flatnonzero(~has_pred)
     n_barriers = len(barriers)
@@ -320,3 +319,8 @@ def _edges(schedule: Schedule, layout: _Layout, barrier_of: np.ndarray, members_
         kind=np.concatenate([intra_kind, member_kind,
                              np.full(len(orphan), KIND_CODE["step-start"])]).astype(np.int8),
     )
+
+
+def _provider(barrier_of: np.ndarray) -> np.ndarray:
+    """Each op's end is measured from its barrier (group member) or from itself (local op)."""
+    return np.where(barrier_of >= 0, barrier_of, np.arange(len(barrier_of)))
