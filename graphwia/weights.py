@@ -47,9 +47,7 @@ def observed_weights(dag: Dag) -> Weights:
     clamped_transfer, worst_transfer = 0, ""
     if len(members):
         group = barrier[members] - dag.n_ops
-        latest_start = np.full(dag.n_barriers, -np.inf)
-        np.maximum.at(latest_start, group, start[members])
-        transfer = end[members] - latest_start[group]
+        transfer = end[members] - _latest(dag.n_barriers, group, start[members])[group]
         noise = transfer <= CLOCK_NOISE
         clamped_transfer = int(noise.sum())
         if clamped_transfer:
@@ -59,10 +57,9 @@ def observed_weights(dag: Dag) -> Weights:
 
     edges = dag.edges
     intra = edges.via >= 0  # membership and step-start edges carry no op
-    has_pred = np.zeros(dag.n_ops, dtype=bool)
-    has_pred[edges.dst[intra]] = True
+    latest_pred_end = _latest(dag.n_ops, edges.dst[intra], end[edges.via[intra]])
     # Ops without predecessors are measured from the step start, time 0.
-    latest_pred_end = np.where(has_pred, _latest(dag.n_ops, edges.dst[intra], end[edges.via[intra]]), 0.0)
+    latest_pred_end[np.isneginf(latest_pred_end)] = 0.0
     delay = start - latest_pred_end
     noise = delay <= CLOCK_NOISE
     worst = ""
