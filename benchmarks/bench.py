@@ -232,16 +232,11 @@ def measure_synth(out_dir: str | Path, name: str, synth: dict) -> dict:
     """Time :func:`graphwia.synth.synthesize` and writing its parquet/YAML, in this process."""
     row: dict = {}
     with timer(row, "synth_import_s"):
-        import yaml
-
-        from graphwia.io import atomic_path, write_text
-        from graphwia.synth import synthesize
+        from graphwia.synth import synthesize, write_trace_files
     with timer(row, "synth_s"):
         frame, meta = synthesize(name=name, **synth)
     with timer(row, "synth_write_s"):
-        with atomic_path(Path(out_dir) / f"trace-{name}.parquet") as tmp:
-            frame.to_parquet(tmp, index=False)
-        write_text(Path(out_dir) / f"meta-{name}.yaml", yaml.safe_dump(meta, sort_keys=False))
+        write_trace_files(out_dir, name, frame, meta)
     row["synth_rows"] = len(frame)
     row["synth_peak_mb"] = peak_rss_mb()
     return row

@@ -679,14 +679,18 @@ def synthesize(*, dp: int, pp: int, vpp: int = 1, microbatches: int, steps: int,
 
 
 def write_synth(out_dir, name: str, **kwargs) -> tuple[Path, Path]:
-    """Synthesize (``kwargs`` as for :func:`synthesize`) and write ``out_dir/trace-NAME.parquet``
-    and ``out_dir/meta-NAME.yaml``; each file appears whole or not at all (temp file + rename).
-    Returns the two paths."""
+    """Synthesize (``kwargs`` as for :func:`synthesize`) and write it with :func:`write_trace_files`."""
+    trace, meta = synthesize(name=name, **kwargs)
+    return write_trace_files(out_dir, name, trace, meta)
+
+
+def write_trace_files(out_dir, name: str, trace: pd.DataFrame, meta: dict) -> tuple[Path, Path]:
+    """Write ``out_dir/trace-NAME.parquet`` and ``out_dir/meta-NAME.yaml``; each file appears
+    whole or not at all (temp file + rename). Returns the two paths."""
     import yaml
 
     from .io import atomic_path, write_text
 
-    trace, meta = synthesize(name=name, **kwargs)
     trace_path = Path(out_dir) / f"trace-{name}.parquet"
     meta_path = Path(out_dir) / f"meta-{name}.yaml"
     with atomic_path(trace_path) as tmp:
