@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Iterable, Union
 import numpy as np
 import pandas as pd
 
+from .analysis import _select
 from .dag import Dag, build_dag
 from .errors import UsageError
 from .io import read_yaml
@@ -315,9 +316,10 @@ def run_whatif(source: Union[Trace, "Analysis"], scenarios: ScenarioSet, *,
 def _inputs(source, steps) -> _Inputs:
     if isinstance(source, Trace):
         full = build_dag(source)
-        typical = typical_weights(full, observed_weights(full))
-        dag = full if steps is None else full.select_steps(steps)
-        return _Inputs(dag=dag, compiled=dag.compile(), weights=observed_weights(dag), ideal=ideal_weight(dag, typical))
+        full_weights = observed_weights(full)
+        typical = typical_weights(full, full_weights)
+        dag, weights = (full, full_weights) if steps is None else _select(full, full_weights, steps)
+        return _Inputs(dag=dag, compiled=dag.compile(), weights=weights, ideal=ideal_weight(dag, typical))
     if steps is not None:
         raise UsageError("run_whatif: steps cannot be chosen for an existing analysis; analyse those steps instead")
     return _Inputs(dag=source.dag, compiled=source.compiled, weights=source.weights, ideal=source.ideal)
