@@ -163,10 +163,10 @@ def simulated_critical_path(dag: Dag, simulation: Simulation, weight: np.ndarray
     end = simulation.end[:, column]
     walked = _walked_steps(dag, steps)
     node_time = _node_times(dag, start)
-    pred_src, pred_via, pred_kind = _latest_arrivals(dag, node_time, weight)
+    pred_src, pred_via, pred_kind, latest = _latest_arrivals(dag, node_time, weight)
     last_ops = _last_optimizers(dag, end, walked)
     rows = [_walk(int(op), dag, node_time, pred_src, pred_via, pred_kind) for op in last_ops]
-    elements = _elements(dag, walked, rows, start, end, weight, node_time)
+    elements = _elements(dag, walked, rows, start, end, weight, latest)
     step_pos = np.searchsorted(dag.steps, walked)
     step_time = {int(s): float(simulation.step_time[p, column]) for s, p in zip(walked, step_pos)}
     return CriticalPaths(scenario=scenario, steps=[int(s) for s in walked], step_time=step_time, elements=elements,
@@ -222,10 +222,11 @@ def _node_times(dag: Dag, start: np.ndarray) -> np.ndarray:
 
 
 def _latest_arrivals(dag: Dag, node_time: np.ndarray, weight: np.ndarray):
-    """Per node, the src, via and kind of the incoming edge whose arrival was the latest.
+    """Per node, the src, via and kind of the incoming edge whose arrival was the latest, and that arrival.
 
     Arrivals are recomputed exactly as the evaluator adds them, so the argmax
-    is the edge that set the node's time. Ties go to the lowest edge index.
+    is the edge that set the node's time (an op's start − its latest arrival is
+    its launch delay). Ties go to the lowest edge index; NaN arrival: no edge.
     """
     edges = dag.edges
     arrival = node_time[edges.src] + np.append(weight, 0.0)[edges.via]
@@ -237,7 +238,9 @@ def _latest_arrivals(dag: Dag, node_time: np.ndarray, weight: np.ndarray):
     pred_src[edges.dst[first]] = edges.src[first]
     pred_via[edges.dst[first]] = edges.via[first]
     pred_kind[edges.dst[first]] = edges.kind[first]
-    return pred_src, pred_via, pred_kind
+    latest = np.full(dag.n_nodes, np.nan)
+    latest[edges.dst[first]] = arrival[first]
+    return pred_src, pred_via, pred_kind, latest
 
 
 def _last_optimizers(dag: Dag, end: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -268,7 +271,7 @@ def _walk(op: int, dag: Dag, node_time, pred_src, pred_via, pred_kind) -> list[t
 
 
 def _elements(dag: Dag, steps: np.ndarray, paths: list[list[tuple[int, int]]], start, end, weight,
-              node_time) -> pd.DataFrame:
+              latest_arrival) -> pd.DataFrame:
     """The element table of all walked paths (see :class:`CriticalPaths`)."""
     ops = np.array([op for path in paths for op, _ in path], dtype=np.int64)
     link = np.array([kind for path in paths for _, kind in path], dtype=np.int64)
@@ -283,20 +286,10 @@ def _elements(dag: Dag, steps: np.ndarray, paths: list[list[tuple[int, int]]], s
     for column in _ID_COLUMNS:
         frame[column] = table[column].to_numpy()
     frame["optype"] = frame["optype"].astype(str)
-    delay = start[ops] - _latest_pred_arrival(dag, ops, node_time, weight)
-    frame = frame.assign(start=start[ops], end=end[ops], weight=weight[ops], delay=delay, handoff=handoff,
-                         on_path=handoff - previous,
+    frame = frame.assign(start=start[ops], end=end[ops], weight=weight[ops], delay=start[ops] - latest_arrival[ops],
+                         handoff=handoff, on_path=handoff - previous,
                          link=np.array([""] + list(EDGE_KINDS), dtype=object)[link + 1])
     return frame
-
-
-def _latest_pred_arrival(dag: Dag, ops: np.ndarray, node_time, weight) -> np.ndarray:
-    """Latest arrival at each op (so start − it is its launch delay in this scenario)."""
-    edges = dag.edges
-    wanted = np.isin(edges.dst, ops)
-    arrival = node_time[edges.src[wanted]] + np.append(weight, 0.0)[edges.via[wanted]]
-    latest = pd.Series(arrival).groupby(edges.dst[wanted]).max()
-    return latest.reindex(ops).to_numpy()
 
 
 # -- helpers --------------------------------------------------------------------------
