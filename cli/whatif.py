@@ -63,7 +63,8 @@ def table_lines(result, per_step: bool) -> list[str]:
         columns = [max(len(n), 8) for n in result.names]
         lines += ["", "speedup per step", f"{'step':>6}  {'baseline (s)':>12}  "
                   + "  ".join(f"{n:>{w}}" for n, w in zip(result.names, columns))]
+        step_speedup = result.step_speedup
         for s, step in enumerate(result.steps):
-            values = "  ".join(f"{result.step_speedup[s, i]:>{w}.4f}" for i, w in enumerate(columns))
+            values = "  ".join(f"{step_speedup[s, i]:>{w}.4f}" for i, w in enumerate(columns))
             lines.append(f"{step:>6}  {result.baseline_span[s]:>12.4f}  {values}")
     return lines

@@ -274,11 +274,12 @@ class WhatIfResult:
         if per_step:
             out["baseline_per_step"] = {str(s): float(v) for s, v in zip(self.steps, self.baseline_span)}
         entries = []
+        step_speedup = self.step_speedup
         for i, row in enumerate(self.to_frame().itertuples()):
             entry = {"name": row.scenario, "step_time": float(row.step_time), "speedup": float(row.speedup)}
             if per_step:
                 entry["per_step"] = {str(s): {"step_time": float(t), "speedup": float(x)}
-                                     for s, t, x in zip(self.steps, self.step_time[:, i], self.step_speedup[:, i])}
+                                     for s, t, x in zip(self.steps, self.step_time[:, i], step_speedup[:, i])}
             entries.append(entry)
         out["scenarios"] = entries
         return out
