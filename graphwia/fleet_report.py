@@ -9,9 +9,7 @@ down (S attribution by op type across jobs). Plots are matplotlib PNGs
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
 from urllib.parse import quote
 
@@ -90,12 +88,6 @@ def _figure(width: float = 7.0, height: float = 3.6):
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def _png(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def _empty(fig, ax, text: str):
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#666")
     ax.set_axis_off()
@@ -172,7 +164,10 @@ def _plot_optypes(long: pd.DataFrame):
 
 # -- HTML pieces -------------------------------------------------------------------------------
 def _img(fig, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_png(fig)}">'
+    from .heatmap import figure_png
+    from .report import png_img
+
+    return png_img(figure_png(fig), alt)
 
 
 def _section(title: str, body: str) -> str:

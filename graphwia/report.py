@@ -133,7 +133,7 @@ def report_html(analysis: Analysis, heatmaps: dict[str, bytes], links: dict[str,
         f"<p><span class='big'>S = {analysis.slowdown:.4f}</span> &nbsp; launch slowdown "
         f"{r['launch_slowdown']:.4f}</p>",
         _step_time_table(r),
-        _img(step_curve_png(analysis), "S per step"),
+        png_img(step_curve_png(analysis), "S per step"),
         "<h2>Characterisation: M_S and M_W</h2>",
         _m_table(analysis),
         "<h2>Attribution of S</h2>",
@@ -141,7 +141,7 @@ def report_html(analysis: Analysis, heatmaps: dict[str, bytes], links: dict[str,
         "<h2>Worker heatmaps</h2>",
         "<p>One cell per worker (PP rank down, DP rank across), colour from 1.0 to 1.5.</p>",
         "<div class='row'>",
-        *[f"<div><h3>{e(caption)}</h3>{_img(png, caption)}</div>" for caption, png in heatmaps.items()],
+        *[f"<div><h3>{e(caption)}</h3>{png_img(png, caption)}</div>" for caption, png in heatmaps.items()],
         "</div>",
         "<h2>Timelines</h2>",
         "<p>Chrome trace-event files; open them in <a href='https://ui.perfetto.dev'>Perfetto</a> "
@@ -159,7 +159,8 @@ def write_report(path: str | Path, analysis: Analysis, heatmaps: dict[str, bytes
     return write_text(path, report_html(analysis, heatmaps, links))
 
 
-def _img(png: bytes, alt: str) -> str:
+def png_img(png: bytes, alt: str) -> str:
+    """An ``<img>`` embedding ``png`` as a base64 ``data:`` URI."""
     data = base64.b64encode(png).decode("ascii")
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
 
@@ -195,10 +196,10 @@ def _attribution_section(r: dict) -> list[str]:
     s = r["blocking_slowdown"]
     return [
         "<p>S_G: the slowdown left when only the ops of group G keep their recorded weights (SPEC §5.4).</p>",
-        _img(attribution_png(r["blocking_decompose_by_optype"], "S_G by op type", s, by_rank=False), "S by op type"),
+        png_img(attribution_png(r["blocking_decompose_by_optype"], "S_G by op type", s, by_rank=False), "S by op type"),
         "<div class='row'>",
-        _img(attribution_png(r["blocking_decompose_by_dp_rank"], "S_G by DP rank", s, by_rank=True), "S by DP rank"),
-        _img(attribution_png(r["blocking_decompose_by_stage"], "S_G by stage (PP rank)", s, by_rank=True),
+        png_img(attribution_png(r["blocking_decompose_by_dp_rank"], "S_G by DP rank", s, by_rank=True), "S by DP rank"),
+        png_img(attribution_png(r["blocking_decompose_by_stage"], "S_G by stage (PP rank)", s, by_rank=True),
              "S by stage"),
         "</div>",
     ]
