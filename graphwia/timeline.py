@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 from .dag import Dag
 from .io import write_json
@@ -46,8 +47,8 @@ def timeline_events(dag: Dag, start: np.ndarray, end: np.ndarray, *, marked: np.
     offset = step_offsets(dag, end)
     ts = (start + offset) * US
     dur = np.maximum(end - start, 0.0) * US
-    category = ops["optype"].map(TIMELINE_CATEGORY).astype(object).fillna("misc").to_numpy()
-    cat_index = np.array([CATEGORIES.index(c) for c in category])
+    category = ops["optype"].map(TIMELINE_CATEGORY).astype(object).fillna("misc")
+    cat_index = pd.Index(CATEGORIES).get_indexer(category)
     tid = ops["rank"].to_numpy().astype(np.int64) * len(CATEGORIES) + cat_index
     pid = ops["dp_rank"].to_numpy()
     marked = np.zeros(len(ops), dtype=bool) if marked is None else marked
