@@ -37,6 +37,12 @@ def fleet_summary(table: pd.DataFrame) -> dict:
     }
 
 
+def cause_summary(ok: pd.DataFrame) -> pd.DataFrame:
+    """Per cause (index: :data:`graphwia.fleet.CAUSES`, in order): ``jobs`` and their ``wasted`` GPU hours."""
+    grouped = ok.groupby("cause").agg(jobs=("name", "size"), wasted=("wasted_gpu_hours", "sum"))
+    return grouped.reindex(list(CAUSES), fill_value=0)
+
+
 def optype_table(attribution: dict[str, dict[str, float]]) -> pd.DataFrame:
     """Long table (job, optype, S_t) of each job's S attribution by op type."""
     rows = [(job, optype, value) for job, parts in attribution.items() for optype, value in parts.items()]
@@ -50,7 +56,8 @@ def optype_summary(attribution: dict[str, dict[str, float]]) -> pd.DataFrame:
         return pd.DataFrame(columns=["optype", "top_in_jobs", "jobs_st_ge_threshold", "median_S_t", "max_S_t"])
     top = long.loc[long.groupby("job")["S_t"].idxmax(), "optype"].value_counts()
     by = long.groupby("optype")["S_t"]
-    summary = pd.DataFrame({"top_in_jobs": top, "jobs_st_ge_threshold": by.apply(lambda v: int((v >= STRAGGLER_S).sum())),
+    hits = (long["S_t"] >= STRAGGLER_S).groupby(long["optype"]).sum()
+    summary = pd.DataFrame({"top_in_jobs": top, "jobs_st_ge_threshold": hits,
                             "median_S_t": by.median(), "max_S_t": by.max()})
     summary["top_in_jobs"] = summary["top_in_jobs"].fillna(0).astype(int)
     return summary.sort_values(["top_in_jobs", "median_S_t"], ascending=False).rename_axis("optype").reset_index()
@@ -69,11 +76,12 @@ def write_fleet_report(path: str | Path, table: pd.DataFrame, attribution: dict[
 def render_fleet_html(table: pd.DataFrame, attribution: dict[str, dict[str, float]], links: dict[str, str]) -> str:
     summary = fleet_summary(table)
     ok = table[table["status"] == "ok"]
+    causes = cause_summary(ok)
     sections = [
         _headline(summary),
         _section("How often: CDF of the slowdown S", _img(_plot_cdf(ok["S"].to_numpy(float)), "CDF of S")),
         _section("How much: wasted GPU hours", _img(_plot_waste(ok), "wasted GPU hours per job")),
-        _section("Why: causes", _img(_plot_causes(ok), "causes") + _cause_table(ok)),
+        _section("Why: causes", _img(_plot_causes(causes), "causes") + _cause_table(causes)),
         _section("Where: attribution of S by op type across jobs",
                  _img(_plot_optypes(optype_table(attribution)), "S_t by op type") + _optype_html(attribution)),
         _section("Jobs", _jobs_html(table, links)),
@@ -127,16 +135,14 @@ def _plot_waste(ok: pd.DataFrame):
     return fig
 
 
-def _plot_causes(ok: pd.DataFrame):
+def _plot_causes(causes: pd.DataFrame):
     fig = _figure(8.0, 3.2)
     jobs_ax, hours_ax = fig.subplots(1, 2)
-    counts = ok["cause"].value_counts().reindex(CAUSES, fill_value=0)
-    hours = ok.groupby("cause")["wasted_gpu_hours"].sum().reindex(CAUSES, fill_value=0.0)
     colors = [CAUSE_COLOR[c] for c in CAUSES]
-    jobs_ax.bar(CAUSES, counts.to_numpy(), color=colors)
+    jobs_ax.bar(CAUSES, causes["jobs"].to_numpy(int), color=colors)
     jobs_ax.set_title("jobs", fontsize=10)
     jobs_ax.yaxis.get_major_locator().set_params(integer=True)
-    hours_ax.bar(CAUSES, hours.to_numpy(), color=colors)
+    hours_ax.bar(CAUSES, causes["wasted"].to_numpy(float), color=colors)
     hours_ax.set_title("wasted GPU hours", fontsize=10)
     for ax in (jobs_ax, hours_ax):
         ax.grid(axis="y", alpha=0.3)
@@ -187,10 +193,8 @@ def _headline(s: dict) -> str:
     return f'<div class="kpis">{cells}</div>'
 
 
-def _cause_table(ok: pd.DataFrame) -> str:
-    grouped = ok.groupby("cause").agg(jobs=("name", "size"), wasted=("wasted_gpu_hours", "sum"))
-    rows = [[CAUSE_LABEL[c], int(grouped.loc[c, "jobs"]) if c in grouped.index else 0,
-             f"{grouped.loc[c, 'wasted']:,.2f}" if c in grouped.index else "0.00"] for c in CAUSES]
+def _cause_table(causes: pd.DataFrame) -> str:
+    rows = [[CAUSE_LABEL[c], int(r.jobs), f"{r.wasted:,.2f}"] for c, r in zip(CAUSES, causes.itertuples())]
     return _table(["cause", "jobs", "wasted GPU hours"], rows)
 
 
