@@ -375,11 +375,13 @@ def select_ops(dag: Dag, selectors: dict[str, tuple], where: str = "scenario") -
     ops = dag.ops
     mask = np.ones(dag.n_ops, dtype=bool)
     for key, values in selectors.items():
-        column = ops[key].astype(str).to_numpy() if key == "optype" else ops[key].to_numpy()
+        if key == "optype":
+            mask &= ops["optype"].isin(values).to_numpy()
+            continue
+        column = ops[key].to_numpy()
         if key == "stage":
             values = tuple(dag.meta.pp_size - 1 if v == LAST else v for v in values)
-        if key != "optype":
-            _check_present(key, values, column, where)
+        _check_present(key, values, column, where)
         mask &= np.isin(column, list(values))
     if not mask.any():
         described = "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in selectors.items())
