@@ -29,6 +29,9 @@ M_ATOL = 2e-3
 #: Keys of ms-/mw- files compared absolutely (the rest are times, compared relatively).
 M_KEYS = frozenset({"rem", "add", "Ms", "Mw"})
 
+#: The published files of a trace: ``<kind>-<name>.json``.
+KINDS = ("result", "ms", "mw")
+
 #: close(key, expected, actual) -> bool
 Closeness = Callable[[str, float, float], bool]
 
@@ -82,10 +85,12 @@ def compare(expected, actual, close: Closeness, file: str, key: str = "") -> tup
         for name, value in expected.items():
             path = f"{key}.{name}" if key else str(name)
             if name not in actual:
-                count, found = count + 1, found + [Mismatch(file, path, value, None)]
+                count += 1
+                found.append(Mismatch(file, path, value, None))
                 continue
             n, more = compare(value, actual[name], close, file, path)
-            count, found = count + n, found + more
+            count += n
+            found += more
         return count, found
     if _is_number(expected) and _is_number(actual):
         ok = (math.isnan(expected) and math.isnan(actual)) or close(key, float(expected), float(actual))
@@ -96,7 +101,11 @@ def compare(expected, actual, close: Closeness, file: str, key: str = "") -> tup
 def compare_published(analysis: Analysis, data_dir: str | Path, name: str | None = None) -> Comparison:
     """Compare ``analysis`` with the published files of ``name`` (default: its trial name)."""
     name = name or analysis.name
-    expected = {kind: read_published(data_dir, kind, name) for kind in ("result", "ms", "mw")}
+    return _compare_with(analysis, name, read_all_published(data_dir, name))
+
+
+def _compare_with(analysis: Analysis, name: str, expected: dict[str, dict]) -> Comparison:
+    """Compare ``analysis`` with ``expected`` (:func:`read_all_published`)."""
     comparison = Comparison(
         name=name,
         ours={"S": analysis.slowdown, "M_S": analysis.ms["Ms"], "M_W": analysis.mw["Mw"]},
@@ -121,6 +130,11 @@ def read_published(data_dir: str | Path, kind: str, name: str) -> dict:
         raise UsageError(f"{path}: cannot read the published file ({exc})") from None
 
 
+def read_all_published(data_dir: str | Path, name: str) -> dict[str, dict]:
+    """Every published file of ``name``, by kind (:data:`KINDS`)."""
+    return {kind: read_published(data_dir, kind, name) for kind in KINDS}
+
+
 def reproduce(data_dir: str | Path, out_dir: str | Path, names: Iterable[str] = TRACES, *, plots: bool = True,
               progress: Callable[[str], None] | None = None) -> list[Comparison]:
     """Analyse each published trace, write its outputs to ``out_dir``, compare with the published files."""
@@ -128,14 +142,13 @@ def reproduce(data_dir: str | Path, out_dir: str | Path, names: Iterable[str] = 
     data_dir = Path(data_dir)
     comparisons = []
     for name in names:
-        for kind in ("result", "ms", "mw"):  # fail before a long analysis if the reference is missing
-            read_published(data_dir, kind, name)
+        expected = read_all_published(data_dir, name)  # before the long analysis: a missing file fails fast
         say(f"{name}: loading")
         trace = load_trace(data_dir / f"trace-{name}.parquet", data_dir / f"meta-{name}.yaml")
         analysis = analyze(trace, progress=lambda label, n=name: say(f"{n}: {label}"))
         say(f"{name}: writing outputs")
         written = write_outputs(analysis, out_dir, plots=plots)
-        comparison = compare_published(analysis, data_dir, name)
+        comparison = _compare_with(analysis, name, expected)
         comparison.written = written
         comparisons.append(comparison)
     return comparisons
