@@ -154,19 +154,21 @@ def to_dot(graph: "nx.DiGraph") -> str:
 
 def _node_tables(dag: Dag, weights: Weights, keep: np.ndarray) -> list[pd.DataFrame]:
     """Kept op, barrier and step-source nodes, one table each (columns: node + attributes)."""
-    tables = [_op_nodes(dag, weights), _barrier_nodes(dag), _source_nodes(dag)]
-    return [table[keep[table["node"].to_numpy()]] for table in tables]
+    tables = [_barrier_nodes(dag), _source_nodes(dag)]
+    return [_op_nodes(dag, weights, keep)] + [table[keep[table["node"].to_numpy()]] for table in tables]
 
 
-def _op_nodes(dag: Dag, weights: Weights) -> pd.DataFrame:
-    ops = dag.ops
-    frame = pd.DataFrame({"node": np.arange(dag.n_ops), "kind": "op"})
+def _op_nodes(dag: Dag, weights: Weights, keep: np.ndarray) -> pd.DataFrame:
+    """The kept ops only: their labels are the costly part of a selection from a large DAG."""
+    node = np.flatnonzero(keep[: dag.n_ops])
+    ops = dag.ops.iloc[node]
+    frame = pd.DataFrame({"node": node, "kind": "op"})
     for column in _OP_ATTRIBUTES:
         frame[column] = ops[column].to_numpy()
     frame["optype"] = frame["optype"].astype(str)
     frame["noop"] = frame["noop"].astype(np.int64)
-    frame["weight"] = weights.weight
-    frame["launch_delay"] = weights.delay
+    frame["weight"] = weights.weight[node]
+    frame["launch_delay"] = weights.delay[node]
     frame["label"] = (frame["optype"] + " " + frame["seq_id"].astype(str) + " (dp " + frame["dp_rank"].astype(str)
                       + ", stage " + frame["stage"].astype(str) + ") step " + frame["step"].astype(str))
     return frame
