@@ -32,7 +32,6 @@ def analyze(
     from graphwia.outputs import write_outputs
     from graphwia.summary import summary_lines
 
-
     selection = StepSelection(ctx, steps)
     check_writable_dir(out)
     with progress(not quiet) as say:

@@ -10,6 +10,7 @@ from typing import Callable, Iterator
 
 import typer
 
+
 def tune_malloc() -> None:
     """Keep freed memory in this process instead of returning it to the OS.
 
