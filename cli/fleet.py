@@ -31,7 +31,7 @@ def fleet(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Analyse every job of INPUT; jobs already complete in --out are skipped, so a re-run resumes."""
-    from graphwia.fleet import discover_jobs, run_fleet, write_fleet
+    from graphwia.fleet import STRAGGLER_S, discover_jobs, run_fleet, write_fleet
     from graphwia.fleet_report import fleet_summary
     from graphwia.io import check_writable_dir
 
@@ -52,7 +52,7 @@ def fleet(
         s = fleet_summary(table)
         typer.echo(f"{s['jobs']} job(s): {len(run.analysed) - s['failed']} analysed, {len(run.skipped)} already "
                    f"complete, {s['failed']} failed")
-        typer.echo(f"jobs with S >= 1.1: {s['stragglers']} of {s['ok']}; wasted GPU hours "
+        typer.echo(f"jobs with S >= {STRAGGLER_S}: {s['stragglers']} of {s['ok']}; wasted GPU hours "
                    f"{s['wasted_gpu_hours']:.2f} of {s['gpu_hours']:.2f}")
         typer.echo(f"wrote {', '.join(p.name for p in paths.values())} and jobs/ to {out}/")
     if run.failed:
