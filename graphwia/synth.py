@@ -373,13 +373,13 @@ def _build_stage_tail(prog, layout, stage, main_last, dp_stream_last, overlapped
     main_last = add_tail_op(LAYERNORM, [main_last, dp_stream_last if overlapped else None], base_s=LAYERNORM_S)
     if layout.pp > 1 and stage in (0, layout.pp - 1):
         main_last = add_tail_op(EMBEDDING, [main_last], base_s=EMBEDDING_S)
-    if layout.uses_dp and overlapped:
+    if overlapped:  # implies uses_dp
         main_last = add_tail_op(SEPARATE_GRADS_ALL_REDUCE, [main_last], base_s=SEPARATE_ALL_REDUCE_S)
         prog.group([tail[SEPARATE_GRADS_ALL_REDUCE]], across_dp=True)
     elif layout.uses_dp:
         for chunk in range(layout.vpp):
             main_last = add_tail_op(GRADS_REDUCE_SCATTER, [main_last, dp_stream_last], mc=chunk,
-                             base_s=GRADS_REDUCE_SCATTER_S / layout.vpp)
+                                    base_s=GRADS_REDUCE_SCATTER_S / layout.vpp)
             dp_stream_last = main_last
             prog.group([tail[GRADS_REDUCE_SCATTER]], across_dp=True)
     main_last = add_tail_op(CLIP, [main_last], base_s=CLIP_S)
