@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from .analysis import Analysis
 from .heatmap import figure_png
 from .io import write_text
-from .summary import verdict
+from .summary import _mean, verdict
 
 BAR = "#c0392b"
 DPI = 100
@@ -163,10 +163,6 @@ def png_img(png: bytes, alt: str) -> str:
     """An ``<img>`` embedding ``png`` as a base64 ``data:`` URI."""
     data = base64.b64encode(png).decode("ascii")
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
-
-
-def _mean(values: dict) -> float:
-    return float(np.mean(list(values.values())))
 
 
 def _step_time_table(r: dict) -> str:
