@@ -109,8 +109,9 @@ def _draw_panel(ax, part: pd.DataFrame, norm: Normalize, annotate: bool):
     for side in ax.spines.values():
         side.set_visible(False)
     if annotate:
-        dark = norm(values.filled(np.nan)) > 0.6  # white text on dark red
-        for (row, col), value in np.ndenumerate(values.filled(np.nan)):
+        filled = values.filled(np.nan)
+        dark = norm(filled) > 0.6  # white text on dark red
+        for (row, col), value in np.ndenumerate(filled):
             if np.isfinite(value):
                 ax.text(col + 0.5, row + 0.5, f"{value:.2f}", ha="center", va="center", fontsize=FONT,
                         color="white" if dark[row, col] else "black")
