@@ -587,14 +587,12 @@ def print_table(rows: list[dict], fit: dict) -> None:
 
 def write_plot(path: Path, rows: list[dict], fit: dict) -> Path:
     """Time and peak memory against ops, log-log; synthetic jobs joined, real traces labelled."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from graphwia.heatmap import figure_png, write_png
 
-    from graphwia.io import atomic_path
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig = Figure(figsize=(12, 4.8), dpi=110)
+    axes = fig.subplots(1, 2)
     for ax, series, ylabel in ((axes[0], TIME_SERIES, "seconds"), (axes[1], MEMORY_SERIES, "peak RSS (MB)")):
         for key, label in series.items():
             slope = fit["slopes"].get(key)
@@ -607,10 +605,7 @@ def write_plot(path: Path, rows: list[dict], fit: dict) -> Path:
     axes[0].set_title("time against job size")
     axes[1].set_title("peak memory against job size")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return write_png(path, figure_png(fig))
 
 
 def _plot_series(ax, rows: list[dict], key: str, legend: str) -> None:
