@@ -8,7 +8,6 @@ as one batch on one compiled DAG.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -17,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from . import optypes as T
-from .dag import Dag, build_dag
+from .dag import Dag
 from .evaluate import CompiledDag, Simulation
 from .trace import Trace
-from .weights import Weights, ideal_weight, observed_weights, typical_weights
+from .weights import Weights, ideal_weight, weighted_dag
 
 DEFAULT_DECOMPOSE_THRESHOLD = 1.03
 #: Share of workers M_W removes (SPEC §5.8).
@@ -114,24 +113,10 @@ def analyze(trace: Trace, *, steps: Iterable[int] | None = None,
     """
     say = progress or (lambda label: None)
     say("building the DAG")
-    full = build_dag(trace)
-    full_weights = observed_weights(full)
-    typical = typical_weights(full, full_weights)
-    dag, weights = (full, full_weights) if steps is None else _select(full, full_weights, steps)
+    dag, weights, typical = weighted_dag(trace, steps)
     say("compiling")
     compiled = dag.compile()
     return _Analyzer(trace, dag, compiled, weights, typical, decompose_threshold, per_worker, say).run()
-
-
-def _select(full: Dag, weights: Weights, steps: Iterable[int]) -> tuple[Dag, Weights]:
-    dag = full.select_steps(steps)
-    rows = np.searchsorted(full.steps, dag.steps)
-    per_step = full.ops_per_step
-
-    def pick(values):
-        return values.reshape(len(full.steps), per_step)[rows].ravel()
-
-    return dag, dataclasses.replace(weights, weight=pick(weights.weight), delay=pick(weights.delay))
 
 
 class _Analyzer:

@@ -29,8 +29,6 @@ from .steps import format_ranges
 from .trace import Trace
 
 if TYPE_CHECKING:  # pragma: no cover
-    import networkx as nx
-
     from .evaluate import CompiledDag
 
 

@@ -30,7 +30,6 @@ import pandas as pd
 from .dag import Dag
 from .errors import UsageError
 from .io import atomic_path, write_json
-from .schedule import EDGE_KINDS
 from .steps import format_ranges
 from .weights import Weights, observed_weights
 

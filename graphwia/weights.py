@@ -7,13 +7,15 @@ latest end of its intra-worker predecessors (or of the step's start).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
 from . import optypes as T
-from .dag import Dag
+from .dag import Dag, build_dag
 
 #: Values at or below this are clock noise and become 0 (SPEC §3).
 CLOCK_NOISE = -0.01
@@ -82,6 +84,26 @@ def _latest(n: int, index: np.ndarray, values: np.ndarray) -> np.ndarray:
     out = np.full(n, -np.inf)
     np.maximum.at(out, index, values)
     return out
+
+
+def weighted_dag(trace, steps: Iterable[int] | None = None) -> tuple[Dag, Weights, dict[str, float]]:
+    """The DAG of the analysed ``steps`` with its observed weights, and the typical weights.
+
+    Weights and typical values are always taken from the whole trace, so a
+    step's numbers do not depend on which other steps are analysed.
+    """
+    full = build_dag(trace)
+    weights = observed_weights(full)
+    typical = typical_weights(full, weights)
+    if steps is None:
+        return full, weights, typical
+    dag = full.select_steps(steps)
+    rows = np.searchsorted(full.steps, dag.steps)
+
+    def pick(values: np.ndarray) -> np.ndarray:
+        return values.reshape(len(full.steps), full.ops_per_step)[rows].ravel()
+
+    return dag, dataclasses.replace(weights, weight=pick(weights.weight), delay=pick(weights.delay)), typical
 
 
 def typical_weights(dag: Dag, weights: Weights) -> dict[str, float]:

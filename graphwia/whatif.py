@@ -47,15 +47,14 @@ from typing import TYPE_CHECKING, Iterable, Union
 import numpy as np
 import pandas as pd
 
-from .analysis import _select
-from .dag import Dag, build_dag
+from .dag import Dag
 from .errors import UsageError
-from .io import read_yaml
 from .evaluate import CompiledDag, Simulation
+from .io import read_yaml
 from .optypes import ALL_OPTYPES
 from .steps import format_ranges
 from .trace import Trace
-from .weights import Weights, ideal_weight, observed_weights, typical_weights
+from .weights import Weights, ideal_weight, weighted_dag
 
 if TYPE_CHECKING:  # pragma: no cover
     from .analysis import Analysis
@@ -316,10 +315,7 @@ def run_whatif(source: Union[Trace, "Analysis"], scenarios: ScenarioSet, *,
 
 def _inputs(source, steps) -> _Inputs:
     if isinstance(source, Trace):
-        full = build_dag(source)
-        full_weights = observed_weights(full)
-        typical = typical_weights(full, full_weights)
-        dag, weights = (full, full_weights) if steps is None else _select(full, full_weights, steps)
+        dag, weights, typical = weighted_dag(source, steps)
         return _Inputs(dag=dag, compiled=dag.compile(), weights=weights, ideal=ideal_weight(dag, typical))
     if steps is not None:
         raise UsageError("run_whatif: steps cannot be chosen for an existing analysis; analyse those steps instead")
