@@ -132,7 +132,7 @@ def _job(trace: Path, meta: Path | None) -> Job:
     from .trace import default_meta_path
 
     stem = trace.name.split(".")[0]
-    name = stem[len("trace-"):] if stem.startswith("trace-") and len(stem) > len("trace-") else stem
+    name = stem.removeprefix("trace-") or stem
     return Job(name=name, trace=trace.resolve(), meta=(meta or default_meta_path(trace)).resolve())
 
 
