@@ -31,7 +31,8 @@ def fleet(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Analyse every job of INPUT; jobs already complete in --out are skipped, so a re-run resumes."""
-    from graphwia.fleet import STRAGGLER_S, discover_jobs, run_fleet, write_fleet
+    from graphwia.fleet import discover_jobs, run_fleet, write_fleet
+    from graphwia.summary import STRAGGLER_S
     from graphwia.fleet_report import fleet_summary
     from graphwia.io import check_writable_dir
 

@@ -33,12 +33,8 @@ import pandas as pd
 
 from .errors import GraphwiaError, UsageError
 from .io import write_json
+from .summary import classify_cause
 
-#: A job with S at or above this is a straggling job (the paper's threshold).
-STRAGGLER_S = 1.1
-#: M_W / M_S at or above this names the cause of a straggling job.
-CAUSE_M = 0.5
-CAUSES = ("worker", "stage", "other", "none")
 MARKER = "fleet-job.json"
 MARKER_VERSION = 1
 #: How long to try reaching a dask scheduler before giving up.
@@ -191,20 +187,6 @@ def job_row(name: str, analysis) -> dict:
         "steps": len(r["step_t_base"]), "workers": len(analysis.workers),
         "gpu_hours": gpu_hours, "wasted_gpu_hours": wasted_gpu_hours(s, gpu_hours),
     }
-
-
-def classify_cause(s: float, ms: float, mw: float) -> str:
-    """``worker`` (M_W ≥ 0.5), else ``stage`` (M_S ≥ 0.5), else ``other``; ``none`` when S < 1.1.
-
-    Below 1.1 the slowdown is too small for M_S / M_W (ratios of it) to mean anything.
-    """
-    if not s >= STRAGGLER_S:
-        return "none"
-    if mw >= CAUSE_M:
-        return "worker"
-    if ms >= CAUSE_M:
-        return "stage"
-    return "other"
 
 
 def wasted_gpu_hours(s: float, gpu_hours: float) -> float:

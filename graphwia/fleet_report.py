@@ -16,7 +16,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from .fleet import CAUSES, STRAGGLER_S
+from .summary import CAUSES, STRAGGLER_S
 from .io import write_text
 
 CAUSE_LABEL = {"worker": "worker problem (M_W ≥ 0.5)", "stage": "stage imbalance (M_S ≥ 0.5)",
@@ -38,7 +38,7 @@ def fleet_summary(table: pd.DataFrame) -> dict:
 
 
 def cause_summary(ok: pd.DataFrame) -> pd.DataFrame:
-    """Per cause (index: :data:`graphwia.fleet.CAUSES`, in order): ``jobs`` and their ``wasted`` GPU hours."""
+    """Per cause (index: :data:`graphwia.summary.CAUSES`, in order): ``jobs`` and their ``wasted`` GPU hours."""
     grouped = ok.groupby("cause").agg(jobs=("name", "size"), wasted=("wasted_gpu_hours", "sum"))
     return grouped.reindex(list(CAUSES), fill_value=0)
 

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from .analysis import Analysis
 from .heatmap import figure_png
 from .io import write_text
-from .summary import _mean, verdict
+from .summary import mean_value, verdict
 
 BAR = "#c0392b"
 DPI = 100
@@ -168,7 +168,7 @@ def png_img(png: bytes, alt: str) -> str:
 def _step_time_table(r: dict) -> str:
     rows = [("trace as recorded", r["step_t_base"]), ("no launch delays", r["step_t_nodelay"]),
             ("ideal (no blocking)", r["step_t_noblk"])]
-    body = "".join(f"<tr><td>{name}</td><td>{_mean(t):.3f} s</td></tr>" for name, t in rows)
+    body = "".join(f"<tr><td>{name}</td><td>{mean_value(t):.3f} s</td></tr>" for name, t in rows)
     return f"<table><tr><th>mean step time</th><th></th></tr>{body}</table>"
 
 

@@ -14,8 +14,8 @@ def summary_lines(analysis: Analysis) -> list[str]:
     lines = [
         f"{analysis.name}: {steps} step(s), {analysis.dag.n_ops:,} op instances, "
         f"{len(analysis.workers)} workers (dp {analysis.trace.meta.dp_size} x pp {analysis.trace.meta.pp_size})",
-        f"  slowdown S          {r['blocking_slowdown']:.4f}   (mean step {_mean(r['step_t_nodelay']):.3f} s, "
-        f"ideal {_mean(r['step_t_noblk']):.3f} s)",
+        f"  slowdown S          {r['blocking_slowdown']:.4f}   (mean step {mean_value(r['step_t_nodelay']):.3f} s, "
+        f"ideal {mean_value(r['step_t_noblk']):.3f} s)",
         f"  launch slowdown     {r['launch_slowdown']:.4f}",
         f"  M_S (last stage)    {analysis.ms['Ms']:.1%}",
         f"  M_W (top workers)   {analysis.mw['Mw']:.1%}",
@@ -35,20 +35,42 @@ def summary_lines(analysis: Analysis) -> list[str]:
     return lines
 
 
-def verdict(analysis: Analysis, threshold: float = 0.5) -> str:
-    """One line naming the dominant cause (M_W / M_S >= ``threshold``, as in the fleet study)."""
-    s = analysis.result["blocking_slowdown"]
-    if s < 1.1:
-        return f"no significant straggling (S = {s:.3f} < 1.1)"
-    ms, mw = analysis.ms["Ms"], analysis.mw["Mw"]
-    if mw >= threshold and mw >= ms:
+#: A job with S at or above this is a straggling job (the paper's threshold).
+STRAGGLER_S = 1.1
+#: M_W / M_S at or above this names the cause of a straggling job.
+CAUSE_M = 0.5
+CAUSES = ("worker", "stage", "other", "none")
+
+
+def classify_cause(s: float, ms: float, mw: float) -> str:
+    """``worker`` (M_W ≥ 0.5), else ``stage`` (M_S ≥ 0.5), else ``other``; ``none`` when S < 1.1.
+
+    Below 1.1 the slowdown is too small for M_S / M_W (ratios of it) to mean anything.
+    """
+    if not s >= STRAGGLER_S:
+        return "none"
+    if mw >= CAUSE_M:
+        return "worker"
+    if ms >= CAUSE_M:
+        return "stage"
+    return "other"
+
+
+def verdict(analysis: Analysis) -> str:
+    """One line naming the dominant cause, by :func:`classify_cause`."""
+    s, ms, mw = analysis.result["blocking_slowdown"], analysis.ms["Ms"], analysis.mw["Mw"]
+    cause = classify_cause(s, ms, mw)
+    if cause == "none":
+        return f"no significant straggling (S = {s:.3f} < {STRAGGLER_S})"
+    if cause == "worker":
         worst = analysis.workers.sort_values(["score", "rank"], ascending=[False, True]).iloc[0]
         return (f"individual worker problem: the top 3% of workers explain {mw:.0%} of the slowdown "
                 f"(worst: dp_rank {int(worst.dp_rank)}, stage {int(worst.stage)})")
-    if ms >= threshold:
+    if cause == "stage":
         return f"stage partitioning imbalance: the last stage explains {ms:.0%} of the slowdown"
     return "no single worker or stage explains the slowdown (e.g. sequence-length imbalance or many slow workers)"
 
 
-def _mean(values: dict) -> float:
+def mean_value(values: dict) -> float:
+    """Mean of a mapping's values (e.g. a step → seconds field of the result)."""
     return sum(values.values()) / len(values)
