@@ -55,7 +55,7 @@ def reports_errors(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from graphwia.errors import GraphwiaError
+        from graphwia.errors import GraphwiaError, first_line
 
         try:
             return command(*args, **kwargs)
@@ -70,8 +70,7 @@ def reports_errors(command: Callable) -> Callable:
         except Exception as exc:  # a bug or an unforeseen input: still one line, unless --debug
             if State.debug:
                 raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            fail(f"unexpected {type(exc).__name__}: {first} (run with --debug for the traceback)", 1)
+            fail(f"unexpected {type(exc).__name__}: {first_line(exc)} (run with --debug for the traceback)", 1)
 
     return wrapper
 

@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 
-from .errors import GraphwiaError, UsageError
+from .errors import GraphwiaError, UsageError, first_line
 from .io import write_json
 from .summary import classify_cause
 
@@ -169,7 +169,7 @@ def run_job(job: Job, out_dir: str | Path, plots: bool = True) -> dict:
     except GraphwiaError as exc:
         return failed_record(job, str(exc))
     except Exception as exc:  # a bug or an unforeseen input must not stop the fleet
-        return failed_record(job, f"unexpected {type(exc).__name__}: {_first_line(exc)}")
+        return failed_record(job, f"unexpected {type(exc).__name__}: {first_line(exc)}")
 
 
 def job_row(name: str, analysis) -> dict:
@@ -294,7 +294,7 @@ def _run_dask(jobs: list[Job], out_dir: Path, plots: bool, address: str) -> Iter
     try:
         client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
-        raise UsageError(f"{address}: cannot connect to the dask scheduler ({_first_line(exc)})") from None
+        raise UsageError(f"{address}: cannot connect to the dask scheduler ({first_line(exc)})") from None
     with client:
         tag = uuid.uuid4().hex[:8]
         futures = {client.submit(run_job, job, out_dir, plots, key=f"graphwia-fleet-{job.name}-{tag}",
@@ -326,7 +326,7 @@ def _outcome(job: Job, result: Callable[[], dict]) -> dict:
         return failed_record(job, "a worker process died while this job was queued or running "
                                   "(out of memory?); re-run to retry")
     except Exception as exc:  # KilledWorker, a lost connection, an unpicklable result …
-        return failed_record(job, f"{type(exc).__name__} on the cluster: {_first_line(exc)}")
+        return failed_record(job, f"{type(exc).__name__} on the cluster: {first_line(exc)}")
 
 
 # -- the fleet table -----------------------------------------------------------------------
@@ -376,11 +376,6 @@ def _top(parts: dict | None) -> str | None:
 
 def _int_or_none(value: str | None) -> int | None:
     return None if value is None else int(value)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 __all__ = ["COLUMNS", "FleetRun", "Job", "classify_cause", "completed_record", "discover_jobs", "fleet_table",

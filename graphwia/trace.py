@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import MetaError, TraceError
+from .errors import MetaError, TraceError, first_line
 from .io import read_yaml
 from .optypes import ALL_OPTYPES
 from .steps import format_ranges
@@ -156,7 +156,7 @@ def read_table(path: Path) -> pd.DataFrame:
             return pd.read_csv(path)
     except Exception as exc:  # pyarrow and the CSV parser raise many types
         kind = "parquet" if suffix != ".csv" else "CSV"
-        raise TraceError(f"{path}: not a readable {kind} file ({_first_line(exc)})") from None
+        raise TraceError(f"{path}: not a readable {kind} file ({first_line(exc, 200)})") from None
     raise TraceError(f"{path}: unsupported trace format {suffix!r} (expected .parquet or .csv)")
 
 
@@ -178,12 +178,12 @@ def _normalise(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     ops = pd.DataFrame(out)
     negative = ops["duration"].to_numpy() < 0
     if negative.any():
-        raise TraceError(f"{source}: column duration has {negative.sum()} negative value(s), first: {_describe_row(ops, np.argmax(negative))}")
+        raise TraceError(f"{source}: column duration has {negative.sum()} negative value(s), first: {describe_op(ops, np.argmax(negative))}")
     ops["end"] = ops["start_ts"].to_numpy() + ops["duration"].to_numpy()
     key = ["step", "dp_rank", "stage", "optype", "seq_id"]
     dup = ops.duplicated(subset=key)
     if dup.any():
-        raise TraceError(f"{source}: {int(dup.sum())} duplicated op instance(s), first: {_describe_row(ops, int(np.argmax(dup.to_numpy())))}")
+        raise TraceError(f"{source}: {int(dup.sum())} duplicated op instance(s), first: {describe_op(ops, int(np.argmax(dup.to_numpy())))}")
     return ops
 
 
@@ -256,7 +256,7 @@ def _cell_error(frame: pd.DataFrame, column: str, bad: np.ndarray, source: str, 
     """``source: column C <what>: N row(s), first row i holds v (the op of that row)``."""
     i = int(np.argmax(bad))
     return TraceError(f"{source}: column {column} {what}: {int(np.sum(bad))} row(s), first row {i} holds "
-                      f"{_cell_text(frame[column].iloc[i])} ({_describe_row(frame, i)})")
+                      f"{_cell_text(frame[column].iloc[i])} ({describe_op(frame, i)})")
 
 
 def _cell_text(value) -> str:
@@ -299,12 +299,8 @@ def _check_chunks(ops: pd.DataFrame, meta: JobMeta, source: str) -> None:
                          f"{have} only (column mc)")
 
 
-def _describe_row(ops: pd.DataFrame, i: int) -> str:
+def describe_op(ops: pd.DataFrame, i: int) -> str:
+    """Name row ``i`` of an op table: optype, seq_id, worker and step."""
     row = ops.iloc[int(i)]
     return (f"{row['optype']} seq_id {row['seq_id']} on worker (dp_rank {row['dp_rank']}, stage {row['stage']}) "
             f"in step {row['step']}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import optypes as T
 from .dag import Dag, build_dag
+from .trace import describe_op
 
 #: Values at or below this are clock noise and become 0 (SPEC §3).
 CLOCK_NOISE = -0.01
@@ -54,7 +55,7 @@ def observed_weights(dag: Dag) -> Weights:
         clamped_transfer = int(noise.sum())
         if clamped_transfer:
             i = int(np.argmin(transfer))
-            worst_transfer = _describe_op(ops, int(members[i]), transfer[i])
+            worst_transfer = f"{describe_op(ops, int(members[i]))}: {transfer[i]:.4f} s"
         weight[members] = np.where(noise, 0.0, transfer)
 
     edges = dag.edges
@@ -67,16 +68,10 @@ def observed_weights(dag: Dag) -> Weights:
     worst = ""
     if noise.any():
         i = int(np.argmin(delay))
-        worst = _describe_op(ops, i, delay[i])
+        worst = f"{describe_op(ops, i)}: {delay[i]:.4f} s"
     delay = np.where(noise, 0.0, delay)
     return Weights(weight=weight, delay=delay, clamped_transfer=clamped_transfer, clamped_delay=int(noise.sum()),
                    worst_delay=worst, worst_transfer=worst_transfer)
-
-
-def _describe_op(ops: pd.DataFrame, i: int, seconds: float) -> str:
-    row = ops.iloc[i]
-    return (f"{row['optype']} seq_id {row['seq_id']} on worker (dp_rank {row['dp_rank']}, stage {row['stage']}) "
-            f"in step {row['step']}: {seconds:.4f} s")
 
 
 def _latest(n: int, index: np.ndarray, values: np.ndarray) -> np.ndarray:
