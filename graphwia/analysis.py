@@ -147,13 +147,13 @@ class _Analyzer:
         blocking = ratio_of_means(nd_span, ideal_time)
         launch = ratio_of_means(observed_span, nd_time)
 
-        self.say("attributing the slowdown")
         groupings = self._groupings()
-        blocking_parts = {name: self._attribute(codes, labels, launch=False) for name, (codes, labels) in groupings.items()}
+        blocking_parts = {name: self._attribute(codes, labels, launch=False, name=name)
+                          for name, (codes, labels) in groupings.items()}
         launch_parts = {}
         if launch >= self.threshold:
             launch_groupings = dict(groupings, optype=self._optype_codes(first_op=True))
-            launch_parts = {name: self._attribute(codes, labels, launch=True)
+            launch_parts = {name: self._attribute(codes, labels, launch=True, name=name)
                             for name, (codes, labels) in launch_groupings.items()}
         workers = self._worker_table(blocking_parts)
         self.say("characterising: M_S and M_W")
@@ -185,8 +185,9 @@ class _Analyzer:
                         ms=ms.to_dict("Ms"), mw=mw.to_dict("Mw"), workers=workers, warnings=self.warnings)
 
     # -- scenarios ------------------------------------------------------------------
-    def _attribute(self, codes: np.ndarray, labels: list[str], launch: bool) -> Attribution:
+    def _attribute(self, codes: np.ndarray, labels: list[str], launch: bool, name: str) -> Attribution:
         """Give each group back its original weights (or launch delays) on top of the reference."""
+        self.say(f"attributing {'launch delays' if launch else 'the slowdown'} by {name} ({len(labels)} scenarios)")
         weight, delay, ideal = self.weights.weight[:, None], self.weights.delay[:, None], self.ideal[:, None]
 
         def columns(lo: int, hi: int):
@@ -243,7 +244,7 @@ class _Analyzer:
         if self.per_worker:
             pp = self.trace.meta.pp_size
             codes, labels = _codes_of(ops["dp_rank"].to_numpy().astype(np.int64) * pp + ops["stage"].to_numpy())
-            exact = self._attribute(codes, labels, launch=False).overall
+            exact = self._attribute(codes, labels, launch=False, name="worker").overall
             key = workers["dp_rank"].astype(np.int64) * pp + workers["stage"]
             workers["S_worker"] = key.map(lambda k: exact[str(k)])
         return workers.sort_values(["dp_rank", "stage"]).reset_index(drop=True)
