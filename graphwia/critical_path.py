@@ -39,7 +39,7 @@ from .errors import UsageError
 from .evaluate import CompiledDag, Simulation
 from .io import atomic_path, write_json
 from .schedule import EDGE_KINDS
-from .steps import format_ranges
+from .steps import checked_steps
 
 if TYPE_CHECKING:  # pragma: no cover
     from .analysis import Analysis
@@ -295,14 +295,7 @@ def _elements(dag: Dag, steps: np.ndarray, paths: list[list[tuple[int, int]]], s
 # -- helpers --------------------------------------------------------------------------
 
 def _walked_steps(dag: Dag, steps: Iterable[int] | None) -> np.ndarray:
-    if steps is None:
-        return dag.steps
-    wanted = np.unique(np.asarray(list(steps), dtype=np.int64))
-    missing = np.setdiff1d(wanted, dag.steps)
-    if len(wanted) == 0 or len(missing):
-        what = "no steps were selected" if len(wanted) == 0 else f"step(s) {format_ranges(missing)} are not analysed"
-        raise UsageError(f"critical path: {what}; steps present: {format_ranges(dag.steps)}")
-    return wanted
+    return dag.steps if steps is None else checked_steps(steps, dag.steps, "critical path", "analysed")
 
 
 def _one_scenario(values, dag: Dag, name: str) -> np.ndarray:

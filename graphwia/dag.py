@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 import pandas as pd
 
-from .errors import TraceError, UsageError
+from .errors import TraceError
 from .schedule import EDGE_KINDS, KIND_CODE, Schedule, infer_schedule
-from .steps import format_ranges
+from .steps import checked_steps
 from .trace import Trace
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -146,15 +146,7 @@ def build_dag(trace: Trace, steps: Iterable[int] | None = None, schedule: Schedu
 
 
 def _select_steps(trace: Trace, steps: Iterable[int] | None) -> np.ndarray:
-    present = trace.steps
-    if steps is None:
-        return present
-    wanted = np.unique(np.asarray(list(steps), dtype=np.int64))
-    missing = np.setdiff1d(wanted, present)
-    if len(wanted) == 0 or len(missing):
-        what = "no steps were selected" if len(wanted) == 0 else f"step(s) {format_ranges(missing)} are not in the trace"
-        raise UsageError(f"{trace.source}: {what}; steps present: {format_ranges(present)}")
-    return wanted
+    return trace.steps if steps is None else checked_steps(steps, trace.steps, trace.source)
 
 
 class _Layout:

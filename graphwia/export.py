@@ -30,7 +30,7 @@ import pandas as pd
 from .dag import Dag
 from .errors import UsageError
 from .io import atomic_path, write_json
-from .steps import format_ranges
+from .steps import checked_steps, format_ranges
 from .weights import Weights, observed_weights
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -196,11 +196,7 @@ def _selected_nodes(dag: Dag, steps, workers) -> np.ndarray:
     """Mask over all nodes: selected ops, the barriers of their groups, their steps' sources."""
     node_step = _node_steps(dag)
     if steps is not None:
-        wanted = np.unique(np.asarray(list(steps), dtype=np.int64))
-        missing = np.setdiff1d(wanted, dag.steps)
-        if len(wanted) == 0 or len(missing):
-            what = "no steps were selected" if len(wanted) == 0 else f"step(s) {format_ranges(missing)} are not in the DAG"
-            raise UsageError(f"{dag.trace.source}: {what}; steps present: {format_ranges(dag.steps)}")
+        wanted = checked_steps(steps, dag.steps, dag.trace.source, "in the DAG")
         in_steps = np.isin(node_step, wanted)
     else:
         in_steps = np.ones(dag.n_nodes, dtype=bool)

@@ -48,6 +48,16 @@ def resolve_steps(present: np.ndarray, spans: list[tuple[int, int]], source: str
     return sorted(chosen)
 
 
+def checked_steps(steps: Iterable[int], present: np.ndarray, source: str, where: str = "in the trace") -> np.ndarray:
+    """``steps`` sorted and unique, all of them among ``present``; else a UsageError listing those present."""
+    wanted = np.unique(np.asarray(list(steps), dtype=np.int64))
+    missing = np.setdiff1d(wanted, present)
+    if len(wanted) == 0 or len(missing):
+        what = "no steps were selected" if len(wanted) == 0 else f"step(s) {format_ranges(missing)} are not {where}"
+        raise UsageError(f"{source}: {what}; steps present: {format_ranges(present)}")
+    return wanted
+
+
 def format_ranges(values) -> str:
     """Compact ``1-4, 7, 9-10`` form of sorted integers."""
     values = [int(v) for v in values]
