@@ -151,7 +151,7 @@ def measure_phases(trace_path: str | Path, meta_path: str | Path, batch: int = D
     """Time each stage of the data path on one trace, in this process.
 
     Returns seconds for ``import_s`` (0 when graphwia is already imported), ``load_s`` (read
-    the table and metadata), ``validate_s`` (:meth:`Trace.from_frame`), ``build_s``,
+    the table and metadata), ``validate_s`` (:meth:`Trace.from_columns`), ``build_s``,
     ``weights_s`` (:func:`observed_weights`), ``compile_s``, ``eval1_s`` (one scenario),
     ``eval_batch_s`` (``batch`` scenarios in one call), ``analyze_s`` (the full
     :func:`graphwia.analyze` with ``per_worker`` (exact S_w, on by default), which rebuilds and recompiles: it is what
@@ -167,13 +167,13 @@ def measure_phases(trace_path: str | Path, meta_path: str | Path, batch: int = D
         import numpy as np
 
         from graphwia import Trace, analyze, build_dag, observed_weights
-        from graphwia.trace import load_meta, read_table
+        from graphwia.trace import load_meta, read_columns
     with timer(row, "load_s"):
         meta = load_meta(meta_path)
-        frame = read_table(Path(trace_path))
+        columns = read_columns(Path(trace_path))
     with timer(row, "validate_s"):
-        trace = Trace.from_frame(frame, meta, source=str(trace_path))
-    del frame
+        trace = Trace.from_columns(columns, meta, source=str(trace_path))
+    del columns
     with timer(row, "build_s"):
         dag = build_dag(trace)
     with timer(row, "weights_s"):

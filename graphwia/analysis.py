@@ -8,16 +8,17 @@ as one batch on one compiled DAG.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import numpy as np
-import pandas as pd
 
 from . import optypes as T
 from .dag import Dag
 from .evaluate import CompiledDag, Simulation
+from .table import Table
 from .trace import Trace
 from .weights import Weights, ideal_weight, weighted_dag
 
@@ -67,8 +68,10 @@ class Analysis:
 
     ``result`` is the published ``result-<trial>.json`` content (plus
     ``blocking_decompose_by_worker`` when per-worker attribution ran); ``ms``
-    and ``mw`` the published M_S / M_W dicts; ``workers`` one row per worker
-    with its S_dp, S_stage, score = min of both, and exact S_w.
+    and ``mw`` the published M_S / M_W dicts; ``worker_table`` one row per
+    worker (dp_rank, stage, rank) with its S_dp_rank, S_stage, score = min of
+    both, and exact S_worker (NaN when not computed), sorted by (dp_rank,
+    stage); :attr:`workers` is the same as a DataFrame.
     """
 
     trace: Trace
@@ -81,8 +84,13 @@ class Analysis:
     result: dict
     ms: dict
     mw: dict
-    workers: pd.DataFrame
+    worker_table: Table
     warnings: list[str] = field(default_factory=list)
+
+    @functools.cached_property
+    def workers(self):
+        """The worker table as a pandas DataFrame."""
+        return self.worker_table.to_pandas()
 
     @property
     def name(self) -> str:
@@ -138,8 +146,7 @@ class _Analyzer:
                                                   np.column_stack([d, self.zero, self.zero])),
                            ["base", "nodelay", "ideal"])
         self.sims = sims
-        observed_span = self.compiled.spans(self.dag.ops["start"].to_numpy()[:, None],
-                                            self.dag.ops["end"].to_numpy()[:, None])[:, 0]
+        observed_span = self.compiled.spans(self.dag.table["start"][:, None], self.dag.table["end"][:, None])[:, 0]
         self._check_base(sims["base"], observed_span)
         nd_span = sims["nodelay"].span[:, 0]
         nd_time = sims["nodelay"].step_time[:, 0]
@@ -177,12 +184,12 @@ class _Analyzer:
             result[f"blocking_decompose_by_{name}_per_step"] = _str_keys(b.per_step) if keep_blocking else None
             result[f"launch_decompose_by_{name}_per_step"] = _str_keys(l_.per_step) if l_ else None
         if self.per_worker:
-            exact = workers.dropna(subset=["S_worker"])
-            by_worker = {f"{r.dp_rank},{r.stage}": float(r.S_worker) for r in exact.itertuples()}
+            by_worker = {f"{d},{s}": float(v) for d, s, v in zip(workers["dp_rank"], workers["stage"],
+                                                                    workers["S_worker"])}
             result["blocking_decompose_by_worker"] = _sorted_desc(by_worker) if keep_blocking else None
         return Analysis(trace=self.trace, dag=self.dag, compiled=self.compiled, weights=self.weights,
                         typical=self.typical, ideal=self.ideal, simulations=sims, result=result,
-                        ms=ms.to_dict("Ms"), mw=mw.to_dict("Mw"), workers=workers, warnings=self.warnings)
+                        ms=ms.to_dict("Ms"), mw=mw.to_dict("Mw"), worker_table=workers, warnings=self.warnings)
 
     # -- scenarios ------------------------------------------------------------------
     def _attribute(self, codes: np.ndarray, labels: list[str], launch: bool, name: str) -> Attribution:
@@ -205,59 +212,61 @@ class _Analyzer:
         return Attribution(overall=_sorted_desc(overall), per_step=per_step)
 
     def _groupings(self) -> dict[str, tuple[np.ndarray, list[str]]]:
-        ops = self.dag.ops
+        ops = self.dag.table
         return {
-            "dp_rank": _codes_of(ops["dp_rank"].to_numpy()),
-            "stage": _codes_of(ops["stage"].to_numpy()),
+            "dp_rank": _grouping(ops["dp_rank"]),
+            "stage": _grouping(ops["stage"]),
             "optype": self._optype_codes(first_op=False),
         }
 
     def _optype_codes(self, first_op: bool) -> tuple[np.ndarray, list[str]]:
         """Attribution group of every op (p2p merged per direction; optionally ``first-op``)."""
-        optype = self.dag.ops["optype"]
-        group_of_category = np.array([T.ATTRIBUTION_GROUP[str(t)] for t in optype.cat.categories] + [T.FIRST_OP])
-        group_codes = optype.cat.codes.to_numpy().astype(np.int64)
+        group_of_category = np.array([T.ATTRIBUTION_GROUP[name] for name in T.ALL_OPTYPES] + [T.FIRST_OP])
+        group_codes = self.dag.table["optype"].astype(np.int64)
         if first_op:
             group_codes = np.where(self._first_ops(), len(group_of_category) - 1, group_codes)
-        present, codes = np.unique(group_codes, return_inverse=True)
+        codes, present = _codes_of(group_codes)
         names = group_of_category[present]
         labels, label_codes = np.unique(names, return_inverse=True)  # merge p2p optypes sharing a group
         return label_codes[codes], [str(x) for x in labels]
 
     def _first_ops(self) -> np.ndarray:
         """The first forward compute on stage 0 and the first forward-recv on later stages."""
-        ops = self.dag.ops
-        stage, optype = ops["stage"].to_numpy(), ops["optype"].to_numpy()
-        return (ops["seq_id"].to_numpy() == 0) & (
-            ((stage == 0) & (optype == T.FORWARD_COMPUTE)) | ((stage > 0) & (optype == T.FORWARD_RECV)))
+        ops = self.dag.table
+        stage, optype = ops["stage"], ops["optype"]
+        return (ops["seq_id"] == 0) & (((stage == 0) & (optype == T.OPTYPE_CODE[T.FORWARD_COMPUTE]))
+                                       | ((stage > 0) & (optype == T.OPTYPE_CODE[T.FORWARD_RECV])))
 
-    def _worker_table(self, blocking_parts: dict[str, Attribution]) -> pd.DataFrame:
+    def _worker_key(self, ops: Table) -> np.ndarray:
+        """dp_rank · pp + stage: one number per worker, in (dp_rank, stage) order."""
+        return ops["dp_rank"].astype(np.int64) * self.trace.meta.pp_size + ops["stage"]
+
+    def _worker_table(self, blocking_parts: dict[str, Attribution]) -> Table:
         """Score each worker by min(S_dp_rank, S_stage) and, optionally, its exact S_w."""
-        ops = self.dag.ops
-        workers = ops.drop_duplicates(["dp_rank", "stage"])[["dp_rank", "stage", "rank"]].reset_index(drop=True)
+        ops = self.dag.table
+        first_step = ops.take(np.arange(self.dag.ops_per_step))  # every step holds every worker
+        keys, first = np.unique(self._worker_key(first_step), return_index=True)
+        dp_rank, stage = first_step["dp_rank"][first], first_step["stage"][first]
         s_dp = blocking_parts["dp_rank"].overall
         s_stage = blocking_parts["stage"].overall
-        workers["S_dp_rank"] = workers["dp_rank"].map(lambda d: s_dp[str(d)])
-        workers["S_stage"] = workers["stage"].map(lambda s: s_stage[str(s)])
-        workers["score"] = np.minimum(workers["S_dp_rank"], workers["S_stage"])
-        workers["S_worker"] = np.nan
+        s_dp_rank = np.array([s_dp[str(d)] for d in dp_rank], dtype=np.float64)
+        s_stage_of = np.array([s_stage[str(s)] for s in stage], dtype=np.float64)
+        s_worker = np.full(len(keys), np.nan)
         if self.per_worker:
-            pp = self.trace.meta.pp_size
-            codes, labels = _codes_of(ops["dp_rank"].to_numpy().astype(np.int64) * pp + ops["stage"].to_numpy())
+            codes, labels = _grouping(self._worker_key(ops))
             exact = self._attribute(codes, labels, launch=False, name="worker").overall
-            key = workers["dp_rank"].astype(np.int64) * pp + workers["stage"]
-            workers["S_worker"] = key.map(lambda k: exact[str(k)])
-        return workers.sort_values(["dp_rank", "stage"]).reset_index(drop=True)
+            s_worker = np.array([exact[str(k)] for k in keys], dtype=np.float64)
+        return Table({"dp_rank": dp_rank, "stage": stage, "rank": first_step["rank"][first],
+                      "S_dp_rank": s_dp_rank, "S_stage": s_stage_of, "score": np.minimum(s_dp_rank, s_stage_of),
+                      "S_worker": s_worker})
 
-    def _characterise(self, workers: pd.DataFrame) -> tuple[Explanation, Explanation]:
-        ops = self.dag.ops
-        last_stage = ops["stage"].to_numpy() == self.trace.meta.pp_size - 1
+    def _characterise(self, workers: Table) -> tuple[Explanation, Explanation]:
+        ops = self.dag.table
+        last_stage = ops["stage"] == self.trace.meta.pp_size - 1
         n_top = math.ceil(TOP_WORKER_PERCENT * len(workers) / 100)
-        ranked = workers.sort_values(["score", "rank"], ascending=[False, True], kind="stable")
-        top = ranked.head(n_top)
-        top_key = set(zip(top["dp_rank"], top["stage"]))
-        in_top = pd.MultiIndex.from_arrays([ops["dp_rank"], ops["stage"]]).isin(list(top_key))
-        return self._explain([last_stage, np.asarray(in_top)])
+        top = ranked_workers(workers)[:n_top]
+        in_top = np.isin(self._worker_key(ops), self._worker_key(workers.take(top)))
+        return self._explain([last_stage, in_top])
 
     def _explain(self, masks: list[np.ndarray]) -> list[Explanation]:
         """rem/add for each set of op instances (SPEC §5.6), all in one batch."""
@@ -300,9 +309,27 @@ def ratio_of_means(numerator: np.ndarray, denominator: np.ndarray) -> float:
     return float(np.mean(numerator) / np.mean(denominator))
 
 
-def _codes_of(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    labels, codes = np.unique(values, return_inverse=True)
-    return codes, [str(x) for x in labels]
+def ranked_workers(workers: Table) -> np.ndarray:
+    """Rows of a worker table from the highest score down; ties go to the lower rank (M_W's order)."""
+    return np.lexsort((workers["rank"], -workers["score"]))
+
+
+def _codes_of(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes 0..k-1 of non-negative integer ``values``, in value order, and the k distinct values.
+
+    Counting instead of sorting: linear in the number of ops.
+    """
+    values = np.asarray(values, dtype=np.int64)
+    present = np.zeros(int(values.max()) + 1, dtype=bool)
+    present[values] = True
+    code_of = np.cumsum(present) - 1
+    return code_of[values], np.flatnonzero(present)
+
+
+def _grouping(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """A scenario family's groups: each op's group code and the groups' labels."""
+    codes, present = _codes_of(values)
+    return codes, [str(x) for x in present]
 
 
 def _sorted_desc(values: dict[str, float]) -> dict[str, float]:

@@ -17,16 +17,18 @@ its barrier time plus its transfer time). Membership edges go member → barrier
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
-import pandas as pd
 
 from .errors import TraceError
+from .optypes import ALL_OPTYPES
 from .schedule import EDGE_KINDS, KIND_CODE, Schedule, infer_schedule
 from .steps import checked_steps
-from .trace import Trace
+from .table import Table
+from .trace import Trace, describe_op
 
 if TYPE_CHECKING:  # pragma: no cover
     from .evaluate import CompiledDag
@@ -44,12 +46,10 @@ class Edges:
     def __len__(self) -> int:
         return len(self.src)
 
-    def to_frame(self) -> pd.DataFrame:
-        """Edges as a DataFrame with a categorical ``kind`` column."""
-        return pd.DataFrame({
-            "src": self.src, "dst": self.dst, "via": self.via,
-            "kind": pd.Categorical.from_codes(self.kind, categories=list(EDGE_KINDS)),
-        })
+    def to_frame(self):
+        """Edges as a pandas DataFrame with a categorical ``kind`` column."""
+        return Table({"src": self.src, "dst": self.dst, "via": self.via, "kind": self.kind},
+                     {"kind": EDGE_KINDS}).to_pandas()
 
 
 @dataclass
@@ -58,34 +58,45 @@ class Dag:
 
     Attributes
     ----------
-    ops:
+    table:
         Node table of op instances in node-id order: the trace columns, times
         relative to each step's earliest start (``start``, ``end``), the
         template ``position``, the p2p ``noop`` class (0, 1 or 2), ``chunk``
         (global model chunk, also for matched p2p ops) and ``barrier`` (the op's
-        barrier node, −1 for a local op).
-    barriers:
-        One row per group instance: ``kind`` (edge-kind name), ``step``, ``size``.
+        barrier node, −1 for a local op). :attr:`ops` is the same as a DataFrame.
+    barrier_table:
+        One row per group instance: ``kind`` (code into EDGE_KINDS), ``step``,
+        ``size``. :attr:`barriers` is the same as a DataFrame.
     edges:
         :class:`Edges`.
     steps:
         Analysed step numbers, sorted; step block ``i`` holds ``steps[i]``.
     """
 
-    ops: pd.DataFrame
-    barriers: pd.DataFrame
+    table: Table
+    barrier_table: Table
     edges: Edges
     steps: np.ndarray
     schedule: Schedule
     trace: Trace
 
+    @functools.cached_property
+    def ops(self):
+        """The node table of op instances as a pandas DataFrame (``optype`` categorical)."""
+        return self.table.to_pandas()
+
+    @functools.cached_property
+    def barriers(self):
+        """The barrier table as a pandas DataFrame (``kind`` categorical)."""
+        return self.barrier_table.to_pandas()
+
     @property
     def n_ops(self) -> int:
-        return len(self.ops)
+        return len(self.table)
 
     @property
     def n_barriers(self) -> int:
-        return len(self.barriers)
+        return len(self.barrier_table)
 
     @property
     def n_nodes(self) -> int:
@@ -102,7 +113,7 @@ class Dag:
     @property
     def provider(self) -> np.ndarray:
         """Node whose time an op's end is measured from: itself, or its barrier."""
-        return _provider(self.ops["barrier"].to_numpy())
+        return _provider(self.table["barrier"])
 
     def compile(self) -> "CompiledDag":
         """Topologically level the DAG once for fast batched evaluation."""
@@ -133,16 +144,16 @@ def build_dag(trace: Trace, steps: Iterable[int] | None = None, schedule: Schedu
     schedule = schedule or infer_schedule(trace)
     selected = _select_steps(trace, steps)
     layout = _Layout(schedule, trace.meta.dp_size, len(selected))
-    ops = trace.ops
+    ops = trace.table
     if len(selected) != len(trace.steps):
-        ops = ops[np.isin(ops["step"].to_numpy(), selected)]
+        ops = ops.take(np.isin(ops["step"], selected))
     node_ops = _place_ops(ops, selected, layout, schedule, trace.source)
     members_op, members_barrier, barriers = _replicate_groups(schedule, layout, selected)
     barrier_of = np.full(layout.n_ops, -1, dtype=np.int64)
     barrier_of[members_op] = layout.n_ops + members_barrier
-    node_ops["barrier"] = barrier_of
+    node_ops = node_ops.with_columns({"barrier": barrier_of})
     edges = _edges(schedule, layout, barrier_of, members_op, members_barrier, barriers)
-    return Dag(ops=node_ops, barriers=barriers, edges=edges, steps=selected, schedule=schedule, trace=trace)
+    return Dag(table=node_ops, barrier_table=barriers, edges=edges, steps=selected, schedule=schedule, trace=trace)
 
 
 def _select_steps(trace: Trace, steps: Iterable[int] | None) -> np.ndarray:
@@ -170,58 +181,54 @@ class _Layout:
         return self.op_id(step_pos, stage, dp_rank, 0)
 
 
-def _place_ops(ops: pd.DataFrame, steps: np.ndarray, layout: _Layout, schedule: Schedule, source: str) -> pd.DataFrame:
+def _place_ops(ops: Table, steps: np.ndarray, layout: _Layout, schedule: Schedule, source: str) -> Table:
     """Order the trace rows by node id, checking every op of the schedule exists once."""
     lookup = _ScheduleLookup(schedule)
     position = lookup.positions(ops)
     unknown = position < 0
     if unknown.any():
-        row = ops.iloc[int(np.argmax(unknown))]
-        raise TraceError(
-            f"{source}: {row['optype']} seq_id {row['seq_id']} on worker (dp_rank {row['dp_rank']}, stage {row['stage']}) "
-            f"in step {row['step']} is not run by the sample worker (dp_rank 0) of that stage")
-    step_pos = np.searchsorted(steps, ops["step"].to_numpy())
-    ids = layout.op_id(step_pos, ops["stage"].to_numpy().astype(np.int64), ops["dp_rank"].to_numpy().astype(np.int64),
-                       position)
+        raise TraceError(f"{source}: {describe_op(ops, int(np.argmax(unknown)))} "
+                         f"is not run by the sample worker (dp_rank 0) of that stage")
+    step_pos = np.searchsorted(steps, ops["step"])
+    ids = layout.op_id(step_pos, ops["stage"].astype(np.int64), ops["dp_rank"].astype(np.int64), position)
     counts = np.bincount(ids, minlength=layout.n_ops)
     if (counts != 1).any():
         _raise_missing(counts, layout, steps, schedule, source)
     order = np.empty(layout.n_ops, dtype=np.int64)
     order[ids] = np.arange(len(ids))
-    node_ops = ops.iloc[order].reset_index(drop=True)
+    node_ops = ops.take(order)
     node_position = position[order]
-    stage = node_ops["stage"].to_numpy()
-    node_ops["position"] = node_position.astype(np.int32)
-    node_ops["noop"] = lookup.noop[stage, node_position]
-    node_ops["chunk"] = lookup.chunk[stage, node_position]
-    _add_relative_times(node_ops, layout)
-    return node_ops
+    stage = node_ops["stage"]
+    start, end = _relative_times(node_ops, layout)
+    return node_ops.with_columns({
+        "position": node_position.astype(np.int32),
+        "noop": lookup.noop[stage, node_position],
+        "chunk": lookup.chunk[stage, node_position],
+        "start": start,
+        "end": end,
+    })
 
 
 class _ScheduleLookup:
     """Vectorised (stage, optype, seq_id) → template position, and per-position attributes."""
 
     def __init__(self, schedule: Schedule):
-        from .trace import OPTYPE_DTYPE
-
-        self.categories = OPTYPE_DTYPE.categories
         stages = schedule.stages
         self.max_seq = max(int(tpl.ops["seq_id"].max()) for tpl in stages) + 1
-        self.table = np.full((len(stages), len(self.categories), self.max_seq), -1, dtype=np.int64)
+        self.table = np.full((len(stages), len(ALL_OPTYPES), self.max_seq), -1, dtype=np.int64)
         width = max(tpl.size for tpl in stages)
         self.noop = np.zeros((len(stages), width), dtype=np.int8)
         self.chunk = np.full((len(stages), width), -1, dtype=np.int32)
         for stage, tpl in enumerate(stages):
-            codes = self.categories.get_indexer(tpl.ops["optype"].to_numpy())
-            self.table[stage, codes, tpl.ops["seq_id"].to_numpy()] = np.arange(tpl.size)
-            self.noop[stage, : tpl.size] = tpl.ops["noop"].to_numpy()
-            self.chunk[stage, : tpl.size] = tpl.ops["gmc"].to_numpy()
+            self.table[stage, tpl.ops["optype"], tpl.ops["seq_id"]] = np.arange(tpl.size)
+            self.noop[stage, : tpl.size] = tpl.ops["noop"]
+            self.chunk[stage, : tpl.size] = tpl.ops["gmc"]
 
-    def positions(self, ops: pd.DataFrame) -> np.ndarray:
+    def positions(self, ops: Table) -> np.ndarray:
         """Template position of every row, −1 where the schedule has no such op."""
-        stage = ops["stage"].to_numpy().astype(np.int64)
-        codes = ops["optype"].cat.codes.to_numpy().astype(np.int64)
-        seq = ops["seq_id"].to_numpy().astype(np.int64)
+        stage = ops["stage"].astype(np.int64)
+        codes = ops["optype"].astype(np.int64)
+        seq = ops["seq_id"].astype(np.int64)
         inside = (seq >= 0) & (seq < self.max_seq)
         position = np.full(len(ops), -1, dtype=np.int64)
         position[inside] = self.table[stage[inside], codes[inside], seq[inside]]
@@ -234,18 +241,18 @@ def _raise_missing(counts, layout, steps, schedule: Schedule, source) -> None:
     step_pos, rest = divmod(op_id, layout.per_step)
     stage = int(np.searchsorted(layout.stage_offset, rest, side="right") - 1)
     dp_rank, position = divmod(rest - int(layout.stage_offset[stage]), int(layout.sizes[stage]))
-    named = schedule.stages[stage].ops.iloc[position]
+    named = schedule.stages[stage].ops
     raise TraceError(
-        f"{source}: {named['optype']} seq_id {named['seq_id']} is missing on worker (dp_rank {dp_rank}, stage {stage}) "
+        f"{source}: {named.label('optype', position)} seq_id {named['seq_id'][position]} is missing on worker "
+        f"(dp_rank {dp_rank}, stage {stage}) "
         f"in step {steps[step_pos]} ({len(missing)} op instance(s) missing in all)")
 
 
-def _add_relative_times(node_ops: pd.DataFrame, layout: _Layout) -> None:
-    """Times relative to each step's earliest start (SPEC §4: steps start at 0)."""
-    start = node_ops["start_ts"].to_numpy().reshape(layout.n_steps, layout.per_step)
-    step_start = start.min(axis=1, keepdims=True)
-    node_ops["start"] = (start - step_start).ravel()
-    node_ops["end"] = node_ops["start"].to_numpy() + node_ops["duration"].to_numpy()
+def _relative_times(node_ops: Table, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end relative to each step's earliest start (SPEC §4: steps start at 0)."""
+    start = node_ops["start_ts"].reshape(layout.n_steps, layout.per_step)
+    start = (start - start.min(axis=1, keepdims=True)).ravel()
+    return start, start + node_ops["duration"]
 
 
 def _replicate_groups(schedule: Schedule, layout: _Layout, steps: np.ndarray):
@@ -257,31 +264,37 @@ def _replicate_groups(schedule: Schedule, layout: _Layout, steps: np.ndarray):
     # Groups within one worker pair: replicate over (step, dp_rank).
     step_pos = np.repeat(np.arange(layout.n_steps), layout.dp)[:, None]
     dp_rank = np.tile(np.arange(layout.dp), layout.n_steps)[:, None]
-    pw_op = layout.op_id(step_pos, per_worker["stage"].to_numpy()[None, :], dp_rank, per_worker["pos"].to_numpy()[None, :])
-    pw_barrier = (step_pos * layout.dp + dp_rank) * n_pw + per_worker["group"].to_numpy()[None, :]
+    pw_op = layout.op_id(step_pos, per_worker["stage"][None, :], dp_rank, per_worker["pos"][None, :])
+    pw_barrier = (step_pos * layout.dp + dp_rank) * n_pw + per_worker["group"][None, :]
     # Groups across DP ranks: replicate members over dp_rank, groups over steps.
     a_step = np.arange(layout.n_steps)[:, None, None]
     a_dp = np.arange(layout.dp)[None, :, None]
-    ad_op = layout.op_id(a_step, across["stage"].to_numpy()[None, None, :], a_dp, across["pos"].to_numpy()[None, None, :])
-    ad_barrier = layout.n_steps * layout.dp * n_pw + a_step * n_ad + across["group"].to_numpy()[None, None, :]
+    ad_op = layout.op_id(a_step, across["stage"][None, None, :], a_dp, across["pos"][None, None, :])
+    ad_barrier = layout.n_steps * layout.dp * n_pw + a_step * n_ad + across["group"][None, None, :]
     ad_barrier = np.broadcast_to(ad_barrier, ad_op.shape)
     members_op = np.concatenate([pw_op.ravel(), ad_op.ravel()]).astype(np.int64)
     members_barrier = np.concatenate([pw_barrier.ravel(), ad_barrier.ravel()]).astype(np.int64)
 
-    pw_kind = per_worker.groupby("group")["kind"].first().to_numpy() if n_pw else np.zeros(0, np.int64)
-    ad_kind = across.groupby("group")["kind"].first().to_numpy() if n_ad else np.zeros(0, np.int64)
+    pw_kind = _group_kinds(per_worker)
+    ad_kind = _group_kinds(across)
     kinds = np.concatenate([np.tile(pw_kind, layout.n_steps * layout.dp), np.tile(ad_kind, layout.n_steps)])
     barrier_step = np.concatenate([np.repeat(steps, layout.dp * n_pw), np.repeat(steps, n_ad)])
-    barriers = pd.DataFrame({
-        "kind": pd.Categorical.from_codes(kinds.astype(np.int64), categories=list(EDGE_KINDS)),
+    barriers = Table({
+        "kind": kinds.astype(np.int8),
         "step": barrier_step,
         "size": np.bincount(members_barrier, minlength=len(kinds)),
-    })
+    }, {"kind": EDGE_KINDS})
     return members_op, members_barrier, barriers
 
 
+def _group_kinds(members: Table) -> np.ndarray:
+    """Kind of each group of a member table (rows are ordered by group)."""
+    _, first = np.unique(members["group"], return_index=True)
+    return members["kind"][first]
+
+
 def _edges(schedule: Schedule, layout: _Layout, barrier_of: np.ndarray, members_op, members_barrier,
-           barriers: pd.DataFrame) -> Edges:
+           barriers: Table) -> Edges:
     """All edges: intra-worker (from the templates), membership, and step-start."""
     src, dst, kind = [], [], []
     has_pred = np.zeros(layout.n_ops, dtype=bool)
@@ -301,7 +314,7 @@ def _edges(schedule: Schedule, layout: _Layout, barrier_of: np.ndarray, members_
     orphan = np.flatnonzero(~has_pred)
     n_barriers = len(barriers)
     source = layout.n_ops + n_barriers + orphan // layout.per_step
-    member_kind = barriers["kind"].cat.codes.to_numpy()[members_barrier]
+    member_kind = barriers["kind"][members_barrier]
     return Edges(
         src=np.concatenate([provider[intra_src], members_op, source]).astype(np.int64),
         dst=np.concatenate([intra_dst, layout.n_ops + members_barrier, orphan]).astype(np.int64),

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ScheduleError
+from .optypes import OPTIMIZER, OPTYPE_CODE
 
 #: Target size of one chunk's node times (see CompiledDag.evaluate_columns).
 DEFAULT_CHUNK_BYTES = 64 << 20
@@ -102,7 +103,7 @@ class CompiledDag:
         self.step_provider = step_dag.provider
         self._sources = np.setdiff1d(np.arange(self.n_step_nodes), dst)  # nodes at time 0
         self._workspace = np.empty(0)  # see _buffers
-        self._optimizer = np.flatnonzero(step_dag.ops["optype"].to_numpy() == "optimizer")
+        self._optimizer = np.flatnonzero(step_dag.table["optype"] == OPTYPE_CODE[OPTIMIZER])
 
     @property
     def n_levels(self) -> int:
@@ -305,9 +306,9 @@ def _node_name(node: int, dag) -> str | None:
         return str(node)
     if node >= dag.n_ops:
         return None  # barriers and sources are implementation detail
-    row = dag.ops.iloc[int(node)]
-    return (f"{row['optype']} seq_id {row['seq_id']} (dp_rank {row['dp_rank']}, stage {row['stage']}, "
-            f"step {row['step']})")
+    ops = dag.table
+    return (f"{ops.label('optype', node)} seq_id {ops['seq_id'][node]} (dp_rank {ops['dp_rank'][node]}, "
+            f"stage {ops['stage'][node]}, step {ops['step'][node]})")
 
 
 def _as_batch(values: np.ndarray, n_ops: int) -> np.ndarray:

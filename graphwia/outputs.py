@@ -19,7 +19,6 @@ import numpy as np
 from .analysis import Analysis
 from .io import all_or_nothing
 from .results import result_paths, write_results
-from .timeline import drawn_start, timeline_events, write_timeline
 
 PICTURES = {
     "heatmap": "heatmap-{}.png",
@@ -68,6 +67,8 @@ def write_pictures(analysis: Analysis, out_dir: str | Path) -> list[Path]:
 
 def ideal_timeline_events(analysis: Analysis) -> list[dict]:
     """Events of the simulated ideal: a group member's bar spans its transfer time, ending at its end."""
+    from .timeline import drawn_start, timeline_events
+
     ideal = analysis.simulations["ideal"]
     start, end = ideal.start[:, 0], ideal.end[:, 0]
     return timeline_events(analysis.dag, drawn_start(analysis.dag, start, end, analysis.ideal), end)
@@ -80,12 +81,16 @@ def observed_timeline_events(analysis: Analysis) -> list[dict]:
     time, ending at its recorded end: the time it spent waiting for its peers
     shows as a gap, as in the ideal timeline.
     """
-    ops = analysis.dag.ops
-    start, end = ops["start"].to_numpy(np.float64), ops["end"].to_numpy(np.float64)
+    from .timeline import drawn_start, timeline_events
+
+    ops = analysis.dag.table
+    start, end = ops["start"].astype(np.float64), ops["end"].astype(np.float64)
     return timeline_events(analysis.dag, drawn_start(analysis.dag, start, end, analysis.weights.weight), end)
 
 
 def write_timelines(analysis: Analysis, observed_path: str | Path, ideal_path: str | Path) -> list[Path]:
     """Write the recorded and the ideal timeline (gzip Chrome trace events)."""
+    from .timeline import write_timeline
+
     return [write_timeline(observed_path, observed_timeline_events(analysis)),
             write_timeline(ideal_path, ideal_timeline_events(analysis))]

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from . import optypes as T
 from .errors import ScheduleError, TraceError
+from .table import Table
 from .trace import Trace
 
 #: Slack when deciding whether a p2p record was really launched (SPEC §2.1.3).
@@ -44,18 +44,21 @@ KIND_CODE = {kind: code for code, kind in enumerate(EDGE_KINDS)}
 #: No-op classes of p2p records (SPEC §2.1.3).
 NOOP_NONE, NOOP_UNLAUNCHED, NOOP_NO_PEER = 0, 1, 2
 
+#: Rank of each optype code in alphabetical order of the names (the last tie-break of sample order).
+_NAME_RANK = np.argsort(np.argsort(np.array(T.ALL_OPTYPES)))
+
 
 @dataclass
 class StageTemplate:
     """The named ops of one stage, in sample order, and the edges between them.
 
-    ``ops`` has columns optype, seq_id, mc, gmc, mb_id (sample values; a
-    matched p2p op takes the gmc of its compute) and noop (0, 1 or 2).
+    ``ops`` has columns optype (codes into ALL_OPTYPES), seq_id, mc, gmc, mb_id
+    (sample values; a matched p2p op takes the gmc of its compute) and noop (0, 1 or 2).
     ``edges`` is an (n, 3) int array of (from position, to position, kind code).
     """
 
     stage: int
-    ops: pd.DataFrame
+    ops: Table
     edges: np.ndarray
 
     @property
@@ -64,7 +67,7 @@ class StageTemplate:
 
     def position(self, optype: str, seq_id: int) -> int | None:
         """Position of a named op in the template, or None if the stage lacks it."""
-        hit = np.flatnonzero((self.ops["optype"].to_numpy() == optype) & (self.ops["seq_id"].to_numpy() == seq_id))
+        hit = np.flatnonzero((self.ops["optype"] == T.OPTYPE_CODE[optype]) & (self.ops["seq_id"] == seq_id))
         return int(hit[0]) if len(hit) else None
 
 
@@ -74,11 +77,11 @@ class GroupTemplate:
 
     ``per_worker``: groups whose members share a dp_rank (p2p pairs, embedding);
     ``across_dp``: groups spanning every dp_rank of a step (DP collectives, clip).
-    Each is a DataFrame of members with columns group, stage, pos, kind.
+    Each is a table of members with columns group, stage, pos, kind, ordered by group.
     """
 
-    per_worker: pd.DataFrame
-    across_dp: pd.DataFrame
+    per_worker: Table
+    across_dp: Table
 
 
 @dataclass
@@ -96,22 +99,22 @@ def infer_schedule(trace: Trace) -> Schedule:
     try:
         return _infer_schedule(trace)
     except ScheduleError as exc:  # say which file, and where the schedule was read from
-        step = int(trace.ops["step"].min())
+        step = int(trace.table["step"].min())
         raise ScheduleError(f"{trace.source}: {exc} (schedule read from dp_rank 0 in step {step})") from None
 
 
 def _infer_schedule(trace: Trace) -> Schedule:
-    ops = trace.ops
+    ops = trace.table
     sample_step = int(ops["step"].min())
-    sample = ops[(ops["step"].to_numpy() == sample_step) & (ops["dp_rank"].to_numpy() == 0)]
-    has_separate_reduce = bool((ops["optype"] == T.SEPARATE_GRADS_ALL_REDUCE).any())
+    sample = np.flatnonzero((ops["step"] == sample_step) & (ops["dp_rank"] == 0))
+    has_separate_reduce = bool((ops["optype"] == T.OPTYPE_CODE[T.SEPARATE_GRADS_ALL_REDUCE]).any())
     pp, vpp = trace.meta.pp_size, trace.meta.vpp_size
     stages = []
     for stage in range(pp):
-        rows = sample[sample["stage"].to_numpy() == stage]
-        if rows.empty:
+        rows = sample[ops["stage"][sample] == stage]
+        if len(rows) == 0:
             raise TraceError(f"{trace.source}: worker (dp_rank 0, stage {stage}) has no ops in step {sample_step}")
-        stages.append(_stage_template(rows, stage, pp, vpp, trace.meta.uses_dp, has_separate_reduce))
+        stages.append(_stage_template(ops.take(rows), stage, pp, vpp, trace.meta.uses_dp, has_separate_reduce))
     groups = _group_template(stages, trace.meta)
     return Schedule(stages=stages, groups=groups, sample_step=sample_step)
 
@@ -120,21 +123,12 @@ def _infer_schedule(trace: Trace) -> Schedule:
 # One stage's template
 
 
-def _stage_template(rows: pd.DataFrame, stage: int, pp: int, vpp: int, uses_dp: bool,
+def _stage_template(rows: Table, stage: int, pp: int, vpp: int, uses_dp: bool,
                     has_separate_reduce: bool) -> StageTemplate:
-    ordered = rows.assign(optype_name=rows["optype"].astype(str)).sort_values(
-        ["start_ts", "seq_id", "optype_name"], kind="stable")
-    tpl = pd.DataFrame({
-        "optype": ordered["optype_name"].to_numpy(),
-        "seq_id": ordered["seq_id"].to_numpy(),
-        "mc": ordered["mc"].to_numpy(),
-        "gmc": ordered["gmc"].to_numpy(),
-        "mb_id": ordered["mb_id"].to_numpy(),
-        "start": ordered["start_ts"].to_numpy(),
-        "end": ordered["end"].to_numpy(),
-        "noop": np.zeros(len(ordered), dtype=np.int8),
-    })
-    builder = _EdgeBuilder(tpl, stage, pp, vpp)
+    # Sample order: by start, ties by seq_id, then by optype name.
+    order = np.lexsort((_NAME_RANK[rows["optype"]], rows["seq_id"], rows["start_ts"]))
+    ordered = rows.take(order)
+    builder = _EdgeBuilder(ordered, stage, pp, vpp)
     builder.compute_stream()
     builder.p2p_streams()
     for direction in ("forward", "backward"):
@@ -152,20 +146,20 @@ def _stage_template(rows: pd.DataFrame, stage: int, pp: int, vpp: int, uses_dp: 
 class _EdgeBuilder:
     """Collects the intra-worker edges of one stage template (SPEC §2.1)."""
 
-    def __init__(self, tpl: pd.DataFrame, stage: int, pp: int, vpp: int):
-        self.tpl = tpl
+    def __init__(self, rows: Table, stage: int, pp: int, vpp: int):
+        """``rows``: the sample worker's ops of this stage, in sample order."""
+        self.rows = rows
         self.stage = stage
         self.pp = pp
         self.vpp = vpp
         self.edges: dict[tuple[int, int], int] = {}  # first kind given to an edge wins
-        # Plain arrays (not DataFrame cells): matching touches them once per p2p op.
-        self.optype = tpl["optype"].to_numpy()
-        self.seq = tpl["seq_id"].to_numpy()
-        self.start = tpl["start"].to_numpy()
-        self.end = tpl["end"].to_numpy()
-        self.mc = tpl["mc"].to_numpy().copy()
-        self.gmc = tpl["gmc"].to_numpy().copy()
-        self.noop = tpl["noop"].to_numpy().copy()
+        self.optype = rows.labels("optype")  # names: the rules below speak of optypes by name
+        self.seq = rows["seq_id"]
+        self.start = rows["start_ts"]
+        self.end = rows["end"]
+        self.mc = rows["mc"].copy()
+        self.gmc = rows["gmc"].copy()
+        self.noop = np.zeros(len(rows), dtype=np.int8)
 
     # -- helpers ---------------------------------------------------------------
     def positions(self, *optypes: str) -> np.ndarray:
@@ -184,9 +178,11 @@ class _EdgeBuilder:
         for src, dst in zip(positions[:-1], positions[1:]):
             self.add(src, dst, kind)
 
-    def template(self) -> pd.DataFrame:
+    def template(self) -> Table:
         """The template ops with matched chunks and no-op classes filled in."""
-        return self.tpl.drop(columns=["start", "end"]).assign(mc=self.mc, gmc=self.gmc, noop=self.noop)
+        rows = self.rows
+        return Table({"optype": rows["optype"], "seq_id": rows["seq_id"], "mc": self.mc, "gmc": self.gmc,
+                      "mb_id": rows["mb_id"], "noop": self.noop}, rows.categories)
 
     def edge_array(self) -> np.ndarray:
         if not self.edges:
@@ -355,7 +351,7 @@ def _group_template(stages: list[StageTemplate], meta) -> GroupTemplate:
     across_kinds: list[int] = []
     if meta.uses_dp and meta.dp_size > 1:
         for tpl in stages:
-            for pos in np.flatnonzero(np.isin(tpl.ops["optype"].to_numpy(), T.DP_COLLECTIVES)):
+            for pos in np.flatnonzero(np.isin(tpl.ops["optype"], [T.OPTYPE_CODE[t] for t in T.DP_COLLECTIVES])):
                 across_groups.append([(tpl.stage, int(pos))])
                 across_kinds.append(KIND_CODE["dp-collective"])
     clip_members = [(tpl.stage, tpl.position(T.CLIP, 0)) for tpl in stages]
@@ -363,17 +359,17 @@ def _group_template(stages: list[StageTemplate], meta) -> GroupTemplate:
     if clip_members and len(clip_members) * meta.dp_size > 1:
         across_groups.append(clip_members)
         across_kinds.append(KIND_CODE["clip"])
-    return GroupTemplate(per_worker=_members_frame(per_worker_groups, per_worker_kinds),
-                         across_dp=_members_frame(across_groups, across_kinds))
+    return GroupTemplate(per_worker=_members_table(per_worker_groups, per_worker_kinds),
+                         across_dp=_members_table(across_groups, across_kinds))
 
 
 def _live(tpl: StageTemplate, optype: str) -> np.ndarray:
     """Positions of the launched, peered ops of an optype, in sample order."""
     ops = tpl.ops
-    return np.flatnonzero((ops["optype"].to_numpy() == optype) & (ops["noop"].to_numpy() == NOOP_NONE))
+    return np.flatnonzero((ops["optype"] == T.OPTYPE_CODE[optype]) & (ops["noop"] == NOOP_NONE))
 
 
-def _members_frame(groups: list[list[tuple[int, int]]], kinds: list[int]) -> pd.DataFrame:
-    rows = [(g, stage, pos, kinds[g]) for g, members in enumerate(groups) for stage, pos in members]
-    return pd.DataFrame(rows, columns=["group", "stage", "pos", "kind"]).astype(np.int64) if rows else \
-        pd.DataFrame({c: np.zeros(0, dtype=np.int64) for c in ("group", "stage", "pos", "kind")})
+def _members_table(groups: list[list[tuple[int, int]]], kinds: list[int]) -> Table:
+    rows = np.array([(g, stage, pos, kinds[g]) for g, members in enumerate(groups) for stage, pos in members],
+                    dtype=np.int64).reshape(-1, 4)
+    return Table({name: rows[:, i] for i, name in enumerate(("group", "stage", "pos", "kind"))})

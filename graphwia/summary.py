@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .analysis import Analysis
+from .analysis import Analysis, ranked_workers
 
 TOP = 3
 
@@ -13,7 +13,7 @@ def summary_lines(analysis: Analysis) -> list[str]:
     steps = len(r["step_t_base"])
     lines = [
         f"{analysis.name}: {steps} step(s), {analysis.dag.n_ops:,} op instances, "
-        f"{len(analysis.workers)} workers (dp {analysis.trace.meta.dp_size} x pp {analysis.trace.meta.pp_size})",
+        f"{len(analysis.worker_table)} workers (dp {analysis.trace.meta.dp_size} x pp {analysis.trace.meta.pp_size})",
         f"  slowdown S          {r['blocking_slowdown']:.4f}   (mean step {mean_value(r['step_t_nodelay']):.3f} s, "
         f"ideal {mean_value(r['step_t_noblk']):.3f} s)",
         f"  launch slowdown     {r['launch_slowdown']:.4f}",
@@ -63,9 +63,10 @@ def verdict(analysis: Analysis) -> str:
     if cause == "none":
         return f"no significant straggling (S = {s:.3f} < {STRAGGLER_S})"
     if cause == "worker":
-        worst = analysis.workers.sort_values(["score", "rank"], ascending=[False, True]).iloc[0]
+        workers = analysis.worker_table
+        worst = ranked_workers(workers)[0]
         return (f"individual worker problem: the top 3% of workers explain {mw:.0%} of the slowdown "
-                f"(worst: dp_rank {int(worst.dp_rank)}, stage {int(worst.stage)})")
+                f"(worst: dp_rank {int(workers['dp_rank'][worst])}, stage {int(workers['stage'][worst])})")
     if cause == "stage":
         return f"stage partitioning imbalance: the last stage explains {ms:.0%} of the slowdown"
     return "no single worker or stage explains the slowdown (e.g. sequence-length imbalance or many slow workers)"

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
-import pandas as pd
 
 from . import optypes as T
 from .dag import Dag, build_dag
@@ -41,11 +40,11 @@ class Weights:
 
 def observed_weights(dag: Dag) -> Weights:
     """Durations, transfer times and launch delays of every op instance (SPEC §3)."""
-    ops = dag.ops
-    start = ops["start"].to_numpy()
-    end = ops["end"].to_numpy()
-    weight = ops["duration"].to_numpy().copy()
-    barrier = ops["barrier"].to_numpy()
+    ops = dag.table
+    start = ops["start"]
+    end = ops["end"]
+    weight = ops["duration"].copy()
+    barrier = ops["barrier"]
     members = np.flatnonzero(barrier >= 0)
     clamped_transfer, worst_transfer = 0, ""
     if len(members):
@@ -106,15 +105,17 @@ def typical_weights(dag: Dag, weights: Weights) -> dict[str, float]:
 
     The mean for compute optypes, the median for communication (SPEC §5.3).
     """
-    frame = pd.DataFrame({"optype": dag.ops["optype"].to_numpy(), "weight": weights.weight})
-    grouped = frame.groupby("optype", observed=True)["weight"]
-    means, medians = grouped.mean(), grouped.median()
-    return {str(t): float(means[t] if t in T.COMPUTE_OPTYPES else medians[t]) for t in means.index}
+    codes = dag.table["optype"]
+    order = np.argsort(codes, kind="stable")
+    present, first = np.unique(codes[order], return_index=True)
+    typical = {}
+    for code, values in zip(present, np.split(weights.weight[order], first[1:])):  # one slice per optype
+        name = T.ALL_OPTYPES[code]
+        typical[name] = float(np.mean(values) if name in T.COMPUTE_OPTYPES else np.median(values))
+    return typical
 
 
 def ideal_weight(dag: Dag, typical: dict[str, float]) -> np.ndarray:
     """Every op's weight replaced by its optype's typical value."""
-    codes = dag.ops["optype"].cat.codes.to_numpy()
-    categories = dag.ops["optype"].cat.categories
-    table = np.array([typical.get(str(t), np.nan) for t in categories])
-    return table[codes]
+    table = np.array([typical.get(name, np.nan) for name in T.ALL_OPTYPES])
+    return table[dag.table["optype"]]

@@ -45,13 +45,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Union
 
 import numpy as np
-import pandas as pd
 
 from .dag import Dag
 from .errors import UsageError
 from .evaluate import CompiledDag, Simulation
 from .io import read_yaml
-from .optypes import ALL_OPTYPES
+from .optypes import ALL_OPTYPES, OPTYPE_CODE
 from .steps import format_ranges
 from .trace import Trace
 from .weights import Weights, ideal_weight, weighted_dag
@@ -247,13 +246,17 @@ class WhatIfResult:
         """Per step (n_steps, n_scenarios): baseline span / scenario step time."""
         return self.baseline_span[:, None] / self.step_time
 
-    def to_frame(self) -> pd.DataFrame:
-        """One row per scenario: ``scenario``, mean ``step_time``, ``speedup``."""
+    def to_frame(self):
+        """One row per scenario (a pandas DataFrame): ``scenario``, mean ``step_time``, ``speedup``."""
+        import pandas as pd
+
         return pd.DataFrame({"scenario": self.names, "step_time": self.step_time.mean(axis=0),
                              "speedup": list(self.speedup.values())})
 
-    def per_step_frame(self) -> pd.DataFrame:
-        """One row per (scenario, step): ``step_time``, ``baseline_step_time``, ``speedup``."""
+    def per_step_frame(self):
+        """One row per (scenario, step) (a pandas DataFrame): ``step_time``, ``baseline_step_time``, ``speedup``."""
+        import pandas as pd
+
         n_steps, n_scen = self.step_time.shape
         return pd.DataFrame({
             "scenario": np.repeat(self.names, n_steps),
@@ -339,7 +342,7 @@ def scenario_weights(inputs: _Inputs, scenario: Scenario, weight: np.ndarray, de
     """The baseline's (weight, delay) with ``scenario``'s actions applied to the ops it selects."""
     where = f"{source}: scenario {scenario.name!r}"
     selected = select_ops(inputs.dag, scenario.where, where)
-    member = inputs.dag.ops["barrier"].to_numpy() >= 0
+    member = inputs.dag.table["barrier"] >= 0
     targets = {"duration": selected & ~member, "transfer": selected & member, "launch_delay": selected}
     weight, delay = weight.copy(), delay.copy()
     if scenario.ideal:
@@ -368,13 +371,13 @@ def select_ops(dag: Dag, selectors: dict[str, tuple], where: str = "scenario") -
     scenario file may serve jobs with and without, e.g., overlapped DP), as
     long as the selection as a whole matches something.
     """
-    ops = dag.ops
+    ops = dag.table
     mask = np.ones(dag.n_ops, dtype=bool)
     for key, values in selectors.items():
         if key == "optype":
-            mask &= ops["optype"].isin(values).to_numpy()
+            mask &= np.isin(ops["optype"], [OPTYPE_CODE[name] for name in values if name in OPTYPE_CODE])
             continue
-        column = ops[key].to_numpy()
+        column = ops[key]
         if key == "stage":
             values = tuple(dag.meta.pp_size - 1 if v == LAST else v for v in values)
         _check_present(key, values, column, where)

@@ -1,0 +1,87 @@
+"""The analysis path stays lean: no pandas on it, and arrow columns read exactly (issue 7).
+
+pandas costs more to import (~0.3 s) than analysing a small trace takes, so the
+``analyze`` path reads parquet through pyarrow's buffers and works on numpy
+tables. These tests pin that down structurally (no timing here: timing is
+``make bench``'s job) and check the buffer reader against pyarrow's own
+conversion on the awkward cases: nulls, sliced arrays, several chunks.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from graphwia.synth import synthesize
+from graphwia.trace import _arrow_values, load_trace, read_columns
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "examples" / "data" / "trace-demo.parquet"
+HEAVY = ("pandas", "matplotlib", "networkx", "pydantic")
+
+
+def test_analyze_without_pictures_imports_no_heavy_library(tmp_path):
+    code = (
+        "import sys\n"
+        "from cli.main import app\n"
+        f"try:\n    app(['analyze', {str(DEMO)!r}, '--out', {str(tmp_path)!r}, '--no-plots'])\n"
+        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert run.stdout.strip().splitlines()[-1] == "[]", run.stdout + run.stderr
+    assert (tmp_path / "result-demo.json").is_file()
+
+
+@pytest.mark.parametrize("array", [
+    pa.array([3, None, -7, 2**40], pa.int64()),
+    pa.array([1, 2, 3, 4, 5, 6], pa.int32()).slice(2, 3),
+    pa.array([1, None, 3, None, 5, 6, 7, 8, 9, None], pa.int16()).slice(3, 6),
+    pa.array([250, 1], pa.uint8()),
+    pa.array([0.5, None, float("inf")], pa.float32()),
+    pa.array([1.25, -2.0], pa.float64()),
+    pa.array([True, False, True, True, False, False, True, False, True], pa.bool_()).slice(1, 7),
+    pa.array([], pa.int32()),
+])
+def test_arrow_buffers_read_like_pyarrow(array):
+    expected = array.to_numpy(zero_copy_only=False)
+    got = _arrow_values(array)
+    assert got.dtype.kind == expected.dtype.kind and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_text_and_timestamps_arrive_as_objects():
+    assert _arrow_values(pa.array(["a", None])).tolist() == ["a", None]
+    assert _arrow_values(pa.array([1], pa.timestamp("s"))).dtype == object
+
+
+def test_several_row_groups_and_a_nullable_column(tmp_path):
+    frame, meta = synthesize(dp=2, pp=2, microbatches=2, steps=3, seed=0, name="t")
+    path = tmp_path / "trace-t.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=7)
+    assert pq.ParquetFile(path).num_row_groups > 1
+    columns = read_columns(path)
+    for name in ("step", "seq_id", "start_ts", "duration"):
+        np.testing.assert_array_equal(columns[name], frame[name].to_numpy())
+    assert list(columns.labels("optype")) == frame["optype"].astype(str).tolist()
+
+    frame["mb_id"] = pd.array(frame["mb_id"], dtype="Int32")
+    frame.loc[5, "mb_id"] = pd.NA
+    frame.to_parquet(path, index=False)
+    assert np.isnan(read_columns(path)["mb_id"][5])
+
+
+def test_trace_read_from_parquet_equals_the_frame_it_was_written_from(tmp_path):
+    frame, meta = synthesize(dp=2, pp=3, vpp=1, microbatches=3, steps=2, seed=4, name="t")
+    frame.to_parquet(tmp_path / "trace-t.parquet", index=False)
+    (tmp_path / "meta-t.yaml").write_text("\n".join(f"{k}: {v}" for k, v in meta.items()))
+    loaded = load_trace(tmp_path / "trace-t.parquet").ops
+    for name in frame.columns:
+        np.testing.assert_array_equal(loaded[name].astype(str).to_numpy(), frame[name].astype(str).to_numpy())
