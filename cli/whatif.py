@@ -53,12 +53,12 @@ def whatif(
 
 def table_lines(result, per_step: bool) -> list[str]:
     """The summary table, and with ``per_step`` a step × scenario table of speedups."""
-    frame = result.to_frame()
     width = max(len("scenario"), *(len(n) for n in result.names))
     lines = [f"baseline {result.baseline}: mean step time {result.baseline_step_time:.4f} s "
              f"over {len(result.steps)} step(s)",
              f"{'scenario':<{width}}  {'step time (s)':>13}  {'speedup':>8}"]
-    lines += [f"{row.scenario:<{width}}  {row.step_time:>13.4f}  {row.speedup:>8.4f}" for row in frame.itertuples()]
+    step_time, speedup = result.step_time.mean(axis=0), result.speedup
+    lines += [f"{name:<{width}}  {step_time[i]:>13.4f}  {speedup[name]:>8.4f}" for i, name in enumerate(result.names)]
     if per_step:
         columns = [max(len(n), 8) for n in result.names]
         lines += ["", "speedup per step", f"{'step':>6}  {'baseline (s)':>12}  "

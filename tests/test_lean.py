@@ -9,6 +9,7 @@ conversion on the awkward cases: nulls, sliced arrays, several chunks.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -27,17 +28,28 @@ DEMO = ROOT / "examples" / "data" / "trace-demo.parquet"
 HEAVY = ("pandas", "matplotlib", "networkx", "pydantic")
 
 
-def test_analyze_without_pictures_imports_no_heavy_library(tmp_path):
+def heavy_modules_after(argv: list[str]) -> list[str]:
+    """Which of :data:`HEAVY` a fresh interpreter has imported after running ``graphwia argv``."""
     code = (
-        "import sys\n"
+        "import json, sys\n"
         "from cli.main import app\n"
-        f"try:\n    app(['analyze', {str(DEMO)!r}, '--out', {str(tmp_path)!r}, '--no-plots'])\n"
+        f"try:\n    app({argv!r})\n"
         "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
-        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert run.stdout.strip().splitlines()[-1] == "[]", run.stdout + run.stderr
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])  # the list printed last
+
+
+def test_analyze_without_pictures_imports_no_heavy_library(tmp_path):
+    assert heavy_modules_after(["analyze", str(DEMO), "--out", str(tmp_path), "--no-plots", "-q"]) == []
     assert (tmp_path / "result-demo.json").is_file()
+
+
+def test_whatif_imports_no_heavy_library():
+    scenarios = ROOT / "examples" / "scenarios.yaml"
+    assert heavy_modules_after(["whatif", str(DEMO), "--scenarios", str(scenarios)]) == []
 
 
 @pytest.mark.parametrize("array", [
