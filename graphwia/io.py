@@ -113,6 +113,14 @@ def write_json(path: str | Path, data, *, indent: int | None = 4, compress: bool
     return Path(path)
 
 
+def write_gzip(path: str | Path, data: bytes, *, level: int = 6) -> Path:
+    """Write ``data`` gzip-compressed to ``path`` atomically, at the level :func:`write_json` uses."""
+    data = gzip.compress(data, compresslevel=level)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
 def read_yaml(path: str | Path, error: type[GraphwiaError], what: str):
     """Parse a YAML file, raising ``error`` with a one-line message when it is missing or unreadable."""
     import yaml

@@ -67,11 +67,9 @@ def write_pictures(analysis: Analysis, out_dir: str | Path) -> list[Path]:
 
 def ideal_timeline_events(analysis: Analysis) -> list[dict]:
     """Events of the simulated ideal: a group member's bar spans its transfer time, ending at its end."""
-    from .timeline import drawn_start, timeline_events
+    from .timeline import timeline_events
 
-    ideal = analysis.simulations["ideal"]
-    start, end = ideal.start[:, 0], ideal.end[:, 0]
-    return timeline_events(analysis.dag, drawn_start(analysis.dag, start, end, analysis.ideal), end)
+    return timeline_events(analysis.dag, *_ideal_bars(analysis))
 
 
 def observed_timeline_events(analysis: Analysis) -> list[dict]:
@@ -81,16 +79,34 @@ def observed_timeline_events(analysis: Analysis) -> list[dict]:
     time, ending at its recorded end: the time it spent waiting for its peers
     shows as a gap, as in the ideal timeline.
     """
-    from .timeline import drawn_start, timeline_events
+    from .timeline import timeline_events
 
-    ops = analysis.dag.table
-    start, end = ops["start"].astype(np.float64), ops["end"].astype(np.float64)
-    return timeline_events(analysis.dag, drawn_start(analysis.dag, start, end, analysis.weights.weight), end)
+    return timeline_events(analysis.dag, *_observed_bars(analysis))
 
 
 def write_timelines(analysis: Analysis, observed_path: str | Path, ideal_path: str | Path) -> list[Path]:
-    """Write the recorded and the ideal timeline (gzip Chrome trace events)."""
-    from .timeline import write_timeline
+    """Write the recorded and the ideal timeline (gzip Chrome trace events): the files hold
+    :func:`observed_timeline_events` and :func:`ideal_timeline_events`."""
+    from .timeline import timeline_json, write_timeline_json
 
-    return [write_timeline(observed_path, observed_timeline_events(analysis)),
-            write_timeline(ideal_path, ideal_timeline_events(analysis))]
+    # timeline_json writes the same JSON text without building a dict per op (AR: ~4x faster).
+    return [write_timeline_json(observed_path, timeline_json(analysis.dag, *_observed_bars(analysis))),
+            write_timeline_json(ideal_path, timeline_json(analysis.dag, *_ideal_bars(analysis)))]
+
+
+def _ideal_bars(analysis: Analysis) -> tuple[np.ndarray, np.ndarray]:
+    """(drawn start, end) of each op's bar in the simulated ideal."""
+    from .timeline import drawn_start
+
+    ideal = analysis.simulations["ideal"]
+    start, end = ideal.start[:, 0], ideal.end[:, 0]
+    return drawn_start(analysis.dag, start, end, analysis.ideal), end
+
+
+def _observed_bars(analysis: Analysis) -> tuple[np.ndarray, np.ndarray]:
+    """(drawn start, end) of each op's bar as recorded."""
+    from .timeline import drawn_start
+
+    ops = analysis.dag.table
+    start, end = ops["start"].astype(np.float64), ops["end"].astype(np.float64)
+    return drawn_start(analysis.dag, start, end, analysis.weights.weight), end
