@@ -15,7 +15,8 @@ from graphwia.synth import write_synth
 
 BENCH_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 PHASE_FIELDS = ("load_s", "validate_s", "build_s", "weights_s", "compile_s", "eval1_s", "eval_batch_s",
-                "eval_per_scenario_ms", "analyze_s", "analyze_us_per_op", "analyze_peak_mb", "phases_peak_mb")
+                "eval_per_scenario_ms", "eval_warm_s", "eval_warm_per_scenario_ms", "analyze_s", "analyze_us_per_op",
+                "analyze_peak_mb", "phases_peak_mb")
 SIZE_FIELDS = ("n_ops", "n_nodes", "n_edges", "n_levels", "n_steps", "n_workers")
 
 
