@@ -187,6 +187,8 @@ def _read_parquet(path: Path) -> Table:
     import pyarrow.parquet as pq
 
     # ParquetFile, not read_table: the dataset layer behind read_table imports pandas (~0.3 s).
+    # Opened twice (the footer is read twice, ~1 ms): read_dictionary is fixed at opening, and
+    # which columns hold text is known only from the schema.
     schema = pq.ParquetFile(path).schema_arrow
     wanted = [name for name in COLUMNS if name in schema.names]
     text = [name for name in wanted if pa.types.is_string(schema.field(name).type)
