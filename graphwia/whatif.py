@@ -405,12 +405,12 @@ def timeline_path(out_dir: str | Path, trial: str, scenario: str) -> Path:
 
 def write_whatif_timelines(result: WhatIfResult, out_dir: str | Path) -> list[Path]:
     """Write one Perfetto timeline (gzip JSON) per scenario to ``out_dir``; return the paths."""
-    from .timeline import drawn_start, timeline_events, write_timeline
+    from .timeline import drawn_start, timeline_json, write_timeline_json
 
     sim, dag = result.simulation, result.dag
     paths = []
     for i, name in enumerate(result.names, start=1):
         end = sim.end[:, i]
-        events = timeline_events(dag, drawn_start(dag, sim.start[:, i], end, result.weight[:, i]), end)
-        paths.append(write_timeline(timeline_path(out_dir, dag.meta.trial_name, name), events))
+        text = timeline_json(dag, drawn_start(dag, sim.start[:, i], end, result.weight[:, i]), end)
+        paths.append(write_timeline_json(timeline_path(out_dir, dag.meta.trial_name, name), text))
     return paths
