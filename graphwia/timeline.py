@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .arrow import index_array, text_array, to_numpy
 from .dag import Dag
 from .io import write_gzip, write_json
 from .optypes import TIMELINE_CATEGORY
@@ -141,12 +142,12 @@ def _bars_json(bars: _Bars) -> memoryview:
 
     if not len(bars.code):
         return memoryview(b"")
-    dur_key, args_key = (_arrow_text([text])[0] for text in (', "dur": ', ', "ph": "X", "args": {"step": '))
+    dur_key, args_key = (text_array([text])[0] for text in (', "dur": ', ', "ph": "X", "args": {"step": '))
     events = pc.binary_join_element_wise(
         _take_text(_heads(bars.names), bars.code * 2 + bars.crit), _int_json(bars.pid, ', "tid": '),
         _int_json(bars.tid, ', "ts": '), _float_json(bars.ts), dur_key, _float_json(bars.dur), args_key,
         _int_json(bars.step, ', "model_chunk": '), _int_json(bars.chunk, ', "mb_id": ', nullable=True),
-        _int_json(bars.mb, ', "seq_id": ', nullable=True), _int_json(bars.seq, "}}, "), _arrow_text([""])[0])
+        _int_json(bars.mb, ', "seq_id": ', nullable=True), _int_json(bars.seq, "}}, "), text_array([""])[0])
     offsets = np.frombuffer(events.buffers()[1], dtype=np.int64, count=events.offset + len(events) + 1)
     first, last = int(offsets[events.offset]), int(offsets[-1])
     return memoryview(events.buffers()[2])[first:last - 2]  # no ", " after the last event
@@ -192,47 +193,20 @@ def _float_json(values: np.ndarray):
     with np.errstate(invalid="ignore"):  # a signalling NaN warns; it is odd either way
         size = np.abs(values)
         odd = ~((size >= 1e-4) & (size < 1e16)) | (values == np.floor(values))
-    odd |= _numbers(pc.find_substring(text, "e"), np.int64) >= 0
-    odd |= _numbers(pc.cast(text, pa.float64()), np.float64) != values
+    odd |= to_numpy(pc.find_substring(text, "e")) >= 0
+    odd |= to_numpy(pc.cast(text, pa.float64())) != values
     if not odd.any():
         return text
     # Every odd value's text comes from json: take it from after the others.
-    exact = _arrow_text([json.dumps(value, allow_nan=True) for value in values[odd].tolist()])
+    exact = text_array([json.dumps(value, allow_nan=True) for value in values[odd].tolist()])
     index = np.arange(len(values))
     index[odd] = len(values) + np.arange(len(exact))
-    return pa.concat_arrays([text, exact]).take(_arrow_index(index))
-
-
-# pyarrow turns Python objects and numpy arrays into arrays (pa.array) and back (to_numpy) through
-# its pandas shim, which imports pandas (~0.3 s): these helpers go through the buffers instead.
-
-def _arrow_text(text: Sequence[str]):
-    """``text`` as an arrow large-string array."""
-    import pyarrow as pa
-
-    encoded = [item.encode() for item in text]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
-    return pa.Array.from_buffers(pa.large_string(), len(encoded),
-                                 [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
-
-
-def _arrow_index(index: np.ndarray):
-    """Integer positions as an arrow int64 array, for ``take``."""
-    import pyarrow as pa
-
-    index = np.ascontiguousarray(index, dtype=np.int64)
-    return pa.Array.from_buffers(pa.int64(), len(index), [None, pa.py_buffer(index)])
+    return pa.concat_arrays([text, exact]).take(index_array(index))
 
 
 def _take_text(text: list[str], index: np.ndarray):
     """``text[index]`` as an arrow large-string array."""
-    return _arrow_text(text).take(_arrow_index(index))
-
-
-def _numbers(array, dtype) -> np.ndarray:
-    """An arrow array of numbers of ``dtype`` without nulls as numpy (a view of its buffer)."""
-    return np.frombuffer(array.buffers()[1], dtype=dtype, count=array.offset + len(array))[array.offset:]
+    return text_array(text).take(index_array(index))
 
 
 def _metadata(table) -> list[dict]:

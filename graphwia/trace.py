@@ -19,6 +19,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .arrow import to_numpy
 from .errors import MetaError, TraceError, first_line
 from .io import read_yaml
 from .optypes import ALL_OPTYPES, OPTYPE_CODE
@@ -200,7 +201,7 @@ def _read_parquet(path: Path) -> Table:
         if pa.types.is_dictionary(column.type):
             columns[name], categories[name] = _dictionary_codes(column)
         else:
-            columns[name] = _concat([_arrow_values(chunk) for chunk in column.chunks], np.float64)
+            columns[name] = _concat([to_numpy(chunk) for chunk in column.chunks], np.float64)
     return Table(columns, categories)
 
 
@@ -211,44 +212,10 @@ def _dictionary_codes(column) -> tuple[np.ndarray, list]:
         return np.zeros(0, dtype=np.int64), []
     parts = []
     for chunk in column.chunks:
-        indices = _arrow_values(chunk.indices)
+        indices = to_numpy(chunk.indices)
         parts.append(np.where(np.isnan(indices), -1, indices).astype(np.int64) if chunk.null_count
                      else indices.astype(np.int64))
     return _concat(parts, np.int64), column.chunks[0].dictionary.to_pylist()
-
-
-def _arrow_values(array) -> np.ndarray:
-    """One arrow array as numpy: numbers from its buffers (nulls as NaN), anything else as objects.
-
-    Read from the buffers because pyarrow's own ``to_numpy`` imports pandas (~0.3 s,
-    more than analysing a small trace).
-    """
-    import pyarrow as pa
-
-    kind = array.type
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        code = "f" if pa.types.is_floating(kind) else "i" if pa.types.is_signed_integer(kind) else "u"
-        values = _from_buffer(array.buffers()[1], np.dtype(f"{code}{kind.bit_width // 8}"), array)
-    elif pa.types.is_boolean(kind):
-        values = _bits(array.buffers()[1], array)
-    else:  # text, timestamps, …: not numbers; validation names the first bad cell
-        return np.array(array.to_pylist(), dtype=object)
-    if array.null_count:
-        values = values.astype(np.float64)
-        values[~_bits(array.buffers()[0], array)] = np.nan
-    return values
-
-
-def _from_buffer(buffer, dtype: np.dtype, array) -> np.ndarray:
-    if buffer is None:
-        return np.zeros(len(array), dtype=dtype)
-    return np.frombuffer(buffer, dtype=dtype, count=array.offset + len(array))[array.offset:]
-
-
-def _bits(buffer, array) -> np.ndarray:
-    """An arrow bitmap (validity or booleans) as a numpy bool array."""
-    bits = np.unpackbits(np.frombuffer(buffer, dtype=np.uint8), bitorder="little")
-    return bits[array.offset: array.offset + len(array)].astype(bool)
 
 
 def _concat(parts: list[np.ndarray], empty_dtype) -> np.ndarray:

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from graphwia.synth import synthesize
-from graphwia.trace import _arrow_values, load_trace, read_columns
+from graphwia.arrow import to_numpy
+from graphwia.trace import load_trace, read_columns
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "data" / "trace-demo.parquet"
@@ -64,14 +65,14 @@ def test_whatif_imports_no_heavy_library():
 ])
 def test_arrow_buffers_read_like_pyarrow(array):
     expected = array.to_numpy(zero_copy_only=False)
-    got = _arrow_values(array)
+    got = to_numpy(array)
     assert got.dtype.kind == expected.dtype.kind and got.shape == expected.shape
     np.testing.assert_array_equal(got, expected)
 
 
 def test_text_and_timestamps_arrive_as_objects():
-    assert _arrow_values(pa.array(["a", None])).tolist() == ["a", None]
-    assert _arrow_values(pa.array([1], pa.timestamp("s"))).dtype == object
+    assert to_numpy(pa.array(["a", None])).tolist() == ["a", None]
+    assert to_numpy(pa.array([1], pa.timestamp("s"))).dtype == object
 
 
 def test_several_row_groups_and_a_nullable_column(tmp_path):
