@@ -3,7 +3,7 @@
 Every measurement runs in a fresh Python subprocess, so import time and peak memory count
 honestly and one job cannot warm the caches of the next. Per job it runs:
 
-* a *synth* child (synthetic jobs only): ``graphwia.synth.synthesize`` + writing the parquet;
+* a *synth* child (synthetic jobs only): ``graphwia.synth.generate.synthesize`` + writing the parquet;
 * a *phases* child: :func:`measure_phases` -- load, validation, DAG build, observed weights,
   compile, one scenario, a batch of scenarios, then the full ``analyze`` (S, S_t, S_w, M_S, M_W)
   with its own phases taken from the engine's progress labels;
@@ -168,7 +168,7 @@ def measure_phases(trace_path: str | Path, meta_path: str | Path, batch: int = D
         import numpy as np
 
         from graphwia import Trace, analyze, build_dag, observed_weights
-        from graphwia.trace import load_meta, read_columns
+        from graphwia.trace.optable import load_meta, read_columns
     with timer(row, "load_s"):
         meta = load_meta(meta_path)
         columns = read_columns(Path(trace_path))
@@ -234,10 +234,10 @@ def derived(row: dict) -> dict:
 
 
 def measure_synth(out_dir: str | Path, name: str, synth: dict) -> dict:
-    """Time :func:`graphwia.synth.synthesize` and writing its parquet/YAML, in this process."""
+    """Time :func:`graphwia.synth.generate.synthesize` and writing its parquet/YAML, in this process."""
     row: dict = {}
     with timer(row, "synth_import_s"):
-        from graphwia.synth import synthesize, write_trace_files
+        from graphwia.synth.generate import synthesize, write_trace_files
     with timer(row, "synth_s"):
         frame, meta = synthesize(name=name, **synth)
     with timer(row, "synth_write_s"):
@@ -254,7 +254,7 @@ def profile_analysis(trace_path: str | Path, meta_path: str | Path, out_path: st
     import pstats
 
     from graphwia import analyze, load_trace
-    from graphwia.io import write_text
+    from graphwia.utils.io import write_text
 
     profiler = cProfile.Profile()
     profiler.enable()
@@ -502,7 +502,7 @@ def synth_jobs(sizes: list[float], work: Path) -> list[Job]:
     """A synthetic job of about each size: :data:`SYNTH_SHAPE` with as many DP ranks as it takes."""
     if not sizes:
         return []
-    from graphwia.synth import synthesize
+    from graphwia.synth.generate import synthesize
 
     # DP ranks are the size knob; count a 2-rank job so the DP collectives are in the rate.
     per_dp_rank = len(synthesize(dp=2, **SYNTH_SHAPE)[0]) / 2
@@ -594,7 +594,7 @@ def write_plot(path: Path, rows: list[dict], fit: dict) -> Path:
     """Time and peak memory against ops, log-log; synthetic jobs joined, real traces labelled."""
     from matplotlib.figure import Figure
 
-    from graphwia.heatmap import figure_png, write_png
+    from graphwia.outputs.heatmap import figure_png, write_png
 
     fig = Figure(figsize=(12, 4.8), dpi=110)
     axes = fig.subplots(1, 2)
@@ -634,7 +634,7 @@ def _plot_targets(ax, rows: list[dict], series: dict) -> None:
 
 def write_outputs(out: Path, rows: list[dict], fit: dict, args: argparse.Namespace) -> list[Path]:
     """``bench.json`` and ``bench.png`` in ``out``, atomically."""
-    from graphwia.io import check_writable_dir, write_json
+    from graphwia.utils.io import check_writable_dir, write_json
 
     check_writable_dir(out)
     report = {"machine": machine(), "options": {"repeat": args.repeat, "batch": args.batch,

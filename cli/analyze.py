@@ -28,9 +28,9 @@ def analyze(
 ) -> None:
     """Analyse TRACE: slowdown S, its attribution, M_S and M_W; write the results to --out."""
     from graphwia import analyze as run_analysis
-    from graphwia.io import check_writable_dir
-    from graphwia.outputs import write_outputs
-    from graphwia.summary import summary_lines
+    from graphwia.utils.io import check_writable_dir
+    from graphwia.outputs.job import write_outputs
+    from graphwia.outputs.summary import summary_lines
 
     selection = StepSelection(ctx, steps)
     check_writable_dir(out)

@@ -87,7 +87,7 @@ class StepSelection:
     """``--steps`` parsed before the trace is read (a typo fails fast), resolved once it is."""
 
     def __init__(self, ctx: typer.Context, steps: list[str] | None):
-        from graphwia.steps import parse_step_spec
+        from graphwia.trace.steps import parse_step_spec
 
         spec = step_spec(ctx, steps)
         self.spans = parse_step_spec(spec) if spec else None
@@ -95,7 +95,7 @@ class StepSelection:
     def load(self, trace: Path, meta: Path | None):
         """The validated trace and the steps selected in it (None: every step)."""
         from graphwia import load_trace
-        from graphwia.steps import resolve_steps
+        from graphwia.trace.steps import resolve_steps
 
         loaded = load_trace(trace, meta)
         return loaded, (resolve_steps(loaded.steps, self.spans, str(trace)) if self.spans else None)

@@ -28,7 +28,8 @@ def export_dag(
 ) -> None:
     """Export the dependency DAG of TRACE: op instances, group barriers and step sources, with edge kinds."""
     from graphwia import build_dag
-    from graphwia.export import check_format, export_dag as write_graph, parse_workers
+    from graphwia.model.graph import parse_workers
+    from graphwia.outputs.dag_export import check_format, export_dag as write_graph
 
     selection = StepSelection(ctx, steps)
     chosen_workers = parse_workers(workers) if workers else None

@@ -31,10 +31,10 @@ def fleet(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Analyse every job of INPUT; jobs already complete in --out are skipped, so a re-run resumes."""
-    from graphwia.fleet import discover_jobs, run_fleet, write_fleet
-    from graphwia.summary import STRAGGLER_S
-    from graphwia.fleet_report import fleet_summary
-    from graphwia.io import check_writable_dir
+    from graphwia.fleet.run import discover_jobs, run_fleet, write_fleet
+    from graphwia.outputs.summary import STRAGGLER_S
+    from graphwia.fleet.report import fleet_summary
+    from graphwia.utils.io import check_writable_dir
 
     if workers is not None and scheduler:
         fail("--workers and --scheduler exclude each other (the cluster decides its workers)", 2)

@@ -23,7 +23,7 @@ def reproduce(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the table."),
 ) -> None:
     """Analyse ST, SE and AR and compare every number with the published results; exit 1 on any disagreement."""
-    from graphwia.io import check_writable_dir
+    from graphwia.utils.io import check_writable_dir
     from graphwia.reproduce import TRACES, reproduce as run, table_lines
 
     check_writable_dir(out)

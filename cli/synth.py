@@ -53,7 +53,7 @@ def synth(
     tp: int = typer.Option(1, "--tp", help="Tensor-parallel size (metadata and global ranks only)."),
 ) -> None:
     """Write a synthetic Megatron-style trace (1F1B / interleaved) with injected straggler causes."""
-    from graphwia.synth import SynthArgumentError, write_synth
+    from graphwia.synth.generate import SynthArgumentError, write_synth
 
     slow_workers = [parse_fields(text, "--slow-worker", "DP:STAGE:FACTOR, e.g. 3:1:1.5", (int, int, float))
                     for text in slow_worker or []]

@@ -27,8 +27,8 @@ def whatif(
     timelines: Optional[Path] = typer.Option(None, "--timelines", help="Write a Perfetto timeline per scenario to this directory."),
 ) -> None:
     """Simulate the scenarios of --scenarios on TRACE; print step times and speedups over the baseline."""
-    from graphwia.io import check_writable_dir
-    from graphwia.whatif import load_scenarios, run_whatif, write_whatif_timelines
+    from graphwia.utils.io import check_writable_dir
+    from graphwia.analyses.whatif import load_scenarios, run_whatif, write_whatif_timelines
 
     selection = StepSelection(ctx, steps)
     scenario_set = load_scenarios(scenarios)  # before the trace: a typo fails fast

@@ -15,8 +15,8 @@ import argparse
 from pathlib import Path
 
 import graphwia
-from graphwia.synth import synthesize
-from graphwia.whatif import ScenarioSet, load_scenarios, parse_scenarios, run_whatif
+from graphwia.synth.generate import synthesize
+from graphwia.analyses.whatif import ScenarioSet, load_scenarios, parse_scenarios, run_whatif
 
 HERE = Path(__file__).resolve().parent
 

@@ -11,15 +11,15 @@ The data path runs one way::
 >>> graphwia.write_results(analysis, "out/")      # result-AR.json, ms-AR.json, mw-AR.json
 """
 
-from .analysis import Analysis, analyze
-from .dag import Dag, build_dag
-from .errors import GraphwiaError, MetaError, OutputError, ScheduleError, TraceError, UsageError
-from .evaluate import CompiledDag, Simulation
-from .results import write_results
-from .schedule import Schedule, infer_schedule
-from .trace import JobMeta, Trace, load_meta, load_trace
-from .weights import Weights, observed_weights, typical_weights
-from .whatif import ScenarioError, load_scenarios, run_whatif
+from graphwia.analyses.standard import Analysis, analyze
+from graphwia.model.dag import Dag, build_dag
+from graphwia.errors import GraphwiaError, MetaError, OutputError, ScheduleError, TraceError, UsageError
+from graphwia.engine.evaluate import CompiledDag, Simulation
+from graphwia.outputs.results import write_results
+from graphwia.model.schedule import Schedule, infer_schedule
+from graphwia.trace.optable import JobMeta, Trace, load_meta, load_trace
+from graphwia.model.weights import Weights, observed_weights, typical_weights
+from graphwia.analyses.whatif import ScenarioError, load_scenarios, run_whatif
 
 __version__ = "0.1.0"
 

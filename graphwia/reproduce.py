@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .analysis import Analysis, analyze
-from .errors import UsageError
-from .outputs import write_outputs
-from .trace import load_trace
+from graphwia.analyses.standard import Analysis, analyze
+from graphwia.errors import UsageError
+from graphwia.outputs.job import write_outputs
+from graphwia.trace.optable import load_trace
 
 #: The published traces, in the order the table lists them.
 TRACES = ("ST", "SE", "AR")

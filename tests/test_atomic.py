@@ -10,10 +10,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli.main import app
+from graphwia.cli.main import app
 from graphwia.errors import OutputError
-from graphwia.io import all_or_nothing, atomic_path, write_json, write_text
-from graphwia.synth import synthesize
+from graphwia.utils.io import all_or_nothing, atomic_path, write_json, write_text
+from graphwia.synth.generate import synthesize
 
 RUNNER = CliRunner()
 
@@ -84,8 +84,8 @@ def test_failure_while_writing_leaves_earlier_results_byte_identical(tmp_path, e
 
 def test_failure_in_pictures_leaves_earlier_results_byte_identical(tmp_path, earlier, monkeypatch):
     """Pictures are written after the result JSONs; a failure there must not commit those JSONs."""
-    import graphwia.heatmap as heatmap
-    import graphwia.report as report
+    import graphwia.outputs.heatmap as heatmap
+    import graphwia.outputs.report as report
 
     out, before = earlier
     monkeypatch.setattr(heatmap, "heatmap_png", lambda *a, **k: b"\x89PNG not really")  # fast; written first
@@ -110,7 +110,7 @@ def test_successful_rerun_replaces_every_result(tmp_path, earlier):
     assert after["result-t.json"] != before["result-t.json"]
 
 
-# -- graphwia.io ---------------------------------------------------------------------------------------
+# -- graphwia.utils.io ---------------------------------------------------------------------------------------
 
 def test_atomic_path_keeps_the_target_when_the_writer_fails(tmp_path):
     target = tmp_path / "x.json"

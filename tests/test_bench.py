@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from graphwia.synth import write_synth
+from graphwia.synth.generate import write_synth
 
 BENCH_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 PHASE_FIELDS = ("load_s", "validate_s", "build_s", "weights_s", "compile_s", "eval1_s", "eval_batch_s",

@@ -9,9 +9,9 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from graphwia.cli.main import app
 from conftest import DATA, published, real_analysis, requires_data
-from graphwia.heatmap import HIGHLIGHT, highlighted, worker_grid
+from graphwia.outputs.heatmap import HIGHLIGHT, highlighted, worker_grid
 from graphwia.reproduce import (M_ATOL, RESULT_RTOL, Mismatch, compare, compare_published, m_close,
                                 relative_close, table_lines)
 

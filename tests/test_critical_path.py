@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from graphwia import Trace, UsageError, build_dag, observed_weights
-from graphwia.critical_path import (ELEMENT_COLUMNS, critical_path, scenario_critical_path, simulated_critical_path,
+from graphwia.analyses.critical_path import (ELEMENT_COLUMNS, critical_path, scenario_critical_path, simulated_critical_path,
                                     write_critical_paths)
-from graphwia.synth import synthesize, write_synth
+from graphwia.synth.generate import synthesize, write_synth
 
 from conftest import real_analysis, requires_data
 
@@ -168,7 +168,7 @@ def synth_files(tmp_path_factory):
 
 
 def run_cli(*args):
-    from cli.main import app
+    from graphwia.cli.main import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
 

@@ -18,7 +18,7 @@ import pytest
 import graphwia
 from graphwia import UsageError
 from graphwia.optypes import ALL_OPTYPES
-from graphwia.schedule import KIND_CODE
+from graphwia.model.schedule import KIND_CODE
 
 F, B = "forward-compute", "backward-compute"
 FS, FR, BS, BR = "forward-send", "forward-recv", "backward-send", "backward-recv"

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli.main import app
-from graphwia.synth import synthesize
+from graphwia.cli.main import app
+from graphwia.synth.generate import synthesize
 from tests.conftest import DATA, requires_data
 
 RUNNER = CliRunner()

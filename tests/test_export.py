@@ -12,9 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from graphwia import Trace, UsageError, build_dag
-from graphwia.export import FORMATS, dag_to_networkx, export_dag, parse_workers
-from graphwia.schedule import EDGE_KINDS
-from graphwia.synth import synthesize, write_synth
+from graphwia.model.graph import dag_to_networkx, parse_workers
+from graphwia.outputs.dag_export import FORMATS, export_dag
+from graphwia.model.schedule import EDGE_KINDS
+from graphwia.synth.generate import synthesize, write_synth
 
 from conftest import real_trace, requires_data
 
@@ -140,7 +141,7 @@ def test_unknown_extension_is_refused(dag, tmp_path):
 def test_cli_export_dag(tmp_path):
     trace, meta = write_synth(tmp_path, "ex", dp=2, pp=2, microbatches=4, steps=3, seed=5)
     runner = CliRunner()
-    from cli.main import app
+    from graphwia.cli.main import app
 
     out = tmp_path / "g.graphml"
     result = runner.invoke(app, ["export-dag", str(trace), "--out", str(out), "--steps", "1", "2",

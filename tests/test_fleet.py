@@ -16,11 +16,11 @@ from conftest import DATA, TRACES, has_data, real_analysis, requires_data
 
 from graphwia import analyze, load_trace
 from graphwia.errors import UsageError
-from graphwia.fleet import (
+from graphwia.fleet.run import (
     COLUMNS, MARKER, Job, classify_cause, discover_jobs, fleet_table, job_dir, read_fleet_csv, run_fleet,
     wasted_gpu_hours, write_fleet,
 )
-from graphwia.synth import write_synth
+from graphwia.synth.generate import write_synth
 
 #: Synthetic jobs with a known cause (graphwia.synth) and the cause the fleet must report.
 SYNTH = {
@@ -188,19 +188,19 @@ def test_job_outputs_and_fleet_files(fleet):
 # -- resume --------------------------------------------------------------------------------
 def test_resumed_run_does_no_work_twice(tmp_path, monkeypatch):
     """Count analyses with a hook (jobs run in this process with workers=1) and check file mtimes."""
-    import graphwia.analysis
+    import graphwia.analyses.standard
 
     make_fleet(tmp_path / "in", real=False)
     jobs = discover_jobs(tmp_path / "in")
     out = tmp_path / "out"
     analysed: list[str] = []
-    real = graphwia.analysis.analyze
+    real = graphwia.analyses.standard.analyze
 
     def counting(trace, **kw):
         analysed.append(trace.meta.trial_name)
         return real(trace, **kw)
 
-    monkeypatch.setattr(graphwia.analysis, "analyze", counting)
+    monkeypatch.setattr(graphwia.analyses.standard, "analyze", counting)
     first = run_fleet(jobs, out, workers=1, plots=False)
     assert sorted(analysed) == sorted(SYNTH) and first.failed == ["broken"]
     before = {name: files_of(out, name) for name in SYNTH}
@@ -233,7 +233,7 @@ def test_resumed_run_does_no_work_twice(tmp_path, monkeypatch):
 
 # -- the command ---------------------------------------------------------------------------
 def run_cli(*args):
-    from cli.main import app
+    from graphwia.cli.main import app
 
     return CliRunner().invoke(app, ["fleet", *map(str, args)])
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import graphwia
-from graphwia.heatmap import worker_grid
-from graphwia.synth import synthesize
-from graphwia.summary import verdict
+from graphwia.outputs.heatmap import worker_grid
+from graphwia.synth.generate import synthesize
+from graphwia.outputs.summary import verdict
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data"
 

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from graphwia.synth import synthesize
-from graphwia.arrow import to_numpy
-from graphwia.trace import load_trace, read_columns
+from graphwia.synth.generate import synthesize
+from graphwia.utils.arrow import to_numpy
+from graphwia.trace.optable import load_trace, read_columns
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "data" / "trace-demo.parquet"
@@ -33,7 +33,7 @@ def heavy_modules_after(argv: list[str]) -> list[str]:
     """Which of :data:`HEAVY` a fresh interpreter has imported after running ``graphwia argv``."""
     code = (
         "import json, sys\n"
-        "from cli.main import app\n"
+        "from graphwia.cli.main import app\n"
         f"try:\n    app({argv!r})\n"
         "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"

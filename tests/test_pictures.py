@@ -11,10 +11,10 @@ import pytest
 
 from conftest import DATA, real_analysis, requires_data
 from graphwia import Trace, analyze
-from graphwia.heatmap import MAX_COLUMNS, heatmap_figure, highlighted, worker_grid, write_heatmap
-from graphwia.outputs import ideal_timeline_events, observed_timeline_events, output_paths, write_outputs
-from graphwia.synth import synthesize
-from graphwia.timeline import CATEGORIES, STEP_GAP
+from graphwia.outputs.heatmap import MAX_COLUMNS, heatmap_figure, highlighted, worker_grid, write_heatmap
+from graphwia.outputs.job import ideal_timeline_events, observed_timeline_events, output_paths, write_outputs
+from graphwia.synth.generate import synthesize
+from graphwia.outputs.timeline import CATEGORIES, STEP_GAP
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

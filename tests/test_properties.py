@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from cli.main import app
+from graphwia.cli.main import app
 from graphwia.optypes import ALL_OPTYPES
-from graphwia.synth import synthesize
+from graphwia.synth.generate import synthesize
 
 RUNNER = CliRunner()
 #: GRAPHWIA_PROPERTY_SCALE=20 runs 20x the examples, freshly random, to hunt for new failures;

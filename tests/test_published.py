@@ -76,7 +76,7 @@ def test_cli_analyze_writes_the_published_result(tmp_path):
 
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from graphwia.cli.main import app
     from conftest import DATA
 
     run = CliRunner().invoke(app, ["analyze", str(DATA / "trace-ST.parquet"), "--meta", str(DATA / "meta-ST.yaml"),

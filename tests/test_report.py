@@ -10,10 +10,10 @@ import subprocess
 import pytest
 
 from graphwia import Trace, analyze
-from graphwia.outputs import output_paths, write_outputs
-from graphwia.report import report_html
-from graphwia.summary import verdict
-from graphwia.synth import synthesize
+from graphwia.outputs.job import output_paths, write_outputs
+from graphwia.outputs.report import report_html
+from graphwia.outputs.summary import verdict
+from graphwia.synth.generate import synthesize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IMAGE = re.compile(r"<img alt='([^']*)' src='data:image/png;base64,([A-Za-z0-9+/=]+)'>")

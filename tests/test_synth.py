@@ -9,7 +9,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from graphwia.synth import COLUMNS, SynthArgumentError, synthesize, write_synth
+from graphwia.synth.generate import COLUMNS, SynthArgumentError, synthesize, write_synth
 
 EPS = 5e-5  # SPEC §2.1.3 slack
 FWD, BWD = "forward-compute", "backward-compute"
@@ -286,7 +286,7 @@ def test_write_synth_writes_both_files_whole(tmp_path):
 
 
 def cli_app() -> typer.Typer:
-    from cli.synth import register
+    from graphwia.cli.synth import register
 
     app = typer.Typer()
 

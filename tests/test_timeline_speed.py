@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 
 from graphwia import Trace, analyze
-from graphwia.io import all_or_nothing
-from graphwia.outputs import _ideal_bars, _observed_bars, ideal_timeline_events, observed_timeline_events, \
+from graphwia.utils.io import all_or_nothing
+from graphwia.outputs.job import _ideal_bars, _observed_bars, ideal_timeline_events, observed_timeline_events, \
     write_timelines
-from graphwia.synth import synthesize
-from graphwia.timeline import _float_json, timeline_events, timeline_json, write_timeline_json
+from graphwia.synth.generate import synthesize
+from graphwia.outputs.timeline import _float_json, timeline_events, timeline_json, write_timeline_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,8 +125,8 @@ def test_fast_path_imports_no_pandas():
     code = (
         "import sys\n"
         "from graphwia import analyze, load_trace\n"
-        "from graphwia.outputs import _observed_bars\n"
-        "from graphwia.timeline import timeline_json\n"
+        "from graphwia.outputs.job import _observed_bars\n"
+        "from graphwia.outputs.timeline import timeline_json\n"
         "analysis = analyze(load_trace('examples/data/trace-demo.parquet'), per_worker=False)\n"
         "assert timeline_json(analysis.dag, *_observed_bars(analysis)).startswith(b'[{')\n"
         "print('pandas' in sys.modules)\n"

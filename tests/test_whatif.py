@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 import graphwia
-from graphwia.synth import synthesize, write_synth
-from graphwia.whatif import ScenarioError, load_scenarios, parse_scenarios, run_whatif, write_whatif_timelines
+from graphwia.synth.generate import synthesize, write_synth
+from graphwia.analyses.whatif import ScenarioError, load_scenarios, parse_scenarios, run_whatif, write_whatif_timelines
 
 from conftest import published, real_trace, requires_data
 
@@ -252,7 +252,7 @@ def files(tmp_path_factory):
 
 
 def invoke(*args):
-    from cli.main import app
+    from graphwia.cli.main import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
 

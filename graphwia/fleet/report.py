@@ -16,8 +16,8 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from .summary import CAUSES, STRAGGLER_S
-from .io import write_text
+from graphwia.outputs.summary import CAUSES, STRAGGLER_S
+from graphwia.utils.io import write_text
 
 CAUSE_LABEL = {"worker": "worker problem (M_W ≥ 0.5)", "stage": "stage imbalance (M_S ≥ 0.5)",
                "other": "other", "none": f"no straggler (S < {STRAGGLER_S})"}
@@ -26,7 +26,7 @@ TOP_JOBS = 25
 
 
 def fleet_summary(table: pd.DataFrame) -> dict:
-    """Headline numbers of a fleet table (see :data:`graphwia.fleet.COLUMNS`)."""
+    """Headline numbers of a fleet table (see :data:`graphwia.fleet.run.COLUMNS`)."""
     ok = table[table["status"] == "ok"]
     gpu, wasted = float(ok["gpu_hours"].sum()), float(ok["wasted_gpu_hours"].sum())
     stragglers = int((ok["S"] >= STRAGGLER_S).sum())
@@ -38,7 +38,7 @@ def fleet_summary(table: pd.DataFrame) -> dict:
 
 
 def cause_summary(ok: pd.DataFrame) -> pd.DataFrame:
-    """Per cause (index: :data:`graphwia.summary.CAUSES`, in order): ``jobs`` and their ``wasted`` GPU hours."""
+    """Per cause (index: :data:`graphwia.outputs.summary.CAUSES`, in order): ``jobs`` and their ``wasted`` GPU hours."""
     grouped = ok.groupby("cause").agg(jobs=("name", "size"), wasted=("wasted_gpu_hours", "sum"))
     return grouped.reindex(list(CAUSES), fill_value=0)
 
@@ -170,8 +170,8 @@ def _plot_optypes(long: pd.DataFrame):
 
 # -- HTML pieces -------------------------------------------------------------------------------
 def _img(fig, alt: str) -> str:
-    from .heatmap import figure_png
-    from .report import png_img
+    from graphwia.outputs.heatmap import figure_png
+    from graphwia.outputs.report import png_img
 
     return png_img(figure_png(fig), alt)
 

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import GraphwiaError, OutputError
+from graphwia.errors import GraphwiaError, OutputError
 
 #: (temporary, target) pairs whose rename waits for the enclosing all_or_nothing block.
 _PENDING: contextvars.ContextVar[list | None] = contextvars.ContextVar("graphwia_pending_renames", default=None)

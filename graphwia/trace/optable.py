@@ -19,12 +19,12 @@ from typing import Mapping
 
 import numpy as np
 
-from .arrow import to_numpy
-from .errors import MetaError, TraceError, first_line
-from .io import read_yaml
-from .optypes import ALL_OPTYPES, OPTYPE_CODE
-from .steps import format_ranges
-from .table import Table
+from graphwia.utils.arrow import to_numpy
+from graphwia.errors import MetaError, TraceError, first_line
+from graphwia.utils.io import read_yaml
+from graphwia.optypes import ALL_OPTYPES, OPTYPE_CODE
+from graphwia.trace.steps import format_ranges
+from graphwia.utils.table import Table
 
 #: Column name → dtype of the validated op table (``optype``: int8 codes into ALL_OPTYPES).
 COLUMNS = {

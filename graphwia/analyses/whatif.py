@@ -46,17 +46,17 @@ from typing import TYPE_CHECKING, Iterable, Union
 
 import numpy as np
 
-from .dag import Dag
-from .errors import UsageError
-from .evaluate import CompiledDag, Simulation
-from .io import read_yaml
-from .optypes import ALL_OPTYPES, OPTYPE_CODE
-from .steps import format_ranges
-from .trace import Trace
-from .weights import Weights, ideal_weight, weighted_dag
+from graphwia.model.dag import Dag
+from graphwia.errors import UsageError
+from graphwia.engine.evaluate import CompiledDag, Simulation
+from graphwia.utils.io import read_yaml
+from graphwia.optypes import ALL_OPTYPES, OPTYPE_CODE
+from graphwia.trace.steps import format_ranges
+from graphwia.trace.optable import Trace
+from graphwia.model.weights import Weights, ideal_weight, weighted_dag
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .analysis import Analysis
+    from graphwia.analyses.standard import Analysis
 
 BASELINES = ("nodelay", "base", "ideal")
 DEFAULT_BASELINE = "nodelay"
@@ -405,7 +405,7 @@ def timeline_path(out_dir: str | Path, trial: str, scenario: str) -> Path:
 
 def write_whatif_timelines(result: WhatIfResult, out_dir: str | Path) -> list[Path]:
     """Write one Perfetto timeline (gzip JSON) per scenario to ``out_dir``; return the paths."""
-    from .timeline import drawn_start, timeline_json, write_timeline_json
+    from graphwia.outputs.timeline import drawn_start, timeline_json, write_timeline_json
 
     sim, dag = result.simulation, result.dag
     paths = []

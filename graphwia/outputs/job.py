@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import Analysis
-from .io import all_or_nothing
-from .results import result_paths, write_results
+from graphwia.analyses.standard import Analysis
+from graphwia.utils.io import all_or_nothing
+from graphwia.outputs.results import result_paths, write_results
 
 PICTURES = {
     "heatmap": "heatmap-{}.png",
@@ -47,8 +47,8 @@ def write_outputs(analysis: Analysis, out_dir: str | Path, plots: bool = True) -
 def write_pictures(analysis: Analysis, out_dir: str | Path) -> list[Path]:
     """Heatmaps, both timelines and the HTML report (which embeds the heatmaps)."""
     # matplotlib costs ~0.4 s to import: only runs that draw pay for it.
-    from .heatmap import heatmap_png, worker_grid, write_png
-    from .report import write_report
+    from graphwia.outputs.heatmap import heatmap_png, worker_grid, write_png
+    from graphwia.outputs.report import write_report
 
     paths = output_paths(out_dir, analysis.name)
     heatmaps = {"Worker score min(S_dp_rank, S_stage), as ranked by M_W": (
@@ -67,7 +67,7 @@ def write_pictures(analysis: Analysis, out_dir: str | Path) -> list[Path]:
 
 def ideal_timeline_events(analysis: Analysis) -> list[dict]:
     """Events of the simulated ideal: a group member's bar spans its transfer time, ending at its end."""
-    from .timeline import timeline_events
+    from graphwia.outputs.timeline import timeline_events
 
     return timeline_events(analysis.dag, *_ideal_bars(analysis))
 
@@ -79,7 +79,7 @@ def observed_timeline_events(analysis: Analysis) -> list[dict]:
     time, ending at its recorded end: the time it spent waiting for its peers
     shows as a gap, as in the ideal timeline.
     """
-    from .timeline import timeline_events
+    from graphwia.outputs.timeline import timeline_events
 
     return timeline_events(analysis.dag, *_observed_bars(analysis))
 
@@ -87,7 +87,7 @@ def observed_timeline_events(analysis: Analysis) -> list[dict]:
 def write_timelines(analysis: Analysis, observed_path: str | Path, ideal_path: str | Path) -> list[Path]:
     """Write the recorded and the ideal timeline (gzip Chrome trace events): the files hold
     :func:`observed_timeline_events` and :func:`ideal_timeline_events`."""
-    from .timeline import timeline_json, write_timeline_json
+    from graphwia.outputs.timeline import timeline_json, write_timeline_json
 
     # timeline_json writes the same JSON text without building a dict per op (AR: ~4x faster).
     return [write_timeline_json(observed_path, timeline_json(analysis.dag, *_observed_bars(analysis))),
@@ -96,7 +96,7 @@ def write_timelines(analysis: Analysis, observed_path: str | Path, ideal_path: s
 
 def _ideal_bars(analysis: Analysis) -> tuple[np.ndarray, np.ndarray]:
     """(drawn start, end) of each op's bar in the simulated ideal."""
-    from .timeline import drawn_start
+    from graphwia.outputs.timeline import drawn_start
 
     ideal = analysis.simulations["ideal"]
     start, end = ideal.start[:, 0], ideal.end[:, 0]
@@ -105,7 +105,7 @@ def _ideal_bars(analysis: Analysis) -> tuple[np.ndarray, np.ndarray]:
 
 def _observed_bars(analysis: Analysis) -> tuple[np.ndarray, np.ndarray]:
     """(drawn start, end) of each op's bar as recorded."""
-    from .timeline import drawn_start
+    from graphwia.outputs.timeline import drawn_start
 
     ops = analysis.dag.table
     start, end = ops["start"].astype(np.float64), ops["end"].astype(np.float64)

@@ -1,8 +1,6 @@
-"""Export the explicit DAG (or part of it) to graph formats other tools read.
+"""Views of the explicit DAG as node and edge tables and as a networkx graph.
 
-:func:`dag_to_networkx` is the graph view; :func:`export_dag` writes it, the
-format chosen by the file's extension (:data:`FORMATS`). Nodes are the DAG's
-node ids (:mod:`graphwia.dag`):
+Nodes are the DAG's node ids (:mod:`graphwia.model.dag`):
 
 * op instances (``kind="op"``): optype, seq_id, dp_rank, stage, rank, step,
   mb_id and chunk (−1: none), duration, weight (duration or transfer time),
@@ -12,41 +10,32 @@ node ids (:mod:`graphwia.dag`):
   dp-collective, embedding, clip), step and size;
 * one step source per step (``kind="step-start"``).
 
-Every edge has ``kind`` (see :data:`graphwia.schedule.EDGE_KINDS`) and
+Every edge has ``kind`` (see :data:`graphwia.model.schedule.EDGE_KINDS`) and
 ``via`` (the op whose weight it adds, −1: none). A selection of steps and
 workers keeps the ops of those steps on those workers, the barriers and step
-sources they touch, and the edges between kept nodes.
+sources they touch, and the edges between kept nodes. The writers of
+:mod:`graphwia.outputs.dag_export` put these views into files.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional
 
 import numpy as np
 import pandas as pd
 
-from .dag import Dag
-from .errors import UsageError
-from .io import atomic_path, write_json
-from .steps import checked_steps, format_ranges
-from .weights import Weights, observed_weights
+from graphwia.errors import UsageError
+from graphwia.trace.steps import checked_steps, format_ranges
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
 
+    from graphwia.model.dag import Dag
+    from graphwia.model.weights import Weights
+
 #: A worker selector: (dp_rank, stage), None standing for "any".
 WorkerSpec = tuple[Optional[int], Optional[int]]
 
-FORMATS = {
-    ".graphml": "GraphML",
-    ".gexf": "GEXF",
-    ".json": "node-link JSON",
-    ".dot": "Graphviz DOT",
-    ".gv": "Graphviz DOT",
-    ".parquet": "parquet edge list",
-}
 _OP_ATTRIBUTES = ("optype", "seq_id", "dp_rank", "stage", "rank", "step", "mb_id", "chunk", "duration", "start",
                   "end", "noop", "barrier")
 
@@ -67,8 +56,8 @@ def parse_workers(values: str | Iterable[str]) -> list[WorkerSpec]:
     return specs
 
 
-def dag_to_networkx(dag: Dag, steps: Iterable[int] | None = None, workers: Iterable[WorkerSpec] | None = None,
-                    weights: Weights | None = None) -> "nx.DiGraph":
+def dag_to_networkx(dag: "Dag", steps: Iterable[int] | None = None, workers: Iterable[WorkerSpec] | None = None,
+                    weights: "Weights" | None = None) -> "nx.DiGraph":
     """A networkx DiGraph of ``dag`` restricted to ``steps`` and ``workers`` (default: all).
 
     ``workers`` are (dp_rank, stage) pairs, None matching any. ``weights``
@@ -77,87 +66,35 @@ def dag_to_networkx(dag: Dag, steps: Iterable[int] | None = None, workers: Itera
     """
     import networkx as nx
 
-    keep = _selected_nodes(dag, steps, workers)
+    from graphwia.model.weights import observed_weights
+
+    keep = selected_nodes(dag, steps, workers)
     graph = nx.DiGraph(trial_name=dag.meta.trial_name, source=str(dag.trace.source), time_unit="s")
-    for nodes in _node_tables(dag, weights or observed_weights(dag), keep):
+    for nodes in node_tables(dag, weights or observed_weights(dag), keep):
         graph.add_nodes_from(zip(nodes["node"].tolist(), _records(nodes.drop(columns="node"))))
     edges = edge_table(dag, keep)
     graph.add_edges_from(zip(edges["src"].tolist(), edges["dst"].tolist(), _records(edges[["kind", "via"]])))
-    graph.graph["steps"] = format_ranges(np.unique(_node_steps(dag)[keep]))
+    graph.graph["steps"] = format_ranges(np.unique(node_steps(dag)[keep]))
     return graph
 
 
-def edge_table(dag: Dag, keep: np.ndarray | None = None) -> pd.DataFrame:
+def edge_table(dag: "Dag", keep: np.ndarray | None = None) -> pd.DataFrame:
     """Edges between kept nodes (mask over all nodes; default all): src, dst, kind, via, step (of dst)."""
     edges = dag.edges.to_frame()
     if keep is not None:
         edges = edges[keep[edges["src"].to_numpy()] & keep[edges["dst"].to_numpy()]].reset_index(drop=True)
     edges["kind"] = edges["kind"].astype(str)
-    edges["step"] = _node_steps(dag)[edges["dst"].to_numpy()]
+    edges["step"] = node_steps(dag)[edges["dst"].to_numpy()]
     return edges
 
 
-def export_dag(dag: Dag, path: str | Path, steps: Iterable[int] | None = None,
-               workers: Iterable[WorkerSpec] | None = None) -> Path:
-    """Write (part of) ``dag`` to ``path`` atomically in the format its extension names."""
-    path = Path(path)
-    suffix = check_format(path)
-    if suffix == ".parquet":
-        edges = edge_table(dag, _selected_nodes(dag, steps, workers))
-        with atomic_path(path) as tmp:
-            edges.to_parquet(tmp, index=False)
-        return path
-    graph = dag_to_networkx(dag, steps=steps, workers=workers)
-    if suffix == ".json":
-        return write_json(path, node_link(graph), indent=None)
-    with atomic_path(path) as tmp:
-        if suffix == ".graphml":
-            _write_graphml(graph, tmp)
-        elif suffix == ".gexf":
-            _write_gexf(graph, tmp)
-        else:
-            tmp.write_text(to_dot(graph))
-    return path
-
-
-def check_format(path: str | Path) -> str:
-    """The extension of ``path`` if it names a format of :data:`FORMATS`, else :class:`UsageError`."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
-        raise UsageError(f"--out {path}: unknown graph format {suffix or '(no extension)'}; "
-                         f"use one of {', '.join(FORMATS)}")
-    return suffix
-
-
-def node_link(graph: "nx.DiGraph") -> dict:
-    """networkx's node-link form with the key ``edges`` (``nx.node_link_graph(data, edges="edges")``)."""
-    return {"directed": True, "multigraph": False, "graph": dict(graph.graph),
-            "nodes": [{"id": node, **attrs} for node, attrs in graph.nodes(data=True)],
-            "edges": [{"source": u, "target": v, **attrs} for u, v, attrs in graph.edges(data=True)]}
-
-
-def to_dot(graph: "nx.DiGraph") -> str:
-    """Graphviz DOT text: ops as boxes, barriers as diamonds, step sources as circles."""
-    shapes = {"op": "box", "barrier": "diamond", "step-start": "circle"}
-    lines = [f"digraph {_dot_id(graph.graph.get('trial_name') or 'graphwia')} {{", "  rankdir=LR;"]
-    for node, attrs in graph.nodes(data=True):
-        fields = {"shape": shapes.get(attrs.get("kind"), "box"), **attrs}
-        lines.append(f"  n{node} [{_dot_attributes(fields)}];")
-    for u, v, attrs in graph.edges(data=True):
-        lines.append(f"  n{u} -> n{v} [{_dot_attributes(attrs)}];")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-# -- node tables ----------------------------------------------------------------------
-
-def _node_tables(dag: Dag, weights: Weights, keep: np.ndarray) -> list[pd.DataFrame]:
+def node_tables(dag: "Dag", weights: "Weights", keep: np.ndarray) -> list[pd.DataFrame]:
     """Kept op, barrier and step-source nodes, one table each (columns: node + attributes)."""
     tables = [_barrier_nodes(dag), _source_nodes(dag)]
     return [_op_nodes(dag, weights, keep)] + [table[keep[table["node"].to_numpy()]] for table in tables]
 
 
-def _op_nodes(dag: Dag, weights: Weights, keep: np.ndarray) -> pd.DataFrame:
+def _op_nodes(dag: "Dag", weights: "Weights", keep: np.ndarray) -> pd.DataFrame:
     """The kept ops only: their labels are the costly part of a selection from a large DAG."""
     node = np.flatnonzero(keep[: dag.n_ops])
     ops = dag.ops.iloc[node]
@@ -173,7 +110,7 @@ def _op_nodes(dag: Dag, weights: Weights, keep: np.ndarray) -> pd.DataFrame:
     return frame
 
 
-def _barrier_nodes(dag: Dag) -> pd.DataFrame:
+def _barrier_nodes(dag: "Dag") -> pd.DataFrame:
     barriers = dag.barriers
     group = barriers["kind"].astype(str).to_numpy()
     return pd.DataFrame({"node": dag.n_ops + np.arange(dag.n_barriers), "kind": "barrier", "group": group,
@@ -181,20 +118,20 @@ def _barrier_nodes(dag: Dag) -> pd.DataFrame:
                          "label": pd.Series(group).radd("barrier ").to_numpy()})
 
 
-def _source_nodes(dag: Dag) -> pd.DataFrame:
+def _source_nodes(dag: "Dag") -> pd.DataFrame:
     first = dag.n_ops + dag.n_barriers
     return pd.DataFrame({"node": first + np.arange(len(dag.steps)), "kind": "step-start", "step": dag.steps,
                          "label": [f"step {s} start" for s in dag.steps]})
 
 
-def _node_steps(dag: Dag) -> np.ndarray:
+def node_steps(dag: "Dag") -> np.ndarray:
     """Step of every node."""
     return np.concatenate([dag.ops["step"].to_numpy(), dag.barriers["step"].to_numpy(), dag.steps]).astype(np.int64)
 
 
-def _selected_nodes(dag: Dag, steps, workers) -> np.ndarray:
+def selected_nodes(dag: "Dag", steps, workers) -> np.ndarray:
     """Mask over all nodes: selected ops, the barriers of their groups, their steps' sources."""
-    node_step = _node_steps(dag)
+    node_step = node_steps(dag)
     if steps is not None:
         wanted = checked_steps(steps, dag.steps, dag.trace.source, "in the DAG")
         in_steps = np.isin(node_step, wanted)
@@ -209,7 +146,7 @@ def _selected_nodes(dag: Dag, steps, workers) -> np.ndarray:
     return keep
 
 
-def _on_workers(dag: Dag, workers: Iterable[WorkerSpec] | None) -> np.ndarray:
+def _on_workers(dag: "Dag", workers: Iterable[WorkerSpec] | None) -> np.ndarray:
     dp_rank = dag.ops["dp_rank"].to_numpy()
     stage = dag.ops["stage"].to_numpy()
     if workers is None:
@@ -227,31 +164,3 @@ def _on_workers(dag: Dag, workers: Iterable[WorkerSpec] | None) -> np.ndarray:
 def _records(frame: pd.DataFrame) -> list[dict]:
     """Rows as attribute dicts of plain Python values (what every graph writer accepts)."""
     return frame.to_dict("records")
-
-
-# -- writers --------------------------------------------------------------------------
-
-def _write_graphml(graph: "nx.DiGraph", path: Path) -> None:
-    import networkx as nx
-
-    nx.write_graphml(graph, path)
-
-
-def _write_gexf(graph: "nx.DiGraph", path: Path) -> None:
-    """GEXF reserves ``start``/``end`` for dynamic graphs, so times are written as t_start / t_end."""
-    import networkx as nx
-
-    renamed = graph.copy()
-    for _, attrs in renamed.nodes(data=True):
-        for key in ("start", "end"):
-            if key in attrs:
-                attrs[f"t_{key}"] = attrs.pop(key)
-    nx.write_gexf(renamed, path)
-
-
-def _dot_id(text: str) -> str:
-    return json.dumps(str(text))
-
-
-def _dot_attributes(attrs: dict) -> str:
-    return ", ".join(f"{key}={_dot_id(value)}" for key, value in attrs.items())

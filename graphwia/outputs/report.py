@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .analysis import Analysis
-from .heatmap import figure_png
-from .io import write_text
-from .summary import mean_value, verdict
+from graphwia.analyses.standard import Analysis
+from graphwia.outputs.heatmap import figure_png
+from graphwia.utils.io import write_text
+from graphwia.outputs.summary import mean_value, verdict
 
 BAR = "#c0392b"
 DPI = 100

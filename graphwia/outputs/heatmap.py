@@ -23,7 +23,7 @@ import pandas as pd
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from .io import atomic_path
+from graphwia.utils.io import atomic_path
 
 #: Colour scale of the published heatmaps: no slowdown to 1.5×.
 COLOUR_RANGE = (1.0, 1.5)

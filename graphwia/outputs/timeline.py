@@ -22,10 +22,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .arrow import index_array, text_array, to_numpy
-from .dag import Dag
-from .io import write_gzip, write_json
-from .optypes import TIMELINE_CATEGORY
+from graphwia.utils.arrow import index_array, text_array, to_numpy
+from graphwia.model.dag import Dag
+from graphwia.utils.io import write_gzip, write_json
+from graphwia.optypes import TIMELINE_CATEGORY
 
 CATEGORIES = ("compute", "pp-comm", "tp-comm", "dp-comm", "misc")
 STEP_GAP = 0.1

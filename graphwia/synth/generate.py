@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import UsageError
-from .optypes import (BACKWARD_COMPUTE, BACKWARD_RECV, BACKWARD_SEND, CLIP, EMBEDDING, FORWARD_COMPUTE, FORWARD_RECV,
+from graphwia.errors import UsageError
+from graphwia.optypes import (BACKWARD_COMPUTE, BACKWARD_RECV, BACKWARD_SEND, CLIP, EMBEDDING, FORWARD_COMPUTE, FORWARD_RECV,
                       FORWARD_SEND, GC, GRADS_REDUCE_SCATTER, LAYERNORM, OPTIMIZER, PARAMS_ALL_GATHER,
                       SEPARATE_GRADS_ALL_REDUCE)
 
@@ -689,7 +689,7 @@ def write_trace_files(out_dir, name: str, trace: pd.DataFrame, meta: dict) -> tu
     whole or not at all (temp file + rename). Returns the two paths."""
     import yaml
 
-    from .io import atomic_path, write_text
+    from graphwia.utils.io import atomic_path, write_text
 
     trace_path = Path(out_dir) / f"trace-{name}.parquet"
     meta_path = Path(out_dir) / f"meta-{name}.yaml"

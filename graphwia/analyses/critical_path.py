@@ -34,17 +34,17 @@ from typing import TYPE_CHECKING, Iterable, Union
 import numpy as np
 import pandas as pd
 
-from .dag import Dag
-from .errors import UsageError
-from .evaluate import CompiledDag, Simulation
-from .io import atomic_path, write_json
-from .schedule import EDGE_KINDS
-from .steps import checked_steps
+from graphwia.model.dag import Dag
+from graphwia.errors import UsageError
+from graphwia.engine.evaluate import CompiledDag, Simulation
+from graphwia.utils.io import atomic_path, write_json
+from graphwia.model.schedule import EDGE_KINDS
+from graphwia.trace.steps import checked_steps
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .analysis import Analysis
-    from .trace import Trace
-    from .whatif import ScenarioSet, WhatIfResult
+    from graphwia.analyses.standard import Analysis
+    from graphwia.trace.optable import Trace
+    from graphwia.analyses.whatif import ScenarioSet, WhatIfResult
 
 #: Columns of one path element, in output order (``step`` and ``hop`` lead in tables).
 ELEMENT_COLUMNS = ("op", "optype", "seq_id", "dp_rank", "stage", "rank", "mb_id", "chunk", "start", "end",
@@ -120,7 +120,7 @@ class CriticalPaths:
 
     def timeline_events(self) -> list[dict]:
         """Perfetto events of the walked steps with the paths marked and joined by flow arrows."""
-        from .timeline import drawn_start, timeline_events
+        from graphwia.outputs.timeline import drawn_start, timeline_events
 
         dag, pick = self.dag, _step_picker(self.dag, self.steps)
         if pick is not None:
@@ -189,12 +189,12 @@ def scenario_critical_path(source: Union["Trace", "Analysis"], scenario: str = "
     """Critical paths of a named scenario of a trace or an analysis.
 
     ``scenario`` is ``base``, ``nodelay`` or ``ideal`` (weights as in
-    :mod:`graphwia.whatif`: ideal weights are typical over the whole trace), or
+    :mod:`graphwia.analyses.whatif`: ideal weights are typical over the whole trace), or
     the name of a scenario in ``scenarios``. ``steps`` limits a trace to those
     steps; the paths of an analysis are walked on ``steps`` of those it analysed.
     """
-    from .trace import Trace
-    from .whatif import BASELINES, ScenarioSet, run_whatif
+    from graphwia.trace.optable import Trace
+    from graphwia.analyses.whatif import BASELINES, ScenarioSet, run_whatif
 
     if scenarios is None:
         if scenario not in BASELINES:
@@ -359,7 +359,7 @@ def write_critical_paths(paths: CriticalPaths, path: str | Path) -> Path:
 
 def write_critical_timeline(paths: CriticalPaths, path: str | Path) -> Path:
     """Perfetto timeline of the walked steps with the critical paths overlaid (gzip JSON)."""
-    from .timeline import write_timeline
+    from graphwia.outputs.timeline import write_timeline
 
     check_output(timeline=path)
     return write_timeline(path, paths.timeline_events())

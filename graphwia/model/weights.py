@@ -13,9 +13,9 @@ from typing import Iterable
 
 import numpy as np
 
-from . import optypes as T
-from .dag import Dag, build_dag
-from .trace import describe_op
+from graphwia import optypes as T
+from graphwia.model.dag import Dag, build_dag
+from graphwia.trace.optable import describe_op
 
 #: Values at or below this are clock noise and become 0 (SPEC §3).
 CLOCK_NOISE = -0.01

@@ -19,8 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import ScheduleError
-from .optypes import OPTIMIZER, OPTYPE_CODE
+from graphwia.errors import ScheduleError
+from graphwia.optypes import OPTIMIZER, OPTYPE_CODE
 
 #: Target size of one chunk's node times (see CompiledDag.evaluate_columns). Every byte of a
 #: chunk is a page touched, and fresh pages are what a small job's analysis mostly pays for.
@@ -84,7 +84,7 @@ class CompiledDag:
 
     Every step of a DAG has the same structure, so only one step's graph is
     levelled; steps × scenarios form the batch axis of one evaluation.
-    Build it with :meth:`graphwia.dag.Dag.compile`.
+    Build it with :meth:`graphwia.model.dag.Dag.compile`.
     """
 
     def __init__(self, dag, step_dag):

@@ -15,12 +15,12 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from . import optypes as T
-from .dag import Dag
-from .evaluate import CompiledDag, Simulation
-from .table import Table
-from .trace import Trace
-from .weights import Weights, ideal_weight, weighted_dag
+from graphwia import optypes as T
+from graphwia.model.dag import Dag
+from graphwia.engine.evaluate import CompiledDag, Simulation
+from graphwia.utils.table import Table
+from graphwia.trace.optable import Trace
+from graphwia.model.weights import Weights, ideal_weight, weighted_dag
 
 DEFAULT_DECOMPOSE_THRESHOLD = 1.03
 #: Share of workers M_W removes (SPEC §5.8).

@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from .errors import TraceError
-from .optypes import ALL_OPTYPES
-from .schedule import EDGE_KINDS, KIND_CODE, Schedule, infer_schedule
-from .steps import checked_steps
-from .table import Table
-from .trace import Trace, describe_op
+from graphwia.errors import TraceError
+from graphwia.optypes import ALL_OPTYPES
+from graphwia.model.schedule import EDGE_KINDS, KIND_CODE, Schedule, infer_schedule
+from graphwia.trace.steps import checked_steps
+from graphwia.utils.table import Table
+from graphwia.trace.optable import Trace, describe_op
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .evaluate import CompiledDag
+    from graphwia.engine.evaluate import CompiledDag
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ class Dag:
 
     def compile(self) -> "CompiledDag":
         """Topologically level the DAG once for fast batched evaluation."""
-        from .evaluate import CompiledDag
+        from graphwia.engine.evaluate import CompiledDag
 
         return CompiledDag.from_dag(self)
 
@@ -126,8 +126,8 @@ class Dag:
         return build_dag(self.trace, steps=steps, schedule=self.schedule)
 
     def to_networkx(self, steps: Iterable[int] | None = None, workers: Iterable[tuple[int, int]] | None = None):
-        """A networkx DiGraph view of (part of) the DAG; see :mod:`graphwia.export`."""
-        from .export import dag_to_networkx
+        """A networkx DiGraph view of (part of) the DAG; see :mod:`graphwia.model.graph`."""
+        from graphwia.model.graph import dag_to_networkx
 
         return dag_to_networkx(self, steps=steps, workers=workers)
 

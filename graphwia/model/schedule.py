@@ -5,7 +5,7 @@ per stage from one sample worker (dp_rank 0 in the trace's first step) and
 then holds for every worker of that stage in every step. A :class:`Schedule`
 describes one step of one worker per stage (the *template*: named ops and the
 edges between them) plus the synchronising groups that tie templates of
-different stages and DP ranks together. :mod:`graphwia.dag` replicates it over
+different stages and DP ranks together. :mod:`graphwia.model.dag` replicates it over
 steps and DP ranks into the explicit DAG.
 """
 
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import optypes as T
-from .errors import ScheduleError, TraceError
-from .table import Table
-from .trace import Trace
+from graphwia import optypes as T
+from graphwia.errors import ScheduleError, TraceError
+from graphwia.utils.table import Table
+from graphwia.trace.optable import Trace
 
 #: Slack when deciding whether a p2p record was really launched (SPEC §2.1.3).
 NOOP_EPSILON = 5e-5

@@ -31,9 +31,9 @@ from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 
-from .errors import GraphwiaError, UsageError, first_line
-from .io import write_json
-from .summary import classify_cause
+from graphwia.errors import GraphwiaError, UsageError, first_line
+from graphwia.utils.io import write_json
+from graphwia.outputs.summary import classify_cause
 
 MARKER = "fleet-job.json"
 MARKER_VERSION = 1
@@ -125,7 +125,7 @@ def _manifest_jobs(manifest: Path) -> list[Job]:
 
 
 def _job(trace: Path, meta: Path | None) -> Job:
-    from .trace import default_meta_path
+    from graphwia.trace.optable import default_meta_path
 
     stem = trace.name.split(".")[0]
     name = stem.removeprefix("trace-") or stem
@@ -152,9 +152,9 @@ def run_job(job: Job, out_dir: str | Path, plots: bool = True) -> dict:
     A failure (bad input, or an unexpected error) is returned as a record with status
     ``failed`` and a one-line error; nothing is marked complete then.
     """
-    from .analysis import analyze
-    from .outputs import write_outputs
-    from .trace import load_trace
+    from graphwia.analyses.standard import analyze
+    from graphwia.outputs.job import write_outputs
+    from graphwia.trace.optable import load_trace
 
     inputs = input_fingerprint(job)
     try:
@@ -339,8 +339,8 @@ def fleet_table(records: Iterable[dict]) -> pd.DataFrame:
 
 def write_fleet(run: FleetRun, out_dir: str | Path) -> dict[str, Path]:
     """Write ``fleet.csv``, ``fleet.parquet`` and ``fleet.html``, all or none of them; return their paths."""
-    from .fleet_report import write_fleet_report
-    from .io import all_or_nothing, atomic_path
+    from graphwia.fleet.report import write_fleet_report
+    from graphwia.utils.io import all_or_nothing, atomic_path
 
     out_dir = Path(out_dir)
     table = run.table()

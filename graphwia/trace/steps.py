@@ -12,7 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .errors import UsageError
+from graphwia.errors import UsageError
 
 _PART = re.compile(r"^(\d+)(?:-(\d+))?$")
 

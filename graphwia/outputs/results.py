@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .analysis import Analysis
-from .io import write_json
+from graphwia.analyses.standard import Analysis
+from graphwia.utils.io import write_json
 
 
 def result_paths(out_dir: str | Path, trial: str) -> dict[str, Path]:

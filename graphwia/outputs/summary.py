@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .analysis import Analysis, ranked_workers
+from graphwia.analyses.standard import Analysis, ranked_workers
 
 TOP = 3
 

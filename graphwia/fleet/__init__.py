@@ -1,0 +1,5 @@
+"""Fleet analysis: many jobs, in parallel on local processes or a dask cluster.
+
+* :mod:`~graphwia.fleet.run`: discover jobs, analyse them, resume, the fleet table;
+* :mod:`~graphwia.fleet.report`: ``fleet.html``.
+"""

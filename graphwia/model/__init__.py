@@ -1,0 +1,12 @@
+"""The dependency model of SPEC §2–3: schedule, explicit DAG, weights.
+
+* :mod:`~graphwia.model.schedule`: :func:`infer_schedule`, the per-stage template and groups;
+* :mod:`~graphwia.model.dag`: :func:`build_dag`, the array-backed DAG of op instances;
+* :mod:`~graphwia.model.weights`: weights from the trace and their typical values.
+"""
+
+from graphwia.model.dag import Dag, build_dag
+from graphwia.model.schedule import Schedule, infer_schedule
+from graphwia.model.weights import Weights, observed_weights, typical_weights
+
+__all__ = ["Dag", "Schedule", "Weights", "build_dag", "infer_schedule", "observed_weights", "typical_weights"]

@@ -1,0 +1,10 @@
+"""Writers: result JSON, text summary, timelines, heatmaps, the HTML report, DAG export.
+
+* :mod:`~graphwia.outputs.results`: the published ``result-``, ``ms-``, ``mw-`` JSON;
+* :mod:`~graphwia.outputs.job`: every file ``analyze`` writes for one job, as one set;
+* :mod:`~graphwia.outputs.summary`: the text summary and verdict;
+* :mod:`~graphwia.outputs.timeline`: Perfetto (Chrome trace-event) timelines;
+* :mod:`~graphwia.outputs.heatmap`: worker heatmaps;
+* :mod:`~graphwia.outputs.report`: the self-contained HTML report;
+* :mod:`~graphwia.outputs.dag_export`: the DAG as GraphML, GEXF, node-link JSON, DOT or parquet.
+"""
