@@ -12,8 +12,8 @@ HERE = Path(__file__).parent
 trace = graphwia.load_trace(HERE / "data" / "trace-demo.parquet", HERE / "data" / "meta-demo.yaml")
 analysis = graphwia.analyze(trace)
 
-print(f"S = {analysis.result['blocking_slowdown']:.3f}, launch slowdown = {analysis.result['launch_slowdown']:.3f}")
-print(f"M_S = {analysis.ms['Ms']:.2f}, M_W = {analysis.mw['Mw']:.2f}")
+print(f"S = {analysis.slowdown:.3f}, launch slowdown = {analysis.launch_slowdown:.3f}")
+print(f"M_S = {analysis.Ms:.2f}, M_W = {analysis.Mw:.2f}")
 
 # One row per worker: S of its DP rank, of its stage, the min of both (M_W's score) and its exact S_w.
 print(analysis.workers.sort_values("S_worker", ascending=False).head(3).to_string(index=False))

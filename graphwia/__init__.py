@@ -7,7 +7,7 @@ The data path runs one way::
 >>> import graphwia
 >>> trace = graphwia.load_trace("trace-AR.parquet", "meta-AR.yaml")
 >>> analysis = graphwia.analyze(trace)
->>> analysis.result["blocking_slowdown"]          # S (SPEC §5.3)
+>>> analysis.slowdown                             # S (SPEC §5.3)
 >>> graphwia.write_results(analysis, "out/")      # result-AR.json, ms-AR.json, mw-AR.json
 """
 

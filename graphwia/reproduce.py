@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 from graphwia.analyses.standard import Analysis, analyze
 from graphwia.errors import UsageError
 from graphwia.outputs.job import write_outputs
+from graphwia.outputs.results import KINDS, explanation_dict, result_dict
 from graphwia.trace.optable import load_trace
 
 #: The published traces, in the order the table lists them.
@@ -30,7 +31,7 @@ M_ATOL = 2e-3
 M_KEYS = frozenset({"rem", "add", "Ms", "Mw"})
 
 #: The published files of a trace: ``<kind>-<name>.json``.
-KINDS = ("result", "ms", "mw")
+
 
 #: close(key, expected, actual) -> bool
 Closeness = Callable[[str, float, float], bool]
@@ -108,10 +109,11 @@ def _compare_with(analysis: Analysis, name: str, expected: dict[str, dict]) -> C
     """Compare ``analysis`` with ``expected`` (:func:`read_all_published`)."""
     comparison = Comparison(
         name=name,
-        ours={"S": analysis.slowdown, "M_S": analysis.ms["Ms"], "M_W": analysis.mw["Mw"]},
+        ours={"S": analysis.slowdown, "M_S": analysis.Ms, "M_W": analysis.Mw},
         published={"S": expected["result"]["blocking_slowdown"], "M_S": expected["ms"]["Ms"],
                    "M_W": expected["mw"]["Mw"]})
-    ours = {"result": analysis.result, "ms": analysis.ms, "mw": analysis.mw}
+    ours = {"result": result_dict(analysis), "ms": explanation_dict(analysis.ms, "Ms"),
+            "mw": explanation_dict(analysis.mw, "Mw")}
     for kind, close in (("result", relative_close), ("ms", m_close), ("mw", m_close)):
         count, found = compare(expected[kind], ours[kind], close, f"{kind}-{name}.json")
         comparison.compared += count

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from graphwia.cli.main import app
 from conftest import DATA, published, real_analysis, requires_data
 from graphwia.outputs.heatmap import HIGHLIGHT, highlighted, worker_grid
+from graphwia.outputs.results import explanation_dict
 from graphwia.reproduce import (M_ATOL, RESULT_RTOL, Mismatch, compare, compare_published, m_close,
                                 relative_close, table_lines)
 
@@ -22,7 +23,7 @@ T_KEYS = ("trem", "tadd", "tori", "tideal")
 # -- M_S and M_W against the published files ----------------------------------------
 @pytest.mark.parametrize("kind", ["ms", "mw"])
 def test_m_values_match_published(trace_name, kind):
-    ours = getattr(real_analysis(trace_name), kind)
+    ours = explanation_dict(getattr(real_analysis(trace_name), kind), kind.capitalize())
     expected = published(kind, trace_name)
     assert set(ours) == set(expected)
     for key in M_KEYS[kind]:
@@ -34,19 +35,19 @@ def test_m_values_match_published(trace_name, kind):
 @requires_data
 def test_m_values_name_the_published_causes():
     """ST: the last stage explains the slowdown; AR: the slow worker does (data/README.md)."""
-    assert real_analysis("ST").ms["Ms"] > 1.0 and real_analysis("ST").mw["Mw"] < 0.2
-    assert real_analysis("AR").mw["Mw"] > 0.95 and abs(real_analysis("AR").ms["Ms"]) < 0.05
-    assert 0.6 < real_analysis("SE").ms["Ms"] < 0.8
+    assert real_analysis("ST").Ms > 1.0 and real_analysis("ST").Mw < 0.2
+    assert real_analysis("AR").Mw > 0.95 and abs(real_analysis("AR").Ms) < 0.05
+    assert 0.6 < real_analysis("SE").Ms < 0.8
 
 
 # -- exact per-worker attribution ----------------------------------------------------
 def test_every_worker_has_an_exact_s_w(trace_name):
     analysis = real_analysis(trace_name)
     meta = analysis.trace.meta
-    by_worker = analysis.result["blocking_decompose_by_worker"]
-    expected_keys = {f"{d},{s}" for d in range(meta.dp_size) for s in range(meta.pp_size)}
+    by_worker = analysis.blocking["worker"].overall
+    expected_keys = {(d, s) for d in range(meta.dp_size) for s in range(meta.pp_size)}
     assert set(by_worker) == expected_keys
-    table = {f"{r.dp_rank},{r.stage}": r.S_worker for r in analysis.workers.itertuples()}
+    table = {(r.dp_rank, r.stage): r.S_worker for r in analysis.workers.itertuples()}
     assert by_worker == pytest.approx(table, rel=1e-12)
     assert list(by_worker.values()) == sorted(by_worker.values(), reverse=True)  # worst first
     assert min(by_worker.values()) > 0.9
@@ -54,9 +55,9 @@ def test_every_worker_has_an_exact_s_w(trace_name):
 
 @requires_data
 def test_exact_s_w_finds_the_slowed_worker_of_ar():
-    by_worker = real_analysis("AR").result["blocking_decompose_by_worker"]
+    by_worker = real_analysis("AR").blocking["worker"].overall
     worst, value = next(iter(by_worker.items()))
-    assert worst == "0,0" and value > 1.9
+    assert worst == (0, 0) and value > 1.9
     assert sorted(by_worker.values())[-2] < 1.05
 
 
@@ -67,10 +68,8 @@ def test_heatmap_grid_is_pp_down_dp_across(trace_name):
     grid = worker_grid(analysis.workers)
     assert grid.shape == (meta.pp_size, meta.dp_size)
     assert list(grid.index) == list(range(meta.pp_size)) and list(grid.columns) == list(range(meta.dp_size))
-    result = analysis.result
     for (stage, dp_rank), value in grid.stack().items():
-        expected = min(result["blocking_decompose_by_dp_rank"][str(dp_rank)],
-                       result["blocking_decompose_by_stage"][str(stage)])
+        expected = min(analysis.blocking["dp_rank"].overall[dp_rank], analysis.blocking["stage"].overall[stage])
         assert value == pytest.approx(expected, rel=1e-12)
 
 

@@ -19,6 +19,7 @@ import graphwia
 from graphwia import UsageError
 from graphwia.optypes import ALL_OPTYPES
 from graphwia.model.schedule import KIND_CODE
+from graphwia.outputs.results import result_dict
 
 F, B = "forward-compute", "backward-compute"
 FS, FR, BS, BR = "forward-send", "forward-recv", "backward-send", "backward-recv"
@@ -193,23 +194,23 @@ def test_ideal_simulation_matches_hand_derivation(job_a):
         assert ideal.start[i, 0] == pytest.approx(start)
         assert ideal.end[i, 0] == pytest.approx(end)
     assert ideal.step_time[0, 0] == pytest.approx(IDEAL_STEP_TIME)
-    result = analysis.result
-    assert result["blocking_slowdown"] == pytest.approx(14.0 / IDEAL_STEP_TIME)
-    assert result["launch_slowdown"] == pytest.approx(1.0)
-    assert result["step_t_noblk"] == {"7": pytest.approx(IDEAL_STEP_TIME)}
+    assert analysis.slowdown == pytest.approx(14.0 / IDEAL_STEP_TIME)
+    assert analysis.launch_slowdown == pytest.approx(1.0)
+    assert list(analysis.steps) == [7] and analysis.step_time_ideal == pytest.approx([IDEAL_STEP_TIME])
     # Only the slow forward deviates: giving forward compute back its weights is all of S.
-    assert result["blocking_decompose_by_optype"]["forward-compute"] == pytest.approx(14.0 / IDEAL_STEP_TIME)
-    assert result["blocking_decompose_by_optype"]["backward-compute"] == pytest.approx(1.0)
+    by_optype = analysis.blocking["optype"].overall
+    assert by_optype["forward-compute"] == pytest.approx(14.0 / IDEAL_STEP_TIME)
+    assert by_optype["backward-compute"] == pytest.approx(1.0)
 
 
 def test_row_order_float32_and_epoch_do_not_matter(job_a):
     shuffled = frame(TIMES, epoch=1.7e9).sample(frac=1.0, random_state=3)
-    reference = graphwia.analyze(job_a).result
-    other = graphwia.analyze(graphwia.Trace.from_frame(shuffled, META_A)).result
-    assert other["blocking_slowdown"] == pytest.approx(reference["blocking_slowdown"], rel=1e-9)
+    reference = graphwia.analyze(job_a).slowdown
+    other = graphwia.analyze(graphwia.Trace.from_frame(shuffled, META_A)).slowdown
+    assert other == pytest.approx(reference, rel=1e-9)
     as_float32 = frame(TIMES, dtype=np.float32)
-    other32 = graphwia.analyze(graphwia.Trace.from_frame(as_float32, META_A)).result
-    assert other32["blocking_slowdown"] == pytest.approx(reference["blocking_slowdown"], rel=1e-6)
+    other32 = graphwia.analyze(graphwia.Trace.from_frame(as_float32, META_A)).slowdown
+    assert other32 == pytest.approx(reference, rel=1e-6)
 
 
 # ---------------------------------------------------------------------------
@@ -240,28 +241,30 @@ def job_b():
 
 
 def test_single_chain_hand_derived():
-    result = graphwia.analyze(job_b()).result
+    analysis = graphwia.analyze(job_b())
+    assert list(analysis.steps) == [1, 2]
     # Observed spans: 8.5 and 10.5; without the 0.5 s launch gap: 8 and 10.
-    assert result["step_t_base"] == {"1": pytest.approx(8.5), "2": pytest.approx(10.5)}
-    assert result["step_t_nodelay"] == {"1": pytest.approx(8.0), "2": pytest.approx(10.0)}
+    assert analysis.step_time_observed == pytest.approx([8.5, 10.5])
+    assert analysis.step_time_nodelay == pytest.approx([8.0, 10.0])
     # Forward's typical duration is mean(1, 1, 1, 3) = 1.5: ideal step 1.5+1.5+2+2+0.5+0.25+0.25+1 = 9.
-    assert result["step_t_noblk"] == {"1": pytest.approx(9.0), "2": pytest.approx(9.0)}
+    assert analysis.step_time_ideal == pytest.approx([9.0, 9.0])
     # A single chain with mean weights: S is exactly 1; per step 8/9 and 10/9.
-    assert result["blocking_slowdown"] == pytest.approx(1.0)
-    assert result["blocking_step_slowdown"] == {"1": pytest.approx(8 / 9), "2": pytest.approx(10 / 9)}
-    assert result["launch_slowdown"] == pytest.approx(9.5 / 9.0)
+    assert analysis.slowdown == pytest.approx(1.0)
+    assert analysis.step_slowdown == pytest.approx([8 / 9, 10 / 9])
+    assert analysis.launch_slowdown == pytest.approx(9.5 / 9.0)
     # Launch attribution runs (1.056 >= 1.03): F1's gap is the only delay.
-    assert result["launch_decompose_by_optype"]["forward-compute"] == pytest.approx(9.5 / 9.0)
-    # S < 1.03: no blocking attribution.
-    assert result["blocking_decompose_by_optype"] is None
+    assert analysis.launch["optype"].overall["forward-compute"] == pytest.approx(9.5 / 9.0)
+    # S < 1.03: no blocking attribution; the published file says null.
+    assert analysis.blocking == {}
+    assert result_dict(analysis)["blocking_decompose_by_optype"] is None
 
 
 def test_steps_subset_and_unknown_steps():
     trace = job_b()
-    subset = graphwia.analyze(trace, steps=[2]).result
-    assert list(subset["step_t_base"]) == ["2"]
+    subset = graphwia.analyze(trace, steps=[2])
+    assert list(subset.steps) == [2]
     # Typical weights come from the whole trace: step 2 keeps its numbers.
-    assert subset["step_t_noblk"]["2"] == pytest.approx(9.0)
+    assert subset.step_time_ideal == pytest.approx([9.0])
     with pytest.raises(UsageError, match="step.*3.*steps present: 1-2"):
         graphwia.analyze(trace, steps=[3])
 
@@ -292,9 +295,9 @@ def test_batch_evaluation_equals_one_by_one(job_a):
 
 def test_categorical_optype_in_any_category_order(job_a):
     """Parquet files store optype as a categorical; its category order must not matter."""
-    reference = graphwia.analyze(job_a).result["blocking_slowdown"]
+    reference = graphwia.analyze(job_a).slowdown
     frame_a = frame(TIMES)
     categories = sorted(ALL_OPTYPES, reverse=True)  # the canonical set, in another order (as synth writes)
     frame_a["optype"] = pd.Categorical(frame_a["optype"], categories=categories)
     trace = graphwia.Trace.from_frame(frame_a, META_A)
-    assert graphwia.analyze(trace).result["blocking_slowdown"] == pytest.approx(reference, rel=1e-12)
+    assert graphwia.analyze(trace).slowdown == pytest.approx(reference, rel=1e-12)

@@ -132,13 +132,12 @@ def test_rows_equal_single_job_analyses_and_known_causes(fleet):
             continue
         analysis = analyze(load_trace(job.trace, job.meta))
         row = rows.loc[job.name]
-        r = analysis.result
-        assert row["S"] == r["blocking_slowdown"]
-        assert row["launch_slowdown"] == r["launch_slowdown"]
-        assert (row["Ms"], row["Mw"]) == (analysis.ms["Ms"], analysis.mw["Mw"])
+        assert row["S"] == analysis.slowdown
+        assert row["launch_slowdown"] == analysis.launch_slowdown
+        assert (row["Ms"], row["Mw"]) == (analysis.Ms, analysis.Mw)
         assert row["cause"] == SYNTH[job.name][1], job.name
-        assert row["steps"] == len(r["step_t_base"]) and row["workers"] == len(analysis.workers)
-        gpu_hours = analysis.trace.meta.world_size * sum(r["step_t_base"].values()) / 3600
+        assert row["steps"] == len(analysis.steps) and row["workers"] == len(analysis.workers)
+        gpu_hours = analysis.trace.meta.world_size * sum(analysis.step_time_observed) / 3600
         assert row["gpu_hours"] == pytest.approx(gpu_hours, rel=1e-12)
         assert row["wasted_gpu_hours"] == pytest.approx(max(0, (row["S"] - 1) / row["S"]) * gpu_hours, rel=1e-12)
     assert rows.loc["gcpause", "top_optype"] == "gc"
@@ -152,10 +151,10 @@ def test_real_trace_rows_equal_analyze(fleet):
     rows = fleet["dask"].table().set_index("name")
     for name in TRACES:
         analysis = real_analysis(name)
-        assert rows.loc[name, "S"] == analysis.result["blocking_slowdown"]
-        assert rows.loc[name, "Mw"] == analysis.mw["Mw"]
+        assert rows.loc[name, "S"] == analysis.slowdown
+        assert rows.loc[name, "Mw"] == analysis.Mw
         assert rows.loc[name, "cause"] == REAL_CAUSE[name]
-        assert rows.loc[name, "top_optype"] == next(iter(analysis.result["blocking_decompose_by_optype"]))
+        assert rows.loc[name, "top_optype"] == analysis.blocking["optype"].top(1)[0][0]
     assert rows.loc["AR", ["top_dp_rank", "top_stage"]].tolist() == [0, 0]  # the slowed worker
 
 

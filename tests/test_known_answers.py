@@ -29,14 +29,14 @@ def analyze(**kwargs):
 def test_healthy_jobs_have_no_significant_slowdown(layout):
     analysis = analyze(**layout)
     assert analysis.warnings == []
-    assert analysis.result["blocking_slowdown"] <= 1.10
+    assert analysis.slowdown <= 1.10
     assert "no significant straggling" in verdict(analysis)
 
 
 def test_one_slow_worker_is_found():
     analysis = analyze(dp=4, pp=4, microbatches=8, slow_workers=[(2, 1, 1.5)])
-    assert analysis.result["blocking_slowdown"] >= 1.2
-    assert analysis.mw["Mw"] >= 0.8
+    assert analysis.slowdown >= 1.2
+    assert analysis.Mw >= 0.8
     grid = worker_grid(analysis.workers, "score")          # the numbers behind the heatmap
     stage, dp_rank = np.unravel_index(np.nanargmax(grid.to_numpy()), grid.shape)
     assert (int(grid.columns[dp_rank]), int(grid.index[stage])) == (2, 1)
@@ -48,19 +48,20 @@ def test_one_slow_worker_is_found():
 
 def test_slow_last_stage_is_found():
     analysis = analyze(dp=4, pp=4, microbatches=8, slow_stage=(3, 1.5))
-    assert analysis.ms["Ms"] >= 0.8
-    assert analysis.result["blocking_decompose_by_stage"]["3"] == max(analysis.result["blocking_decompose_by_stage"].values())
+    assert analysis.Ms >= 0.8
+    by_stage = analysis.blocking["stage"].overall
+    assert by_stage[3] == max(by_stage.values())
     assert "stage partitioning imbalance" in verdict(analysis)
 
 
 def test_sequence_length_imbalance_is_neither_worker_nor_stage():
     analysis = analyze(dp=8, pp=2, microbatches=8, seqlen_cv=0.4)
-    assert analysis.result["blocking_slowdown"] >= 1.1
-    assert analysis.mw["Mw"] < 0.5 and analysis.ms["Ms"] < 0.5
+    assert analysis.slowdown >= 1.1
+    assert analysis.Mw < 0.5 and analysis.Ms < 0.5
 
 
 def test_embedded_demo_shows_its_slow_worker():
     trace = graphwia.load_trace(EXAMPLE / "trace-demo.parquet", EXAMPLE / "meta-demo.yaml")
     analysis = graphwia.analyze(trace)
-    assert analysis.result["blocking_slowdown"] > 1.1
+    assert analysis.slowdown > 1.1
     assert verdict(analysis).endswith("(worst: dp_rank 2, stage 1)")

@@ -48,7 +48,7 @@ def test_report_is_self_contained_with_every_section(analysis, report_dir):
     for name in ("timeline-rep.json.gz", "ideal-timeline-rep.json.gz"):
         assert f"href='{name}'" in page and (report_dir / name).is_file()
     assert f"S = {analysis.slowdown:.4f}" in page
-    assert f"{analysis.ms['Ms']:.1%}" in page and f"{analysis.mw['Mw']:.1%}" in page
+    assert f"{analysis.Ms:.1%}" in page and f"{analysis.Mw:.1%}" in page
     assert verdict(analysis).replace("'", "&#x27;") in page
 
 

@@ -349,7 +349,7 @@ def analyze(**kwargs):
 ])
 def test_base_simulation_reproduces_observed_step_times(kwargs):
     analysis = analyze(**kwargs)
-    observed = np.array(list(analysis.result["step_t_base"].values()))
+    observed = analysis.step_time_observed
     simulated = analysis.simulations["base"].step_time[:, 0]
     np.testing.assert_allclose(simulated, observed, rtol=1e-9)
     assert analysis.warnings == []
@@ -359,6 +359,6 @@ def test_analysis_finds_the_injected_causes():
     slow_worker = analyze(dp=4, pp=4, vpp=1, microbatches=8, steps=3, slow_workers=[(1, 2, 1.5)])
     top = slow_worker.workers.sort_values("score", ascending=False).iloc[0]
     assert (top.dp_rank, top.stage) == (1, 2)
-    assert slow_worker.mw["Mw"] > 0.8
+    assert slow_worker.Mw > 0.8
     slow_stage = analyze(dp=4, pp=4, vpp=1, microbatches=8, steps=3, slow_stage=(3, 2.0))
-    assert slow_stage.ms["Ms"] > 0.8
+    assert slow_stage.Ms > 0.8

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Union
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from graphwia import optypes as T
 from graphwia.model.dag import Dag
 from graphwia.engine.evaluate import CompiledDag, Simulation
 from graphwia.utils.table import Table
-from graphwia.trace.optable import Trace
+from graphwia.trace.optable import JobMeta, Trace
 from graphwia.model.weights import Weights, ideal_weight, weighted_dag
 
 DEFAULT_DECOMPOSE_THRESHOLD = 1.03
@@ -31,9 +31,13 @@ BASE_TOLERANCE = 1e-3
 Progress = Callable[[str], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Explanation:
-    """How much of the slowdown a set of op instances explains (SPEC §5.6)."""
+    """How much of the slowdown a set of op instances X explains (SPEC §5.6).
+
+    ``trem`` / ``tadd``: mean span with X's weights made ideal / given back;
+    ``tori`` / ``tideal``: mean span of the no-delay and ideal tables.
+    """
 
     trem: float
     tadd: float
@@ -42,36 +46,52 @@ class Explanation:
 
     @property
     def rem(self) -> float:
+        """Share of the slowdown removed by making X ideal (M_S, M_W are this)."""
         return _ratio(self.tori - self.trem, self.tori - self.tideal)
 
     @property
     def add(self) -> float:
+        """Share of the slowdown X alone adds to the ideal."""
         return _ratio(self.tadd - self.tideal, self.tori - self.tideal)
 
-    def to_dict(self, name: str) -> dict:
-        """The published ``ms-``/``mw-`` schema with the metric called ``name``."""
-        return {"trem": self.trem, "tadd": self.tadd, "tori": self.tori, "tideal": self.tideal,
-                "rem": self.rem, "add": self.add, name: self.rem}
+
+#: A group label: an op type or grouping name (str), a DP rank or stage (int), a worker ((dp_rank, stage)).
+GroupKey = Union[str, int, "tuple[int, int]"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Attribution:
-    """Slowdown attributed to groups: overall and per step, plus step times."""
+    """A slowdown attributed to groups of op instances (SPEC §5.4, §5.5).
 
-    overall: dict[str, float]
-    per_step: dict[int, dict[str, float]]
+    ``overall[g]`` is S_g over the analysed steps and ``per_step[step][g]`` the
+    same per step, each mapping ordered from the largest slowdown down.
+    """
+
+    overall: dict[GroupKey, float]
+    per_step: dict[int, dict[GroupKey, float]]
+
+    def top(self, n: int) -> list[tuple[GroupKey, float]]:
+        """The ``n`` groups with the largest slowdown, largest first."""
+        return list(self.overall.items())[:n]
+
+
+#: The groupings of attribution (SPEC §5.4), in the order results list them; ``worker`` is exact S_w.
+GROUPINGS = ("dp_rank", "stage", "optype")
 
 
 @dataclass
 class Analysis:
-    """Everything :func:`analyze` computed for one trace.
+    """Everything :func:`analyze` computed for one trace, as typed fields.
 
-    ``result`` is the published ``result-<trial>.json`` content (plus
-    ``blocking_decompose_by_worker`` when per-worker attribution ran); ``ms``
-    and ``mw`` the published M_S / M_W dicts; ``worker_table`` one row per
-    worker (dp_rank, stage, rank) with its S_dp_rank, S_stage, score = min of
-    both, and exact S_worker (NaN when not computed), sorted by (dp_rank,
-    stage); :attr:`workers` is the same as a DataFrame.
+    Per-step arrays are aligned with :attr:`steps`. ``blocking`` holds the
+    attribution of S by ``optype``, ``dp_rank``, ``stage`` and (exact S_w,
+    keys ``(dp_rank, stage)``) ``worker``; a grouping is absent when S is below
+    the decomposition threshold (or S_w was not asked for). ``launch`` holds
+    the attribution of the launch slowdown likewise. ``worker_table`` has one
+    row per worker (dp_rank, stage, rank) with its S_dp_rank, S_stage, score =
+    min of both, and exact S_worker (NaN when not computed), sorted by
+    (dp_rank, stage); :attr:`workers` is the same as a DataFrame. The published
+    JSON files are built from these fields by :mod:`graphwia.outputs.results`.
     """
 
     trace: Trace
@@ -81,10 +101,20 @@ class Analysis:
     typical: dict[str, float]
     ideal: np.ndarray  # ideal weight of every op
     simulations: dict[str, Simulation]
-    result: dict
-    ms: dict
-    mw: dict
+    steps: np.ndarray
+    step_time_observed: np.ndarray  # span of the trace per step (``step_t_base``)
+    step_time_nodelay: np.ndarray  # span of the no-delay table (``step_t_nodelay``)
+    step_time_ideal: np.ndarray  # span of the ideal table (``step_t_noblk``)
+    slowdown: float  # S (SPEC §5.3, Eq. 1)
+    step_slowdown: np.ndarray
+    launch_slowdown: float
+    launch_step_slowdown: np.ndarray
+    blocking: dict[str, Attribution]
+    launch: dict[str, Attribution]
+    ms: Explanation
+    mw: Explanation
     worker_table: Table
+    decompose_threshold: float = DEFAULT_DECOMPOSE_THRESHOLD
     warnings: list[str] = field(default_factory=list)
 
     @functools.cached_property
@@ -93,12 +123,22 @@ class Analysis:
         return self.worker_table.to_pandas()
 
     @property
+    def meta(self) -> JobMeta:
+        return self.trace.meta
+
+    @property
     def name(self) -> str:
         return self.trace.meta.trial_name
 
     @property
-    def slowdown(self) -> float:
-        return self.result["blocking_slowdown"]
+    def Ms(self) -> float:  # noqa: N802 (the paper's name)
+        """M_S: share of the slowdown explained by the last stage (SPEC §5.7)."""
+        return self.ms.rem
+
+    @property
+    def Mw(self) -> float:  # noqa: N802 (the paper's name)
+        """M_W: share of the slowdown explained by the top 3% of workers (SPEC §5.8)."""
+        return self.mw.rem
 
 
 def analyze(trace: Trace, *, steps: Iterable[int] | None = None,
@@ -162,37 +202,24 @@ class _Analyzer:
             launch_groupings = dict(groupings, optype=self._optype_codes(first_op=True))
             launch_parts = {name: self._attribute(codes, labels, launch=True, name=name)
                             for name, (codes, labels) in launch_groupings.items()}
-        workers = self._worker_table(blocking_parts)
+        workers, by_worker = self._worker_table(blocking_parts)
         self.say("characterising: M_S and M_W")
         ms, mw = self._characterise(workers)
 
-        result = {
-            "job_meta": self.trace.meta.to_dict(),
-            "step_t_base": self._by_step(observed_span),
-            "step_t_nodelay": self._by_step(nd_span),
-            "step_t_noblk": self._by_step(sims["ideal"].span[:, 0]),
-            "launch_slowdown": launch,
-            "blocking_slowdown": blocking,
-            "blocking_step_slowdown": _sorted_desc(self._by_step(nd_span / ideal_time)),
-            "launch_step_slowdown": _sorted_desc(self._by_step(observed_span / nd_time)),
-        }
         keep_blocking = blocking >= self.threshold  # attribution is published only above the threshold
-        for name in ("dp_rank", "stage", "optype"):
-            b, l_ = blocking_parts[name], launch_parts.get(name)
-            result[f"blocking_decompose_by_{name}"] = b.overall if keep_blocking else None
-            result[f"launch_decompose_by_{name}"] = l_.overall if l_ else None
-            result[f"blocking_decompose_by_{name}_per_step"] = _str_keys(b.per_step) if keep_blocking else None
-            result[f"launch_decompose_by_{name}_per_step"] = _str_keys(l_.per_step) if l_ else None
-        if self.per_worker:
-            by_worker = {f"{d},{s}": float(v) for d, s, v in zip(workers["dp_rank"], workers["stage"],
-                                                                    workers["S_worker"])}
-            result["blocking_decompose_by_worker"] = _sorted_desc(by_worker) if keep_blocking else None
+        blocking_kept = {name: blocking_parts[name] for name in GROUPINGS} if keep_blocking else {}
+        if keep_blocking and by_worker is not None:
+            blocking_kept["worker"] = by_worker
         return Analysis(trace=self.trace, dag=self.dag, compiled=self.compiled, weights=self.weights,
-                        typical=self.typical, ideal=self.ideal, simulations=sims, result=result,
-                        ms=ms.to_dict("Ms"), mw=mw.to_dict("Mw"), worker_table=workers, warnings=self.warnings)
+                        typical=self.typical, ideal=self.ideal, simulations=sims, steps=np.asarray(self.steps),
+                        step_time_observed=observed_span, step_time_nodelay=nd_span,
+                        step_time_ideal=sims["ideal"].span[:, 0], slowdown=blocking, step_slowdown=nd_span / ideal_time,
+                        launch_slowdown=launch, launch_step_slowdown=observed_span / nd_time,
+                        blocking=blocking_kept, launch=launch_parts, ms=ms, mw=mw, worker_table=workers,
+                        decompose_threshold=self.threshold, warnings=self.warnings)
 
     # -- scenarios ------------------------------------------------------------------
-    def _attribute(self, codes: np.ndarray, labels: list[str], launch: bool, name: str) -> Attribution:
+    def _attribute(self, codes: np.ndarray, labels: list, launch: bool, name: str) -> Attribution:
         """Give each group back its original weights (or launch delays) on top of the reference."""
         self.say(f"attributing {'launch delays' if launch else 'the slowdown'} by {name} ({len(labels)} scenarios)")
         weight, delay, ideal = self.weights.weight[:, None], self.weights.delay[:, None], self.ideal[:, None]
@@ -207,9 +234,9 @@ class _Analyzer:
         reference = self.sims["nodelay" if launch else "ideal"].step_time[:, 0]
         overall = {label: ratio_of_means(sim.step_time[:, i], reference) for i, label in enumerate(labels)}
         per_step_ratio = sim.step_time / reference[:, None]
-        per_step = {step: _sorted_desc({label: float(per_step_ratio[s, i]) for i, label in enumerate(labels)})
+        per_step = {step: descending({label: float(per_step_ratio[s, i]) for i, label in enumerate(labels)})
                     for s, step in enumerate(self.steps)}
-        return Attribution(overall=_sorted_desc(overall), per_step=per_step)
+        return Attribution(overall=descending(overall), per_step=per_step)
 
     def _groupings(self) -> dict[str, tuple[np.ndarray, list[str]]]:
         ops = self.dag.table
@@ -241,24 +268,29 @@ class _Analyzer:
         """dp_rank · pp + stage: one number per worker, in (dp_rank, stage) order."""
         return ops["dp_rank"].astype(np.int64) * self.trace.meta.pp_size + ops["stage"]
 
-    def _worker_table(self, blocking_parts: dict[str, Attribution]) -> Table:
-        """Score each worker by min(S_dp_rank, S_stage) and, optionally, its exact S_w."""
+    def _worker_table(self, blocking_parts: dict[str, Attribution]) -> tuple[Table, Attribution | None]:
+        """Score each worker by min(S_dp_rank, S_stage) and, optionally, attribute S to each worker exactly."""
         ops = self.dag.table
         first_step = ops.take(np.arange(self.dag.ops_per_step))  # every step holds every worker
         keys, first = np.unique(self._worker_key(first_step), return_index=True)
         dp_rank, stage = first_step["dp_rank"][first], first_step["stage"][first]
         s_dp = blocking_parts["dp_rank"].overall
         s_stage = blocking_parts["stage"].overall
-        s_dp_rank = np.array([s_dp[str(d)] for d in dp_rank], dtype=np.float64)
-        s_stage_of = np.array([s_stage[str(s)] for s in stage], dtype=np.float64)
+        s_dp_rank = np.array([s_dp[int(d)] for d in dp_rank], dtype=np.float64)
+        s_stage_of = np.array([s_stage[int(s)] for s in stage], dtype=np.float64)
         s_worker = np.full(len(keys), np.nan)
+        by_worker = None
         if self.per_worker:
-            codes, labels = _grouping(self._worker_key(ops))
-            exact = self._attribute(codes, labels, launch=False, name="worker").overall
-            s_worker = np.array([exact[str(k)] for k in keys], dtype=np.float64)
-        return Table({"dp_rank": dp_rank, "stage": stage, "rank": first_step["rank"][first],
+            codes, present = _codes_of(self._worker_key(ops))
+            pp = self.trace.meta.pp_size
+            by_worker = self._attribute(codes, [(int(k) // pp, int(k) % pp) for k in present],
+                                        launch=False, name="worker")
+            exact = by_worker.overall
+            s_worker = np.array([exact[(int(d), int(s))] for d, s in zip(dp_rank, stage)], dtype=np.float64)
+        table = Table({"dp_rank": dp_rank, "stage": stage, "rank": first_step["rank"][first],
                       "S_dp_rank": s_dp_rank, "S_stage": s_stage_of, "score": np.minimum(s_dp_rank, s_stage_of),
                       "S_worker": s_worker})
+        return table, by_worker
 
     def _characterise(self, workers: Table) -> tuple[Explanation, Explanation]:
         ops = self.dag.table
@@ -300,9 +332,6 @@ class _Analyzer:
     def _split(self, sim: Simulation, names: list[str]) -> dict[str, Simulation]:
         return {name: sim.select([i]) for i, name in enumerate(names)}
 
-    def _by_step(self, values: np.ndarray) -> dict[str, float]:
-        return {str(step): float(v) for step, v in zip(self.steps, values)}
-
 
 def ratio_of_means(numerator: np.ndarray, denominator: np.ndarray) -> float:
     """mean(numerator) / mean(denominator): the slowdown of SPEC §5 (Eq. 1)."""
@@ -326,18 +355,15 @@ def _codes_of(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return code_of[values], np.flatnonzero(present)
 
 
-def _grouping(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """A scenario family's groups: each op's group code and the groups' labels."""
+def _grouping(values: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """A scenario family's groups: each op's group code and the groups' labels (the values)."""
     codes, present = _codes_of(values)
-    return codes, [str(x) for x in present]
+    return codes, [int(x) for x in present]
 
 
-def _sorted_desc(values: dict[str, float]) -> dict[str, float]:
+def descending(values: dict) -> dict:
+    """The mapping ordered from the largest value down (stable for ties)."""
     return dict(sorted(values.items(), key=lambda kv: -kv[1]))
-
-
-def _str_keys(per_step: dict[int, dict]) -> dict[str, dict]:
-    return {str(k): v for k, v in per_step.items()}
 
 
 def _ratio(numerator: float, denominator: float) -> float:

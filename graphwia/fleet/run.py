@@ -162,7 +162,7 @@ def run_job(job: Job, out_dir: str | Path, plots: bool = True) -> dict:
         directory = job_dir(out_dir, job.name)
         write_outputs(analysis, directory, plots=plots)
         record = {"version": MARKER_VERSION, "inputs": inputs, "plots": plots,
-                  "row": job_row(job.name, analysis), "optype": analysis.result["blocking_decompose_by_optype"],
+                  "row": job_row(job.name, analysis), "optype": _overall(analysis, "optype"),
                   "warnings": list(analysis.warnings)}
         write_json(directory / MARKER, record)
         return record
@@ -174,17 +174,16 @@ def run_job(job: Job, out_dir: str | Path, plots: bool = True) -> dict:
 
 def job_row(name: str, analysis) -> dict:
     """The fleet.csv row of one analysed job (see :data:`COLUMNS`)."""
-    r = analysis.result
-    s, ms, mw = r["blocking_slowdown"], analysis.ms["Ms"], analysis.mw["Mw"]
-    gpu_hours = analysis.trace.meta.world_size * sum(r["step_t_base"].values()) / 3600
+    s, ms, mw = analysis.slowdown, analysis.Ms, analysis.Mw
+    gpu_hours = analysis.meta.world_size * float(analysis.step_time_observed.sum()) / 3600
     return {
         "name": name, "status": "ok", "error": None,
-        "S": s, "launch_slowdown": r["launch_slowdown"], "Ms": ms, "Mw": mw,
+        "S": s, "launch_slowdown": analysis.launch_slowdown, "Ms": ms, "Mw": mw,
         "cause": classify_cause(s, ms, mw),
-        "top_optype": _top(r["blocking_decompose_by_optype"]),
-        "top_dp_rank": _int_or_none(_top(r["blocking_decompose_by_dp_rank"])),
-        "top_stage": _int_or_none(_top(r["blocking_decompose_by_stage"])),
-        "steps": len(r["step_t_base"]), "workers": len(analysis.workers),
+        "top_optype": _top(analysis, "optype"),
+        "top_dp_rank": _top(analysis, "dp_rank"),
+        "top_stage": _top(analysis, "stage"),
+        "steps": len(analysis.steps), "workers": len(analysis.worker_table),
         "gpu_hours": gpu_hours, "wasted_gpu_hours": wasted_gpu_hours(s, gpu_hours),
     }
 
@@ -369,13 +368,16 @@ def read_fleet_csv(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=COLUMNS, keep_default_na=False, na_values=[""])
 
 
-def _top(parts: dict | None) -> str | None:
-    """The group with the largest attributed slowdown (the dicts are sorted, largest first)."""
-    return max(parts, key=parts.get) if parts else None
+def _top(analysis, grouping: str):
+    """The group of ``grouping`` with the largest attributed slowdown (None: attribution did not run)."""
+    parts = analysis.blocking.get(grouping)
+    return None if parts is None else max(parts.overall, key=parts.overall.get)
 
 
-def _int_or_none(value: str | None) -> int | None:
-    return None if value is None else int(value)
+def _overall(analysis, grouping: str) -> dict[str, float] | None:
+    """S_G of every group of ``grouping``, as stored in the completion marker."""
+    parts = analysis.blocking.get(grouping)
+    return None if parts is None else {str(k): float(v) for k, v in parts.overall.items()}
 
 
 __all__ = ["COLUMNS", "FleetRun", "Job", "classify_cause", "completed_record", "discover_jobs", "fleet_table",

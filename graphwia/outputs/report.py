@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from graphwia.analyses.standard import Analysis
 from graphwia.outputs.heatmap import figure_png
 from graphwia.utils.io import write_text
-from graphwia.outputs.summary import mean_value, verdict
+from graphwia.outputs.summary import verdict
 
 BAR = "#c0392b"
 DPI = 100
@@ -31,15 +31,14 @@ DPI = 100
 # -- charts -------------------------------------------------------------------------
 def step_curve_png(analysis: Analysis) -> bytes:
     """S (and the launch slowdown) of every analysed step, with the overall S."""
-    r = analysis.result
-    steps = sorted(r["blocking_step_slowdown"], key=int)
+    steps = [str(int(s)) for s in analysis.steps]
     x = np.arange(len(steps))  # analysed steps side by side, even when their numbers have gaps
     fig = Figure(figsize=(7.5, 2.8), dpi=DPI)
     ax = fig.add_subplot()
-    ax.plot(x, [r["blocking_step_slowdown"][s] for s in steps], "o-", color=BAR, ms=3, lw=1.2, label="S per step")
-    ax.plot(x, [r["launch_step_slowdown"][s] for s in steps], "s-", color="#7f8c8d", ms=2.5, lw=0.8,
+    ax.plot(x, analysis.step_slowdown, "o-", color=BAR, ms=3, lw=1.2, label="S per step")
+    ax.plot(x, analysis.launch_step_slowdown, "s-", color="#7f8c8d", ms=2.5, lw=0.8,
             label="launch slowdown per step")
-    ax.axhline(r["blocking_slowdown"], color=BAR, ls="--", lw=0.8, label=f"S = {r['blocking_slowdown']:.3f}")
+    ax.axhline(analysis.slowdown, color=BAR, ls="--", lw=0.8, label=f"S = {analysis.slowdown:.3f}")
     ax.axhline(1.0, color="black", lw=0.6)
     every = max(1, len(steps) // 16)
     ax.set_xticks(x[::every], steps[::every], fontsize=7)
@@ -51,17 +50,15 @@ def step_curve_png(analysis: Analysis) -> bytes:
     return figure_png(fig)
 
 
-def attribution_png(values: dict[str, float], title: str, overall: float, by_rank: bool) -> bytes:
+def attribution_png(values: dict, title: str, overall: float, by_rank: bool) -> bytes:
     """S_G of every group as bars from 1.0 (below 1: the group is faster than typical).
 
     ``by_rank``: vertical bars in rank order (DP ranks, stages); otherwise
     horizontal bars sorted by value (op types).
     """
-    if by_rank:
-        labels = sorted(values, key=int)
-    else:
-        labels = sorted(values, key=lambda k: values[k])
-    heights = np.array([values[k] for k in labels]) - 1.0
+    keys = sorted(values) if by_rank else sorted(values, key=lambda k: values[k])
+    labels = [str(k) for k in keys]
+    heights = np.array([values[k] for k in keys]) - 1.0
     n = len(labels)
     if by_rank:
         fig = Figure(figsize=(min(max(3.2, 0.9 + 0.22 * n), 11.0), 2.8), dpi=DPI)
@@ -119,25 +116,25 @@ def report_html(analysis: Analysis, heatmaps: dict[str, bytes], links: dict[str,
     ``heatmaps``: caption → PNG bytes, embedded in order. ``links``: caption →
     relative path of a file beside the page (the timelines).
     """
-    r, meta = analysis.result, analysis.trace.meta
+    meta = analysis.meta
     e = html.escape
     parts = [
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>graphwia report: {e(analysis.name)}</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>What-if analysis of stragglers: {e(analysis.name)}</h1>",
         f"<p class='meta'>dp {meta.dp_size} × pp {meta.pp_size} (tp {meta.tp_size}, vpp {meta.vpp_size}, "
-        f"dsp {meta.dsp_size}); {len(r['step_t_base'])} step(s) analysed, {analysis.dag.n_ops:,} op instances, "
+        f"dsp {meta.dsp_size}); {len(analysis.steps)} step(s) analysed, {analysis.dag.n_ops:,} op instances, "
         f"{len(analysis.workers)} traced workers; trace {e(str(analysis.trace.source))}</p>",
         f"<p class='verdict'><strong>Verdict</strong> (S = {analysis.slowdown:.3f}): {e(verdict(analysis))}.</p>",
         "<h2>Slowdown S</h2>",
         f"<p><span class='big'>S = {analysis.slowdown:.4f}</span> &nbsp; launch slowdown "
-        f"{r['launch_slowdown']:.4f}</p>",
-        _step_time_table(r),
+        f"{analysis.launch_slowdown:.4f}</p>",
+        _step_time_table(analysis),
         png_img(step_curve_png(analysis), "S per step"),
         "<h2>Characterisation: M_S and M_W</h2>",
         _m_table(analysis),
         "<h2>Attribution of S</h2>",
-        *_attribution_section(r),
+        *_attribution_section(analysis),
         "<h2>Worker heatmaps</h2>",
         "<p>One cell per worker (PP rank down, DP rank across), colour from 1.0 to 1.5.</p>",
         "<div class='row'>",
@@ -165,38 +162,38 @@ def png_img(png: bytes, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
 
 
-def _step_time_table(r: dict) -> str:
-    rows = [("trace as recorded", r["step_t_base"]), ("no launch delays", r["step_t_nodelay"]),
-            ("ideal (no blocking)", r["step_t_noblk"])]
-    body = "".join(f"<tr><td>{name}</td><td>{mean_value(t):.3f} s</td></tr>" for name, t in rows)
+def _step_time_table(analysis: Analysis) -> str:
+    rows = [("trace as recorded", analysis.step_time_observed), ("no launch delays", analysis.step_time_nodelay),
+            ("ideal (no blocking)", analysis.step_time_ideal)]
+    body = "".join(f"<tr><td>{name}</td><td>{np.mean(t):.3f} s</td></tr>" for name, t in rows)
     return f"<table><tr><th>mean step time</th><th></th></tr>{body}</table>"
 
 
 def _m_table(analysis: Analysis) -> str:
-    rows = [("M_S", "every op of the last stage", analysis.ms, "Ms"),
-            ("M_W", "every op of the top 3% workers", analysis.mw, "Mw")]
+    rows = [("M_S", "every op of the last stage", analysis.ms),
+            ("M_W", "every op of the top 3% workers", analysis.mw)]
     body = "".join(
-        f"<tr><td><strong>{name}</strong></td><td class='what'>{what}</td><td><strong>{m[key]:.1%}</strong></td>"
-        f"<td>{m['add']:.1%}</td><td>{m['trem']:.3f} s</td><td>{m['tadd']:.3f} s</td></tr>"
-        for name, what, m, key in rows)
+        f"<tr><td><strong>{name}</strong></td><td class='what'>{what}</td><td><strong>{m.rem:.1%}</strong></td>"
+        f"<td>{m.add:.1%}</td><td>{m.trem:.3f} s</td><td>{m.tadd:.3f} s</td></tr>"
+        for name, what, m in rows)
     head = ("<tr><th></th><th class='what'>set of ops X</th><th>rem (explains)</th><th>add</th><th>t_rem</th><th>t_add</th></tr>")
-    note = (f"<p class='meta'>t_ori = {analysis.ms['tori']:.3f} s (no-delay), t_ideal = {analysis.ms['tideal']:.3f} s. "
+    note = (f"<p class='meta'>t_ori = {analysis.ms.tori:.3f} s (no-delay), t_ideal = {analysis.ms.tideal:.3f} s. "
             "rem: share of the slowdown that disappears when X is made typical; add: share that appears when only "
             "X keeps its recorded weights.</p>")
     return f"<table>{head}{body}</table>{note}"
 
 
-def _attribution_section(r: dict) -> list[str]:
-    if r.get("blocking_decompose_by_optype") is None:
+def _attribution_section(analysis: Analysis) -> list[str]:
+    parts = analysis.blocking
+    if "optype" not in parts:
         return ["<p>S is below the decomposition threshold: no attribution.</p>"]
-    s = r["blocking_slowdown"]
+    s = analysis.slowdown
     return [
         "<p>S_G: the slowdown left when only the ops of group G keep their recorded weights (SPEC §5.4).</p>",
-        png_img(attribution_png(r["blocking_decompose_by_optype"], "S_G by op type", s, by_rank=False), "S by op type"),
+        png_img(attribution_png(parts["optype"].overall, "S_G by op type", s, by_rank=False), "S by op type"),
         "<div class='row'>",
-        png_img(attribution_png(r["blocking_decompose_by_dp_rank"], "S_G by DP rank", s, by_rank=True), "S by DP rank"),
-        png_img(attribution_png(r["blocking_decompose_by_stage"], "S_G by stage (PP rank)", s, by_rank=True),
-             "S by stage"),
+        png_img(attribution_png(parts["dp_rank"].overall, "S_G by DP rank", s, by_rank=True), "S by DP rank"),
+        png_img(attribution_png(parts["stage"].overall, "S_G by stage (PP rank)", s, by_rank=True), "S by stage"),
         "</div>",
     ]
 

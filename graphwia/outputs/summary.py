@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from graphwia.analyses.standard import Analysis, ranked_workers
 
 TOP = 3
@@ -9,27 +11,25 @@ TOP = 3
 
 def summary_lines(analysis: Analysis) -> list[str]:
     """S, launch slowdown, M_S/M_W and the top op types, DP ranks and stages."""
-    r = analysis.result
-    steps = len(r["step_t_base"])
+    meta = analysis.meta
     lines = [
-        f"{analysis.name}: {steps} step(s), {analysis.dag.n_ops:,} op instances, "
-        f"{len(analysis.worker_table)} workers (dp {analysis.trace.meta.dp_size} x pp {analysis.trace.meta.pp_size})",
-        f"  slowdown S          {r['blocking_slowdown']:.4f}   (mean step {mean_value(r['step_t_nodelay']):.3f} s, "
-        f"ideal {mean_value(r['step_t_noblk']):.3f} s)",
-        f"  launch slowdown     {r['launch_slowdown']:.4f}",
-        f"  M_S (last stage)    {analysis.ms['Ms']:.1%}",
-        f"  M_W (top workers)   {analysis.mw['Mw']:.1%}",
+        f"{analysis.name}: {len(analysis.steps)} step(s), {analysis.dag.n_ops:,} op instances, "
+        f"{len(analysis.worker_table)} workers (dp {meta.dp_size} x pp {meta.pp_size})",
+        f"  slowdown S          {analysis.slowdown:.4f}   (mean step {np.mean(analysis.step_time_nodelay):.3f} s, "
+        f"ideal {np.mean(analysis.step_time_ideal):.3f} s)",
+        f"  launch slowdown     {analysis.launch_slowdown:.4f}",
+        f"  M_S (last stage)    {analysis.Ms:.1%}",
+        f"  M_W (top workers)   {analysis.Mw:.1%}",
     ]
     for key, title in (("optype", "op types"), ("dp_rank", "DP ranks"), ("stage", "stages")):
-        parts = r.get(f"blocking_decompose_by_{key}")
-        if parts:
-            top = ", ".join(f"{name} {value:.3f}" for name, value in list(parts.items())[:TOP])
+        if key in analysis.blocking:
+            top = ", ".join(f"{name} {value:.3f}" for name, value in analysis.blocking[key].top(TOP))
             lines.append(f"  top {title:<12}{top}")
-    exact = r.get("blocking_decompose_by_worker")
-    if exact:
-        top = ", ".join(f"(dp {key.replace(',', ', stage ')}) {value:.3f}" for key, value in list(exact.items())[:TOP])
+    if "worker" in analysis.blocking:
+        top = ", ".join(f"(dp {dp}, stage {stage}) {value:.3f}"
+                        for (dp, stage), value in analysis.blocking["worker"].top(TOP))
         lines.append(f"  top {'workers':<12}{top}")
-    if r.get("blocking_decompose_by_optype") is None:
+    if "optype" not in analysis.blocking:
         lines.append("  (S below the decomposition threshold: no attribution)")
     lines.append(f"  verdict: {verdict(analysis)}")
     return lines
@@ -58,7 +58,7 @@ def classify_cause(s: float, ms: float, mw: float) -> str:
 
 def verdict(analysis: Analysis) -> str:
     """One line naming the dominant cause, by :func:`classify_cause`."""
-    s, ms, mw = analysis.result["blocking_slowdown"], analysis.ms["Ms"], analysis.mw["Mw"]
+    s, ms, mw = analysis.slowdown, analysis.Ms, analysis.Mw
     cause = classify_cause(s, ms, mw)
     if cause == "none":
         return f"no significant straggling (S = {s:.3f} < {STRAGGLER_S})"
@@ -71,7 +71,3 @@ def verdict(analysis: Analysis) -> str:
         return f"stage partitioning imbalance: the last stage explains {ms:.0%} of the slowdown"
     return "no single worker or stage explains the slowdown (e.g. sequence-length imbalance or many slow workers)"
 
-
-def mean_value(values: dict) -> float:
-    """Mean of a mapping's values (e.g. a step → seconds field of the result)."""
-    return sum(values.values()) / len(values)
