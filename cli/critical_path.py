@@ -28,8 +28,9 @@ def critical_path(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Critical path of every step of TRACE in one scenario: which ops on which workers set the pace."""
-    from graphwia.analyses.critical_path import (check_output, scenario_critical_path, summary_lines, write_critical_paths,
-                                        write_critical_timeline)
+    from graphwia.analyses.critical_path import scenario_critical_path
+    from graphwia.outputs.critical_path import (check_output, summary_lines, write_critical_paths,
+                                                write_critical_timeline)
     from graphwia.analyses.whatif import load_scenarios
 
     selection = StepSelection(ctx, steps)

@@ -28,7 +28,8 @@ def whatif(
 ) -> None:
     """Simulate the scenarios of --scenarios on TRACE; print step times and speedups over the baseline."""
     from graphwia.utils.io import check_writable_dir
-    from graphwia.analyses.whatif import load_scenarios, run_whatif, write_whatif_timelines
+    from graphwia.analyses.whatif import load_scenarios, run_whatif
+    from graphwia.outputs.whatif import whatif_dict, write_whatif_timelines
 
     selection = StepSelection(ctx, steps)
     scenario_set = load_scenarios(scenarios)  # before the trace: a typo fails fast
@@ -44,7 +45,7 @@ def whatif(
             say("writing timelines")
             written = write_whatif_timelines(result, timelines)
     if as_json:
-        typer.echo(json.dumps(result.to_json_dict(per_step=per_step), indent=2))
+        typer.echo(json.dumps(whatif_dict(result, per_step=per_step), indent=2))
         return
     typer.echo("\n".join(table_lines(result, per_step)))
     if written:

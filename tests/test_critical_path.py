@@ -11,8 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from graphwia import Trace, UsageError, build_dag, observed_weights
-from graphwia.analyses.critical_path import (ELEMENT_COLUMNS, critical_path, scenario_critical_path, simulated_critical_path,
-                                    write_critical_paths)
+from graphwia.analyses.critical_path import (ELEMENT_COLUMNS, critical_path, scenario_critical_path,
+                                             simulated_critical_path)
+from graphwia.outputs.critical_path import critical_paths_dict, critical_timeline_events, write_critical_paths
 from graphwia.synth.generate import synthesize, write_synth
 
 from conftest import real_analysis, requires_data
@@ -132,7 +133,7 @@ def test_custom_scenario_arrays_match_a_simulation(synth_trace):
 
 def test_json_csv_and_timeline_forms(synth_trace, tmp_path):
     paths = scenario_critical_path(synth_trace, "nodelay", steps=[1, 2])
-    data = paths.to_json_dict()
+    data = critical_paths_dict(paths)
     assert data["scenario"] == "nodelay" and [s["step"] for s in data["steps"]] == [1, 2]
     element = data["steps"][0]["path"][-1]
     assert list(element) == list(ELEMENT_COLUMNS) and element["link"] is None and element["mb_id"] is None
@@ -146,7 +147,7 @@ def test_json_csv_and_timeline_forms(synth_trace, tmp_path):
     table = pd.read_csv(csv)
     assert len(table) == len(paths.elements) and list(table.columns) == ["step", "hop", *ELEMENT_COLUMNS]
 
-    events = paths.timeline_events()
+    events = critical_timeline_events(paths)
     marked = [e for e in events if e.get("cat") == "critical"]
     flows = [e for e in events if e.get("ph") == "s"]
     assert len(marked) == len(paths.elements)

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 import graphwia
 from graphwia.synth.generate import synthesize, write_synth
-from graphwia.analyses.whatif import ScenarioError, load_scenarios, parse_scenarios, run_whatif, write_whatif_timelines
+from graphwia.analyses.whatif import ScenarioError, load_scenarios, parse_scenarios, run_whatif
+from graphwia.outputs.whatif import whatif_dict, write_whatif_timelines
 
 from conftest import published, real_trace, requires_data
 
@@ -203,11 +204,11 @@ def test_analysis_input_gives_the_same_result(trace, analysis):
 def test_outputs_json_frames_and_timelines(trace, tmp_path):
     result = run_whatif(trace, scenarios({"name": "ideal", "ideal": True},
                                          {"name": "pp", "where": {"optype": P2P}, "set": {"transfer": 0}}))
-    plain = result.to_json_dict()
+    plain = whatif_dict(result)
     assert set(plain) == {"baseline", "baseline_step_time", "scenarios"}
     assert [set(s) for s in plain["scenarios"]] == [{"name", "step_time", "speedup"}] * 2
     assert plain["scenarios"][0]["speedup"] == pytest.approx(plain["baseline_step_time"] / plain["scenarios"][0]["step_time"])
-    detailed = json.loads(json.dumps(result.to_json_dict(per_step=True)))
+    detailed = json.loads(json.dumps(whatif_dict(result, per_step=True)))
     assert list(detailed["baseline_per_step"]) == ["0", "1", "2"]
     assert detailed["scenarios"][1]["per_step"]["2"]["speedup"] == pytest.approx(result.step_speedup[2, 1])
     assert list(result.to_frame()["scenario"]) == ["ideal", "pp"]

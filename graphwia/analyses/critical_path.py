@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Union
 
 import numpy as np
@@ -37,7 +36,6 @@ import pandas as pd
 from graphwia.model.dag import Dag
 from graphwia.errors import UsageError
 from graphwia.engine.evaluate import CompiledDag, Simulation
-from graphwia.utils.io import atomic_path, write_json
 from graphwia.model.schedule import EDGE_KINDS
 from graphwia.trace.steps import checked_steps
 
@@ -107,39 +105,6 @@ class CriticalPaths:
             "by_stage": _time_by(frame["on_path"], frame["stage"].astype(str), n_steps, total),
             "by_worker": by_worker,
         }
-
-    def to_json_dict(self) -> dict:
-        """``{"scenario", "steps": [{"step", "step_time", "path": [...]}], "summary"}``."""
-        columns = list(ELEMENT_COLUMNS)
-        steps = []
-        for step, rows in self.elements.groupby("step", sort=True):
-            path = [_json_element(dict(zip(columns, values)))
-                    for values in rows[columns].itertuples(index=False, name=None)]
-            steps.append({"step": int(step), "step_time": self.step_time[int(step)], "path": path})
-        return {"scenario": self.scenario, "steps": steps, "summary": self.summary()}
-
-    def timeline_events(self) -> list[dict]:
-        """Perfetto events of the walked steps with the paths marked and joined by flow arrows."""
-        from graphwia.outputs.timeline import drawn_start, timeline_events
-
-        dag, pick = self.dag, _step_picker(self.dag, self.steps)
-        if pick is not None:
-            dag = self.dag.select_steps(self.steps)
-        start, end, weight = (v if pick is None else pick(v) for v in (self.start, self.end, self.weight))
-        flows = [self._renumbered(self.path(step), pick is not None) for step in self.steps]
-        marked = np.zeros(dag.n_ops, dtype=bool)
-        for chain in flows:
-            marked[chain] = True
-        return timeline_events(dag, drawn_start(dag, start, end, weight), end, marked=marked, flows=flows)
-
-    def _renumbered(self, ops: np.ndarray, selected: bool) -> np.ndarray:
-        """Op ids of ``dag`` as ids of the DAG of the walked steps only."""
-        if not selected:
-            return ops
-        per_step = self.dag.ops_per_step
-        step_of = self.dag.steps[ops // per_step]
-        return np.searchsorted(np.asarray(self.steps), step_of) * per_step + ops % per_step
-
 
 def critical_path(dag: Dag, compiled: CompiledDag, weight: np.ndarray, delay: np.ndarray,
                   steps: Iterable[int] | None = None, scenario: str = "custom") -> CriticalPaths:
@@ -307,7 +272,7 @@ def _one_scenario(values, dag: Dag, name: str) -> np.ndarray:
     return values
 
 
-def _step_picker(dag: Dag, steps: list[int]):
+def step_picker(dag: Dag, steps: list[int]):
     """A function taking a (n_ops,) array to the walked steps' rows, or None when all are walked."""
     if len(steps) == len(dag.steps):
         return None
@@ -320,61 +285,3 @@ def _time_by(on_path: pd.Series, key: pd.Series, n_steps: int, total: float) -> 
     sums = on_path.groupby(key.to_numpy()).sum().sort_values(ascending=False)
     return {str(k): {"time": float(v) / n_steps, "share": float(v) / total if total else float("nan")}
             for k, v in sums.items()}
-
-
-def _json_element(element: dict) -> dict:
-    """Plain JSON values; −1 model chunk / microbatch (none) become null."""
-    out = {}
-    for key, value in element.items():
-        value = value.item() if isinstance(value, np.generic) else value
-        if key in ("mb_id", "chunk") and value < 0:
-            value = None
-        out[key] = value if key != "link" or value else None
-    return out
-
-
-# -- output ---------------------------------------------------------------------------
-
-#: Output formats of :func:`write_critical_paths`, by extension.
-OUTPUT_FORMATS = (".json", ".csv")
-
-
-def check_output(path: str | Path | None = None, timeline: str | Path | None = None) -> None:
-    """Raise :class:`UsageError` early when an output path has an extension we cannot write."""
-    if path is not None and Path(path).suffix.lower() not in OUTPUT_FORMATS:
-        raise UsageError(f"--out {path}: critical paths are written as {' or '.join(OUTPUT_FORMATS)}")
-    if timeline is not None and not str(timeline).lower().endswith(".json.gz"):
-        raise UsageError(f"--timeline {timeline}: a timeline is written as gzip-compressed JSON, name it *.json.gz")
-
-
-def write_critical_paths(paths: CriticalPaths, path: str | Path) -> Path:
-    """Write the paths as JSON (:meth:`CriticalPaths.to_json_dict`) or CSV (one row per element), atomically."""
-    check_output(path)
-    if Path(path).suffix.lower() == ".json":
-        return write_json(path, paths.to_json_dict())
-    with atomic_path(path) as tmp:
-        paths.to_frame().to_csv(tmp, index=False)
-    return Path(path)
-
-
-def write_critical_timeline(paths: CriticalPaths, path: str | Path) -> Path:
-    """Perfetto timeline of the walked steps with the critical paths overlaid (gzip JSON)."""
-    from graphwia.outputs.timeline import write_timeline
-
-    check_output(timeline=path)
-    return write_timeline(path, paths.timeline_events())
-
-
-def summary_lines(paths: CriticalPaths, top: int = 3) -> list[str]:
-    """A few lines: step time, path length, and who is on the path most."""
-    summary = paths.summary()
-    lines = [f"critical paths ({paths.scenario}) of {summary['steps']} step(s): mean step time "
-             f"{summary['mean_step_time']:.3f} s, {summary['mean_path_length']:.1f} ops per path"]
-    for key, title in (("by_optype", "op types"), ("by_stage", "stages")):
-        parts = ", ".join(f"{name} {entry['share']:.1%}" for name, entry in list(summary[key].items())[:top])
-        lines.append(f"  time on path, {title:<9} {parts}")
-    workers = list(summary["by_worker"].items())
-    parts = ", ".join(f"({name}) {entry['step_fraction']:.0%} of steps, {entry['share']:.1%} of time"
-                      for name, entry in workers[:top])
-    lines.append(f"  workers most on path    {parts}")
-    return lines

@@ -266,26 +266,6 @@ class WhatIfResult:
             "speedup": self.step_speedup.T.ravel(),
         })
 
-    def to_json_dict(self, per_step: bool = False) -> dict:
-        """``{"baseline", "baseline_step_time", "scenarios": [{"name", "step_time", "speedup"}]}``.
-
-        With ``per_step``, also ``baseline_per_step`` (step → span) and each
-        scenario's ``per_step`` (step → {step_time, speedup}); steps are string keys.
-        """
-        out: dict = {"baseline": self.baseline, "baseline_step_time": self.baseline_step_time}
-        if per_step:
-            out["baseline_per_step"] = {str(s): float(v) for s, v in zip(self.steps, self.baseline_span)}
-        entries = []
-        step_speedup = self.step_speedup
-        for i, row in enumerate(self.to_frame().itertuples()):
-            entry = {"name": row.scenario, "step_time": float(row.step_time), "speedup": float(row.speedup)}
-            if per_step:
-                entry["per_step"] = {str(s): {"step_time": float(t), "speedup": float(x)}
-                                     for s, t, x in zip(self.steps, self.step_time[:, i], step_speedup[:, i])}
-            entries.append(entry)
-        out["scenarios"] = entries
-        return out
-
 
 @dataclass
 class _Inputs:
@@ -394,23 +374,3 @@ def _check_present(key: str, values: tuple, column: np.ndarray, where: str) -> N
     if missing:
         raise ScenarioError(f"{where}: where.{key}: {', '.join(map(str, missing))} not in the analysed ops "
                             f"(present: {format_ranges(present)})")
-
-
-# -- timelines ----------------------------------------------------------------------------
-
-def timeline_path(out_dir: str | Path, trial: str, scenario: str) -> Path:
-    """Where :func:`write_whatif_timelines` puts the timeline of ``scenario``."""
-    return Path(out_dir) / f"whatif-{scenario}-{trial}.json.gz"
-
-
-def write_whatif_timelines(result: WhatIfResult, out_dir: str | Path) -> list[Path]:
-    """Write one Perfetto timeline (gzip JSON) per scenario to ``out_dir``; return the paths."""
-    from graphwia.outputs.timeline import drawn_start, timeline_json, write_timeline_json
-
-    sim, dag = result.simulation, result.dag
-    paths = []
-    for i, name in enumerate(result.names, start=1):
-        end = sim.end[:, i]
-        text = timeline_json(dag, drawn_start(dag, sim.start[:, i], end, result.weight[:, i]), end)
-        paths.append(write_timeline_json(timeline_path(out_dir, dag.meta.trial_name, name), text))
-    return paths

@@ -1,0 +1,49 @@
+"""Writers of what-if results: the ``--json`` document and one Perfetto timeline per scenario."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from graphwia.analyses.whatif import WhatIfResult
+
+__all__ = ["timeline_path", "whatif_dict", "write_whatif_timelines"]
+
+
+def whatif_dict(result: WhatIfResult, *, per_step: bool = False) -> dict:
+    """``{"baseline", "baseline_step_time", "scenarios": [{"name", "step_time", "speedup"}]}``.
+
+    With ``per_step``, also ``baseline_per_step`` (step → span) and each
+    scenario's ``per_step`` (step → {step_time, speedup}); steps are string keys.
+    """
+    out: dict = {"baseline": result.baseline, "baseline_step_time": result.baseline_step_time}
+    if per_step:
+        out["baseline_per_step"] = {str(s): float(v) for s, v in zip(result.steps, result.baseline_span)}
+    mean_step_time = result.step_time.mean(axis=0)
+    step_speedup = result.step_speedup
+    entries = []
+    for i, (name, speedup) in enumerate(result.speedup.items()):
+        entry = {"name": name, "step_time": float(mean_step_time[i]), "speedup": float(speedup)}
+        if per_step:
+            entry["per_step"] = {str(s): {"step_time": float(t), "speedup": float(x)}
+                                 for s, t, x in zip(result.steps, result.step_time[:, i], step_speedup[:, i])}
+        entries.append(entry)
+    out["scenarios"] = entries
+    return out
+
+
+def timeline_path(out_dir: str | Path, trial: str, scenario: str) -> Path:
+    """Where :func:`write_whatif_timelines` puts the timeline of ``scenario``."""
+    return Path(out_dir) / f"whatif-{scenario}-{trial}.json.gz"
+
+
+def write_whatif_timelines(result: WhatIfResult, out_dir: str | Path) -> list[Path]:
+    """Write one Perfetto timeline (gzip JSON) per scenario to ``out_dir``; return the paths."""
+    from graphwia.outputs.timeline import drawn_start, timeline_json, write_timeline_json
+
+    sim, dag = result.simulation, result.dag
+    paths = []
+    for i, name in enumerate(result.names, start=1):
+        end = sim.end[:, i]
+        text = timeline_json(dag, drawn_start(dag, sim.start[:, i], end, result.weight[:, i]), end)
+        paths.append(write_timeline_json(timeline_path(out_dir, dag.meta.trial_name, name), text))
+    return paths
