@@ -26,7 +26,6 @@ only the walk along a path (a few hundred hops at most) is a Python loop.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Union
 
@@ -159,18 +158,12 @@ def scenario_critical_path(source: Union["Trace", "Analysis"], scenario: str = "
     steps; the paths of an analysis are walked on ``steps`` of those it analysed.
     """
     from graphwia.trace.optable import Trace
-    from graphwia.analyses.whatif import BASELINES, ScenarioSet, run_whatif
+    from graphwia.analyses.whatif import choose_scenario
 
-    if scenarios is None:
-        if scenario not in BASELINES:
-            raise UsageError(f"scenario {scenario!r} is not one of {', '.join(BASELINES)} "
-                             f"(a custom scenario needs a scenario file)")
-        scenarios = ScenarioSet(scenarios=(), baseline=scenario)
-    elif scenario in BASELINES and scenario not in [scenarios.baseline, *scenarios.names]:
-        scenarios = dataclasses.replace(scenarios, baseline=scenario)
-    if isinstance(source, Trace):  # simulate only the chosen steps
-        return whatif_critical_path(run_whatif(source, scenarios, steps=steps), scenario)
-    return whatif_critical_path(run_whatif(source, scenarios), scenario, steps=steps)
+    is_trace = isinstance(source, Trace)  # a trace simulates only the chosen steps
+    chosen = choose_scenario(source, scenario, scenarios=scenarios, steps=steps if is_trace else None)
+    return critical_path(chosen.dag, chosen.compiled, chosen.weight, chosen.delay,
+                         steps=None if is_trace else steps, scenario=scenario)
 
 
 # -- the vectorised part --------------------------------------------------------------

@@ -305,6 +305,43 @@ def _inputs(source, steps) -> _Inputs:
     return _Inputs(dag=source.dag, compiled=source.compiled, weights=source.weights, ideal=source.ideal)
 
 
+@dataclass
+class ChosenScenario:
+    """One named scenario's ``weight`` and launch ``delay`` (n_ops,) on ``dag``."""
+
+    name: str
+    dag: Dag
+    compiled: CompiledDag
+    weight: np.ndarray
+    delay: np.ndarray
+
+
+def choose_scenario(source: Union[Trace, "Analysis"], scenario: str = "base", *,
+                    scenarios: ScenarioSet | None = None, steps: Iterable[int] | None = None) -> ChosenScenario:
+    """The weights of one scenario of a trace or an analysis, by name.
+
+    ``scenario`` is ``base``, ``nodelay`` or ``ideal`` (see the module
+    docstring), or the name of a scenario in ``scenarios`` (applied to that
+    set's baseline). ``steps`` limits a trace to those steps (as in :func:`run_whatif`).
+    """
+    if scenarios is None:
+        if scenario not in BASELINES:
+            raise UsageError(f"scenario {scenario!r} is not one of {', '.join(BASELINES)} "
+                             f"(a custom scenario needs a scenario file)")
+        scenarios = ScenarioSet(scenarios=(), baseline=scenario)
+    names = [scenarios.baseline, *scenarios.names]
+    if scenario not in names and scenario not in BASELINES:
+        raise UsageError(f"scenario {scenario!r} is not in {scenarios.source}; choose one of: {', '.join(names)}")
+    inputs = _inputs(source, steps)
+    if scenario not in scenarios.names or scenario == scenarios.baseline:
+        weight, delay = baseline_weights(inputs, scenario)
+    else:
+        weight, delay = baseline_weights(inputs, scenarios.baseline)
+        chosen = scenarios.scenarios[scenarios.names.index(scenario)]
+        weight, delay = scenario_weights(inputs, chosen, weight, delay, scenarios.source)
+    return ChosenScenario(name=scenario, dag=inputs.dag, compiled=inputs.compiled, weight=weight, delay=delay)
+
+
 def baseline_weights(inputs: _Inputs, baseline: str) -> tuple[np.ndarray, np.ndarray]:
     """(weight, launch delay) of every op in the baseline ``base``, ``nodelay`` or ``ideal``."""
     zero = np.zeros(inputs.dag.n_ops)
