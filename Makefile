@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 DATA   ?= ../shared/data
 OUT    ?= out
 
-.PHONY: demo test reproduce bench install clean
+.PHONY: demo test reproduce bench install clean fixtures
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,12 @@ bench: install
 
 clean:
 	rm -rf $(VENV) $(OUT) *.egg-info .pytest_cache
+
+# Record the PyTorch profiler (Kineto) fixtures of tests/data/kineto with examples/pipeline_job.py.
+# torch gets a venv of its own: it is never installed into $(VENV) nor needed by the tests.
+fixtures:
+	$(PYTHON) -m venv .venv-record
+	.venv-record/bin/pip install --quiet torch==2.13.0
+	.venv-record/bin/pip install --quiet -e .
+	.venv-record/bin/python examples/pipeline_job.py --out tests/data/kineto/annotated
+	.venv-record/bin/python examples/pipeline_job.py --out tests/data/kineto/stack --no-annotate --steps 4
