@@ -1,0 +1,118 @@
+"""One rank's file → its ops: the per-file half of the import, run in parallel across ranks.
+
+:func:`read_rank` reads a trace file (:mod:`~graphwia.trace.kineto.events`), finds its ops (the
+convention or a mapping file, :mod:`~graphwia.trace.kineto.classify`; Python stacks when it has
+no annotations, :mod:`~graphwia.trace.kineto.stacks`), gives each its span
+(:mod:`~graphwia.trace.kineto.spans`) and its ``ProfilerStep#N``, and returns a small
+:class:`RankOps` (numpy columns, picklable) that the job assembly combines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from graphwia.errors import TraceError
+from graphwia.optypes import ALL_OPTYPES
+from graphwia.trace.kineto.classify import OpMapping, classify, profiler_steps
+from graphwia.trace.kineto.events import CAT, Events, read_events
+from graphwia.trace.kineto.spans import SOURCES, nccl_names, op_spans, step_of
+from graphwia.trace.kineto.topology import RankInfo, rank_info
+
+
+@dataclass
+class FoundOps:
+    """Ops found in one file: optype code, mb, chunk (−1: none), span (ns), the CPU time that
+    places it in a step, and the span's source (codes into spans.SOURCES)."""
+
+    optype: np.ndarray
+    mb: np.ndarray
+    chunk: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    cpu_start: np.ndarray
+    source: np.ndarray
+    method: str
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass
+class RankOps:
+    """The ops of one rank's file, by step, with what the file says about its process."""
+
+    info: RankInfo
+    steps: np.ndarray  # ProfilerStep numbers present in the file
+    optype: np.ndarray
+    mb: np.ndarray
+    chunk: np.ndarray
+    step: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    source: np.ndarray
+    method: str
+    counts: dict = field(default_factory=dict)
+
+
+def read_rank(path: str | Path, mapping: OpMapping | None = None) -> RankOps:
+    """The ops of one rank's trace file; a one-line TraceError names the file when it has none."""
+    path = Path(path)
+    events = read_events(path)
+    info = rank_info(path, events.distributed, events.host)
+    steps = profiler_steps(events)
+    if not len(steps[0]):
+        raise TraceError(f"{path}: no ProfilerStep#N ranges, so no training steps (profile with a "
+                         f"torch.profiler schedule and call prof.step() once per step)")
+    found = _annotated(events, mapping)
+    if found is None:
+        from graphwia.trace.kineto.stacks import infer_from_stacks
+
+        if not (events.cat == CAT["python_function"]).any():
+            raise TraceError(f"{path}: no op annotations (record_function ranges named like 'forward-compute "
+                             f"mb=0', see graphwia.record) and no Python stacks to infer ops from (with_stack=True); "
+                             f"annotate the training loop or pass a mapping file (--map)")
+        found = infer_from_stacks(events, steps)
+    step = step_of(steps, found.cpu_start)
+    inside = step >= 0
+    _, nccl = nccl_names(events)
+    counts = {
+        "bytes": events.size, "events": events.counts["events"], "ops": int(inside.sum()),
+        "outside_steps": int((~inside).sum()),
+        "sources": {SOURCES[code]: int(n) for code, n in zip(*np.unique(found.source[inside], return_counts=True))},
+        "nccl_kernels": nccl, "record_param_comms": len(events.comms), **found.detail,
+    }
+    return RankOps(info=info, steps=np.unique(steps[0]), optype=found.optype[inside], mb=found.mb[inside],
+                   chunk=found.chunk[inside], step=step[inside], start=found.start[inside], end=found.end[inside],
+                   source=found.source[inside], method=found.method, counts=counts)
+
+
+def _annotated(events: Events, mapping: OpMapping | None) -> FoundOps | None:
+    """Ops named by the convention or the mapping rules, with their spans; None when there are none."""
+    classified = classify(events, mapping)
+    rows = classified.index
+    if not len(rows):
+        return None
+    start, end, source = op_spans(events, rows, classified.optype)
+    method = "annotations" if not classified.by_rule["mapping"] else "mapping file + annotations" \
+        if classified.by_rule["convention"] else "mapping file"
+    return FoundOps(optype=classified.optype, mb=classified.mb, chunk=classified.chunk, start=start, end=end,
+                    cpu_start=events.start[rows], source=source, method=method,
+                    detail={"groups": _comm_groups(events, rows, classified.optype)})
+
+
+def _comm_groups(events: Events, rows: np.ndarray, optype: np.ndarray) -> dict[str, list[str]]:
+    """For each optype, the ``collective on group`` of the record_param_comms ops inside its ranges."""
+    seen: dict[str, set] = {}
+    if not events.comms:
+        return {}
+    thread, start, end = events.thread[rows], events.start[rows], events.end[rows]
+    for index, args in events.comms.items():
+        mine = np.flatnonzero((thread == events.thread[index]) & (start <= events.start[index])
+                              & (end >= events.start[index]))
+        if not len(mine):
+            continue
+        inner = mine[np.argmax(start[mine])]
+        what = f"{args.get('collective') or '?'} on {args.get('group_desc') or '?'}"
+        seen.setdefault(ALL_OPTYPES[optype[inner]], set()).add(what)
+    return {k: sorted(v) for k, v in sorted(seen.items())}
