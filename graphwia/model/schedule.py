@@ -295,26 +295,35 @@ class _EdgeBuilder:
                 self.add(chunk_backwards[np.argmax(end[chunk_backwards])], first_scatter, "grads-after-use")
 
     def tail(self, uses_dp: bool, has_separate_reduce: bool) -> None:
+        """SPEC §2.1.8 with the ops the trace has: an absent op's edges pass to the next one present.
+
+        The first tail op present takes gc's edge from the last-ending compute; with overlapped DP
+        the first one after gc takes layernorm's edge from the last grads-reduce-scatter.
+        """
         end = self.end
         compute = self.positions(*T.COMPUTE_STREAM)
         gc = self.named(T.GC, 0)
-        if len(compute):
-            self.add(int(compute[np.argmax(end[compute])]), gc, "tail")
         layernorm = self.named(T.LAYERNORM, 0)
         embedding = self.named(T.EMBEDDING, 0)
         clip = self.named(T.CLIP, 0)
         optimizer = self.named(T.OPTIMIZER, 0)
         scatters = self.positions(T.GRADS_REDUCE_SCATTER)
         scatters = scatters[np.argsort(self.seq[scatters], kind="stable")]
-        if uses_dp and has_separate_reduce:
-            if len(scatters):
-                self.add(int(scatters[-1]), layernorm, "tail")
+        overlapped = uses_dp and has_separate_reduce
+        if overlapped:
             middle = [self.named(T.SEPARATE_GRADS_ALL_REDUCE, 0)]
         elif uses_dp:
             middle = [int(p) for p in scatters]
         else:
             middle = []
         chain = [p for p in [gc, layernorm, embedding, *middle, clip, optimizer] if p is not None]
+        if not chain:
+            return
+        if len(compute):
+            self.add(int(compute[np.argmax(end[compute])]), chain[0], "tail")
+        after_gc = chain[1:] if chain[0] == gc else chain
+        if overlapped and len(scatters) and after_gc:
+            self.add(int(scatters[-1]), after_gc[0], "tail")
         self.chain(chain, "tail")
 
 
