@@ -93,11 +93,12 @@ class StepSelection:
         self.spans = parse_step_spec(spec) if spec else None
 
     def load(self, trace: Path, meta: Path | None):
-        """The validated trace and the steps selected in it (None: every step)."""
-        from graphwia import load_trace
+        """The validated trace (a file, or a directory of rank traces imported in memory) and the
+        steps selected in it (None: every step)."""
+        from graphwia.trace.files import open_trace
         from graphwia.trace.steps import resolve_steps
 
-        loaded = load_trace(trace, meta)
+        loaded = open_trace(trace, meta)
         return loaded, (resolve_steps(loaded.steps, self.spans, str(trace)) if self.spans else None)
 
 

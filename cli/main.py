@@ -12,7 +12,7 @@ import typer
 
 from .common import State, tune_malloc
 
-COMMANDS = ("analyze", "whatif", "critical_path", "export_dag", "export_chakra", "fleet", "synth", "reproduce")
+COMMANDS = ("analyze", "whatif", "critical_path", "export_dag", "export_chakra", "fleet", "synth", "import_kineto", "reproduce")
 
 app = typer.Typer(
     name="graphwia",

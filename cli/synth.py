@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Optional
 
@@ -51,19 +52,32 @@ def synth(
                                                  help="With probability P per worker-step, gc takes SECONDS longer (repeatable)."),
     no_dp_overlap: bool = typer.Option(False, "--no-dp-overlap", help="Reduce gradients in the step's tail, not overlapped."),
     tp: int = typer.Option(1, "--tp", help="Tensor-parallel size (metadata and global ranks only)."),
+    format_: str = typer.Option("parquet", "--format", metavar="parquet|kineto",
+                                help="parquet: trace-NAME.parquet + meta-NAME.yaml; kineto: OUT/NAME/rank{R}.json.gz, "
+                                     "the GPU traces torch.profiler would write (graphwia import kineto reads them)."),
+    nccl_names: str = typer.Option("ncclDevKernel", "--nccl-names", metavar="ncclDevKernel|ncclKernel",
+                                   help="With --format kineto: NCCL kernel names of NCCL >= 2.19 or older."),
 ) -> None:
     """Write a synthetic Megatron-style trace (1F1B / interleaved) with injected straggler causes."""
     from graphwia.synth.generate import SynthArgumentError, write_synth
+    from graphwia.synth.kineto import NCCL_KERNELS, synth_kineto
+
+    if format_ not in ("parquet", "kineto"):
+        fail(f"--format: expected parquet or kineto, got {format_!r}", 2)
+    if nccl_names not in NCCL_KERNELS:
+        fail(f"--nccl-names: expected {' or '.join(NCCL_KERNELS)}, got {nccl_names!r}", 2)
+    writer = write_synth if format_ == "parquet" else functools.partial(synth_kineto, nccl=nccl_names)
 
     slow_workers = [parse_fields(text, "--slow-worker", "DP:STAGE:FACTOR, e.g. 3:1:1.5", (int, int, float))
                     for text in slow_worker or []]
     stage = parse_fields(slow_stage, "--slow-stage", "STAGE:FACTOR, e.g. 3:2.0", (int, float)) if slow_stage else None
     gc_pauses = [parse_fields(text, "--gc-pause", "P:SECONDS, e.g. 0.05:1.5", (float, float)) for text in gc_pause or []]
     try:
-        trace_path, meta_path = write_synth(
+        written = writer(
             out, name, dp=dp, pp=pp, vpp=vpp, microbatches=microbatches, steps=steps, seed=seed,
             slow_workers=slow_workers, slow_stage=stage, seqlen_cv=seqlen_cv, gc_pauses=gc_pauses,
             dp_overlap=not no_dp_overlap, tp=tp)
     except SynthArgumentError as exc:
         fail(f"{OPTION_OF.get(exc.argument, exc.argument)}: {exc}", 2)
-    typer.echo(f"wrote {trace_path} and {meta_path}")
+    typer.echo(f"wrote {written[0]} and {written[1]}" if format_ == "parquet"
+               else f"wrote {len(written[1])} rank trace(s) to {written[0]}")
