@@ -56,7 +56,7 @@ class Job:
 
     name: str
     trace: Path
-    meta: Path
+    meta: Path | None  # None: a directory of rank traces, which holds its own layout
 
 
 @dataclass
@@ -91,8 +91,11 @@ def discover_jobs(source: str | Path) -> list[Job]:
     source = Path(source)
     if source.is_dir():
         traces = sorted(p for p in source.iterdir() if p.name.startswith("trace-") and p.suffix in TRACE_SUFFIXES)
+        from graphwia.trace.kineto import is_rank_directory
+
+        traces += sorted(p for p in source.iterdir() if is_rank_directory(p))  # a job per directory of rank traces
         if not traces:
-            raise UsageError(f"{source}: no trace-NAME.parquet files in this directory")
+            raise UsageError(f"{source}: no trace-NAME.parquet files or directories of rank traces in this directory")
         jobs = [_job(trace, None) for trace in traces]
     elif source.is_file():
         jobs = _manifest_jobs(source)
@@ -129,7 +132,8 @@ def _job(trace: Path, meta: Path | None) -> Job:
 
     stem = trace.name.split(".")[0]
     name = stem.removeprefix("trace-") or stem
-    return Job(name=name, trace=trace.resolve(), meta=(meta or default_meta_path(trace)).resolve())
+    return Job(name=name, trace=trace.resolve(),
+               meta=None if trace.is_dir() else (meta or default_meta_path(trace)).resolve())
 
 
 def _check_unique(jobs: list[Job], source: Path) -> None:
@@ -154,11 +158,11 @@ def run_job(job: Job, out_dir: str | Path, plots: bool = True) -> dict:
     """
     from graphwia.analyses.standard import analyze
     from graphwia.outputs.job import write_outputs
-    from graphwia.trace.optable import load_trace
+    from graphwia.trace.files import open_trace
 
     inputs = input_fingerprint(job)
     try:
-        analysis = analyze(load_trace(job.trace, job.meta))
+        analysis = analyze(open_trace(job.trace, job.meta))
         directory = job_dir(out_dir, job.name)
         write_outputs(analysis, directory, plots=plots)
         record = {"version": MARKER_VERSION, "inputs": inputs, "plots": plots,
@@ -208,6 +212,11 @@ def input_fingerprint(job: Job) -> dict:
             return None
         return [str(path), st.st_size, st.st_mtime_ns]
 
+    if job.meta is None:  # a directory of rank traces: each of its files
+        from graphwia.trace.kineto.job import RANK_SUFFIXES
+
+        files = sorted(p for p in job.trace.iterdir() if p.name.endswith(RANK_SUFFIXES)) if job.trace.is_dir() else []
+        return {"trace": [stat(p) for p in files], "meta": None}
     return {"trace": stat(job.trace), "meta": stat(job.meta)}
 
 
