@@ -242,8 +242,9 @@ def _write_rank_events(writer: _Writer, ops, rows: np.ndarray, start: np.ndarray
     blocks = np.split(np.arange(len(rows)), starts[1:])
     cpu_only = np.array([optype[b[0]] == T.GC for b in blocks])
     durations = np.array([_cpu_duration_us(optype[b[0]], len(b), kernels) for b in blocks])
-    gpu_start = start[rows][starts]
-    cpu_start = _cpu_layout(gpu_start, end[rows][starts], durations, cpu_only)
+    gpu_start, gpu_end = start[rows][starts], end[rows][starts]
+    durations = np.where(cpu_only, (gpu_end - gpu_start) / 1000, durations)  # a CPU-only op's range is its span
+    cpu_start = _cpu_layout(gpu_start, gpu_end, durations, cpu_only)
     steps = ops["step"][rows][starts]
     _profiler_steps(writer, main, steps, cpu_start, cpu_start + (durations * 1000).astype(np.int64))
     d, s = int(ops["dp_rank"][rows[0]]), int(ops["stage"][rows[0]])
@@ -311,6 +312,9 @@ def _write_block(writer: _Writer, ops, records: np.ndarray, optypes, start: int,
                  nccl: str, kernels: int, groups: dict, main: int, autograd: int) -> None:
     """One call: nested annotations, its launches and kernels, GPU annotations."""
     n = len(records)
+    if optypes[0] == T.GC:  # CPU work only: the range is the op
+        writer.annotation(kineto_name(T.GC, -1, None), main, start, end)
+        return
     names = [kineto_name(optypes[i], int(ops["mb_id"][r]),
                          int(ops["mc"][r]) if vpp > 1 or optypes[i] in T.DP_COLLECTIVES else None)
              for i, r in enumerate(records)]
@@ -319,12 +323,10 @@ def _write_block(writer: _Writer, ops, records: np.ndarray, optypes, start: int,
                  for i, name in enumerate(names)]
     inner = cpu + 500 * n + 500
     optype = optypes[0]
-    if optype == T.GC:
-        return
     if optype in COMPUTE_KERNELS:
         cpu_op, kernel = COMPUTE_KERNELS[optype]
         tid = autograd if optype == T.BACKWARD_COMPUTE else main
-        cuts = np.linspace(start, end, kernels + 1).round().astype(np.int64)
+        cuts = start + np.linspace(0, end - start, kernels + 1).round().astype(np.int64)  # exact: offsets, not epoch ns
         for k in range(kernels):
             gap = 0 if k == kernels - 1 else min(500, int(cuts[k + 1] - cuts[k]) // 4)  # idle between kernels
             writer.launch(cpu_op, "", tid, inner + int(LAUNCH_US * 1000) * k, kernel, "", STREAM["compute"],
