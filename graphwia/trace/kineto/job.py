@@ -216,6 +216,7 @@ def _assemble(ranks: list[RankOps], topology: Topology, name: str, where: str) -
         raise TraceError(f"{where}: no op falls in a step that every rank recorded "
                          f"(steps per rank differ: {', '.join(f'rank {r.info.rank}: {format_ranges(r.steps)}' for r in kept[:4])})")
     ops, dropped = _complete_steps(ops, topology, where)
+    _check_required(ops, topology, where)
     vpp = _check_chunks(ops, where)
     hosts = sorted({r.info.host for r in kept})
     host_of = {r.info.rank: hosts.index(r.info.host) for r in kept}
@@ -290,6 +291,19 @@ def _complete_steps(ops: dict, topology: Topology, where: str) -> tuple[dict, di
                          f"step {first[0]}: {first[1]}")
     keep = ~bad[step_index]
     return {k: v[keep] for k, v in ops.items()}, why
+
+
+def _check_required(ops: dict, topology: Topology, where: str) -> None:
+    """Every worker runs forward and backward computes: the model's compute stream needs them."""
+    for optype in T.COMPUTE_STREAM:
+        have = np.zeros((topology.pp, topology.dp), dtype=bool)
+        mine = ops["optype"] == T.OPTYPE_CODE[optype]
+        have[ops["stage"][mine], ops["dp_rank"][mine]] = True
+        if not have.all():
+            stage, dp_rank = (int(v[0]) for v in np.nonzero(~have))
+            raise TraceError(f"{where}: no {optype} op on rank {_rank_of(ops, dp_rank, stage)} (dp_rank {dp_rank}, "
+                             f"stage {stage}): every worker needs forward-compute and backward-compute ops "
+                             f"(annotate them, or map their names with --map)")
 
 
 def _rank_of(ops: dict, dp_rank: int, stage: int) -> int | str:

@@ -1,0 +1,365 @@
+"""Kineto import: ops by convention and mapping file, spans, topology, steps, clocks, errors, CLI.
+
+The traces are written by graphwia.synth.kineto (small GPU-style jobs) and then edited the way
+real traces differ: names, missing links, missing files, skewed clocks, broken files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from graphwia.cli.main import app
+from graphwia.errors import TraceError, UsageError
+from graphwia.synth.generate import synthesize
+from graphwia.synth.kineto import write_kineto
+from graphwia.trace.files import open_trace
+from graphwia.trace.kineto import Layout, import_kineto, read_mapping
+from graphwia.trace.kineto.spans import nccl_kernel
+from graphwia.trace.optable import Trace
+
+KEY = ["step", "dp_rank", "stage", "optype", "seq_id"]
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory) -> tuple[Path, Trace]:
+    """A dp 2 x pp 2 synthetic job written as Kineto traces (plain JSON), and its op table."""
+    frame, meta = synthesize(name="k", dp=2, pp=2, microbatches=4, steps=3, seed=5)
+    trace = Trace.from_frame(frame, meta)
+    out = tmp_path_factory.mktemp("kineto") / "job"
+    write_kineto(trace, out)
+    return out, trace
+
+
+def copy_job(job, tmp_path: Path) -> Path:
+    target = tmp_path / "job"
+    shutil.copytree(job[0], target)
+    return target
+
+
+def edit(path: Path, change) -> None:
+    """Rewrite a trace file through ``change(document)``."""
+    document = json.loads(path.read_text())
+    change(document)
+    path.write_text(json.dumps(document))
+
+
+def ordered(trace: Trace):
+    return trace.ops.sort_values(KEY).reset_index(drop=True)
+
+
+def same_ops(a: Trace, b: Trace, atol: float = 2e-9) -> None:
+    x, y = ordered(a), ordered(b)
+    assert (x.optype.astype(str) == y.optype.astype(str)).all()
+    for column in ("step", "dp_rank", "stage", "seq_id", "rank"):
+        assert (x[column] == y[column]).all(), column
+    np.testing.assert_allclose(y.duration, x.duration, atol=atol)
+    np.testing.assert_allclose(y.start_ts - y.start_ts.min(), x.start_ts - x.start_ts.min(), atol=atol)
+
+
+def one_line_error(error: type, match: str, call) -> str:
+    with pytest.raises(error, match=match) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+# -- what is read ---------------------------------------------------------------------------
+
+def test_import_recovers_the_op_table(job):
+    imported, report = import_kineto(job[0], name="k")
+    same_ops(job[1], imported)
+    assert imported.meta == job[1].meta
+    assert report.topology.source == "distributedInfo process groups"
+    assert report.steps == [0, 1, 2] and not report.dropped_steps
+    assert report.sources == {"kernels": len(imported.table) - 12, "cpu": 12}  # gc: CPU work only
+    assert report.clocks.pairs > 0 and report.clocks.violations_before == 0
+    text = "\n".join(report.lines())
+    assert "dp 2 x pp 2" in text and "steps 0-2" in text
+
+
+def test_gzip_and_file_list(job, tmp_path):
+    files = []
+    for path in sorted(job[0].iterdir()):
+        target = tmp_path / (path.name + ".gz")
+        target.write_bytes(gzip.compress(path.read_bytes()))
+        files.append(target)
+    imported, _ = import_kineto(files)
+    same_ops(job[1], imported)
+
+
+def test_flows_link_kernels_without_correlation_args(job, tmp_path):
+    """A kernel without a correlation id is found through the ac2g flow ending on it."""
+    directory = copy_job(job, tmp_path)
+
+    def drop(document):
+        for event in document["traceEvents"]:
+            if event.get("cat") == "kernel":
+                del event["args"]["correlation"]
+
+    for path in directory.iterdir():
+        edit(path, drop)
+    imported, report = import_kineto(directory)
+    same_ops(job[1], imported)
+    assert report.sources["kernels"] == len(imported.table) - 12
+
+
+def test_gpu_user_annotation_when_no_launch_is_linked(job, tmp_path):
+    directory = copy_job(job, tmp_path)
+
+    def drop(document):
+        document["traceEvents"] = [e for e in document["traceEvents"] if e.get("cat") != "cuda_runtime"]
+
+    for path in directory.iterdir():
+        edit(path, drop)
+    imported, report = import_kineto(directory)
+    assert report.sources["gpu_user_annotation"] == len(imported.table) - 12
+    # the GPU copy is 1 ns wider on each side; a communication op's also spans its copy kernel
+    x, y = ordered(job[1]), ordered(imported)
+    compute = x.optype.isin(["forward-compute", "backward-compute", "optimizer"])
+    np.testing.assert_allclose(y.duration[compute], x.duration[compute], atol=3e-9)
+    assert (y.duration[~compute] >= x.duration[~compute] - 3e-9).all()
+
+
+def test_nccl_kernel_names_of_both_generations():
+    assert nccl_kernel("ncclKernel_AllReduce_RING_LL_Sum_float") == ("ncclKernel", "AllReduce")
+    assert nccl_kernel("ncclDevKernel_SendRecv") == ("ncclDevKernel", "SendRecv")
+    assert nccl_kernel("void ncclDevKernel_ReduceScatter_Sum_bf16_RING_LL(ncclDevComm*)") == \
+        ("ncclDevKernel", "ReduceScatter")
+    assert nccl_kernel("ampere_bf16_s16816gemm") is None
+
+
+def test_mapping_file_names_ops_of_other_instrumentation(job, tmp_path):
+    directory = copy_job(job, tmp_path)
+    renames = {"forward-compute": "fwd", "backward-compute": "bwd", "forward-send": "send-forward",
+               "forward-recv": "recv-forward", "backward-send": "send-backward", "backward-recv": "recv-backward",
+               "grads-reduce-scatter": "dp-reduce-scatter", "optimizer": "optimizer-step"}
+
+    def rename(document):
+        for event in document["traceEvents"]:
+            if event.get("cat") in ("user_annotation", "gpu_user_annotation"):
+                optype, _, rest = event["name"].partition(" ")
+                if optype in renames:
+                    event["name"] = " ".join(filter(None, [renames[optype], rest]))
+
+    for path in directory.iterdir():
+        edit(path, rename)
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(
+        "rules:\n"
+        "  - {match: 'fwd mb=(?P<mb>\\d+)', optype: forward-compute}\n"
+        "  - {match: 'bwd mb=(?P<mb>\\d+)', optype: backward-compute}\n"
+        "  - {match: 'send-forward', optype: forward-send}\n"
+        "  - {match: 'recv-forward', optype: forward-recv}\n"
+        "  - {match: 'send-backward', optype: backward-send}\n"
+        "  - {match: 'recv-backward', optype: backward-recv}\n"
+        "  - {match: 'dp-reduce-scatter( chunk=(?P<chunk>\\d+))?', optype: grads-reduce-scatter}\n"
+        "  - {match: 'optimizer-step', optype: optimizer, category: user_annotation}\n")
+    one_line_error(TraceError, "no forward-compute", lambda: import_kineto(directory))  # not without the rules
+    imported, report = import_kineto(directory, mapping=read_mapping(mapping))
+    same_ops(job[1], imported)
+    assert report.method == {"mapping file + annotations": 4}
+
+
+def test_layout_options_replace_group_names(job, tmp_path):
+    directory = copy_job(job, tmp_path)
+
+    def anonymous(document):
+        for config in document["distributedInfo"]["pg_config"]:
+            config["pg_desc"] = "undefined"
+
+    for path in directory.iterdir():
+        edit(path, anonymous)
+    one_line_error(UsageError, "pass the layout", lambda: import_kineto(directory))
+    imported, report = import_kineto(directory, layout=Layout(pp=2, dp=2))
+    same_ops(job[1], imported)
+    assert report.topology.source.startswith("layout options")
+    with pytest.raises(UsageError, match="--order"):
+        Layout(pp=2, dp=2, order="tp-pp")
+    one_line_error(UsageError, "8 ranks", lambda: import_kineto(directory, layout=Layout(pp=2, dp=4)))
+
+
+def test_layout_order():
+    assert Layout(pp=2, dp=2, tp=2).coordinates(5) == {"tp": 1, "cp": 0, "ep": 0, "dp": 0, "pp": 1}
+    assert Layout(pp=2, dp=2, tp=2, order="tp-pp-dp").coordinates(5) == {"tp": 1, "pp": 0, "dp": 1}
+
+
+def test_tensor_parallel_peers_are_ignored(job, tmp_path):
+    directory = copy_job(job, tmp_path)
+    peer = directory / "rank0-tp1.json"
+    shutil.copy(directory / "rank0.json", peer)
+
+    def as_tp_peer(document):  # rank 4 in a world of 8 with DP and PP groups like rank 0's
+        info = document["distributedInfo"]
+        info["rank"], info["world_size"] = 4, 8
+        for config in info["pg_config"]:
+            config["ranks"] = [r + 4 if r == 0 else r for r in config["ranks"]]
+
+    for path in directory.iterdir():
+        edit(path, lambda d: d["distributedInfo"].update(world_size=8))
+    edit(peer, as_tp_peer)
+    imported, report = import_kineto(directory)
+    assert report.topology.ignored == [4] and report.topology.tp == 2
+    assert imported.meta.world_size == 8 and imported.meta.tp_size == 2
+
+
+def test_incomplete_step_is_dropped_and_reported(job, tmp_path):
+    directory = copy_job(job, tmp_path)
+
+    def drop_one(document):
+        steps = sorted((e for e in document["traceEvents"] if e.get("name", "").startswith("ProfilerStep#")),
+                       key=lambda e: e["ts"])
+        s1 = steps[1]
+        victim = next(e for e in document["traceEvents"] if e.get("name") == "forward-compute mb=2"
+                      and s1["ts"] <= e["ts"] < s1["ts"] + s1["dur"])
+        document["traceEvents"].remove(victim)
+
+    edit(directory / "rank2.json", drop_one)
+    imported, report = import_kineto(directory)
+    assert report.steps == [0, 2]
+    assert list(report.dropped_steps) == [1] and "rank 2" in report.dropped_steps[1]
+    assert list(imported.steps) == [0, 2]
+
+
+def test_clock_offsets_between_hosts(tmp_path):
+    frame, meta = synthesize(name="k", dp=2, pp=2, microbatches=4, steps=3, seed=5)
+    trace = Trace.from_frame(frame, meta)
+    write_kineto(trace, tmp_path / "same", ranks_per_host=2)
+    write_kineto(trace, tmp_path / "skewed", ranks_per_host=2, clock_skew={1: 0.05})  # stage 1's host 50 ms late
+    reference, _ = import_kineto(tmp_path / "same")
+    imported, report = import_kineto(tmp_path / "skewed")
+    clocks = report.clocks
+    assert clocks.violations_before > 0 and clocks.violations_after == 0
+    assert clocks.offsets["synth-node0"] == 0
+    assert abs(clocks.offsets["synth-node1"] / 1e9 + 0.05) < 1e-3
+    assert "offsets applied" in "\n".join(report.lines())
+    x, y = ordered(reference), ordered(imported)
+    np.testing.assert_allclose(y.duration, x.duration, atol=2e-9)
+    np.testing.assert_allclose(y.start_ts - y.start_ts.min(), x.start_ts - x.start_ts.min(), atol=1e-3)
+
+
+# -- errors: one line naming the file ------------------------------------------------------
+
+def test_missing_rank(job, tmp_path):
+    directory = copy_job(job, tmp_path)
+    (directory / "rank3.json").unlink()
+    message = one_line_error(TraceError, "missing", lambda: import_kineto(directory))
+    assert "rank 3 (dp_rank 1, stage 1)" in message and str(directory) in message
+
+
+def test_single_rank_trace_set(job):
+    message = one_line_error(TraceError, "single rank", lambda: import_kineto([job[0] / "rank1.json"]))
+    assert "rank1.json" in message
+
+
+def test_two_jobs_in_one_directory(job, tmp_path):
+    directory = copy_job(job, tmp_path)
+    other = tmp_path / "other"
+    frame, meta = synthesize(name="o", dp=4, pp=2, microbatches=4, steps=2)
+    write_kineto(Trace.from_frame(frame, meta), other)
+    shutil.copy(other / "rank5.json", directory / "rank5.json")
+    one_line_error(TraceError, "two jobs", lambda: import_kineto(directory))
+    (directory / "rank5.json").unlink()
+    shutil.copy(other / "rank0.json", directory / "zz-rank0.json")
+    edit(directory / "zz-rank0.json", lambda d: d["distributedInfo"].update(world_size=4))
+    message = one_line_error(TraceError, "both rank 0", lambda: import_kineto(directory))
+    assert "zz-rank0.json" in message
+
+
+@pytest.mark.parametrize("damage,match", [
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "truncated"),
+    (lambda p: p.write_text("rank 0 was here\n"), "not valid JSON"),
+    (lambda p: p.write_text('{"traceEvents": 3}'), "not a PyTorch profiler trace"),
+    (lambda p: p.write_bytes(gzip.compress(p.read_bytes())[:4000]), "gzip"),
+])
+def test_broken_file(job, tmp_path, damage, match):
+    directory = copy_job(job, tmp_path)
+    damage(directory / "rank2.json")
+    message = one_line_error(TraceError, match, lambda: import_kineto(directory))
+    assert "rank2.json" in message
+
+
+def test_trace_without_steps(job, tmp_path):
+    directory = copy_job(job, tmp_path)
+    edit(directory / "rank1.json", lambda d: d.update(traceEvents=[
+        e for e in d["traceEvents"] if not e.get("name", "").startswith("ProfilerStep#")]))
+    message = one_line_error(TraceError, "no ProfilerStep", lambda: import_kineto(directory))
+    assert "rank1.json" in message
+
+
+def test_unannotated_trace_without_stacks(job, tmp_path):
+    directory = copy_job(job, tmp_path)
+
+    def strip(document):
+        for event in document["traceEvents"]:
+            if event.get("cat") == "user_annotation" and not event["name"].startswith("ProfilerStep#"):
+                event["name"] = "range"
+
+    edit(directory / "rank0.json", strip)
+    message = one_line_error(TraceError, "no op annotations", lambda: import_kineto(directory))
+    assert "rank0.json" in message and "with_stack" in message
+
+
+def test_no_distributed_info(job, tmp_path):
+    directory = copy_job(job, tmp_path)
+    edit(directory / "rank0.json", lambda d: d.pop("distributedInfo"))
+    assert "rank0.json" in one_line_error(TraceError, "distributedInfo", lambda: import_kineto(directory))
+
+
+@pytest.mark.parametrize("rules,match", [
+    ("rules:\n  - {match: 'fwd(', optype: forward-compute}\n", "rule 1: invalid regular expression"),
+    ("rules:\n  - {match: 'a', optype: forward-compute}\n  - {match: 'b', optype: fwd}\n", "rule 2: unknown optype"),
+    ("rules:\n  - {match: '(?P<micro>\\d+)', optype: forward-compute}\n", "rule 1: named group"),
+    ("rules:\n  - {match: 'a', optype: gc, cat: kernel}\n", "rule 1: unknown key"),
+    ("rules:\n  - {optype: gc}\n", "rule 1: expected a mapping with 'match'"),
+    ("rules: []\n", "a mapping file holds"),
+])
+def test_invalid_mapping_file(tmp_path, rules, match):
+    path = tmp_path / "map.yaml"
+    path.write_text(rules)
+    message = one_line_error(UsageError, match, lambda: read_mapping(path))
+    assert str(path) in message
+
+
+# -- entry points ---------------------------------------------------------------------------
+
+def test_open_trace_dispatches(job, tmp_path):
+    opened = open_trace(job[0])
+    assert opened.meta.trial_name == "job" and opened.meta.dp_size == 2 and opened.meta.pp_size == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_line_error(UsageError, "without .json", lambda: open_trace(empty))
+
+
+def test_cli_import_then_analyze(job, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["import", "kineto", str(job[0]), "--out", str(tmp_path / "imp"), "--name", "k"])
+    assert result.exit_code == 0, result.stderr
+    assert "dp 2 x pp 2" in result.stdout
+    assert (tmp_path / "imp" / "trace-k.parquet").is_file() and (tmp_path / "imp" / "meta-k.yaml").is_file()
+    loaded = open_trace(tmp_path / "imp" / "trace-k.parquet")
+    same_ops(job[1], loaded)
+    result = runner.invoke(app, ["analyze", str(job[0]), "--out", str(tmp_path / "a"), "--no-plots", "-q",
+                                 "--no-per-worker"])
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "a" / "result-job.json").is_file()
+
+
+def test_cli_import_errors_are_one_line(job, tmp_path):
+    directory = copy_job(job, tmp_path)
+    (directory / "rank0.json").unlink()
+    result = CliRunner().invoke(app, ["import", "kineto", str(directory), "--out", str(tmp_path / "o"),
+                                      "--name", "k"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("graphwia: error:") and "rank 0" in lines[0], result.stderr
+    result = CliRunner().invoke(app, ["import", "kineto", str(directory), "--out", str(tmp_path / "o"),
+                                      "--name", "k", "--pp", "2"])
+    assert result.exit_code == 2 and "--pp and --dp" in result.stderr
