@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import StepSelection, progress, reports_errors
+from .common import StepSelection, TypicalFromChoice, progress, reports_errors, typical_from_option
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +21,7 @@ def analyze(
     meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
     out: Path = typer.Option(Path("out"), "--out", help="Output directory."),
     steps: Optional[list[str]] = typer.Option(None, "--steps", help="Analyse only these steps: numbers and ranges, e.g. --steps 12 20-23."),
+    typical_from: TypicalFromChoice = typical_from_option(),
     decompose_threshold: float = typer.Option(1.03, "--decompose-threshold", help="Attribute a slowdown only when it reaches this."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip pictures, timelines and the HTML report."),
     per_worker: bool = typer.Option(True, "--per-worker/--no-per-worker", help="Exact attribution to every single worker."),
@@ -37,8 +38,8 @@ def analyze(
     with progress(not quiet) as say:
         say("loading the trace")
         loaded, selected = selection.load(trace, meta)
-        analysis = run_analysis(loaded, steps=selected, decompose_threshold=decompose_threshold,
-                                per_worker=per_worker, progress=say)
+        analysis = run_analysis(loaded, steps=selected, typical_from=typical_from,
+                                decompose_threshold=decompose_threshold, per_worker=per_worker, progress=say)
         say("writing outputs")
         written = write_outputs(analysis, out, plots=not no_plots)
     for warning in analysis.warnings:

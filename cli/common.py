@@ -6,7 +6,7 @@ import functools
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Literal
 
 import typer
 
@@ -81,6 +81,17 @@ def step_spec(ctx: typer.Context, steps: list[str] | None) -> list[str] | None:
     if extra and not steps:
         raise typer.BadParameter(f"unexpected argument(s) {' '.join(extra)}")
     return (steps or []) + extra or None
+
+
+#: Values of ``--typical-from``: graphwia.model.weights.TypicalFrom (spelled out so ``--help`` loads no numpy).
+TypicalFromChoice = Literal["selected", "all"]
+
+
+def typical_from_option():
+    """``--typical-from selected|all``, for the commands that take ``--steps`` (annotate it TypicalFromChoice)."""
+    return typer.Option("selected", "--typical-from",
+                        help="With --steps: take the typical op weights (the ideal) from the selected steps "
+                             "only, or from all steps of the trace.")
 
 
 class StepSelection:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import StepSelection, progress, reports_errors
+from .common import StepSelection, TypicalFromChoice, progress, reports_errors, typical_from_option
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +24,7 @@ def critical_path(
                                  help="base, nodelay, ideal, or a scenario of the --whatif file."),
     whatif: Optional[Path] = typer.Option(None, "--whatif", help="Scenario YAML (as for graphwia whatif) defining --scenario."),
     steps: Optional[list[str]] = typer.Option(None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."),
+    typical_from: TypicalFromChoice = typical_from_option(),
     timeline: Optional[Path] = typer.Option(None, "--timeline", help="Also write a Perfetto timeline (FILE.json.gz) with the paths overlaid."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
@@ -40,7 +41,8 @@ def critical_path(
         say("loading the trace")
         loaded, selected = selection.load(trace, meta)
         say(f"simulating {scenario} and walking the critical paths")
-        paths = scenario_critical_path(loaded, scenario, scenarios=scenarios, steps=selected)
+        paths = scenario_critical_path(loaded, scenario, scenarios=scenarios, steps=selected,
+                                       typical_from=typical_from)
         say("writing outputs")
         written = [write_critical_paths(paths, out)]
         if timeline:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import StepSelection, progress, reports_errors
+from .common import StepSelection, TypicalFromChoice, progress, reports_errors, typical_from_option
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +22,7 @@ def whatif(
     scenarios: Path = typer.Option(..., "--scenarios", help="Scenario YAML: a baseline and a list of scenarios."),
     meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
     steps: Optional[list[str]] = typer.Option(None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."),
+    typical_from: TypicalFromChoice = typical_from_option(),
     per_step: bool = typer.Option(False, "--per-step", help="Also show each step's speedups."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of a table."),
     timelines: Optional[Path] = typer.Option(None, "--timelines", help="Write a Perfetto timeline per scenario to this directory."),
@@ -39,11 +40,13 @@ def whatif(
         say("loading the trace")
         loaded, selected = selection.load(trace, meta)
         say(f"simulating {len(scenario_set.scenarios)} scenario(s)")
-        result = run_whatif(loaded, scenario_set, steps=selected)
+        result = run_whatif(loaded, scenario_set, steps=selected, typical_from=typical_from)
         written = []
         if timelines is not None:
             say("writing timelines")
             written = write_whatif_timelines(result, timelines)
+    for warning in result.warnings:
+        typer.echo(f"graphwia: warning: {warning}", err=True)
     if as_json:
         typer.echo(json.dumps(whatif_dict(result, per_step=per_step), indent=2))
         return
@@ -52,11 +55,19 @@ def whatif(
         typer.echo(f"wrote {len(written)} timeline(s) to {timelines}/: " + ", ".join(p.name for p in written))
 
 
+def typical_note(result) -> str:
+    """Which steps the typical weights came from, when only some steps were simulated."""
+    n_trace = len(result.dag.trace.steps)
+    if len(result.steps) == n_trace:
+        return ""
+    return f" (typical weights from {'all ' + str(n_trace) if result.typical_from == 'all' else 'these'} steps)"
+
+
 def table_lines(result, per_step: bool) -> list[str]:
     """The summary table, and with ``per_step`` a step × scenario table of speedups."""
     width = max(len("scenario"), *(len(n) for n in result.names))
     lines = [f"baseline {result.baseline}: mean step time {result.baseline_step_time:.4f} s "
-             f"over {len(result.steps)} step(s)",
+             f"over {len(result.steps)} step(s){typical_note(result)}",
              f"{'scenario':<{width}}  {'step time (s)':>13}  {'speedup':>8}"]
     step_time, speedup = result.step_time.mean(axis=0), result.speedup
     lines += [f"{name:<{width}}  {step_time[i]:>13.4f}  {speedup[name]:>8.4f}" for i, name in enumerate(result.names)]

@@ -27,7 +27,7 @@ only the walk along a path (a few hundred hops at most) is a Python loop.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import pandas as pd
@@ -36,12 +36,13 @@ from graphwia.model.dag import Dag
 from graphwia.errors import UsageError
 from graphwia.engine.evaluate import CompiledDag, Simulation
 from graphwia.model.schedule import EDGE_KINDS
-from graphwia.trace.steps import checked_steps
+from graphwia.trace.steps import Steps, checked_steps
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphwia.analyses.standard import Analysis
     from graphwia.trace.optable import Trace
     from graphwia.analyses.whatif import ScenarioSet, WhatIfResult
+    from graphwia.model.weights import TypicalFrom
 
 #: Columns of one path element, in output order (``step`` and ``hop`` lead in tables).
 ELEMENT_COLUMNS = ("op", "optype", "seq_id", "dp_rank", "stage", "rank", "mb_id", "chunk", "start", "end",
@@ -106,7 +107,7 @@ class CriticalPaths:
         }
 
 def critical_path(dag: Dag, compiled: CompiledDag, weight: np.ndarray, delay: np.ndarray,
-                  steps: Iterable[int] | None = None, scenario: str = "custom") -> CriticalPaths:
+                  steps: Steps | None = None, scenario: str = "custom") -> CriticalPaths:
     """Simulate one scenario (``weight``, ``delay`` of shape (n_ops,)) and walk its critical paths.
 
     ``steps`` limits the walk to some steps of ``dag`` (default: all).
@@ -116,7 +117,7 @@ def critical_path(dag: Dag, compiled: CompiledDag, weight: np.ndarray, delay: np
 
 
 def simulated_critical_path(dag: Dag, simulation: Simulation, weight: np.ndarray, column: int = 0,
-                            steps: Iterable[int] | None = None, scenario: str = "custom") -> CriticalPaths:
+                            steps: Steps | None = None, scenario: str = "custom") -> CriticalPaths:
     """Critical paths of scenario ``column`` of an existing simulation run with ``weight``.
 
     ``weight`` is that scenario's weight array (n_ops,) (launch delays are not
@@ -137,7 +138,7 @@ def simulated_critical_path(dag: Dag, simulation: Simulation, weight: np.ndarray
                          dag=dag, start=start, end=end, weight=weight)
 
 
-def whatif_critical_path(result: "WhatIfResult", scenario: str, steps: Iterable[int] | None = None) -> CriticalPaths:
+def whatif_critical_path(result: "WhatIfResult", scenario: str, steps: Steps | None = None) -> CriticalPaths:
     """Critical paths of a what-if run's baseline (by its name) or of one of its scenarios."""
     names = [result.baseline] + list(result.names)
     if scenario not in names:
@@ -149,19 +150,23 @@ def whatif_critical_path(result: "WhatIfResult", scenario: str, steps: Iterable[
 
 
 def scenario_critical_path(source: Union["Trace", "Analysis"], scenario: str = "base", *,
-                           scenarios: "ScenarioSet | None" = None, steps: Iterable[int] | None = None) -> CriticalPaths:
+                           scenarios: "ScenarioSet | None" = None, steps: Steps | None = None,
+                           typical_from: "TypicalFrom | None" = None) -> CriticalPaths:
     """Critical paths of a named scenario of a trace or an analysis.
 
     ``scenario`` is ``base``, ``nodelay`` or ``ideal`` (weights as in
-    :mod:`graphwia.analyses.whatif`: ideal weights are typical over the whole trace), or
-    the name of a scenario in ``scenarios``. ``steps`` limits a trace to those
-    steps; the paths of an analysis are walked on ``steps`` of those it analysed.
+    :mod:`graphwia.analyses.whatif`), or the name of a scenario in
+    ``scenarios``. ``steps`` limits a trace to those steps, whose ops the
+    typical weights come from unless ``typical_from="all"`` (as in
+    :func:`graphwia.analyze`); the paths of an analysis are walked on
+    ``steps`` of those it analysed, with its own typical weights.
     """
     from graphwia.trace.optable import Trace
     from graphwia.analyses.whatif import choose_scenario
 
     is_trace = isinstance(source, Trace)  # a trace simulates only the chosen steps
-    chosen = choose_scenario(source, scenario, scenarios=scenarios, steps=steps if is_trace else None)
+    chosen = choose_scenario(source, scenario, scenarios=scenarios, steps=steps if is_trace else None,
+                             typical_from=typical_from)
     return critical_path(chosen.dag, chosen.compiled, chosen.weight, chosen.delay,
                          steps=None if is_trace else steps, scenario=scenario)
 
@@ -252,7 +257,7 @@ def _elements(dag: Dag, steps: np.ndarray, paths: list[list[tuple[int, int]]], s
 
 # -- helpers --------------------------------------------------------------------------
 
-def _walked_steps(dag: Dag, steps: Iterable[int] | None) -> np.ndarray:
+def _walked_steps(dag: Dag, steps: Steps | None) -> np.ndarray:
     return dag.steps if steps is None else checked_steps(steps, dag.steps, "critical path", "analysed")
 
 

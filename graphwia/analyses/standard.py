@@ -20,7 +20,7 @@ from graphwia.model.dag import Dag
 from graphwia.engine.evaluate import CompiledDag, Simulation
 from graphwia.utils.table import Table
 from graphwia.trace.optable import JobMeta, Trace
-from graphwia.model.weights import Weights, ideal_weight, weighted_dag
+from graphwia.model.weights import DEFAULT_TYPICAL_FROM, TypicalFrom, Weights, ideal_weight, weighted_dag
 
 DEFAULT_DECOMPOSE_THRESHOLD = 1.03
 #: Share of workers M_W removes (SPEC §5.8).
@@ -116,6 +116,8 @@ class Analysis:
     worker_table: Table
     decompose_threshold: float = DEFAULT_DECOMPOSE_THRESHOLD
     warnings: list[str] = field(default_factory=list)
+    #: Steps the typical values (the ideal) come from: "selected" (the analysed ones) or "all" of the trace.
+    typical_from: TypicalFrom = DEFAULT_TYPICAL_FROM
 
     @functools.cached_property
     def workers(self):
@@ -141,7 +143,8 @@ class Analysis:
         return self.mw.rem
 
 
-def analyze(trace: Trace, *, steps: Iterable[int] | None = None,
+def analyze(trace: Trace, *, steps: int | Iterable[int] | None = None,
+            typical_from: TypicalFrom = DEFAULT_TYPICAL_FROM,
             decompose_threshold: float = DEFAULT_DECOMPOSE_THRESHOLD, per_worker: bool = True,
             progress: Progress | None = None) -> Analysis:
     """Run the full what-if analysis of SPEC §5 on ``trace``.
@@ -149,9 +152,14 @@ def analyze(trace: Trace, *, steps: Iterable[int] | None = None,
     Parameters
     ----------
     steps:
-        Analyse only these steps. The schedule and the typical op weights are
-        always taken from the whole trace, so a step's numbers do not depend on
-        which other steps are analysed.
+        Analyse only these steps (one step number or several). The schedule
+        comes from the trace's first step and the weights are as recorded;
+        typical values and means are over the analysed steps (SPEC §5,
+        "Analysing some steps only").
+    typical_from:
+        ``"selected"``: typical values from the analysed steps only (the
+        default); ``"all"``: from every step of the trace, so a step's numbers
+        do not depend on which other steps are analysed.
     decompose_threshold:
         Attribution runs only when the slowdown it decomposes reaches this.
     per_worker:
@@ -161,10 +169,12 @@ def analyze(trace: Trace, *, steps: Iterable[int] | None = None,
     """
     say = progress or (lambda label: None)
     say("building the DAG")
-    dag, weights, typical = weighted_dag(trace, steps)
+    dag, weights, typical = weighted_dag(trace, steps, typical_from=typical_from)
     say("compiling")
     compiled = dag.compile()
-    return _Analyzer(trace, dag, compiled, weights, typical, decompose_threshold, per_worker, say).run()
+    analysis = _Analyzer(trace, dag, compiled, weights, typical, decompose_threshold, per_worker, say).run()
+    analysis.typical_from = typical_from
+    return analysis
 
 
 class _Analyzer:

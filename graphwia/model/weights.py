@@ -3,22 +3,36 @@
 A weight is an op's duration (local op) or transfer time (group member: its
 end − the latest start in its group); the launch delay is its start − the
 latest end of its intra-worker predecessors (or of the step's start).
+
+Typical values are taken over a set of steps chosen by ``typical_from``
+(SPEC §5, "Analysing some steps only"): ``"selected"`` (the default) uses the
+analysed steps only, so warm-up or broken steps left out do not shape the
+ideal; ``"all"`` uses every step of the trace, so a step's numbers do not
+depend on which other steps are analysed. Weights themselves never depend on
+the choice: steps are independent, so an op's weight is the same whichever
+steps are analysed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Literal
 
 import numpy as np
 
 from graphwia import optypes as T
+from graphwia.errors import UsageError
 from graphwia.model.dag import Dag, build_dag
-from graphwia.trace.optable import describe_op
+from graphwia.trace.optable import Trace, describe_op
+from graphwia.trace.steps import Steps
 
 #: Values at or below this are clock noise and become 0 (SPEC §3).
 CLOCK_NOISE = -0.01
+
+TypicalFrom = Literal["selected", "all"]
+#: Where typical values come from: the analysed steps (default) or every step of the trace.
+TYPICAL_FROM: tuple[TypicalFrom, ...] = ("selected", "all")
+DEFAULT_TYPICAL_FROM: TypicalFrom = "selected"
 
 
 @dataclass
@@ -80,24 +94,39 @@ def _latest(n: int, index: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def weighted_dag(trace, steps: Iterable[int] | None = None) -> tuple[Dag, Weights, dict[str, float]]:
+def check_typical_from(typical_from: str) -> TypicalFrom:
+    """``typical_from`` if it is one of :data:`TYPICAL_FROM`, else a UsageError naming it."""
+    if typical_from not in TYPICAL_FROM:
+        raise UsageError(f"typical_from {typical_from!r} is not one of {', '.join(TYPICAL_FROM)}")
+    return typical_from
+
+
+def weighted_dag(trace: Trace, steps: Steps | None = None, *,
+                 typical_from: TypicalFrom = DEFAULT_TYPICAL_FROM) -> tuple[Dag, Weights, dict[str, float]]:
     """The DAG of the analysed ``steps`` with its observed weights, and the typical weights.
 
-    Weights and typical values are always taken from the whole trace, so a
-    step's numbers do not depend on which other steps are analysed.
+    The schedule is always inferred from the trace's first step (SPEC §2),
+    whichever steps are analysed; the typical weights come from the steps
+    ``typical_from`` names (see the module docstring).
     """
-    full = build_dag(trace)
-    weights = observed_weights(full)
-    typical = typical_weights(full, weights)
-    if steps is None:
-        return full, weights, typical
-    dag = full.select_steps(steps)
-    rows = np.searchsorted(full.steps, dag.steps)
+    check_typical_from(typical_from)
+    dag = build_dag(trace, steps)  # the schedule comes from the whole trace's first step
+    weights = observed_weights(dag)
+    typical = typical_weights(*typical_source(dag, weights, typical_from))
+    return dag, weights, typical
 
-    def pick(values: np.ndarray) -> np.ndarray:
-        return values.reshape(len(full.steps), full.ops_per_step)[rows].ravel()
 
-    return dag, dataclasses.replace(weights, weight=pick(weights.weight), delay=pick(weights.delay)), typical
+def typical_source(dag: Dag, weights: Weights, typical_from: TypicalFrom) -> tuple[Dag, Weights]:
+    """The DAG and weights whose op instances typical values are taken from.
+
+    ``dag`` and ``weights`` themselves, unless ``typical_from`` is ``"all"``
+    and ``dag`` holds only some steps of its trace: then the whole trace's,
+    built with the same schedule.
+    """
+    if check_typical_from(typical_from) == "selected" or len(dag.steps) == len(dag.trace.steps):
+        return dag, weights
+    full = build_dag(dag.trace, schedule=dag.schedule)
+    return full, observed_weights(full)
 
 
 def typical_weights(dag: Dag, weights: Weights) -> dict[str, float]:
@@ -105,17 +134,56 @@ def typical_weights(dag: Dag, weights: Weights) -> dict[str, float]:
 
     The mean for compute optypes, the median for communication (SPEC §5.3).
     """
-    codes = dag.table["optype"]
-    order = np.argsort(codes, kind="stable")
-    present, first = np.unique(codes[order], return_index=True)
-    typical = {}
-    for code, values in zip(present, np.split(weights.weight[order], first[1:])):  # one slice per optype
-        name = T.ALL_OPTYPES[code]
-        typical[name] = float(np.mean(values) if name in T.COMPUTE_OPTYPES else np.median(values))
-    return typical
+    codes = dag.table["optype"].astype(np.int64)
+    values = _typical_by(codes, weights.weight, codes)
+    return {T.ALL_OPTYPES[code]: float(values[code]) for code in np.unique(codes)}
+
+
+def stage_typical_weights(dag: Dag, weights: Weights, among: np.ndarray | None = None) -> dict[tuple[int, str], float]:
+    """Typical weight of each optype on each stage, over the ops of ``dag`` where ``among`` is true (default: all).
+
+    ``(stage, optype) → value``, with the statistic of SPEC §5.3 (mean for
+    compute optypes, median for communication): what a healthy worker of
+    that stage takes. A (stage, optype) with no op in ``among`` is absent.
+    """
+    keep = slice(None) if among is None else among
+    codes = _stage_codes(dag)[keep]
+    values = _typical_by(codes, weights.weight[keep], dag.table["optype"][keep].astype(np.int64))
+    n = len(T.ALL_OPTYPES)
+    return {(int(code) // n, T.ALL_OPTYPES[int(code) % n]): float(values[code]) for code in np.unique(codes)}
 
 
 def ideal_weight(dag: Dag, typical: dict[str, float]) -> np.ndarray:
     """Every op's weight replaced by its optype's typical value."""
     table = np.array([typical.get(name, np.nan) for name in T.ALL_OPTYPES])
     return table[dag.table["optype"]]
+
+
+def healthy_weight(dag: Dag, stage_typical: dict[tuple[int, str], float]) -> np.ndarray:
+    """Every op's weight replaced by the typical value of its optype on its stage (NaN where absent)."""
+    n = len(T.ALL_OPTYPES)
+    table = np.full(dag.meta.pp_size * n, np.nan)
+    for (stage, name), value in stage_typical.items():
+        table[stage * n + T.OPTYPE_CODE[name]] = value
+    return table[_stage_codes(dag)]
+
+
+def _stage_codes(dag: Dag) -> np.ndarray:
+    """stage · n_optypes + optype of every op: one code per (stage, optype)."""
+    return dag.table["stage"].astype(np.int64) * len(T.ALL_OPTYPES) + dag.table["optype"].astype(np.int64)
+
+
+def _typical_by(codes: np.ndarray, weight: np.ndarray, optype: np.ndarray) -> np.ndarray:
+    """Per code (indexable by code; NaN where absent): the mean or median of ``weight`` over its ops.
+
+    A code's statistic is the mean if its ops' optype is a compute optype, else
+    the median (SPEC §5.3); every op of one code has the same optype.
+    """
+    order = np.argsort(codes, kind="stable")
+    present, first = np.unique(codes[order], return_index=True)
+    is_compute = np.isin(optype[order][first], [T.OPTYPE_CODE[name] for name in T.COMPUTE_OPTYPES])
+    values = np.full(int(present.max()) + 1 if len(present) else 0, np.nan)
+    # one slice per code (a few dozen at most), never per op
+    for code, compute, group in zip(present, is_compute, np.split(weight[order], first[1:])):
+        values[code] = np.mean(group) if compute else np.median(group)
+    return values

@@ -21,6 +21,10 @@ def summary_lines(analysis: Analysis) -> list[str]:
         f"  M_S (last stage)    {analysis.Ms:.1%}",
         f"  M_W (top workers)   {analysis.Mw:.1%}",
     ]
+    n_trace = len(analysis.trace.steps)
+    if len(analysis.steps) < n_trace:  # say which steps the ideal's typical weights come from
+        source = f"all {n_trace} steps of the trace" if analysis.typical_from == "all" else "the analysed steps only"
+        lines.insert(1, f"  typical weights     from {source}")
     for key, title in (("optype", "op types"), ("dp_rank", "DP ranks"), ("stage", "stages")):
         if key in analysis.blocking:
             top = ", ".join(f"{name} {value:.3f}" for name, value in analysis.blocking[key].top(TOP))

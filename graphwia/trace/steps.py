@@ -3,16 +3,22 @@
 A single number must be a step of the trace; a range selects the steps of the
 trace inside it (traces often sample sparse steps). Selecting nothing is an
 error that lists the steps present.
+
+In the Python API, ``steps`` is one step number or an iterable of them
+(:data:`Steps`); :func:`checked_steps` is the one place that reads it.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Iterable, Union
 
 import numpy as np
 
 from graphwia.errors import UsageError
+
+#: Steps as the API takes them: one step number (``23``) or an iterable of them (``[23, 25]``).
+Steps = Union[int, Iterable[int]]
 
 _PART = re.compile(r"^(\d+)(?:-(\d+))?$")
 
@@ -48,14 +54,30 @@ def resolve_steps(present: np.ndarray, spans: list[tuple[int, int]], source: str
     return sorted(chosen)
 
 
-def checked_steps(steps: Iterable[int], present: np.ndarray, source: str, where: str = "in the trace") -> np.ndarray:
+def checked_steps(steps: Steps, present: np.ndarray, source: str, where: str = "in the trace") -> np.ndarray:
     """``steps`` sorted and unique, all of them among ``present``; else a UsageError listing those present."""
-    wanted = np.unique(np.asarray(list(steps), dtype=np.int64))
+    wanted = np.unique(step_numbers(steps, source))
     missing = np.setdiff1d(wanted, present)
     if len(wanted) == 0 or len(missing):
         what = "no steps were selected" if len(wanted) == 0 else f"step(s) {format_ranges(missing)} are not {where}"
         raise UsageError(f"{source}: {what}; steps present: {format_ranges(present)}")
     return wanted
+
+
+def step_numbers(steps: Steps, source: str = "steps") -> np.ndarray:
+    """``steps`` (one step number or an iterable of them) as an int64 array, in the given order.
+
+    Anything else (a string, a float, a bool) is a UsageError: a string's
+    characters or a float's truncation would silently select other steps.
+    """
+    values = [steps] if isinstance(steps, (int, np.integer)) else steps
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise UsageError(f"{source}: steps must be a step number or a list of them, got {steps!r}")
+    values = list(values)
+    bad = [v for v in values if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))]
+    if bad:
+        raise UsageError(f"{source}: steps must be step numbers (integers), got {bad[0]!r}")
+    return np.asarray(values, dtype=np.int64)
 
 
 def format_ranges(values) -> str:
