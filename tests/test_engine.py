@@ -262,9 +262,15 @@ def test_single_chain_hand_derived():
 def test_steps_subset_and_unknown_steps():
     trace = job_b()
     subset = graphwia.analyze(trace, steps=[2])
-    assert list(subset.steps) == [2]
-    # Typical weights come from the whole trace: step 2 keeps its numbers.
-    assert subset.step_time_ideal == pytest.approx([9.0])
+    assert list(subset.steps) == [2] and subset.typical_from == "selected"
+    # Typical weights come from the analysed step only: forward mean(1, 3) = 2, so the
+    # ideal step is 2+2+2+2+0.5+0.25+0.25+1 = 10, the no-delay step time: S = 1.
+    assert subset.typical[F] == pytest.approx(2.0)
+    assert subset.step_time_ideal == pytest.approx([10.0])
+    assert subset.slowdown == pytest.approx(1.0)
+    # typical_from="all": from both steps (forward mean 1.5), so step 2 keeps its full-run ideal, 9.
+    everywhere = graphwia.analyze(trace, steps=[2], typical_from="all")
+    assert everywhere.typical_from == "all" and everywhere.step_time_ideal == pytest.approx([9.0])
     with pytest.raises(UsageError, match="step.*3.*steps present: 1-2"):
         graphwia.analyze(trace, steps=[3])
 

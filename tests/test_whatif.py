@@ -12,10 +12,12 @@ from typer.testing import CliRunner
 
 import graphwia
 from graphwia.synth.generate import synthesize, write_synth
-from graphwia.analyses.whatif import ScenarioError, load_scenarios, parse_scenarios, run_whatif
+from graphwia import optypes as T
+from graphwia.analyses.critical_path import scenario_critical_path
+from graphwia.analyses.whatif import ScenarioError, load_scenarios, masked, parse_scenarios, run_whatif
 from graphwia.outputs.whatif import whatif_dict, write_whatif_timelines
 
-from conftest import published, real_trace, requires_data
+from conftest import DATA, published, real_trace, requires_data
 
 COMPUTE = ["forward-compute", "backward-compute"]
 P2P = ["forward-send", "forward-recv", "backward-send", "backward-recv"]
@@ -69,6 +71,9 @@ GOOD = {"name": "x", "where": {"optype": COMPUTE}, "scale": {"duration": 0.5}}
     ({"scenarios": [dict(GOOD, set={"duration": 0.1})]}, "duration is both set and scaled"),
     ({"scenarios": [{"name": "x", "where": {"stage": [0]}}]}, "no action"),
     ({"scenarios": [dict(GOOD, ideal="yes")]}, "'ideal'"),
+    ({"scenarios": [dict(GOOD, healthy=1)]}, "'healthy'"),
+    ({"scenarios": [dict(GOOD, ideal=True, healthy=True)]}, "'ideal' and 'healthy' are both true"),
+    ({"scenarios": [dict(GOOD, where={"optype": [["forward-compute"]]})]}, "unknown optype"),
     ({"scenarios": [dict(GOOD, name="two words")]}, "'two words'"),
     ({"scenarios": [{k: v for k, v in GOOD.items() if k != "name"}]}, "scenario #1"),
     ({"scenarios": [GOOD, GOOD]}, "used twice"),
@@ -92,14 +97,26 @@ def test_load_scenarios_reads_yaml_and_defaults(tmp_path):
           - name: last-stage-faster
             where: {stage: last, optype: [forward-compute, backward-compute]}
             scale: {duration: 0.8}
-          - name: healthy
+          - name: typical
             ideal: true
+          - name: healthy
+            where: {optype: forward-pp-comm}
+            healthy: true
     """))
     loaded = load_scenarios(path)
     assert loaded.baseline == "nodelay"
-    assert loaded.names == ["last-stage-faster", "healthy"]
+    assert loaded.names == ["last-stage-faster", "typical", "healthy"]
     assert loaded.scenarios[0].where == {"stage": ("last",), "optype": tuple(COMPUTE)}
     assert loaded.scenarios[1].ideal and loaded.scenarios[1].where == {}
+    assert loaded.scenarios[2].healthy and not loaded.scenarios[2].ideal
+    assert loaded.scenarios[2].where == {"optype": ("forward-pp-comm",)}
+
+
+def test_unknown_optype_lists_the_valid_ones():
+    with pytest.raises(ScenarioError) as err:
+        parse_scenarios({"scenarios": [dict(GOOD, where={"optype": ["forward-p2p"]})]})
+    valid = str(err.value).split("valid: ")[1].split(", ")
+    assert valid == [*T.ALL_OPTYPES, "forward-pp-comm", "backward-pp-comm"]
 
 
 def test_load_scenarios_file_errors(tmp_path):
@@ -126,6 +143,22 @@ def test_scenarios_that_do_not_fit_the_trace(trace, entry, named):
     assert named in str(err.value) and f"scenario {entry['name']!r}" in str(err.value)
 
 
+@pytest.mark.parametrize("entry, baseline, why", [
+    ({"name": "same", "scale": {"duration": 1, "transfer": 1}}, "nodelay", "scale.duration changes nothing: a factor of 1"),
+    ({"name": "no-delay", "set": {"launch_delay": 0}}, "nodelay", "this baseline has no launch delays"),
+    ({"name": "no-delay", "where": {"stage": [1]}, "scale": {"launch_delay": 0.5}}, "ideal", "no launch delays"),
+    ({"name": "typical", "ideal": True}, "ideal", "ideal: true changes nothing"),
+    ({"name": "late", "set": {"launch_delay": 0.001}, "scale": {"transfer": 1}}, "base",
+     "scale.transfer changes nothing: a factor of 1"),
+])
+def test_an_action_that_changes_nothing_is_an_error(trace, entry, baseline, why):
+    """The README's promise: an action leaving every selected value as it was stops with an error."""
+    with pytest.raises(ScenarioError) as err:
+        run_whatif(trace, scenarios(entry, baseline=baseline))
+    assert why in str(err.value) and f"scenario {entry['name']!r}" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
 def test_optypes_absent_from_the_trace_are_allowed(trace):
     frame, meta = synthesize(dp=2, pp=2, microbatches=4, steps=2, seed=1, dp_overlap=False)
     no_overlap = graphwia.Trace.from_frame(frame, meta)
@@ -136,11 +169,12 @@ def test_optypes_absent_from_the_trace_are_allowed(trace):
 
 # -- semantics --------------------------------------------------------------------------------
 
-def test_identity_scenario_has_speedup_one(trace):
+def test_steps_a_scenario_leaves_alone_have_speedup_one(trace):
     for baseline in ("nodelay", "base", "ideal"):
-        speedup, result = one(trace, {"name": "same", "scale": {"duration": 1, "transfer": 1}}, baseline)
-        assert speedup == pytest.approx(1.0, abs=1e-12)
-        np.testing.assert_allclose(result.step_speedup[:, 0], 1.0, atol=1e-12)
+        _, result = one(trace, {"name": "step-0", "where": {"step": [0]}, "scale": {"duration": 2, "transfer": 2}},
+                        baseline)
+        assert result.step_speedup[0, 0] < 0.9
+        np.testing.assert_allclose(result.step_speedup[1:, 0], 1.0, atol=1e-12)
 
 
 def test_all_ideal_reproduces_the_slowdown_S(trace, analysis):
@@ -184,13 +218,158 @@ def test_actions_touch_only_what_they_select(trace):
     assert np.all(result.step_time[:, 2] <= result.baseline_span + 0.25 + 1e-9)
 
 
-def test_steps_subset_matches_the_full_run(trace):
+def test_steps_subset_with_typical_weights_from_all_steps_matches_the_full_run(trace):
     entries = scenarios({"name": "ideal", "ideal": True}, {"name": "pp", "where": {"optype": P2P}, "set": {"transfer": 0}})
     full = run_whatif(trace, entries)
-    part = run_whatif(trace, entries, steps=[0, 2])
+    part = run_whatif(trace, entries, steps=[1, 2], typical_from="all")
     rows = [full.steps.index(s) for s in part.steps]
     np.testing.assert_allclose(part.step_time, full.step_time[rows], rtol=1e-12)
     np.testing.assert_allclose(part.baseline_span, full.baseline_span[rows], rtol=1e-12)
+    assert part.typical_from == "all"
+
+
+def test_steps_subset_takes_typical_weights_from_those_steps(trace):
+    """By default a subset is simulated as the trace cut down to it would be (SPEC §5)."""
+    entries = scenarios({"name": "ideal", "ideal": True}, {"name": "healthy", "where": {"dp_rank": [1]}, "healthy": True})
+    part = run_whatif(trace, entries, steps=[0, 2])
+    cut = graphwia.Trace.from_frame(trace.ops.drop(columns="end").query("step in [0, 2]"), trace.meta.to_dict())
+    np.testing.assert_array_equal(part.weight, run_whatif(cut, entries).weight)
+    np.testing.assert_array_equal(part.step_time, run_whatif(cut, entries).step_time)
+    all_steps = run_whatif(trace, entries, steps=[0, 2], typical_from="all")
+    assert not np.allclose(part.step_time, all_steps.step_time, rtol=1e-9)
+
+
+def test_a_single_step_number_is_a_step_selection(trace):
+    entries = scenarios({"name": "ideal", "ideal": True})
+    assert run_whatif(trace, entries, steps=1).steps == [1]
+    np.testing.assert_array_equal(run_whatif(trace, entries, steps=1).step_time,
+                                  run_whatif(trace, entries, steps=[1]).step_time)
+    assert scenario_critical_path(trace, "ideal", steps=np.int64(1)).steps == [1]
+    with pytest.raises(graphwia.UsageError, match="steps must be"):
+        run_whatif(trace, entries, steps="1")
+
+
+def test_attribution_groups_select_both_p2p_optypes_of_a_direction(trace):
+    result = run_whatif(trace, scenarios(
+        {"name": "group", "where": {"optype": ["forward-pp-comm"]}, "set": {"transfer": 0}},
+        {"name": "both", "where": {"optype": ["forward-send", "forward-recv"]}, "set": {"transfer": 0}},
+        {"name": "backward", "where": {"optype": ["backward-pp-comm"]}, "set": {"transfer": 0}},
+    ))
+    ops = result.dag.ops["optype"].astype(str)
+    np.testing.assert_array_equal(result.weight[:, 1], result.weight[:, 2])
+    changed = result.weight[:, 1] != result.weight[:, 0]
+    assert changed.any() and set(ops[changed]) <= {"forward-send", "forward-recv"}
+    changed = result.weight[:, 3] != result.weight[:, 0]
+    assert changed.any() and set(ops[changed]) <= {"backward-send", "backward-recv"}
+
+
+# -- healthy: typical among the op's peers on its own stage ---------------------------------------
+
+@pytest.fixture(scope="module")
+def slow_stage_trace():
+    """A 2 x 2 job whose stage 1 computes 1.6x slower on every worker."""
+    frame, meta = synthesize(dp=2, pp=2, microbatches=4, steps=3, seed=11, slow_stage=(1, 1.6), dp_overlap=False)
+    return graphwia.Trace.from_frame(frame, meta)
+
+
+def column(result, name: str) -> np.ndarray:
+    values = result.dag.ops[name]
+    return (values.astype(str) if name == "optype" else values).to_numpy()
+
+
+def test_healthy_gives_the_typical_weight_of_the_op_s_peers_on_its_stage(slow_stage_trace):
+    worker = {"dp_rank": [0], "stage": [1]}
+    result = run_whatif(slow_stage_trace, scenarios({"name": "healthy", "where": worker, "healthy": True},
+                                                    {"name": "ideal", "where": worker, "ideal": True}))
+    optype, stage = column(result, "optype"), column(result, "stage")
+    selected = (column(result, "dp_rank") == 0) & (stage == 1)
+    for name in np.unique(optype[selected]):
+        peers = (stage == 1) & (optype == name) & ~selected  # the other workers of stage 1
+        values = result.weight[peers, 0]
+        expected = np.mean(values) if name in T.COMPUTE_OPTYPES else np.median(values)
+        np.testing.assert_allclose(result.weight[selected & (optype == name), 1], expected, rtol=1e-12)
+    np.testing.assert_array_equal(result.weight[~selected, 1], result.weight[~selected, 0])
+    # Stage 1 is slow everywhere: a healthy worker of it computes as slowly as its peers, while the
+    # job-wide typical weight (ideal) makes it faster than any of them.
+    forward = selected & (optype == "forward-compute")
+    assert np.all(result.weight[forward, 2] < 0.9 * result.weight[forward, 1])
+    assert result.speedup["healthy"] == pytest.approx(1.0, abs=0.01)
+    assert result.speedup["ideal"] > result.speedup["healthy"]
+
+
+def test_healthy_heals_a_slow_worker_like_its_peers(trace):
+    dp, stage, factor = SLOW
+    worker = {"dp_rank": [dp], "stage": [stage]}
+    result = run_whatif(trace, scenarios(
+        {"name": "healthy", "where": worker, "healthy": True},
+        {"name": "healed", "where": dict(worker, optype=COMPUTE), "scale": {"duration": 1 / factor}},
+        {"name": "healthy-peer", "where": {"dp_rank": [1 - dp], "stage": [stage]}, "healthy": True}))
+    # its own slow ops do not count in the typical weight it gets: it is healed all the way
+    assert result.speedup["healthy"] == pytest.approx(result.speedup["healed"], rel=0.02)
+    assert result.speedup["healthy"] > result.speedup["healthy-peer"] + 0.05
+
+
+def test_healthy_needs_peers(trace):
+    with pytest.raises(ScenarioError, match="scenario 'stage-0': healthy: it selects every [a-z-]+ of stage 0, leaving no peer"):
+        run_whatif(trace, scenarios({"name": "stage-0", "where": {"stage": [0]}, "healthy": True}))
+
+
+def test_healthy_takes_typical_weights_from_the_analysed_steps(slow_stage_trace):
+    entry = {"name": "healthy", "where": {"dp_rank": [0], "stage": [0], "optype": ["forward-compute"]}, "healthy": True}
+    ops = slow_stage_trace.ops
+    peers = (ops["stage"] == 0) & (ops["dp_rank"] == 1) & (ops["optype"].astype(str) == "forward-compute")
+    for typical_from, steps in (("selected", [2]), ("all", [0, 1, 2])):
+        result = run_whatif(slow_stage_trace, scenarios(entry), steps=[2], typical_from=typical_from)
+        forward = (column(result, "dp_rank") == 0) & (column(result, "stage") == 0) \
+            & (column(result, "optype") == "forward-compute")
+        expected = ops.loc[peers & ops["step"].isin(steps), "duration"].mean()
+        np.testing.assert_allclose(result.weight[forward, 1], expected, rtol=1e-12)
+
+
+# -- baseline base: recorded launch delays can mask a change -------------------------------------
+
+def blocked_peer_trace():
+    """pp = 1, dp = 2; worker (1, 0) computes 1.5x slower and worker (0, 0), instead of waiting
+    inside the first grads-reduce-scatter, launches it only when (1, 0) does: its wait for the
+    straggler is recorded as a launch delay."""
+    frame, meta = synthesize(dp=2, pp=1, microbatches=4, steps=3, seed=5, slow_workers=[(1, 0, 1.5)],
+                             dp_overlap=False)
+    first_rs = frame.index[(frame["optype"] == "grads-reduce-scatter") & (frame["seq_id"] == 0)]
+    rs = frame.loc[first_rs]
+    slow_start = rs[rs["dp_rank"] == 1].set_index("step")["start_ts"]
+    waiting = rs.index[rs["dp_rank"] == 0]
+    late = slow_start.loc[frame.loc[waiting, "step"]].to_numpy()
+    end = (frame.loc[waiting, "start_ts"] + frame.loc[waiting, "duration"]).to_numpy()
+    frame.loc[waiting, "start_ts"], frame.loc[waiting, "duration"] = late, end - late
+    return graphwia.Trace.from_frame(frame, meta)
+
+
+HEAL = {"name": "heal", "where": {"dp_rank": [1], "optype": COMPUTE}, "scale": {"duration": 1 / 1.5}}
+
+
+def test_base_warns_when_recorded_launch_delays_mask_a_change():
+    blocked = blocked_peer_trace()
+    under_base = run_whatif(blocked, scenarios(HEAL, {"name": "late", "set": {"launch_delay": 0.01}}, baseline="base"))
+    under_nodelay = run_whatif(blocked, scenarios(HEAL))
+    assert under_base.speedup["heal"] == pytest.approx(1.0, abs=1e-9)  # the recorded delay holds the step back
+    assert under_nodelay.speedup["heal"] > 1.2 and not under_nodelay.warnings
+    [warning] = under_base.warnings  # one, and none for the scenario that changes launch delays only
+    assert "scenario 'heal'" in warning and "+0.000 s (+0.0%)" in warning and "\n" not in warning
+    # the extra simulations behind the warning are not part of the result
+    assert under_base.simulation.n_scenarios == 3 and under_base.weight.shape[1] == 3
+
+
+def test_base_does_not_warn_when_delays_mask_nothing(trace):
+    result = run_whatif(trace, scenarios(dict(HEAL, where={"dp_rank": [1], "stage": [0], "optype": COMPUTE}),
+                                         baseline="base"))
+    assert result.speedup["heal"] > 1.05 and not result.warnings
+
+
+@pytest.mark.parametrize("with_delays, without, expected", [
+    (-0.01, -1.0, True), (-0.6, -1.0, False), (0.2, -1.0, True), (-0.001, -0.005, False), (0.4, 1.0, True),
+])
+def test_masked_criterion(with_delays, without, expected):
+    assert masked(with_delays, without, step_time=10.0) is expected
 
 
 def test_analysis_input_gives_the_same_result(trace, analysis):
@@ -199,6 +378,8 @@ def test_analysis_input_gives_the_same_result(trace, analysis):
     np.testing.assert_array_equal(from_trace.step_time, from_analysis.step_time)
     with pytest.raises(graphwia.UsageError, match="steps"):
         run_whatif(analysis, entries, steps=[0])
+    with pytest.raises(graphwia.UsageError, match="typical_from"):
+        run_whatif(analysis, entries, typical_from="all")
 
 
 def test_outputs_json_frames_and_timelines(trace, tmp_path):
@@ -238,6 +419,28 @@ def test_st_communication_what_ifs():
     assert result.speedup["all-ideal"] == pytest.approx(published("result", "ST")["blocking_slowdown"], rel=1e-4)
 
 
+@requires_data
+def test_st_healthy_worker_unlike_ideal_does_not_slow_the_job():
+    worker = {"dp_rank": [0], "stage": [0]}
+    result = run_whatif(real_trace("ST"), scenarios({"name": "ideal", "where": worker, "ideal": True},
+                                                    {"name": "healthy", "where": worker, "healthy": True}))
+    # Stage 0's forwards (0.067 s) are faster than the job-wide mean (0.085 s): ideal slows (0, 0) down.
+    assert result.speedup["ideal"] < 0.995
+    # (0, 0) is a healthy worker: making it typical of its stage changes the job by less than 0.1%
+    # (the residue is the variation of its op times, replaced by a constant).
+    assert result.speedup["healthy"] == pytest.approx(1.0, abs=1e-3)
+
+
+@requires_data
+def test_ar_healing_the_straggler_under_base_warns():
+    entry = {"name": "heal-0-0", "where": {"dp_rank": [0], "stage": [0]}, "healthy": True}
+    under_base = run_whatif(real_trace("AR"), scenarios(entry, baseline="base"))
+    under_nodelay = run_whatif(real_trace("AR"), scenarios(entry))
+    assert under_base.speedup["heal-0-0"] < 1.05 < 1.5 < under_nodelay.speedup["heal-0-0"]
+    assert len(under_base.warnings) == 1 and "scenario 'heal-0-0'" in under_base.warnings[0]
+    assert not under_nodelay.warnings
+
+
 # -- the command line --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -272,6 +475,35 @@ def test_cli_json_and_table(files, tmp_path):
     assert run.exit_code == 0, run.output
     assert "no-pp" in run.stdout and "speedup per step" in run.stdout
     assert sorted(p.name for p in (tmp_path / "tl").iterdir()) == ["whatif-ideal-job.json.gz", "whatif-no-pp-job.json.gz"]
+
+
+def test_cli_prints_warnings_on_stderr_one_line_each(tmp_path):
+    from graphwia.synth.generate import write_synth  # noqa: F401 (the blocked trace is written by hand)
+
+    blocked = blocked_peer_trace()
+    trace_path, meta_path = tmp_path / "trace-blocked.parquet", tmp_path / "meta-blocked.yaml"
+    blocked.ops.drop(columns="end").to_parquet(trace_path)
+    meta_path.write_text(json.dumps(blocked.meta.to_dict()))
+    spec = tmp_path / "heal.yaml"
+    spec.write_text(json.dumps({"baseline": "base", "scenarios": [HEAL, dict(HEAL, name="heal-too")]}))
+    run = invoke("whatif", trace_path, "--scenarios", spec, "--json")
+    assert run.exit_code == 0, run.output
+    warnings = run.stderr.strip().splitlines()
+    assert len(warnings) == 2 and all(w.startswith("graphwia: warning: ") for w in warnings)
+    assert "'heal'" in warnings[0] and "'heal-too'" in warnings[1]
+    assert [s["name"] for s in json.loads(run.stdout)["scenarios"]] == ["heal", "heal-too"]
+
+
+def test_cli_typical_from_and_steps(files):
+    trace_path = files / "trace-job.parquet"
+    run = invoke("whatif", trace_path, "--scenarios", files / "good.yaml", "--steps", "1-2")
+    assert run.exit_code == 0, run.output
+    assert "(typical weights from these steps)" in run.stdout
+    run = invoke("whatif", trace_path, "--scenarios", files / "good.yaml", "--steps", "1-2", "--typical-from", "all")
+    assert run.exit_code == 0, run.output
+    assert "(typical weights from all 3 steps)" in run.stdout
+    run = invoke("whatif", trace_path, "--scenarios", files / "good.yaml", "--typical-from", "some")
+    assert run.exit_code == 2 and "'some' is not one of" in run.output
 
 
 def test_cli_bad_scenario_file_is_one_line(files):
