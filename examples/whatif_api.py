@@ -29,8 +29,12 @@ def synthetic_trace() -> graphwia.Trace:
 
 
 def with_python_scenario(scenarios: ScenarioSet) -> ScenarioSet:
-    """The file's scenarios plus one written as a dict: "what if worker (2, 1) were healthy?"."""
-    extra = {"name": "healthy-worker-2-1", "where": {"dp_rank": [2], "stage": [1]}, "ideal": True}
+    """The file's scenarios plus one written as a dict: "what if worker (2, 1) were healthy?".
+
+    ``healthy: true`` gives its ops the typical weights of stage 1's workers, not the job-wide
+    ones (``ideal: true``): stage 3 is slow in this job, and worker (2, 1) should not inherit that.
+    """
+    extra = {"name": "healthy-worker-2-1", "where": {"dp_rank": [2], "stage": [1]}, "healthy": True}
     raw = {"baseline": scenarios.baseline, "scenarios": [extra]}
     return ScenarioSet(scenarios=scenarios.scenarios + parse_scenarios(raw).scenarios,
                        baseline=scenarios.baseline, source=scenarios.source)
@@ -49,6 +53,8 @@ def main() -> None:
         scenarios = with_python_scenario(scenarios)
 
     result = run_whatif(trace, scenarios)
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     print(f"{trace.meta.trial_name}: baseline {result.baseline}, mean step time {result.baseline_step_time:.4f} s")
     print(result.to_frame().sort_values("speedup", ascending=False).to_string(index=False, float_format="%.4f"))
 
