@@ -14,7 +14,8 @@ from .common import fail, reports_errors
 OPTION_OF = {
     "dp": "--dp", "pp": "--pp", "vpp": "--vpp", "microbatches": "--microbatches", "steps": "--steps",
     "tp": "--tp", "slow_workers": "--slow-worker", "slow_stage": "--slow-stage",
-    "seqlen_cv": "--seqlen-cv", "gc_pauses": "--gc-pause",
+    "seqlen_cv": "--seqlen-cv", "gc_pauses": "--gc-pause", "slow_links": "--slow-link",
+    "slow_collectives": "--slow-collective", "name": "--name", "size": "--dp/--pp/--vpp/--microbatches/--steps",
 }
 
 
@@ -50,6 +51,12 @@ def synth(
     seqlen_cv: float = typer.Option(0.0, "--seqlen-cv", help="CV of per-microbatch compute (sequence-length imbalance)."),
     gc_pause: Optional[list[str]] = typer.Option(None, "--gc-pause", metavar="P:SECONDS",
                                                  help="With probability P per worker-step, gc takes SECONDS longer (repeatable)."),
+    slow_link: Optional[list[str]] = typer.Option(None, "--slow-link", metavar="DP:STAGE:FACTOR",
+                                                  help="Multiply the p2p transfer times between STAGE and STAGE+1 "
+                                                       "of dp rank DP (repeatable)."),
+    slow_collective: Optional[list[str]] = typer.Option(None, "--slow-collective", metavar="STAGE:FACTOR",
+                                                        help="Multiply one stage's DP collective transfer times "
+                                                             "(repeatable)."),
     no_dp_overlap: bool = typer.Option(False, "--no-dp-overlap", help="Reduce gradients in the step's tail, not overlapped."),
     tp: int = typer.Option(1, "--tp", help="Tensor-parallel size (metadata and global ranks only)."),
     format_: str = typer.Option("parquet", "--format", metavar="parquet|kineto",
@@ -72,10 +79,15 @@ def synth(
                     for text in slow_worker or []]
     stage = parse_fields(slow_stage, "--slow-stage", "STAGE:FACTOR, e.g. 3:2.0", (int, float)) if slow_stage else None
     gc_pauses = [parse_fields(text, "--gc-pause", "P:SECONDS, e.g. 0.05:1.5", (float, float)) for text in gc_pause or []]
+    links = [parse_fields(text, "--slow-link", "DP:STAGE:FACTOR, e.g. 1:0:50", (int, int, float))
+             for text in slow_link or []]
+    collectives = [parse_fields(text, "--slow-collective", "STAGE:FACTOR, e.g. 2:4", (int, float))
+                   for text in slow_collective or []]
     try:
         written = writer(
             out, name, dp=dp, pp=pp, vpp=vpp, microbatches=microbatches, steps=steps, seed=seed,
             slow_workers=slow_workers, slow_stage=stage, seqlen_cv=seqlen_cv, gc_pauses=gc_pauses,
+            slow_links=links, slow_collectives=collectives,
             dp_overlap=not no_dp_overlap, tp=tp)
     except SynthArgumentError as exc:
         fail(f"{OPTION_OF.get(exc.argument, exc.argument)}: {exc}", 2)

@@ -514,6 +514,21 @@ def _record_weights(prog, layout, steps, rng, slow_workers, slow_stage, seqlen_c
     return weights
 
 
+def _slow_communication(prog, weights, slow_links, slow_collectives) -> None:
+    """Multiply the transfer times of slowed p2p links and DP collectives in ``weights`` (in place)."""
+    p2p = (FORWARD_SEND, FORWARD_RECV, BACKWARD_SEND, BACKWARD_RECV)
+    for dp_rank, stage, factor in slow_links:
+        # both directions of the link: the p2p pairs with one member on each of its two stages
+        link = [r for group in prog.groups if not group.across_dp
+                for r in group.records if prog.records[r].optype in p2p
+                and sorted(prog.records[m].stage for m in group.records) == [stage, stage + 1]]
+        weights[link, dp_rank, :] *= factor
+    collectives = (PARAMS_ALL_GATHER, GRADS_REDUCE_SCATTER, SEPARATE_GRADS_ALL_REDUCE)
+    for stage, factor in slow_collectives:
+        group = [r for r, rec in enumerate(prog.records) if rec.stage == stage and rec.optype in collectives]
+        weights[group] *= factor
+
+
 def _launch_gaps(prog, layout, steps, rng) -> np.ndarray:
     """Exponential CPU-side gap before each call; a stream's first call gets a start jitter."""
     mean = np.array([LAUNCH_GAP_S if call.preds else STREAM_START_JITTER_S for call in prog.calls])
@@ -612,9 +627,25 @@ def _validate(dp, pp, vpp, microbatches, steps, tp, slow_workers, slow_stage, se
             raise SynthArgumentError("gc_pauses", f"gc pause seconds must be >= 0, got {seconds}")
 
 
+def _validate_communication(dp, pp, slow_links, slow_collectives) -> None:
+    """Raise SynthArgumentError for a slowed link or collective the job does not have."""
+    for dp_rank, stage, factor in slow_links:
+        if not (0 <= dp_rank < dp and 0 <= stage < pp - 1):
+            raise SynthArgumentError("slow_links", f"slow link dp_rank {dp_rank}, stage {stage} -> {stage + 1} "
+                                                   f"is not a p2p link of dp {dp} x pp {pp}")
+        if not factor > 0:
+            raise SynthArgumentError("slow_links", f"slow link factor must be > 0, got {factor}")
+    for stage, factor in slow_collectives:
+        if dp < 2 or not 0 <= stage < pp:
+            raise SynthArgumentError("slow_collectives", f"stage {stage} has no DP collectives in dp {dp} x pp {pp}")
+        if not factor > 0:
+            raise SynthArgumentError("slow_collectives", f"slow collective factor must be > 0, got {factor}")
+
+
 def synthesize(*, dp: int, pp: int, vpp: int = 1, microbatches: int, steps: int, seed: int = 0,
                name: str = "synth", slow_workers=(), slow_stage=None, seqlen_cv: float = 0.0,
-               gc_pauses=(), dp_overlap: bool = True, tp: int = 1) -> tuple[pd.DataFrame, dict]:
+               gc_pauses=(), slow_links=(), slow_collectives=(), dp_overlap: bool = True,
+               tp: int = 1) -> tuple[pd.DataFrame, dict]:
     """Generate a synthetic trace of a dp x pp (x vpp chunks) Megatron-style job.
 
     Parameters
@@ -639,6 +670,12 @@ def synthesize(*, dp: int, pp: int, vpp: int = 1, microbatches: int, steps: int,
     gc_pauses:
         ``(probability, seconds)``: each worker-step independently, with that probability,
         gets ``seconds`` added to its ``gc`` op; several entries add up.
+    slow_links:
+        ``(dp_rank, stage, factor)``: the transfer times of the p2p link between ``stage`` and
+        ``stage + 1`` in that dp rank's pipeline, both directions, x factor.
+    slow_collectives:
+        ``(stage, factor)``: the transfer times of that stage's DP collectives (params-all-gather,
+        grads-reduce-scatter, separate-grads-all-reduce; needs dp >= 2) x factor.
     dp_overlap:
         With dp > 1: True reduces each chunk's gradients (``grads-reduce-scatter``) on a DP
         stream right after its last backward and ends the step with
@@ -665,11 +702,15 @@ def synthesize(*, dp: int, pp: int, vpp: int = 1, microbatches: int, steps: int,
     slow_stage = None if slow_stage is None else (int(slow_stage[0]), float(slow_stage[1]))
     gc_pauses = [(float(p), float(sec)) for p, sec in gc_pauses]
     _validate(dp, pp, vpp, microbatches, steps, tp, slow_workers, slow_stage, seqlen_cv, gc_pauses)
+    slow_links = [(int(d), int(s), float(f)) for d, s, f in slow_links]
+    slow_collectives = [(int(s), float(f)) for s, f in slow_collectives]
+    _validate_communication(dp, pp, slow_links, slow_collectives)
 
     layout = _Layout(dp=dp, pp=pp, vpp=vpp, microbatches=microbatches, dp_overlap=dp_overlap)
     prog = _build_program(layout)
     rng = np.random.default_rng(seed)
     weights = _record_weights(prog, layout, steps, rng, slow_workers, slow_stage, seqlen_cv, gc_pauses)
+    _slow_communication(prog, weights, slow_links, slow_collectives)
     gaps = _launch_gaps(prog, layout, steps, rng)
     start, end = _simulate(prog, weights, gaps)
     trace = _trace_table(prog, layout, steps, tp, start, end)
