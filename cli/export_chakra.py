@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import StepSelection, progress, reports_errors
+from .common import StepSelection, TypicalFromChoice, progress, reports_errors, typical_from_option
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +24,7 @@ def export_chakra(
     scenario: str = typer.Option("base", "--scenario", help="base, nodelay, ideal, or a scenario of the --whatif file."),
     whatif: Optional[Path] = typer.Option(None, "--whatif", help="Scenario YAML (as for graphwia whatif) defining --scenario."),
     steps: Optional[list[str]] = typer.Option(None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."),
+    typical_from: TypicalFromChoice = typical_from_option(),
     activation_bytes: Optional[int] = typer.Option(None, "--activation-bytes", min=0,
                                                    help="Bytes of each pipeline send/receive [default: unknown, 0]."),
     grad_bytes: Optional[int] = typer.Option(None, "--grad-bytes", min=0,
@@ -46,7 +47,7 @@ def export_chakra(
         loaded, selected = selection.load(trace, meta)
         say(f"writing the {scenario} scenario as Chakra execution traces")
         export = write_chakra(loaded, out, scenario=scenario, scenarios=scenarios, steps=selected,
-                              activation_bytes=activation_bytes, grad_bytes=grad_bytes, name=name,
+                              typical_from=typical_from, activation_bytes=activation_bytes, grad_bytes=grad_bytes, name=name,
                               compact_ranks=compact_ranks)
     for note in export.notes:
         typer.echo(f"graphwia: warning: {note}", err=True)

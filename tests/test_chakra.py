@@ -279,6 +279,16 @@ def test_compact_ranks_and_names(synth_trace, tmp_path):
         export_chakra(synth_trace, tmp_path, activation_bytes=-1)
 
 
+def test_an_analysis_exports_as_its_trace(synth_trace, tmp_path):
+    from graphwia import analyze
+
+    from_trace = export_chakra(synth_trace, tmp_path / "trace", scenario="ideal")
+    from_analysis = export_chakra(analyze(synth_trace), tmp_path / "analysis", scenario="ideal")
+    assert [p.read_bytes() for p in from_trace.files] == [p.read_bytes() for p in from_analysis.files]
+    with pytest.raises(UsageError, match="steps"):
+        export_chakra(analyze(synth_trace), tmp_path, steps=[1])
+
+
 def test_whatif_scenario_replays_its_step_times(synth_trace, tmp_path):
     scenarios = parse_scenarios({"baseline": "nodelay", "scenarios": [
         {"name": "slow-first", "where": {"stage": [0], "dp_rank": [0]}, "scale": {"duration": 3}},

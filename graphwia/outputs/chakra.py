@@ -58,7 +58,7 @@ import heapq
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
@@ -67,8 +67,9 @@ from graphwia.analyses.whatif import ChosenScenario, ScenarioSet, choose_scenari
 from graphwia.errors import TraceError, UsageError
 from graphwia.model.dag import Dag
 from graphwia.model.schedule import KIND_CODE, StageTemplate
+from graphwia.model.weights import TypicalFrom
 from graphwia.outputs import chakra_schema as C
-from graphwia.trace.steps import format_ranges
+from graphwia.trace.steps import Steps, format_ranges
 from graphwia.utils.io import all_or_nothing, atomic_path, check_writable_dir, write_json, write_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,19 +120,20 @@ class ChakraExport:
     n_bytes: int
     step_time: np.ndarray = field(repr=False)
     replay_step_time: np.ndarray = field(repr=False)
-    makespan: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    makespan: float
+    notes: list[str]
 
 
 def export_chakra(source: Union["Trace", "Analysis"], out_dir: str | Path, *, scenario: str = "base",
-                  scenarios: ScenarioSet | None = None, steps: Iterable[int] | None = None,
-                  activation_bytes: int | None = None, grad_bytes: int | None = None, name: str | None = None,
+                  scenarios: ScenarioSet | None = None, steps: Steps | None = None,
+                  typical_from: TypicalFrom | None = None, activation_bytes: int | None = None,
+                  grad_bytes: int | None = None, name: str | None = None,
                   compact_ranks: bool = False) -> ChakraExport:
     """Write the Chakra execution traces of one scenario of a trace (or an analysis) to ``out_dir``.
 
-    ``scenario`` and ``scenarios`` choose the weights as
-    :func:`graphwia.analyses.whatif.choose_scenario` does; ``steps`` limits a
-    trace to those steps. ``activation_bytes`` is the size of every p2p
+    ``scenario`` and ``scenarios`` choose the weights, ``steps`` and
+    ``typical_from`` the steps of a trace and where its typical weights come
+    from, as :func:`graphwia.analyses.whatif.choose_scenario` does. ``activation_bytes`` is the size of every p2p
     message, ``grad_bytes`` of every DP collective op (unknown: 0). ``name``
     prefixes the files (default ``<trial_name>-<scenario>``). Files are named
     by global rank, or with ``compact_ranks`` by 0 … n−1 in global-rank order
@@ -143,20 +145,20 @@ def export_chakra(source: Union["Trace", "Analysis"], out_dir: str | Path, *, sc
             raise UsageError(f"{option} must be a whole number of bytes in [0, 2^63), got {value!r}")
     if name is not None:
         check_name(name, "name")
-    chosen = choose_scenario(source, scenario, scenarios=scenarios, steps=steps)
+    chosen = choose_scenario(source, scenario, scenarios=scenarios, steps=steps, typical_from=typical_from)
     out_dir = check_writable_dir(out_dir)
     if name is None:
         name = check_name(f"{chosen.dag.meta.trial_name}-{scenario}", "trial_name-scenario")
     plan = _Plan(chosen, activation_bytes=activation_bytes, grad_bytes=grad_bytes, compact_ranks=compact_ranks)
     files = [out_dir / f"{name}.{rank}.et" for rank in plan.file_ranks]
     groups_path, readme_path = out_dir / f"{name}.comm_groups.json", out_dir / f"{name}.README.md"
-    for path in (*files, groups_path, readme_path):
-        if path.resolve().parent != out_dir.resolve():  # a name could only get here through a symlink
+    for path in (*files, groups_path, readme_path):  # names are checked words; make sure all the same
+        if path.resolve().parent != out_dir.resolve():
             raise UsageError(f"{path}: output would land outside {out_dir}")
     n_nodes = n_bytes = 0
     with all_or_nothing():
-        for worker, path in enumerate(files):
-            payloads = plan.rank_messages(worker)
+        for index, path in enumerate(files):
+            payloads = plan.rank_messages(index)
             data = C.encode_delimited(payloads)
             with atomic_path(path) as tmp:
                 tmp.write_bytes(data)
