@@ -363,3 +363,16 @@ def test_cli_import_errors_are_one_line(job, tmp_path):
     result = CliRunner().invoke(app, ["import", "kineto", str(directory), "--out", str(tmp_path / "o"),
                                       "--name", "k", "--pp", "2"])
     assert result.exit_code == 2 and "--pp and --dp" in result.stderr
+
+
+def test_ranks_read_on_local_processes_and_on_dask(job):
+    """The same import with files read by two local processes and by a dask cluster's workers."""
+    distributed = pytest.importorskip("distributed")
+    here, _ = import_kineto(job[0])
+    local, _ = import_kineto(job[0], workers=2)
+    same_ops(here, local, atol=0)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        remote, _ = import_kineto(job[0], scheduler=cluster.scheduler_address)
+    same_ops(here, remote, atol=0)
+    one_line_error(UsageError, "not a scheduler address", lambda: import_kineto(job[0], scheduler="nonsense"))

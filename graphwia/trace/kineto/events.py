@@ -12,11 +12,13 @@ Times become absolute int64 nanoseconds: ``baseTimeNanoseconds`` + ``ts`` (µs) 
 
 from __future__ import annotations
 
+import functools
 import gc
 import gzip
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
@@ -39,11 +41,11 @@ CPU_RANGE_CATS = (CAT["user_annotation"], CAT["cpu_op"], CAT["python_function"])
 
 
 class _Args(msgspec.Struct, gc=False):
-    correlation: Optional[int] = None
-    external: Optional[int] = msgspec.field(default=None, name="External id")
-    sequence: Optional[int] = msgspec.field(default=None, name="Sequence number")
-    python_id: Optional[int] = msgspec.field(default=None, name="Python id")
-    python_parent: Optional[int] = msgspec.field(default=None, name="Python parent id")
+    correlation: Optional[int] = -1
+    external: Optional[int] = msgspec.field(default=-1, name="External id")
+    sequence: Optional[int] = msgspec.field(default=-1, name="Sequence number")
+    python_id: Optional[int] = msgspec.field(default=-1, name="Python id")
+    python_parent: Optional[int] = msgspec.field(default=-1, name="Python parent id")
     collective: Any = msgspec.field(default=None, name="Collective name")
     group_desc: Any = msgspec.field(default=None, name="Process Group Description")
     group_ranks: Any = msgspec.field(default=None, name="Process Group Ranks")
@@ -61,7 +63,7 @@ class _Event(msgspec.Struct, gc=False):
     ts: float = 0.0
     dur: float = 0.0
     id: Union[int, str, None] = None
-    args: Optional[_Args] = None
+    args: _Args = msgspec.field(default_factory=_Args)
 
 
 class _File(msgspec.Struct, gc=False):
@@ -80,9 +82,10 @@ class Events:
 
     Per event: ``cat`` (codes into :data:`CATEGORIES`), ``name`` (codes into ``names``),
     ``thread`` (codes of (pid, tid) pairs), ``pid`` (int; −1 when not a number), ``start``/``end``
-    (absolute ns), ``correlation``, ``external`` (External id), ``sequence`` (autograd sequence
-    number), ``python_id``/``python_parent`` (−1: none). ``comms`` maps an event's index to the
-    arguments of a ``record_param_comms`` op. Flows: ``flow_start``/``flow_end`` (thread, ts, id).
+    (absolute ns), ``correlation``, ``external`` (External id); on first use, ``sequence``
+    (autograd sequence number), ``python_id``/``python_parent`` (−1: none) and ``flows``
+    (``ac2g`` flow events: start flag, thread, ts, id). ``comms`` maps an event's index to the
+    arguments of a ``record_param_comms`` op.
     """
 
     path: Path
@@ -95,19 +98,38 @@ class Events:
     end: np.ndarray
     correlation: np.ndarray
     external: np.ndarray
-    sequence: np.ndarray
-    python_id: np.ndarray
-    python_parent: np.ndarray
-    flows: dict[str, np.ndarray]
     comms: dict[int, dict]
     distributed: Any
     base_ns: int
     host: str | None
     size: int = 0
     counts: dict = field(default_factory=dict)
+    records: list = field(default_factory=list, repr=False)  # the decoded complete events
+    flow_records: list = field(default_factory=list, repr=False)
+    thread_codes: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.cat)
+
+    @functools.cached_property
+    def sequence(self) -> np.ndarray:
+        return _arg(self.records, "sequence")
+
+    @functools.cached_property
+    def python_id(self) -> np.ndarray:
+        return _arg(self.records, "python_id")
+
+    @functools.cached_property
+    def python_parent(self) -> np.ndarray:
+        return _arg(self.records, "python_parent")
+
+    @functools.cached_property
+    def flows(self) -> dict[str, np.ndarray]:
+        flows, n = self.flow_records, len(self.flow_records)
+        return {"start": np.fromiter((e.ph == "s" for e in flows), bool, n),
+                "thread": np.fromiter((self.thread_codes.get((e.pid, e.tid), -1) for e in flows), np.int32, n),
+                "ts": _ns(np.fromiter(map(attrgetter("ts"), flows), np.float64, n), self.base_ns),
+                "id": np.fromiter((_int_or(e.id) for e in flows), np.int64, n)}
 
 
 def read_events(path: str | Path) -> Events:
@@ -154,41 +176,47 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _columns(path: Path, decoded: _File, size: int) -> Events:
+    """Columns of the complete events, built with C-level ``map`` over the records (no Python loop
+    per event): names and threads factorized through dicts, arguments read as ints."""
     events = decoded.traceEvents
     complete = [e for e in events if e.ph == "X"]
-    flows = [e for e in events if e.ph in ("s", "f") and e.cat == "ac2g"]
+    n = len(complete)
     base = int(decoded.baseTimeNanoseconds or 0)
-    names: dict[str, int] = {}
-    threads: dict[tuple, int] = {}
-    name = np.fromiter((names.setdefault(e.name, len(names)) for e in complete), np.int32, len(complete))
-    thread = np.fromiter((threads.setdefault((e.pid, e.tid), len(threads)) for e in complete), np.int32,
-                         len(complete))
-    cat = np.fromiter((CAT.get(e.cat, OTHER) for e in complete), np.int8, len(complete))
-    start = _ns(np.fromiter((e.ts for e in complete), np.float64, len(complete)), base)
-    end = start + np.round(np.fromiter((e.dur for e in complete), np.float64, len(complete)) * 1000).astype(np.int64)
-    pid = np.fromiter((e.pid if isinstance(e.pid, int) else -1 for e in complete), np.int64, len(complete))
-
-    def arg(attr: str) -> np.ndarray:
-        return np.fromiter((_int_or(getattr(e.args, attr)) if e.args is not None else -1 for e in complete),
-                           np.int64, len(complete))
+    name_list = list(map(attrgetter("name"), complete))
+    names = {name: code for code, name in enumerate(dict.fromkeys(name_list))}
+    name = np.fromiter(map(names.__getitem__, name_list), np.int32, n)
+    thread_list = list(zip(map(attrgetter("pid"), complete), map(attrgetter("tid"), complete)))
+    threads = {key: code for code, key in enumerate(dict.fromkeys(thread_list))}
+    thread = np.fromiter(map(threads.__getitem__, thread_list), np.int32, n)
+    pid_of_thread = np.array([pid if isinstance(pid, int) else -1 for pid, _ in threads], dtype=np.int64)
+    cat_list = list(map(attrgetter("cat"), complete))
+    cat_code = {c: CAT.get(c, OTHER) for c in set(cat_list)}
+    cat = np.fromiter(map(cat_code.__getitem__, cat_list), np.int8, n)
+    start = _ns(np.fromiter(map(attrgetter("ts"), complete), np.float64, n), base)
+    end = start + np.round(np.fromiter(map(attrgetter("dur"), complete), np.float64, n) * 1000).astype(np.int64)
 
     comms = {}
     for i in np.flatnonzero(name == names.get("record_param_comms", -1)):
         a = complete[i].args
-        if a is not None:
-            comms[int(i)] = {"collective": a.collective, "group_desc": a.group_desc, "group_ranks": a.group_ranks,
-                             "group_size": a.group_size, "src_rank": a.src_rank, "dst_rank": a.dst_rank}
-    flow_thread = np.fromiter((threads.get((e.pid, e.tid), -1) for e in flows), np.int32, len(flows))
+        comms[int(i)] = {"collective": a.collective, "group_desc": a.group_desc, "group_ranks": a.group_ranks,
+                         "group_size": a.group_size, "src_rank": a.src_rank, "dst_rank": a.dst_rank}
     return Events(
-        path=path, cat=cat, name=name, names=list(names), thread=thread, pid=pid, start=start, end=end,
-        correlation=arg("correlation"), external=arg("external"), sequence=arg("sequence"),
-        python_id=arg("python_id"), python_parent=arg("python_parent"),
-        flows={"start": np.fromiter((e.ph == "s" for e in flows), bool, len(flows)), "thread": flow_thread,
-               "ts": _ns(np.fromiter((e.ts for e in flows), np.float64, len(flows)), base),
-               "id": np.fromiter((_int_or(e.id) for e in flows), np.int64, len(flows))},
+        path=path, cat=cat, name=name, names=list(names), thread=thread,
+        pid=pid_of_thread[thread] if n else np.zeros(0, np.int64), start=start, end=end,
+        correlation=_arg(complete, "correlation"), external=_arg(complete, "external"),
         comms=comms, distributed=decoded.distributedInfo, base_ns=base, host=decoded.host_name, size=size,
-        counts={"events": len(events)},
+        counts={"events": len(events)}, records=complete,
+        flow_records=[e for e in events if e.ph in ("s", "f") and e.cat == "ac2g"], thread_codes=threads,
     )
+
+
+def _arg(records: list, attr: str) -> np.ndarray:
+    """An integer argument of every record (−1 where absent or null)."""
+    getter = attrgetter(f"args.{attr}")
+    try:
+        return np.fromiter(map(getter, records), np.int64, len(records))
+    except TypeError:  # an explicit null, as the "Python parent id" of a root frame
+        return np.fromiter((-1 if v is None else v for v in map(getter, records)), np.int64, len(records))
 
 
 def _ns(ts_us: np.ndarray, base: int) -> np.ndarray:

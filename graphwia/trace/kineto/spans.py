@@ -167,10 +167,10 @@ def _device_correlations(events: Events, device: np.ndarray) -> np.ndarray:
     (a flow end binds to the activity on its stream that encloses its time)."""
     corr = events.correlation[device].copy()
     missing = np.flatnonzero(corr < 0)
-    flows = events.flows
-    ends = np.flatnonzero(~flows["start"]) if len(flows["id"]) else np.zeros(0, dtype=np.int64)
-    if not len(missing) or not len(ends):
+    if not len(missing) or not events.flow_records:
         return corr
+    flows = events.flows
+    ends = np.flatnonzero(~flows["start"])
     rows = device[missing]
     for thread in np.unique(events.thread[rows]).tolist():  # per stream, not per event
         mine = missing[events.thread[rows] == thread]
