@@ -47,30 +47,34 @@ def write_job(directory: Path, ranks: int, mb: float) -> list[Path]:
     return write_kineto(trace, directory, kernels=BYTES_PER_STEP["kernels"])
 
 
-def read_one(path: str) -> dict:
-    """Read one rank file in this (fresh) process: seconds, CPU seconds, peak RSS."""
+def read_one(path: str, repeat: int) -> dict:
+    """Read one rank file ``repeat`` times in this (fresh) process: the best wall and CPU seconds
+    (the least disturbed by other work on the machine), and the process's peak RSS."""
     from graphwia.trace.kineto.ranks import read_rank
 
-    wall, cpu = time.perf_counter(), time.process_time()
-    ops = read_rank(path)
-    return {"file": Path(path).name, "mb": os.path.getsize(path) / 1e6, "ops": len(ops.optype),
-            "seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    walls, cpus = [], []
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        ops = read_rank(path)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+        del ops
+    return {"file": Path(path).name, "mb": os.path.getsize(path) / 1e6, "seconds": min(walls),
+            "cpu_seconds": min(cpus), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def decode_with(path: str, decoder: str) -> dict:
-    """Seconds and peak RSS of decoding one file with ``json`` or the importer's msgspec decoder."""
+    """CPU seconds and peak RSS of decoding one file with ``json`` or the importer's msgspec decoder."""
     data = Path(path).read_bytes()
     gc.disable()
-    start = time.perf_counter()
+    start = time.process_time()
     if decoder == "json":
-        events = json.loads(data)["traceEvents"]
-        n = len(events)
+        n = len(json.loads(data)["traceEvents"])
     else:
         from graphwia.trace.kineto.events import _DECODER
 
         n = len(_DECODER.decode(data).traceEvents)
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start
     return {"decoder": decoder, "events": n, "seconds": seconds, "mb_per_s": len(data) / 1e6 / seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -86,28 +90,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ranks", type=int, default=8, help="ranks (even; dp 2 x pp ranks/2)")
     parser.add_argument("--mb", type=float, default=100.0, help="approximate MB of JSON per rank")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes of the whole import")
-    parser.add_argument("--keep", type=Path, help="write the traces here and keep them (default: a temp dir)")
+    parser.add_argument("--repeat", type=int, default=3, help="reads of each file; the best time counts")
+    parser.add_argument("--keep", type=Path, help="write the traces here and keep them, or reuse those there "
+                                                  "(default: a temporary directory)")
     args = parser.parse_args(argv)
     if args.ranks < 2 or args.ranks % 2:
         parser.error("--ranks must be even and at least 2")
     with tempfile.TemporaryDirectory() as tmp:
         directory = args.keep or Path(tmp) / "job"
         start = time.perf_counter()
-        files = write_job(directory, args.ranks, args.mb)
+        files = sorted(directory.glob("rank*.json")) if args.keep and directory.is_dir() else []
+        if files:
+            print(f"reusing the {len(files)} rank traces in {directory}", flush=True)
+        else:
+            files = write_job(directory, args.ranks, args.mb)
+            print(f"wrote {len(files)} rank traces in {time.perf_counter() - start:.1f} s ({directory})", flush=True)
         total_mb = sum(p.stat().st_size for p in files) / 1e6
-        print(f"wrote {len(files)} rank traces, {total_mb:.0f} MB, in {time.perf_counter() - start:.1f} s "
-              f"({directory})", flush=True)
 
         for decoder in ("json", "msgspec"):
             r = fresh(decode_with, str(files[0]), decoder)
-            print(f"decode {files[0].name} with {decoder:8s}: {r['seconds']:.2f} s, {r['mb_per_s']:.0f} MB/s, "
+            print(f"decode {files[0].name} with {decoder:8s}: {r['seconds']:.2f} s CPU, {r['mb_per_s']:.0f} MB/s, "
                   f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
 
-        per_file = [fresh(read_one, str(path)) for path in files]
+        per_file = [fresh(read_one, str(path), args.repeat) for path in files]
         for r in per_file:
-            print(f"read_rank {r['file']}: {r['mb']:.0f} MB, {r['ops']} ops, {r['seconds']:.2f} s "
-                  f"(CPU {r['cpu_seconds']:.2f} s), {r['mb'] / r['seconds']:.0f} MB/s on one core, "
-                  f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+            print(f"read_rank {r['file']}: {r['mb']:.0f} MB in {r['seconds']:.2f} s (CPU {r['cpu_seconds']:.2f} s): "
+                  f"{r['mb'] / r['cpu_seconds']:.0f} MB/s per core, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
         rates = [r["mb"] / r["cpu_seconds"] for r in per_file]
         print(f"per core (CPU time): {min(rates):.0f}-{max(rates):.0f} MB/s; peak RSS per worker "
               f"{min(r['peak_rss_mb'] for r in per_file):.0f}-{max(r['peak_rss_mb'] for r in per_file):.0f} MB "
@@ -115,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from graphwia.trace.kineto import import_kineto
 
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
         start = time.perf_counter()
         trace, report = import_kineto(directory, workers=args.workers)
         seconds = time.perf_counter() - start

@@ -18,6 +18,7 @@ import gzip
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import compress
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
@@ -74,6 +75,7 @@ class _File(msgspec.Struct, gc=False):
 
 
 _DECODER = msgspec.json.Decoder(_File)
+_FLOW_PHASES = frozenset(("s", "f"))
 
 
 @dataclass
@@ -82,7 +84,7 @@ class Events:
 
     Per event: ``cat`` (codes into :data:`CATEGORIES`), ``name`` (codes into ``names``),
     ``thread`` (codes of (pid, tid) pairs), ``pid`` (int; −1 when not a number), ``start``/``end``
-    (absolute ns), ``correlation``, ``external`` (External id); on first use, ``sequence``
+    (absolute ns), ``correlation``; on first use, ``external`` (External id), ``sequence``
     (autograd sequence number), ``python_id``/``python_parent`` (−1: none) and ``flows``
     (``ac2g`` flow events: start flag, thread, ts, id). ``comms`` maps an event's index to the
     arguments of a ``record_param_comms`` op.
@@ -97,7 +99,6 @@ class Events:
     start: np.ndarray
     end: np.ndarray
     correlation: np.ndarray
-    external: np.ndarray
     comms: dict[int, dict]
     distributed: Any
     base_ns: int
@@ -110,6 +111,10 @@ class Events:
 
     def __len__(self) -> int:
         return len(self.cat)
+
+    @functools.cached_property
+    def external(self) -> np.ndarray:
+        return _arg(self.records, "external")
 
     @functools.cached_property
     def sequence(self) -> np.ndarray:
@@ -179,7 +184,8 @@ def _columns(path: Path, decoded: _File, size: int) -> Events:
     """Columns of the complete events, built with C-level ``map`` over the records (no Python loop
     per event): names and threads factorized through dicts, arguments read as ints."""
     events = decoded.traceEvents
-    complete = [e for e in events if e.ph == "X"]
+    phases = list(map(attrgetter("ph"), events))
+    complete = list(compress(events, map("X".__eq__, phases)))
     n = len(complete)
     base = int(decoded.baseTimeNanoseconds or 0)
     name_list = list(map(attrgetter("name"), complete))
@@ -203,10 +209,11 @@ def _columns(path: Path, decoded: _File, size: int) -> Events:
     return Events(
         path=path, cat=cat, name=name, names=list(names), thread=thread,
         pid=pid_of_thread[thread] if n else np.zeros(0, np.int64), start=start, end=end,
-        correlation=_arg(complete, "correlation"), external=_arg(complete, "external"),
+        correlation=_arg(complete, "correlation"),
         comms=comms, distributed=decoded.distributedInfo, base_ns=base, host=decoded.host_name, size=size,
         counts={"events": len(events)}, records=complete,
-        flow_records=[e for e in events if e.ph in ("s", "f") and e.cat == "ac2g"], thread_codes=threads,
+        flow_records=[e for e in compress(events, map(_FLOW_PHASES.__contains__, phases)) if e.cat == "ac2g"],
+        thread_codes=threads,
     )
 
 

@@ -102,17 +102,23 @@ def _annotated(events: Events, mapping: OpMapping | None) -> FoundOps | None:
 
 
 def _comm_groups(events: Events, rows: np.ndarray, optype: np.ndarray) -> dict[str, list[str]]:
-    """For each optype, the ``collective on group`` of the record_param_comms ops inside its ranges."""
-    seen: dict[str, set] = {}
+    """For each optype, the ``collective on group`` of the record_param_comms ops inside its ranges
+    (the op range starting last before a comms op on its thread, when it still runs then)."""
     if not events.comms:
         return {}
+    comm = np.fromiter(events.comms, np.int64, len(events.comms))
     thread, start, end = events.thread[rows], events.start[rows], events.end[rows]
-    for index, args in events.comms.items():
-        mine = np.flatnonzero((thread == events.thread[index]) & (start <= events.start[index])
-                              & (end >= events.start[index]))
-        if not len(mine):
-            continue
-        inner = mine[np.argmax(start[mine])]
-        what = f"{args.get('collective') or '?'} on {args.get('group_desc') or '?'}"
-        seen.setdefault(ALL_OPTYPES[optype[inner]], set()).add(what)
+    order = np.lexsort((start, thread))
+    key_thread, key_start = thread[order], start[order]
+    seen: dict[str, set] = {}
+    for t in np.unique(events.thread[comm]).tolist():  # per thread, not per comms op
+        lo, hi = np.searchsorted(key_thread, [t, t + 1])
+        mine = comm[events.thread[comm] == t]
+        at = lo + np.searchsorted(key_start[lo:hi], events.start[mine], side="right") - 1
+        ok = at >= lo
+        ok[ok] = end[order[at[ok]]] >= events.start[mine[ok]]
+        for index, op in zip(mine[ok].tolist(), order[at[ok]].tolist()):
+            args = events.comms[index]
+            what = f"{args.get('collective') or '?'} on {args.get('group_desc') or '?'}"
+            seen.setdefault(ALL_OPTYPES[optype[op]], set()).add(what)
     return {k: sorted(v) for k, v in sorted(seen.items())}
