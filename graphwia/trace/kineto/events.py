@@ -18,7 +18,7 @@ import gzip
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import compress
+from itertools import chain, compress
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
@@ -181,40 +181,72 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _columns(path: Path, decoded: _File, size: int) -> Events:
-    """Columns of the complete events, built with C-level ``map`` over the records (no Python loop
-    per event): names and threads factorized through dicts, arguments read as ints."""
+    """Columns of the complete events of known categories, built with C-level ``map`` over the
+    records (no Python loop per event). Launches get no name (code 0, ``""``): they are all
+    ``cudaLaunchKernel`` and alike; only launches and device activity get a correlation id."""
     events = decoded.traceEvents
     phases = list(map(attrgetter("ph"), events))
-    complete = list(compress(events, map("X".__eq__, phases)))
-    n = len(complete)
-    base = int(decoded.baseTimeNanoseconds or 0)
-    name_list = list(map(attrgetter("name"), complete))
-    names = {name: code for code, name in enumerate(dict.fromkeys(name_list))}
-    name = np.fromiter(map(names.__getitem__, name_list), np.int32, n)
-    thread_list = list(zip(map(attrgetter("pid"), complete), map(attrgetter("tid"), complete)))
-    threads = {key: code for code, key in enumerate(dict.fromkeys(thread_list))}
-    thread = np.fromiter(map(threads.__getitem__, thread_list), np.int32, n)
-    pid_of_thread = np.array([pid if isinstance(pid, int) else -1 for pid, _ in threads], dtype=np.int64)
-    cat_list = list(map(attrgetter("cat"), complete))
+    records = list(compress(events, map("X".__eq__, phases)))
+    cat_list = list(map(attrgetter("cat"), records))
     cat_code = {c: CAT.get(c, OTHER) for c in set(cat_list)}
-    cat = np.fromiter(map(cat_code.__getitem__, cat_list), np.int8, n)
-    start = _ns(np.fromiter(map(attrgetter("ts"), complete), np.float64, n), base)
-    end = start + np.round(np.fromiter(map(attrgetter("dur"), complete), np.float64, n) * 1000).astype(np.int64)
-
+    cat = np.fromiter(map(cat_code.__getitem__, cat_list), np.int8, len(records))
+    known = cat != OTHER
+    if not known.all():  # other categories ("Trace" spans, ...) play no part
+        records, cat = list(compress(records, known.tolist())), cat[known]
+    n = len(records)
+    base = int(decoded.baseTimeNanoseconds or 0)
+    start = _ns(np.fromiter(map(attrgetter("ts"), records), np.float64, n), base)
+    end = start + np.round(np.fromiter(map(attrgetter("dur"), records), np.float64, n) * 1000).astype(np.int64)
+    pid, thread, threads = _threads(records)
+    launch = np.isin(cat, LAUNCH_CATS)
+    named = records if not launch.any() else list(compress(records, (~launch).tolist()))
+    name_list = list(map(attrgetter("name"), named))
+    names = {name: code for code, name in enumerate(dict.fromkeys(chain(("",), name_list)))}
+    name = np.zeros(n, dtype=np.int32)
+    name[~launch] = np.fromiter(map(names.__getitem__, name_list), np.int32, len(name_list))
+    linked = launch | np.isin(cat, DEVICE_CATS)
+    correlation = np.full(n, -1, dtype=np.int64)
+    correlation[linked] = _arg(list(compress(records, linked.tolist())), "correlation")
     comms = {}
     for i in np.flatnonzero(name == names.get("record_param_comms", -1)):
-        a = complete[i].args
+        a = records[i].args
         comms[int(i)] = {"collective": a.collective, "group_desc": a.group_desc, "group_ranks": a.group_ranks,
                          "group_size": a.group_size, "src_rank": a.src_rank, "dst_rank": a.dst_rank}
     return Events(
-        path=path, cat=cat, name=name, names=list(names), thread=thread,
-        pid=pid_of_thread[thread] if n else np.zeros(0, np.int64), start=start, end=end,
-        correlation=_arg(complete, "correlation"),
-        comms=comms, distributed=decoded.distributedInfo, base_ns=base, host=decoded.host_name, size=size,
-        counts={"events": len(events)}, records=complete,
-        flow_records=[e for e in compress(events, map(_FLOW_PHASES.__contains__, phases)) if e.cat == "ac2g"],
+        path=path, cat=cat, name=name, names=list(names), thread=thread, pid=pid, start=start, end=end,
+        correlation=correlation, comms=comms, distributed=decoded.distributedInfo, base_ns=base,
+        host=decoded.host_name, size=size, counts={"events": len(events)}, records=records,
+        flow_records=_flows(events, phases),
         thread_codes=threads,
     )
+
+
+def _flows(events: list, phases: list) -> list:
+    """The ``ac2g`` flow events (launch → kernel arrows)."""
+    flows = list(compress(events, map(_FLOW_PHASES.__contains__, phases)))
+    return list(compress(flows, map("ac2g".__eq__, map(attrgetter("cat"), flows))))
+
+
+def _threads(records: list) -> tuple[np.ndarray, np.ndarray, dict]:
+    """pid (−1 when not a number) and thread code of every record, and (pid, tid) → code."""
+    n = len(records)
+    try:
+        pid = np.fromiter(map(attrgetter("pid"), records), np.int64, n)
+        tid = np.fromiter(map(attrgetter("tid"), records), np.int64, n)
+    except ValueError:  # a pid or tid given as text: factorize the pairs as they are
+        pairs = list(zip(map(attrgetter("pid"), records), map(attrgetter("tid"), records)))
+        codes = {key: code for code, key in enumerate(dict.fromkeys(pairs))}
+        thread = np.fromiter(map(codes.__getitem__, pairs), np.int32, n)
+        pid_of = np.array([p if isinstance(p, int) else -1 for p, _ in codes], dtype=np.int64)
+        return (pid_of[thread] if n else np.zeros(0, np.int64)), thread, codes
+    if n and min(pid.min(), tid.min()) >= 0 and max(pid.max(), tid.max()) < 1 << 31:
+        keys, thread = np.unique((pid << 32) | tid, return_inverse=True)
+        pairs = zip((keys >> 32).tolist(), (keys & 0xFFFFFFFF).tolist())
+    else:  # ids beyond 31 bits: sort the pairs (slower)
+        keys, thread = np.unique(np.stack([pid, tid], axis=1), axis=0, return_inverse=True)
+        pairs = map(tuple, keys.tolist())
+    codes = {pair: code for code, pair in enumerate(pairs)}
+    return pid, thread.ravel().astype(np.int32), codes
 
 
 def _arg(records: list, attr: str) -> np.ndarray:
