@@ -29,7 +29,7 @@ def kineto(
     dp: Optional[int] = typer.Option(None, "--dp", help="Data-parallel size (with --pp)."),
     tp: int = typer.Option(1, "--tp", help="Tensor-parallel size (with --pp and --dp)."),
     order: str = typer.Option("tp-cp-ep-dp-pp", "--order", help="Rank order, fastest-varying first (Megatron's)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Local processes reading files [default: one per CPU]."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Local processes reading files (default: one per CPU; none for less than 64 MB in all)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDR",
                                             help="Read the files on this dask scheduler's workers (tcp://host:8786)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
