@@ -124,4 +124,5 @@ def test_stack_set_is_imported_by_the_best_effort_path():
     forward = ops[ops.optype == "forward-compute"]
     assert sorted(forward.mb_id.unique()) == [0, 1, 2, 3]
     backward = ops[(ops.optype == "backward-compute") & (ops.step == 2)].sort_values(["rank", "seq_id"])
-    assert (backward.groupby("rank").mb_id.apply(list) == [[0, 1, 2, 3]] * 4).all()  # linked by autograd sequence numbers
+    # microbatches of backwards linked to forwards by autograd sequence numbers
+    assert (backward.groupby("rank").mb_id.apply(list) == [[0, 1, 2, 3]] * 4).all()

@@ -123,8 +123,8 @@ class _Writer:
                       f'"registers per thread": 128, "grid": [132, 1, 1], "block": [256, 1, 1]{kernel_args}')
         self.lines.append(f'{{"ph": "s", "id": {corr}, "pid": {self.pid}, "tid": {tid}, "ts": {self.ts(at_ns + 1000)}, '
                           f'"cat": "ac2g", "name": "ac2g"}}')
-        self.lines.append(f'{{"ph": "f", "id": {corr}, "pid": {self.device}, "tid": {stream}, "ts": {self.ts(k_start)}, '
-                          f'"cat": "ac2g", "name": "ac2g", "bp": "e"}}')
+        self.lines.append(f'{{"ph": "f", "id": {corr}, "pid": {self.device}, "tid": {stream}, '
+                          f'"ts": {self.ts(k_start)}, "cat": "ac2g", "name": "ac2g", "bp": "e"}}')
 
     def gpu_annotation(self, name: str, ext: int, stream: int, start_ns: int, end_ns: int) -> None:
         self.complete("gpu_user_annotation", name, self.device, stream, start_ns - 1, end_ns - start_ns + 2,

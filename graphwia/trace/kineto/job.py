@@ -213,8 +213,8 @@ def _assemble(ranks: list[RankOps], topology: Topology, name: str, where: str) -
     common = _common_steps(kept)
     ops = {k: v[np.isin(ops["step"], common)] for k, v in ops.items()}
     if not len(ops["step"]):
-        raise TraceError(f"{where}: no op falls in a step that every rank recorded "
-                         f"(steps per rank differ: {', '.join(f'rank {r.info.rank}: {format_ranges(r.steps)}' for r in kept[:4])})")
+        steps = ", ".join(f"rank {r.info.rank}: {format_ranges(r.steps)}" for r in kept[:4])
+        raise TraceError(f"{where}: no op falls in a step that every rank recorded (steps per rank differ: {steps})")
     ops, dropped = _complete_steps(ops, topology, where)
     _check_required(ops, topology, where)
     vpp = _check_chunks(ops, where)

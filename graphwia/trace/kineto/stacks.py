@@ -28,6 +28,7 @@ none); a p2p op the microbatch of its neighbouring compute.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from graphwia import optypes as T
 from graphwia.errors import TraceError
 from graphwia.trace.kineto.events import CAT, Events
 from graphwia.trace.kineto.spans import op_spans, step_of
+
+if TYPE_CHECKING:  # pragma: no cover
+    from graphwia.trace.kineto.ranks import FoundOps
 
 _FORWARD = re.compile(r"nn\.Module: .*")
 _BACKWARD = re.compile(r"torch/(?:_tensor\.py|autograd/__init__\.py)\(\d+\): backward")
@@ -133,7 +137,8 @@ class _Frames:
         if "scatter" in name:
             return T.GRADS_REDUCE_SCATTER
         for index, args in events.comms.items():  # an NCCL trace names the group
-            if events.thread[index] == events.thread[row] and events.start[row] <= events.start[index] <= events.end[row]:
+            inside = events.start[row] <= events.start[index] <= events.end[row]
+            if inside and events.thread[index] == events.thread[row]:
                 role = _GROUP_ROLES.get(str(args.get("group_desc")))
                 if role:
                     return role
