@@ -21,7 +21,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import current_process, get_context
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -147,8 +147,8 @@ def import_kineto(inputs: str | Path | Sequence[str | Path], *, name: str | None
     layout:
         Sizes and rank order, when ``distributedInfo`` does not name the DP and PP groups.
     workers, scheduler:
-        Local processes reading files (default: one per CPU, but none for less than 64 MB in all),
-        or the address of a dask scheduler whose workers read them.
+        Local processes reading files (default: one per CPU, but none for less than 64 MB in all or
+        inside a daemonic worker process), or the address of a dask scheduler whose workers read them.
     progress:
         Called with a short label as the import advances.
     """
@@ -183,9 +183,9 @@ def _read_all(files: list[Path], mapping, workers: int | None, scheduler: str | 
             say(f"reading {len(files)} rank trace(s) on {scheduler}")
             futures = [client.submit(read_rank, str(path), mapping, pure=False) for path in files]
             return client.gather(futures)
-    if workers is None:
+    if workers is None:  # a daemonic process (a dask or pool worker running a fleet job) may not start any
         total = sum(path.stat().st_size for path in files)
-        workers = 1 if total < PARALLEL_MIN_BYTES else (os.cpu_count() or 1)
+        workers = 1 if total < PARALLEL_MIN_BYTES or current_process().daemon else (os.cpu_count() or 1)
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     if workers == 1 or len(files) == 1:
