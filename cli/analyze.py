@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import StepSelection, TypicalFromChoice, progress, reports_errors, typical_from_option
+from .common import StepSelection, TypicalFromChoice, fail, progress, reports_errors, typical_from_option
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +25,11 @@ def analyze(
     decompose_threshold: float = typer.Option(1.03, "--decompose-threshold", help="Attribute a slowdown only when it reaches this."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip pictures, timelines and the HTML report."),
     per_worker: bool = typer.Option(True, "--per-worker/--no-per-worker", help="Exact attribution to every single worker."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
+                                            help="Evaluate the scenario families on an existing dask.distributed "
+                                                 "cluster, e.g. tcp://host:8786 (same results)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Evaluate the scenario families on this many local worker processes."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Analyse TRACE: slowdown S, its attribution, M_S and M_W; write the results to --out."""
@@ -33,13 +38,16 @@ def analyze(
     from graphwia.outputs.job import write_outputs
     from graphwia.outputs.summary import summary_lines
 
+    if workers is not None and scheduler:
+        fail("--workers and --scheduler exclude each other (the cluster decides its workers)", 2)
     selection = StepSelection(ctx, steps)
     check_writable_dir(out)
     with progress(not quiet) as say:
         say("loading the trace")
         loaded, selected = selection.load(trace, meta)
         analysis = run_analysis(loaded, steps=selected, typical_from=typical_from,
-                                decompose_threshold=decompose_threshold, per_worker=per_worker, progress=say)
+                                decompose_threshold=decompose_threshold, per_worker=per_worker, progress=say,
+                                scheduler=scheduler, workers=workers)
         say("writing outputs")
         written = write_outputs(analysis, out, plots=not no_plots)
     for warning in analysis.warnings:

@@ -2,8 +2,9 @@
 
 :func:`analyze` runs the whole method: base, no-delay and ideal simulations,
 the slowdowns S and launch slowdown, their attribution to op types, DP ranks,
-stages and single workers, and M_S / M_W. Every scenario family is evaluated
-as one batch on one compiled DAG.
+stages and single workers, and M_S / M_W. Every scenario family
+(:mod:`graphwia.engine.scenarios`) is evaluated as one batch on one compiled
+DAG, or split over a dask cluster or local processes (``scheduler``, ``workers``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import numpy as np
 
 from graphwia import optypes as T
 from graphwia.model.dag import Dag
+from graphwia.engine.distributed import ClusterEvaluator
 from graphwia.engine.evaluate import CompiledDag, Simulation
+from graphwia.engine.scenarios import Dense, Family, Swap
 from graphwia.utils.table import Table
 from graphwia.trace.optable import JobMeta, Trace
 from graphwia.model.weights import DEFAULT_TYPICAL_FROM, TypicalFrom, Weights, ideal_weight, weighted_dag
@@ -146,7 +149,8 @@ class Analysis:
 def analyze(trace: Trace, *, steps: int | Iterable[int] | None = None,
             typical_from: TypicalFrom = DEFAULT_TYPICAL_FROM,
             decompose_threshold: float = DEFAULT_DECOMPOSE_THRESHOLD, per_worker: bool = True,
-            progress: Progress | None = None) -> Analysis:
+            progress: Progress | None = None, scheduler: str | None = None,
+            workers: int | None = None) -> Analysis:
     """Run the full what-if analysis of SPEC §5 on ``trace``.
 
     Parameters
@@ -166,13 +170,25 @@ def analyze(trace: Trace, *, steps: int | Iterable[int] | None = None,
         Also attribute S to every single worker (one scenario per worker).
     progress:
         Called with a short label before each phase.
+    scheduler, workers:
+        Evaluate the scenario families (attribution, exact S_w, M_S, M_W) on
+        the dask.distributed cluster at this address (``tcp://host:port``), or
+        on this many local worker processes; the results are the same as
+        without. At most one of the two.
     """
     say = progress or (lambda label: None)
     say("building the DAG")
     dag, weights, typical = weighted_dag(trace, steps, typical_from=typical_from)
     say("compiling")
     compiled = dag.compile()
-    analysis = _Analyzer(trace, dag, compiled, weights, typical, decompose_threshold, per_worker, say).run()
+    if scheduler is None and workers is None:
+        analysis = _Analyzer(trace, dag, compiled, weights, typical, decompose_threshold, per_worker, say,
+                             compiled.evaluate_family).run()
+    else:
+        say("connecting to the dask scheduler" if scheduler else f"starting {workers} local worker process(es)")
+        with ClusterEvaluator(scheduler=scheduler, workers=workers) as cluster:
+            analysis = _Analyzer(trace, dag, compiled, weights, typical, decompose_threshold, per_worker, say,
+                                 functools.partial(cluster.evaluate, compiled)).run()
     analysis.typical_from = typical_from
     return analysis
 
@@ -180,8 +196,10 @@ def analyze(trace: Trace, *, steps: int | Iterable[int] | None = None,
 class _Analyzer:
     """One analysis run; holds the arrays every phase shares."""
 
-    def __init__(self, trace, dag, compiled, weights, typical, threshold, per_worker, say):
+    def __init__(self, trace, dag, compiled, weights, typical, threshold, per_worker, say,
+                 evaluate: Callable[[Family], Simulation]):
         self.trace, self.dag, self.compiled = trace, dag, compiled
+        self.evaluate = evaluate  # step times and spans of a scenario family, here or on a cluster
         self.weights, self.typical = weights, typical
         self.threshold, self.per_worker, self.say = threshold, per_worker, say
         self.ideal = ideal_weight(dag, typical)
@@ -232,15 +250,11 @@ class _Analyzer:
     def _attribute(self, codes: np.ndarray, labels: list, launch: bool, name: str) -> Attribution:
         """Give each group back its original weights (or launch delays) on top of the reference."""
         self.say(f"attributing {'launch delays' if launch else 'the slowdown'} by {name} ({len(labels)} scenarios)")
-        weight, delay, ideal = self.weights.weight[:, None], self.weights.delay[:, None], self.ideal[:, None]
-
-        def columns(lo: int, hi: int):
-            mask = codes[:, None] == np.arange(lo, hi)[None, :]
-            if launch:
-                return np.broadcast_to(weight, mask.shape), np.where(mask, delay, 0.0)
-            return np.where(mask, weight, ideal), None
-
-        sim = self.compiled.evaluate_columns(len(labels), columns)
+        if launch:
+            family = Swap(self.weights.weight, codes, len(labels), delay=self.zero, chosen_delay=self.weights.delay)
+        else:
+            family = Swap(self.ideal, codes, len(labels), chosen_weight=self.weights.weight)
+        sim = self.evaluate(family)
         reference = self.sims["nodelay" if launch else "ideal"].step_time[:, 0]
         overall = {label: ratio_of_means(sim.step_time[:, i], reference) for i, label in enumerate(labels)}
         per_step_ratio = sim.step_time / reference[:, None]
@@ -316,8 +330,7 @@ class _Analyzer:
         mask = np.column_stack(masks)
         removed = np.where(mask, ideal, w)
         added = np.where(mask, w, ideal)
-        both = np.hstack([removed, added])
-        sim = self.compiled.evaluate_columns(both.shape[1], lambda lo, hi: (both[:, lo:hi], None))
+        sim = self.evaluate(Dense(np.hstack([removed, added])))
         t_ori = float(self.sims["nodelay"].span[:, 0].mean())
         t_ideal = float(self.sims["ideal"].span[:, 0].mean())
         means = sim.span.mean(axis=0)

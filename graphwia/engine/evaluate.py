@@ -13,39 +13,49 @@ duration (local op) or transfer time (group member); ``delay`` its launch delay.
 
 from __future__ import annotations
 
+import copy
 import functools
+import sys
+import threading
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from graphwia.errors import ScheduleError
+from graphwia.engine.scenarios import Dense, Family, Swap
 from graphwia.optypes import OPTIMIZER, OPTYPE_CODE
 
-#: Target size of one chunk's node times (see CompiledDag.evaluate_columns). Every byte of a
+#: Target size of one chunk's node times (see CompiledDag.evaluate_family). Every byte of a
 #: chunk is a page touched, and fresh pages are what a small job's analysis mostly pays for.
 DEFAULT_CHUNK_BYTES = 32 << 20
 #: A chunk holds at least this many (step, scenario) columns, whatever it costs in memory:
 #: narrower rows make every gather pay per row (a 10^6-op job ran 1.5x slower at 20 columns).
 MIN_CHUNK_COLUMNS = 128
 
-#: ``columns(lo, hi) -> (weight, delay)`` for scenarios lo … hi−1, each (n_ops, hi − lo); delay may be None.
-ScenarioColumns = Callable[[int, int], "tuple[np.ndarray, np.ndarray]"]
+#: Kernels CompiledDag.evaluate_family can use; "auto" picks one (see CompiledDag).
+KERNELS = ("auto", "numpy", "compiled")
+#: "auto" loads the compiled kernel for a family of at least this many op-instance evaluations
+#: (n_ops × scenarios): below it, numba's import (~0.3 s) costs more than the numpy kernel.
+COMPILED_MIN_WORK = 20_000_000
+#: A swap family of at least this many scenarios (groups) is evaluated by propagating each
+#: scenario's changes only (kernels.propagate): its groups are then small parts of the job
+#: (one worker of many), whose changes reach a few percent of a step (4% at dp 64).
+SPARSE_MIN_SCENARIOS = 64
 
 
 class Simulation:
     """Simulated start and end of every op instance, per scenario.
 
     ``start`` and ``end`` have shape (n_ops, n_scenarios), times relative to the
-    step start. ``step_time`` (n_steps, n_scenarios) is the latest end of an
-    optimizer op per step (SPEC §4); ``span`` the latest end minus earliest start.
-    Internally times are kept per step, shape (ops_per_step, n_steps, n_scenarios);
-    the op-major views are made on first use.
+    step start, or are None when only step times were asked for. ``step_time``
+    (n_steps, n_scenarios) is the latest end of an optimizer op per step (SPEC
+    §4); ``span`` the latest end minus earliest start. A simulation owns its
+    arrays: evaluating again never changes an earlier result.
     """
 
-    def __init__(self, start_by_step: np.ndarray, end_by_step: np.ndarray, step_time: np.ndarray, span: np.ndarray):
-        self._start = start_by_step
-        self._end = end_by_step
+    def __init__(self, start: np.ndarray | None, end: np.ndarray | None, step_time: np.ndarray, span: np.ndarray):
+        self.start = start
+        self.end = end
         self.step_time = step_time
         self.span = span
 
@@ -53,30 +63,23 @@ class Simulation:
     def n_scenarios(self) -> int:
         return self.step_time.shape[1]
 
-    @functools.cached_property
-    def start(self) -> np.ndarray | None:
-        return None if self._start is None else _op_major(self._start)
-
-    @functools.cached_property
-    def end(self) -> np.ndarray | None:
-        return None if self._end is None else _op_major(self._end)
-
     def select(self, columns) -> "Simulation":
         """The simulation of some scenarios only (a list of column indices)."""
         columns = list(columns)
-        pick = (lambda times: None if times is None else times[:, :, columns])
-        return Simulation(pick(self._start), pick(self._end), self.step_time[:, columns], self.span[:, columns])
+        pick = (lambda times: None if times is None else times[:, columns])
+        return Simulation(pick(self.start), pick(self.end), self.step_time[:, columns], self.span[:, columns])
 
     @classmethod
     def concatenate(cls, parts: list["Simulation"]) -> "Simulation":
         """Scenarios of several simulations side by side."""
         if len(parts) == 1:
             return parts[0]
+
         def joined(field):
             values = [getattr(p, field) for p in parts]
             return None if any(v is None for v in values) else np.concatenate(values, axis=-1)
 
-        return cls(*(joined(f) for f in ("_start", "_end", "step_time", "span")))
+        return cls(*(joined(f) for f in ("start", "end", "step_time", "span")))
 
 
 class CompiledDag:
@@ -85,6 +88,12 @@ class CompiledDag:
     Every step of a DAG has the same structure, so only one step's graph is
     levelled; steps × scenarios form the batch axis of one evaluation.
     Build it with :meth:`graphwia.model.dag.Dag.compile`.
+
+    Two kernels give bit-identical results: ``"numpy"`` (level by level, no
+    start-up cost) and ``"compiled"`` (:mod:`graphwia.engine.kernels`: numba,
+    all cores, several times faster per op but about 0.3 s to import).
+    ``kernel="auto"`` takes the compiled one for a family of at least
+    :data:`COMPILED_MIN_WORK` op-instance evaluations, or once it is loaded.
     """
 
     def __init__(self, dag, step_dag):
@@ -97,16 +106,16 @@ class CompiledDag:
         step_levels = topological_levels(step_dag.n_nodes, edges.src, edges.dst, step_dag)
         order = np.lexsort((edges.dst, step_levels[edges.dst]))
         self._src = edges.src[order]  # edge sources, sorted by (level of dst, dst)
-        dst = edges.dst[order]
+        self._dst = edges.dst[order]
         self._via = np.where(edges.via[order] < 0, self.per_step, edges.via[order])  # per_step: the zero row
         self._levels = []  # per level: (first edge, end edge, [_Bucket, …])
-        dst_level = step_levels[dst]
+        dst_level = step_levels[self._dst]
         cuts = np.flatnonzero(np.diff(dst_level, prepend=-1, append=-1))
         for first, end in zip(cuts[:-1], cuts[1:]):
-            self._levels.append((int(first), int(end), _buckets(dst[first:end], self.per_step)))
+            self._levels.append((int(first), int(end), _buckets(self._dst[first:end], self.per_step)))
         self.step_provider = step_dag.provider
-        self._sources = np.setdiff1d(np.arange(self.n_step_nodes), dst)  # nodes at time 0
-        self._workspace = np.empty(0)  # see _buffers
+        self._sources = np.setdiff1d(np.arange(self.n_step_nodes), self._dst)  # nodes at time 0
+        self._local = threading.local()  # the workspace of each thread; see _buffers
         self._optimizer = np.flatnonzero(step_dag.table["optype"] == OPTYPE_CODE[OPTIMIZER])
 
     @property
@@ -124,46 +133,105 @@ class CompiledDag:
         edges = self.dag.edges
         return topological_levels(self.dag.n_nodes, edges.src, edges.dst, self.dag)
 
+    def detached(self) -> "CompiledDag":
+        """The same evaluator without its DAG (and so without the trace): small to send to other processes.
+
+        It evaluates as this one does; :attr:`dag`, :attr:`provider` and :attr:`levels` are gone.
+        """
+        twin = copy.copy(self)
+        twin.__dict__.pop("provider", None)
+        twin.__dict__.pop("levels", None)
+        twin.dag = None
+        return twin
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_local"]  # a workspace is per process and per thread
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
     @classmethod
     def from_dag(cls, dag) -> "CompiledDag":
         step_dag = dag if len(dag.steps) == 1 else dag.select_steps(dag.steps[:1])
         return cls(dag, step_dag)
 
-    def evaluate(self, weight: np.ndarray, delay: np.ndarray, *, times: bool = True,
-                 chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Simulation:
+    def evaluate(self, weight: np.ndarray, delay: np.ndarray | None, *, times: bool = True,
+                 kernel: str = "auto", chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Simulation:
         """Simulate scenarios: ``weight`` and ``delay`` of shape (n_ops,) or (n_ops, n_scenarios).
 
-        With ``times=False`` only step times and spans are kept (``start``/``end``
-        are None): what attribution needs, at a fraction of the memory.
+        ``delay`` None means no launch delays. With ``times=False`` only step
+        times and spans are kept (``start``/``end`` are None): what attribution
+        needs, at a fraction of the memory.
         """
-        weight, delay = _as_batch(weight, self.n_ops), _as_batch(delay, self.n_ops)
-        if weight.shape != delay.shape:
-            raise ValueError(f"weight {weight.shape} and delay {delay.shape} must have the same shape")
-        return self.evaluate_columns(weight.shape[1], lambda lo, hi: (weight[:, lo:hi], delay[:, lo:hi]),
-                                     times=times, chunk_bytes=chunk_bytes)
+        weight = _as_batch(weight, self.n_ops)
+        family = Dense(weight, None if delay is None else _as_batch(delay, self.n_ops))
+        return self.evaluate_family(family, times=times, kernel=kernel, chunk_bytes=chunk_bytes)
 
-    def evaluate_columns(self, n_scenarios: int, columns: ScenarioColumns, *, times: bool = False,
-                         chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Simulation:
-        """Simulate ``n_scenarios`` scenarios whose weights are made chunk by chunk.
+    def evaluate_family(self, family: Family, *, times: bool = False, kernel: str = "auto",
+                        chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Simulation:
+        """Simulate every scenario of ``family`` (:mod:`graphwia.engine.scenarios`) on every step.
 
-        ``columns(lo, hi)`` returns (weight, delay) of shape (n_ops, hi − lo) for
-        scenarios lo … hi−1 (delay None: no launch delays), so a large family of
-        scenarios never has to exist in memory at once. Chunks are sized so one chunk's node
-        times take about ``chunk_bytes`` but hold at least :data:`MIN_CHUNK_COLUMNS` columns:
-        wider batches touch more memory, narrower ones pay more per level and per row.
+        The numpy kernel makes the family's columns chunk by chunk, sized so one
+        chunk's node times take about ``chunk_bytes`` but hold at least
+        :data:`MIN_CHUNK_COLUMNS` columns (wider batches touch more memory,
+        narrower ones pay more per level); the compiled kernel reads a
+        :class:`~graphwia.engine.scenarios.Swap` family's vectors directly.
         """
+        if self.use_compiled(kernel, family.n_scenarios):
+            return self._evaluate_compiled(family, times)
         per_scenario = 8 * self.n_steps * self.n_step_nodes
         widest = max(chunk_bytes // per_scenario, -(-MIN_CHUNK_COLUMNS // self.n_steps))
-        chunk = max(1, min(n_scenarios, widest))
+        chunk = max(1, min(family.n_scenarios, widest))
         parts = []
-        for lo in range(0, n_scenarios, chunk):
-            hi = min(n_scenarios, lo + chunk)
-            weight, delay = columns(lo, hi)
-            delay = None if delay is None else _as_batch(delay, self.n_ops)
-            parts.append(self._evaluate_batch(_as_batch(weight, self.n_ops), delay, times))
+        for lo in range(0, family.n_scenarios, chunk):
+            weight, delay = family.columns(lo, min(family.n_scenarios, lo + chunk))
+            parts.append(self._evaluate_batch(_as_batch(weight, self.n_ops),
+                                              None if delay is None else _as_batch(delay, self.n_ops), times))
         return Simulation.concatenate(parts)
 
-    def _evaluate_batch(self, weight: np.ndarray, delay: np.ndarray, times: bool = True) -> Simulation:
+    def use_compiled(self, kernel: str, n_scenarios: int) -> bool:
+        """Whether ``kernel`` (see the class docstring) means the compiled one for ``n_scenarios`` scenarios."""
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel {kernel!r} is not one of {', '.join(KERNELS)}")
+        if kernel != "auto":
+            return kernel == "compiled"
+        return "graphwia.engine.kernels" in sys.modules or self.n_ops * n_scenarios >= COMPILED_MIN_WORK
+
+    @functools.cached_property
+    def plan(self):
+        """This DAG's step graph as the compiled kernel reads it (:class:`graphwia.engine.kernels.Plan`)."""
+        from graphwia.engine.kernels import make_plan
+
+        via = np.where(self._via == self.per_step, -1, self._via)
+        return make_plan(self.n_step_nodes, self.per_step, self._src, self._dst, via, self.step_provider,
+                         self._optimizer)
+
+    def _evaluate_compiled(self, family: Family, times: bool) -> Simulation:
+        from graphwia.engine import kernels
+
+        if isinstance(family, Swap) and not times and family.n_scenarios >= SPARSE_MIN_SCENARIOS:
+            step_time, span = kernels.propagate(
+                self.plan, self.n_steps, family.n_scenarios, family.weight[:, None],
+                None if family.delay is None else family.delay[:, None], family.chosen_weights[:, None],
+                None if family.delay is None else family.chosen_delays[:, None], family.group, family.first)
+            return Simulation(None, None, step_time, span)
+        if isinstance(family, Swap):
+            result = kernels.run(self.plan, self.n_steps, family.n_scenarios, kernels.SWAP, family.weight[:, None],
+                                 None if family.delay is None else family.delay[:, None],
+                                 chosen_weight=family.chosen_weights[:, None],
+                                 chosen_delay=None if family.delay is None else family.chosen_delays[:, None],
+                                 group=family.group, first_group=family.first, times=times)
+        else:
+            result = kernels.run(self.plan, self.n_steps, family.n_scenarios, kernels.DENSE,
+                                 _as_batch(family.weight, self.n_ops),
+                                 None if family.delay is None else _as_batch(family.delay, self.n_ops), times=times)
+        step_time, span, start, end = result
+        return Simulation(start, end, step_time, span)
+
+    def _evaluate_batch(self, weight: np.ndarray, delay: np.ndarray | None, times: bool) -> Simulation:
         n_scen = weight.shape[1]
         time, w = self._buffers(self.n_steps * n_scen)
         # Step layout: row = op of one step, column = (step, scenario).
@@ -190,21 +258,22 @@ class CompiledDag:
         step_time = end[self._optimizer].max(axis=0) if len(self._optimizer) else span
         if not times:
             return Simulation(None, None, step_time, span)
-        return Simulation(start, end, step_time, span)
+        return Simulation(_op_major(start), _op_major(end), step_time, span)
 
     def _buffers(self, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Node-time and weight arrays of ``width`` columns, reused across chunks and calls.
 
         Fresh arrays of this size cost more in page faults than the evaluation
-        itself on large jobs, so one flat buffer, grown to the largest width
-        asked for, backs contiguous views. (One CompiledDag must therefore not
-        evaluate in two threads at once; processes are fine.)
+        itself on large jobs, so one flat buffer per thread, grown to the
+        largest width asked for, backs contiguous views; results are copied out
+        of it.
         """
         rows = self.n_step_nodes + self.per_step + 1
-        if self._workspace.size < rows * width:
-            self._workspace = np.empty(rows * width)
-        time = self._workspace[: self.n_step_nodes * width].reshape(self.n_step_nodes, width)
-        weight = self._workspace[self.n_step_nodes * width: rows * width].reshape(self.per_step + 1, width)
+        workspace = getattr(self._local, "workspace", None)
+        if workspace is None or workspace.size < rows * width:
+            workspace = self._local.workspace = np.empty(rows * width)
+        time = workspace[: self.n_step_nodes * width].reshape(self.n_step_nodes, width)
+        weight = workspace[self.n_step_nodes * width: rows * width].reshape(self.per_step + 1, width)
         return time, weight
 
     def spans(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -260,9 +329,11 @@ def _step_major(values: np.ndarray, n_steps: int) -> np.ndarray:
 
 
 def _op_major(values: np.ndarray) -> np.ndarray:
-    """(ops_per_step, n_steps, n) → (n_ops, n) in node-id order."""
+    """(ops_per_step, n_steps, n) → a new (n_ops, n) array in node-id order (never a view of ``values``)."""
     per_step, n_steps, n = values.shape
-    return values.transpose(1, 0, 2).reshape(per_step * n_steps, n)
+    out = np.empty((n_steps * per_step, n))
+    out.reshape(n_steps, per_step, n)[...] = values.transpose(1, 0, 2)
+    return out
 
 
 def topological_levels(n_nodes: int, src: np.ndarray, dst: np.ndarray, dag=None) -> np.ndarray:

@@ -37,8 +37,6 @@ from graphwia.outputs.summary import classify_cause
 
 MARKER = "fleet-job.json"
 MARKER_VERSION = 1
-#: How long to try reaching a dask scheduler before giving up.
-CONNECT_TIMEOUT_S = 10
 TRACE_SUFFIXES = (".parquet", ".csv")
 
 #: fleet.csv columns, in order, and their dtypes.
@@ -294,15 +292,11 @@ def _run_local(jobs: list[Job], out_dir: Path, plots: bool, workers: int) -> Ite
 
 
 def _run_dask(jobs: list[Job], out_dir: Path, plots: bool, address: str) -> Iterator[dict]:
-    try:
-        from distributed import Client, as_completed as dask_completed
-    except ImportError:
-        raise UsageError("--scheduler needs dask.distributed: pip install 'graphwia[fleet]'") from None
-    _check_address(address)
-    try:
-        client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise UsageError(f"{address}: cannot connect to the dask scheduler ({first_line(exc)})") from None
+    from graphwia.engine.distributed import connect
+
+    client = connect(address)
+    from distributed import as_completed as dask_completed
+
     with client:
         tag = uuid.uuid4().hex[:8]
         futures = {client.submit(run_job, job, out_dir, plots, key=f"graphwia-fleet-{job.name}-{tag}",
@@ -312,18 +306,6 @@ def _run_dask(jobs: list[Job], out_dir: Path, plots: bool, address: str) -> Iter
                 yield _outcome(futures[future], future.result)
         finally:
             client.cancel(list(futures))
-
-
-def _check_address(address: str) -> None:
-    """Reject a malformed address before dask tries it (a failed Client hangs on cleanup)."""
-    from distributed.comm.addressing import parse_address, parse_host_port
-
-    try:
-        scheme, location = parse_address(address)
-        if scheme != "inproc":
-            parse_host_port(location)
-    except ValueError as exc:
-        raise UsageError(f"--scheduler {address}: not a scheduler address like tcp://host:8786 ({exc})") from None
 
 
 def _outcome(job: Job, result: Callable[[], dict]) -> dict:

@@ -1,0 +1,146 @@
+"""One job's scenario families spread over a dask.distributed cluster or local processes.
+
+:class:`ClusterEvaluator` evaluates a family the way
+:meth:`CompiledDag.evaluate_family <graphwia.engine.evaluate.CompiledDag.evaluate_family>`
+does, but cut into parts (:meth:`~graphwia.engine.scenarios.Swap.part`), one task
+per part. The compiled DAG (without its trace) and each family's vectors are
+sent once to every worker; a task returns the step times and spans of its
+columns, which are put back in order. Every kernel gives the same numbers for
+a column whatever batch it is in, so the result equals a local run's, number
+for number.
+
+:func:`connect` is the one way graphwia reaches a dask scheduler (the fleet uses
+it too). dask is an optional extra (``graphwia[fleet]``), imported only here.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from graphwia.engine.scenarios import Family, parts
+from graphwia.errors import UsageError, first_line
+
+if TYPE_CHECKING:  # pragma: no cover
+    from distributed import Client
+
+    from graphwia.engine.evaluate import CompiledDag, Simulation
+
+#: How long to try reaching a dask scheduler before giving up.
+CONNECT_TIMEOUT_S = 10
+#: Tasks per worker and family: enough for an even spread when parts take unequal time.
+PARTS_PER_WORKER = 2
+INSTALL_HINT = "pip install 'graphwia[fleet]'"
+
+
+def connect(address: str) -> "Client":
+    """A dask client of the scheduler at ``address`` (``tcp://host:port``); :class:`UsageError` if unreachable."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError(f"a dask scheduler needs dask.distributed: {INSTALL_HINT}") from None
+    check_address(address)
+    try:
+        return Client(address, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"{address}: cannot connect to the dask scheduler ({first_line(exc)})") from None
+
+
+def check_address(address: str) -> None:
+    """Reject a malformed scheduler address before dask tries it (a failed Client hangs on cleanup).
+
+    The message names ``--scheduler``, the option of every command that takes an address.
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme != "inproc":
+            parse_host_port(location)
+    except ValueError as exc:
+        raise UsageError(f"--scheduler {address}: not a scheduler address like tcp://host:8786 ({exc})") from None
+
+
+class ClusterEvaluator:
+    """Evaluates scenario families on a dask cluster: an existing one, or local worker processes.
+
+    Use as a context manager: ``with ClusterEvaluator(scheduler=…) as cluster:``
+    (or ``workers=N`` to start N local processes, stopped on exit), then
+    :meth:`evaluate`. Workers of an existing cluster must be able to import
+    graphwia; they need no access to the trace.
+    """
+
+    def __init__(self, *, scheduler: str | None = None, workers: int | None = None):
+        if (scheduler is None) == (workers is None):
+            raise UsageError("give either a scheduler address or a number of local workers")
+        if workers is not None and workers < 1:
+            raise UsageError(f"local workers must be at least 1, got {workers}")
+        self.scheduler, self.workers = scheduler, workers
+        self._client: "Client | None" = None
+        self._cluster = None
+        self._shipped: tuple[int, object] | None = None  # (id of the CompiledDag, its future)
+
+    def __enter__(self) -> "ClusterEvaluator":
+        if self.scheduler is not None:
+            self._client = connect(self.scheduler)
+            return self
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise UsageError(f"local workers run on dask.distributed: {INSTALL_HINT}") from None
+        self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                     dashboard_address=None, silence_logs=50)
+        self._client = Client(self._cluster, set_as_default=False)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        self._client = self._cluster = self._shipped = None
+
+    @property
+    def n_workers(self) -> int:
+        """Workers of the cluster now (at least 1)."""
+        return max(1, len(self._client.scheduler_info(n_workers=-1).get("workers", {})))
+
+    def evaluate(self, compiled: "CompiledDag", family: Family) -> "Simulation":
+        """Step times and spans of every scenario of ``family`` (``start``/``end`` are not kept)."""
+        from graphwia.engine.evaluate import Simulation
+
+        if self._client is None:
+            raise RuntimeError("ClusterEvaluator.evaluate outside its 'with' block")
+        n_workers = self.n_workers
+        dag = self._ship(compiled)
+        shared = self._client.scatter(family, broadcast=True, hash=False)
+        threads = max(1, (os.cpu_count() or 1) // n_workers) if self._cluster is not None else None
+        tag = uuid.uuid4().hex[:8]
+        futures = [self._client.submit(_evaluate_part, dag, shared, lo, hi, threads, pure=False,
+                                       key=f"graphwia-scenarios-{lo}-{hi}-{tag}")
+                   for lo, hi in parts(family.n_scenarios, PARTS_PER_WORKER * n_workers)]
+        try:
+            results = self._client.gather(futures)
+        finally:
+            self._client.cancel(futures + [shared])
+        return Simulation(None, None, np.hstack([r[0] for r in results]), np.hstack([r[1] for r in results]))
+
+    def _ship(self, compiled: "CompiledDag"):
+        """The compiled DAG on every worker (sent once per DAG)."""
+        if self._shipped is None or self._shipped[0] != id(compiled):
+            self._shipped = (id(compiled), self._client.scatter(compiled.detached(), broadcast=True, hash=False))
+        return self._shipped[1]
+
+
+def _evaluate_part(compiled: "CompiledDag", family: Family, lo: int, hi: int,
+                   threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """On a worker: (step_time, span) of scenarios lo … hi−1 of ``family``."""
+    if threads is not None and compiled.use_compiled("auto", hi - lo):
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    sim = compiled.evaluate_family(family.part(lo, hi))
+    return sim.step_time, sim.span

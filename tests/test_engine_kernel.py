@@ -1,0 +1,176 @@
+"""The compiled kernel against the numpy one: the same numbers, bit for bit (issue 14).
+
+Both kernels, and the change-propagating one for swap families, must give
+identical start/end times, step times and spans on the three real traces and
+on synthetic jobs of every shape, with launch delays and ``times=True``.
+A Simulation owns its arrays: evaluating again never changes an earlier result.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from conftest import real_trace, requires_data
+
+import graphwia
+from graphwia.engine import evaluate as engine
+from graphwia.engine import kernels
+from graphwia.engine.scenarios import Dense, Swap, parts
+from graphwia.model.weights import ideal_weight, weighted_dag
+from graphwia.synth.generate import synthesize
+
+FIELDS = ("start", "end", "step_time", "span")
+
+SYNTH_SHAPES = {
+    "1f1b": dict(dp=3, pp=4, microbatches=6, steps=3),
+    "interleaved": dict(dp=2, pp=2, vpp=2, microbatches=4, steps=2),
+    "no-pp": dict(dp=4, pp=1, microbatches=3, steps=2),
+    "no-dp": dict(dp=1, pp=3, microbatches=5, steps=2),
+    "dp-not-overlapped": dict(dp=2, pp=2, microbatches=3, steps=2, dp_overlap=False),
+    "slow-worker": dict(dp=4, pp=2, microbatches=4, steps=3, slow_workers=[(1, 1, 1.5)]),
+}
+
+
+def _weighted(trace):
+    dag, weights, typical = weighted_dag(trace)
+    return dag, dag.compile(), weights, ideal_weight(dag, typical)
+
+
+def _worker_codes(dag) -> np.ndarray:
+    return dag.table["dp_rank"].astype(np.int64) * dag.meta.pp_size + dag.table["stage"]
+
+
+def _assert_same(a, b, fields=FIELDS):
+    for field in fields:
+        x, y = getattr(a, field), getattr(b, field)
+        assert x is not None and y is not None, field
+        assert np.array_equal(x, y), f"{field} differs by up to {np.nanmax(np.abs(x - y))}"
+
+
+def _check_kernels(dag, compiled, weights, ideal, seed=0):
+    """Dense with delays and times, and both swap forms, on all three kernels."""
+    rng = np.random.default_rng(seed)
+    n = dag.n_ops
+    dense_weight = np.column_stack([weights.weight, weights.weight, ideal,
+                                    weights.weight * rng.uniform(0.5, 1.5, n)])
+    dense_delay = np.column_stack([weights.delay, np.zeros(n), np.zeros(n), rng.uniform(0, 0.01, n)])
+    by_numpy = compiled.evaluate(dense_weight, dense_delay, kernel="numpy")
+    by_kernel = compiled.evaluate(dense_weight, dense_delay, kernel="compiled")
+    _assert_same(by_numpy, by_kernel)
+
+    codes = _worker_codes(dag)
+    n_groups = int(codes.max()) + 1
+    families = [Swap(ideal, codes, n_groups, chosen_weight=weights.weight),
+                Swap(weights.weight, codes, n_groups, delay=np.zeros(n), chosen_delay=weights.delay)]
+    for family in families:
+        expected = compiled.evaluate_family(family, kernel="numpy", times=True)
+        _assert_same(expected, compiled.evaluate_family(family, kernel="compiled", times=True))
+        chosen_delay = None if family.delay is None else family.chosen_delays[:, None]
+        step_time, span = kernels.propagate(compiled.plan, compiled.n_steps, n_groups, family.weight[:, None],
+                                            None if family.delay is None else family.delay[:, None],
+                                            family.chosen_weights[:, None], chosen_delay, codes)
+        assert np.array_equal(step_time, expected.step_time) and np.array_equal(span, expected.span)
+
+
+@requires_data
+@pytest.mark.parametrize("name", ["ST", "SE", "AR"])
+def test_kernels_agree_on_real_traces(name):
+    _check_kernels(*_weighted(real_trace(name)))
+
+
+@pytest.mark.parametrize("shape", sorted(SYNTH_SHAPES))
+def test_kernels_agree_on_synthetic_jobs(shape):
+    frame, meta = synthesize(seed=3, **SYNTH_SHAPES[shape])
+    _check_kernels(*_weighted(graphwia.Trace.from_frame(frame, meta)), seed=len(shape))
+
+
+def test_every_analysis_family_agrees_whatever_the_kernel():
+    """The full analysis is the same number for number when every family runs on the compiled kernel."""
+    frame, meta = synthesize(dp=4, pp=2, microbatches=4, steps=2, seed=2, slow_workers=[(2, 1, 1.4)])
+    trace = graphwia.Trace.from_frame(frame, meta)
+    by_numpy = graphwia.analyze(trace)
+    from graphwia.engine import kernels as loaded  # noqa: F401  (once loaded, "auto" takes the compiled kernel)
+
+    assert "graphwia.engine.kernels" in __import__("sys").modules
+    again = graphwia.analyze(trace)
+    assert again.slowdown == by_numpy.slowdown and again.launch_slowdown == by_numpy.launch_slowdown
+    assert again.blocking == by_numpy.blocking and again.launch == by_numpy.launch
+    assert again.ms == by_numpy.ms and again.mw == by_numpy.mw
+
+
+def test_plan_order_is_topological_and_keeps_every_edge(job_dag):
+    dag, compiled = job_dag
+    plan = compiled.plan
+    target = plan.n_sources + np.repeat(np.arange(len(plan.ptr) - 1), np.diff(plan.ptr))
+    assert np.all(plan.src // 2 < target)  # every value is read after it is written
+    assert len(plan.src) == len(compiled._src) and plan.n_nodes == compiled.n_step_nodes
+    assert sorted(plan.op_at[plan.op_at >= 0]) == list(range(compiled.per_step))
+
+
+@pytest.fixture
+def job_dag():
+    frame, meta = synthesize(dp=2, pp=3, microbatches=4, steps=2, seed=1)
+    dag = graphwia.build_dag(graphwia.Trace.from_frame(frame, meta))
+    return dag, dag.compile()
+
+
+@pytest.mark.parametrize("kernel", ["numpy", "compiled"])
+def test_a_result_owns_its_times(job_dag, kernel):
+    """Issue 18 item 7: evaluating again used to overwrite the previous result's start times."""
+    dag, compiled = job_dag
+    weights = graphwia.observed_weights(dag)
+    first = compiled.evaluate(weights.weight, weights.delay, kernel=kernel)
+    compiled.evaluate(weights.weight * 3, weights.delay + 1, kernel=kernel)
+    fresh = dag.compile().evaluate(weights.weight, weights.delay, kernel=kernel)
+    _assert_same(first, fresh)
+    single_step = dag.select_steps(dag.steps[:1]).compile()  # one step: no reshape copy to hide behind
+    w = weights.weight[: single_step.n_ops]
+    first = single_step.evaluate(w, None, kernel=kernel)
+    start = first.start.copy()
+    single_step.evaluate(w * 2, None, kernel=kernel)
+    assert np.array_equal(first.start, start)
+
+
+def test_two_whatif_runs_on_one_analysis_keep_their_own_times():
+    from graphwia.analyses.whatif import parse_scenarios, run_whatif
+
+    frame, meta = synthesize(dp=2, pp=2, microbatches=3, steps=2, seed=4)
+    analysis = graphwia.analyze(graphwia.Trace.from_frame(frame, meta), per_worker=False)
+    faster = parse_scenarios({"scenarios": [{"name": "fast", "scale": {"duration": 0.5}}]})
+    slower = parse_scenarios({"scenarios": [{"name": "slow", "scale": {"duration": 2.0}}]})
+    first = run_whatif(analysis, faster)
+    expected = first.simulation.start.copy(), first.simulation.end.copy()
+    run_whatif(analysis, slower)
+    assert np.array_equal(first.simulation.start, expected[0]) and np.array_equal(first.simulation.end, expected[1])
+
+
+def test_kernel_choice(job_dag):
+    _, compiled = job_dag
+    assert compiled.use_compiled("compiled", 1) and not compiled.use_compiled("numpy", 10**9)
+    assert compiled.use_compiled("auto", engine.COMPILED_MIN_WORK // compiled.n_ops + 1)
+    with pytest.raises(ValueError, match="kernel 'fast' is not one of auto, numpy, compiled"):
+        compiled.use_compiled("fast", 1)
+
+
+def test_family_parts_cover_the_family_and_evaluate_to_its_columns(job_dag):
+    dag, compiled = job_dag
+    weights = graphwia.observed_weights(dag)
+    codes = _worker_codes(dag)
+    family = Swap(weights.weight * 0.5, codes, int(codes.max()) + 1, chosen_weight=weights.weight)
+    assert parts(7, 3) == [(0, 2), (2, 5), (5, 7)] and parts(2, 5) == [(0, 1), (1, 2)]
+    whole = compiled.evaluate_family(family, kernel="numpy")
+    pieces = [compiled.evaluate_family(family.part(lo, hi), kernel="compiled") for lo, hi in parts(6, 4)]
+    assert np.array_equal(np.hstack([p.step_time for p in pieces]), whole.step_time)
+    dense = Dense(np.column_stack([weights.weight, weights.weight * 2]))
+    assert np.array_equal(compiled.evaluate_family(dense.part(1, 2)).span[:, 0],
+                          compiled.evaluate_family(dense).span[:, 1])
+
+
+def test_a_detached_compiled_dag_pickles_and_evaluates_the_same(job_dag):
+    dag, compiled = job_dag
+    weights = graphwia.observed_weights(dag)
+    twin = pickle.loads(pickle.dumps(compiled.detached()))
+    assert twin.dag is None and compiled.dag is dag
+    _assert_same(twin.evaluate(weights.weight, weights.delay), compiled.evaluate(weights.weight, weights.delay))
