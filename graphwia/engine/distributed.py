@@ -92,7 +92,7 @@ class ClusterEvaluator:
         except ImportError:
             raise UsageError(f"local workers run on dask.distributed: {INSTALL_HINT}") from None
         self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                     dashboard_address=None, silence_logs=50)
+                                     dashboard_address=":0", silence_logs=50)  # ":0": no fixed port to clash
         self._client = Client(self._cluster, set_as_default=False)
         return self
 

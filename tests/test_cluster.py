@@ -1,0 +1,111 @@
+"""One job's scenario families split over a dask cluster: the same numbers as a local run (issue 14)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import real_trace, requires_data
+from typer.testing import CliRunner
+
+import graphwia
+from graphwia.engine.distributed import ClusterEvaluator, connect
+from graphwia.errors import UsageError
+from graphwia.synth.generate import synthesize, write_synth
+
+distributed = pytest.importorskip("distributed")
+
+#: A job whose S passes the threshold (attribution runs) and that has launch delays.
+SLOW = dict(dp=4, pp=2, microbatches=4, steps=3, seed=7, slow_workers=[(1, 1, 1.6)])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as local_cluster:
+        yield local_cluster
+
+
+def assert_same_analysis(a, b):
+    assert a.slowdown == b.slowdown and a.launch_slowdown == b.launch_slowdown
+    assert np.array_equal(a.step_slowdown, b.step_slowdown)
+    assert a.blocking == b.blocking and a.launch == b.launch
+    assert a.ms == b.ms and a.mw == b.mw
+    for column in a.worker_table:
+        assert np.array_equal(a.worker_table[column], b.worker_table[column], equal_nan=True), column
+
+
+def test_a_cluster_run_equals_a_local_run(cluster):
+    trace = graphwia.Trace.from_frame(*synthesize(**SLOW))
+    local = graphwia.analyze(trace, decompose_threshold=0.5)
+    assert local.blocking["worker"].overall and local.launch["optype"].overall  # every family that gets split ran
+    on_cluster = graphwia.analyze(trace, decompose_threshold=0.5, scheduler=cluster.scheduler_address)
+    assert_same_analysis(local, on_cluster)
+
+
+@requires_data
+def test_a_cluster_run_of_a_real_trace_equals_a_local_run(cluster):
+    trace = real_trace("AR")
+    assert_same_analysis(graphwia.analyze(trace), graphwia.analyze(trace, scheduler=cluster.scheduler_address))
+
+
+def test_local_worker_processes_give_the_same_numbers():
+    trace = graphwia.Trace.from_frame(*synthesize(**dict(SLOW, steps=2)))
+    assert_same_analysis(graphwia.analyze(trace), graphwia.analyze(trace, workers=2))
+
+
+def test_a_family_is_cut_into_parts_put_back_in_order(cluster):
+    trace = graphwia.Trace.from_frame(*synthesize(**SLOW))
+    dag = graphwia.build_dag(trace)
+    compiled = dag.compile()
+    weights = graphwia.observed_weights(dag)
+    codes = dag.table["dp_rank"].astype(np.int64) * 2 + dag.table["stage"]
+    family = graphwia.engine.scenarios.Swap(weights.weight * 0.9, codes, 8, chosen_weight=weights.weight)
+    with ClusterEvaluator(scheduler=cluster.scheduler_address) as evaluator:
+        assert evaluator.n_workers == 2
+        split = evaluator.evaluate(compiled, family)
+        again = evaluator.evaluate(compiled, family)  # the DAG is sent once, the family each time
+    whole = compiled.evaluate_family(family)
+    assert np.array_equal(split.step_time, whole.step_time) and np.array_equal(split.span, whole.span)
+    assert np.array_equal(again.step_time, whole.step_time) and split.start is None
+
+
+def test_cli_on_a_cluster_writes_the_same_results(cluster, tmp_path):
+    from graphwia.cli.main import app
+
+    trace, meta = write_synth(tmp_path, "slow", **SLOW)
+    runner = CliRunner()
+    local = runner.invoke(app, ["analyze", str(trace), "--out", str(tmp_path / "local"), "--no-plots", "-q"])
+    remote = runner.invoke(app, ["analyze", str(trace), "--out", str(tmp_path / "remote"), "--no-plots", "-q",
+                                 "--scheduler", cluster.scheduler_address])
+    assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+    for name in ("result-slow.json", "ms-slow.json", "mw-slow.json"):
+        assert json.loads((tmp_path / "local" / name).read_text()) == json.loads((tmp_path / "remote" / name).read_text())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "exclude each other"),
+    (["--scheduler", "nonsense"], "--scheduler nonsense: not a scheduler address like tcp://host:8786"),
+    (["--workers", "0"], "--workers"),
+])
+def test_cli_rejects_bad_cluster_options(tmp_path, args, message):
+    from graphwia.cli.main import app
+
+    trace, _ = write_synth(tmp_path, "tiny", dp=2, pp=2, microbatches=2, steps=1, seed=1)
+    result = CliRunner().invoke(app, ["analyze", str(trace), "--out", str(tmp_path / "out"), *args])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_evaluator_needs_exactly_one_of_scheduler_and_workers():
+    with pytest.raises(UsageError, match="either a scheduler address or a number of local workers"):
+        ClusterEvaluator()
+    with pytest.raises(UsageError, match="either"):
+        ClusterEvaluator(scheduler="tcp://127.0.0.1:1", workers=2)
+    with pytest.raises(UsageError, match="at least 1, got 0"):
+        ClusterEvaluator(workers=0)
+
+
+def test_an_unreachable_scheduler_is_one_clear_error():
+    with pytest.raises(UsageError, match="tcp://127.0.0.1:1: cannot connect to the dask scheduler"):
+        connect("tcp://127.0.0.1:1")
