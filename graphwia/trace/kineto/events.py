@@ -84,7 +84,7 @@ class Events:
 
     Per event: ``cat`` (codes into :data:`CATEGORIES`), ``name`` (codes into ``names``),
     ``thread`` (codes of (pid, tid) pairs), ``pid`` (int; −1 when not a number), ``start``/``end``
-    (absolute ns), ``correlation``; on first use, ``external`` (External id), ``sequence``
+    (absolute ns), ``correlation``; :meth:`external` (External id) of some events; on first use, ``sequence``
     (autograd sequence number), ``python_id``/``python_parent`` (−1: none) and ``flows``
     (``ac2g`` flow events: start flag, thread, ts, id). ``comms`` maps an event's index to the
     arguments of a ``record_param_comms`` op.
@@ -106,15 +106,16 @@ class Events:
     size: int = 0
     counts: dict = field(default_factory=dict)
     records: list = field(default_factory=list, repr=False)  # the decoded complete events
-    flow_records: list = field(default_factory=list, repr=False)
+    all_records: list = field(default_factory=list, repr=False)  # every decoded event, for the flows
+    phases: list = field(default_factory=list, repr=False)
     thread_codes: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.cat)
 
-    @functools.cached_property
-    def external(self) -> np.ndarray:
-        return _arg(self.records, "external")
+    def external(self, rows: np.ndarray) -> np.ndarray:
+        """External id (−1: none) of the events at ``rows``."""
+        return _arg([self.records[i] for i in rows.tolist()], "external")
 
     @functools.cached_property
     def sequence(self) -> np.ndarray:
@@ -127,6 +128,12 @@ class Events:
     @functools.cached_property
     def python_parent(self) -> np.ndarray:
         return _arg(self.records, "python_parent")
+
+    @functools.cached_property
+    def flow_records(self) -> list:
+        """The ``ac2g`` flow events (launch → kernel arrows)."""
+        flows = list(compress(self.all_records, map(_FLOW_PHASES.__contains__, self.phases)))
+        return list(compress(flows, map("ac2g".__eq__, map(attrgetter("cat"), flows))))
 
     @functools.cached_property
     def flows(self) -> dict[str, np.ndarray]:
@@ -216,15 +223,9 @@ def _columns(path: Path, decoded: _File, size: int) -> Events:
         path=path, cat=cat, name=name, names=list(names), thread=thread, pid=pid, start=start, end=end,
         correlation=correlation, comms=comms, distributed=decoded.distributedInfo, base_ns=base,
         host=decoded.host_name, size=size, counts={"events": len(events)}, records=records,
-        flow_records=_flows(events, phases),
+        all_records=events, phases=phases,
         thread_codes=threads,
     )
-
-
-def _flows(events: list, phases: list) -> list:
-    """The ``ac2g`` flow events (launch → kernel arrows)."""
-    flows = list(compress(events, map(_FLOW_PHASES.__contains__, phases)))
-    return list(compress(flows, map("ac2g".__eq__, map(attrgetter("cat"), flows))))
 
 
 def _threads(records: list) -> tuple[np.ndarray, np.ndarray, dict]:

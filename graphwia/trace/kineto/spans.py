@@ -73,7 +73,7 @@ def op_spans(events: Events, rows: np.ndarray, optype: np.ndarray) -> tuple[np.n
         source[cpu_rows[found]] = SOURCES.index("kernels")
         cpu_rows = cpu_rows[~found]
     if len(cpu_rows):
-        g_start, g_end = _gpu_annotations(events, events.external[rows[cpu_rows]])
+        g_start, g_end = _gpu_annotations(events, events.external(rows[cpu_rows]))
         found = g_start != _NONE
         start[cpu_rows[found]], end[cpu_rows[found]] = g_start[found], g_end[found]
         source[cpu_rows[found]] = SOURCES.index("gpu_user_annotation")
@@ -204,12 +204,14 @@ def _range_any(flags: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 def _gpu_annotations(events: Events, external: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Span of the ``gpu_user_annotation`` events sharing each External id (_NONE where none does)."""
-    rows = np.flatnonzero((events.cat == CAT["gpu_user_annotation"]) & (events.external >= 0))
+    rows = np.flatnonzero(events.cat == CAT["gpu_user_annotation"])
     start = np.full(len(external), _NONE, dtype=np.int64)
     end = np.full(len(external), -_NONE, dtype=np.int64)
+    ids = events.external(rows)
+    rows = rows[ids >= 0]
     if not len(rows):
         return start, end
-    ids, inverse = np.unique(events.external[rows], return_inverse=True)
+    ids, inverse = np.unique(ids[ids >= 0], return_inverse=True)
     lo = np.full(len(ids), _NONE, dtype=np.int64)
     hi = np.full(len(ids), -_NONE, dtype=np.int64)
     np.minimum.at(lo, inverse, events.start[rows])
