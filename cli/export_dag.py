@@ -18,8 +18,9 @@ def register(app: typer.Typer) -> None:
 def export_dag(
     ctx: typer.Context,
     trace: Path = typer.Argument(..., help="Trace file (.parquet or .csv)."),
-    out: Path = typer.Option(..., "--out", help="Output file; the extension picks the format: "
-                                               ".graphml, .gexf, .json (node-link), .dot/.gv, .parquet (edge list)."),
+    out: Path = typer.Option(..., "--out", help="Output file; the extension picks the format: .graphml, .gexf, "
+                                               ".json (node-link), .dot/.gv (each optionally .gz), .parquet (edge "
+                                               "table, with the node table in NAME.nodes.parquet)."),
     meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
     steps: Optional[list[str]] = typer.Option(None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."),
     workers: Optional[list[str]] = typer.Option(None, "--workers", metavar="DP:STAGE",
@@ -40,6 +41,6 @@ def export_dag(
         say("building the DAG")
         dag = build_dag(loaded, steps=selected)
         say(f"writing {out.name}")
-        write_graph(dag, out, workers=chosen_workers)
+        written = write_graph(dag, out, workers=chosen_workers)
     if not quiet:
-        typer.echo(f"wrote {out}")
+        typer.echo("wrote " + ", ".join(map(str, written)))

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 
 import networkx as nx
 import numpy as np
-import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from graphwia import Trace, UsageError, build_dag
-from graphwia.model.graph import dag_to_networkx, parse_workers
-from graphwia.outputs.dag_export import FORMATS, export_dag
+from graphwia.model.graph import NODE_ATTRIBUTES, dag_to_networkx, parse_workers
+from graphwia.outputs import dag_export
+from graphwia.outputs.dag_export import FORMATS, export_dag, node_table_path
 from graphwia.model.schedule import EDGE_KINDS
 from graphwia.synth.generate import synthesize, write_synth
 
@@ -31,7 +33,7 @@ def test_graphml_of_two_st_steps_reads_back_acyclic(tmp_path):
     trace = real_trace("ST")
     dag = build_dag(trace)
     steps = [int(s) for s in dag.steps[:2]]
-    path = export_dag(dag, tmp_path / "st.graphml", steps=steps)
+    path, = export_dag(dag, tmp_path / "st.graphml", steps=steps)
     graph = nx.read_graphml(path, node_type=int)
     assert nx.is_directed_acyclic_graph(graph)
     ops = [n for n, a in graph.nodes(data=True) if a["kind"] == "op"]
@@ -92,31 +94,90 @@ def test_selection_errors_name_the_culprit(dag):
         dag_to_networkx(dag, steps=[9])
 
 
-@pytest.mark.parametrize("suffix", sorted(FORMATS))
-def test_every_format_round_trips(dag, tmp_path, suffix):
-    graph = dag_to_networkx(dag, steps=[0])
-    path = export_dag(dag, tmp_path / f"g{suffix}", steps=[0])
+def _read_back(path, suffix):
+    """The exported file as a networkx graph, read with each reader's defaults (node ids as ints)."""
     if suffix == ".graphml":
-        back = nx.read_graphml(path, node_type=int)
-    elif suffix == ".gexf":
-        back = nx.read_gexf(path, node_type=int)
-        assert "t_start" in back.nodes[0] and "start" not in back.nodes[0]
-    elif suffix == ".json":
-        back = nx.node_link_graph(json.loads(path.read_text()), edges="edges")
-    elif suffix in (".dot", ".gv"):
-        back = _read_dot(path.read_text())
-    else:
-        edges = pd.read_parquet(path)
-        assert list(edges.columns) == ["src", "dst", "via", "kind", "step"]
-        back = nx.DiGraph(list(zip(edges["src"], edges["dst"])))
-        back.add_nodes_from(graph.nodes)
-    assert set(back.nodes) == set(graph.nodes)
-    assert set(back.edges) == set(graph.edges)
-    if suffix != ".parquet":
-        u, v = next(iter(graph.edges))
-        assert back.edges[u, v]["kind"] == graph.edges[u, v]["kind"]
-        assert back.nodes[u]["kind"] == graph.nodes[u]["kind"]
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+        return nx.read_graphml(path, node_type=int)
+    if suffix == ".gexf":
+        return nx.read_gexf(path, node_type=int)
+    if suffix == ".json":
+        opened = gzip.open if path.suffix == ".gz" else open
+        with opened(path, "rt") as handle:
+            return nx.node_link_graph(json.load(handle))  # the defaults of this networkx
+    if suffix in (".dot", ".gv"):
+        return _read_dot(path.read_text())
+    edges = pq.read_table(path).to_pylist()
+    nodes = pq.read_table(node_table_path(path)).to_pylist()
+    back = nx.DiGraph()
+    back.add_nodes_from((row.pop("node"), {k: v for k, v in row.items() if v is not None}) for row in nodes)
+    back.add_edges_from((row.pop("src"), row.pop("dst"), row) for row in edges)
+    return back
+
+
+@pytest.mark.parametrize("suffix", sorted(FORMATS))
+def test_every_format_round_trips_every_attribute(dag, tmp_path, monkeypatch, suffix):
+    monkeypatch.setattr(dag_export, "CHUNK_ROWS", 7)  # many chunks: their seams must not show
+    graph = dag_to_networkx(dag, steps=[0])
+    written = export_dag(dag, tmp_path / f"g{suffix}", steps=[0])
+    back = _read_back(written[0], suffix)
+    assert set(back.nodes) == set(graph.nodes) and set(back.edges) == set(graph.edges)
+    exact = suffix != ".dot" and suffix != ".gv"  # DOT attributes are text
+    for node, attrs in graph.nodes(data=True):
+        got = dict(back.nodes[node])
+        if not exact:  # DOT: text, numbers that read back exactly, and a shape per kind
+            assert got.pop("shape") == {"op": "box", "barrier": "diamond", "step-start": "circle"}[attrs["kind"]]
+            got = {k: type(attrs[k])(value) if k in attrs else value for k, value in got.items()}
+        assert got == attrs, node
+        assert all(type(got[k]) is type(v) for k, v in attrs.items())
+    for u, v, attrs in graph.edges(data=True):
+        got = dict(back.edges[u, v])
+        if suffix == ".gexf":
+            assert got.pop("id").isdigit()  # GEXF edges carry an id
+        if not exact:
+            got = {k: type(attrs[k])(value) for k, value in got.items()}
+        assert got == attrs
+    if exact and suffix != ".parquet":
+        assert {k: v for k, v in back.graph.items() if k in graph.graph} == graph.graph or suffix == ".gexf"
+    expected_files = {p.name for p in written}
+    assert {p.name for p in tmp_path.iterdir()} == expected_files  # no temporary file left
+    if suffix == ".parquet":
+        assert expected_files == {"g.parquet", "g.nodes.parquet"}
+        nodes = pq.read_table(node_table_path(written[0]))
+        assert set(nodes.column_names) == {"node"} | {a for names in NODE_ATTRIBUTES.values() for a in names}
+        assert pq.read_table(written[0]).column_names == ["src", "dst", "kind", "via", "step"]
+
+
+def test_gexf_keeps_start_and_end(dag, tmp_path):
+    back = nx.read_gexf(export_dag(dag, tmp_path / "g.gexf", steps=[1])[0], node_type=int)
+    op = next(a for _, a in back.nodes(data=True) if a["kind"] == "op")
+    assert "start" in op and "end" in op and "t_start" not in op and op["end"] >= op["start"]
+
+
+@pytest.mark.parametrize("suffix", [".graphml", ".json", ".dot", ".gexf"])
+def test_gz_compresses_the_same_text(dag, tmp_path, suffix):
+    plain = export_dag(dag, tmp_path / f"g{suffix}")[0]
+    packed = export_dag(dag, tmp_path / f"g{suffix}.gz")[0]
+    assert packed.name == f"g{suffix}.gz" and gzip.decompress(packed.read_bytes()) == plain.read_bytes()
+    if suffix == ".graphml":
+        assert nx.read_graphml(packed, node_type=int).number_of_nodes() == dag.n_nodes
+
+
+def test_node_link_json_is_strict_and_lists_edges_for_every_networkx(dag, tmp_path):
+    data = json.loads(export_dag(dag, tmp_path / "g.json")[0].read_text(),
+                      parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert data["edges"] == data["links"] and len(data["edges"]) == len(dag.edges)
+    assert len(data["nodes"]) == dag.n_nodes and isinstance(data["nodes"][0]["duration"], float)
+
+
+def test_to_networkx_takes_workers_as_the_cli_does(dag):
+    by_pairs = dag.to_networkx(steps=[1], workers=[(0, 2), (1, None)])
+    for workers in ("0:2,1:*", ["0:2", "1:*"], ["0:2", (1, None)]):
+        graph = dag.to_networkx(steps=[1], workers=workers)
+        assert set(graph.nodes) == set(by_pairs.nodes) and set(graph.edges) == set(by_pairs.edges)
+    with pytest.raises(UsageError, match="is not DP:STAGE"):
+        dag.to_networkx(workers=[(0, "x")])
+    with pytest.raises(UsageError, match="is not DP:STAGE"):
+        dag.to_networkx(workers="0-1")
 
 
 def _read_dot(text: str) -> nx.DiGraph:
@@ -132,9 +193,11 @@ def _read_dot(text: str) -> nx.DiGraph:
     return graph
 
 
-def test_unknown_extension_is_refused(dag, tmp_path):
-    with pytest.raises(UsageError, match="unknown graph format .xml"):
-        export_dag(dag, tmp_path / "g.xml")
+@pytest.mark.parametrize("name, shown", [("g.xml", ".xml"), ("g.parquet.gz", ".parquet.gz"), ("g", "(no extension)"),
+                                         ("g.gz", ".gz")])
+def test_unknown_extension_is_refused(dag, tmp_path, name, shown):
+    with pytest.raises(UsageError, match=f"unknown graph format {re.escape(shown)}"):
+        export_dag(dag, tmp_path / name)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -32,6 +32,7 @@ from graphwia.trace.optable import Trace, describe_op
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphwia.engine.evaluate import CompiledDag
+    from graphwia.model.graph import Workers
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,11 @@ class Dag:
         """The same DAG restricted to some of its steps (same schedule)."""
         return build_dag(self.trace, steps=steps, schedule=self.schedule)
 
-    def to_networkx(self, steps: Iterable[int] | None = None, workers: Iterable[tuple[int, int]] | None = None):
-        """A networkx DiGraph view of (part of) the DAG; see :mod:`graphwia.model.graph`."""
+    def to_networkx(self, steps: Iterable[int] | int | None = None, workers: "Workers | None" = None):
+        """A networkx DiGraph view of (part of) the DAG; see :mod:`graphwia.model.graph`.
+
+        ``workers`` as the CLI takes them (``"0:3,1:*"``) or (dp_rank, stage) pairs, None matching any.
+        """
         from graphwia.model.graph import dag_to_networkx
 
         return dag_to_networkx(self, steps=steps, workers=workers)
