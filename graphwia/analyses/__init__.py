@@ -3,6 +3,7 @@
 * :mod:`~graphwia.analyses.standard`: :func:`analyze`, SPEC §5 (S, attribution, M_S, M_W);
 * :mod:`~graphwia.analyses.whatif`: user scenarios (:func:`run_whatif`);
 * :mod:`~graphwia.analyses.critical_path`: the chain of ops that sets each step's time.
+* :mod:`~graphwia.analyses.causes`: why a job straggles, the causes ranked by the share each explains.
 
 Analyses return typed results; they neither print nor write files.
 """

@@ -127,6 +127,13 @@ class Analysis:
         """The worker table as a pandas DataFrame."""
         return self.worker_table.to_pandas()
 
+    @functools.cached_property
+    def causes(self):
+        """The causes of the slowdown, ranked (:func:`graphwia.analyses.causes.find_causes`), found on first use."""
+        from graphwia.analyses.causes import find_causes  # it imports this module
+
+        return find_causes(self)
+
     @property
     def meta(self) -> JobMeta:
         return self.trace.meta
