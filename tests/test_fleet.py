@@ -17,7 +17,7 @@ from conftest import DATA, TRACES, has_data, real_analysis, requires_data
 from graphwia import analyze, load_trace
 from graphwia.errors import UsageError
 from graphwia.fleet.run import (
-    COLUMNS, MARKER, Job, classify_cause, discover_jobs, fleet_table, job_dir, read_fleet_csv, run_fleet,
+    COLUMNS, MARKER, Job, cause_columns, discover_jobs, fleet_table, job_dir, read_fleet_csv, run_fleet,
     wasted_gpu_hours, write_fleet,
 )
 from graphwia.synth.generate import write_synth
@@ -26,10 +26,10 @@ from graphwia.synth.generate import write_synth
 SYNTH = {
     "worker": (dict(dp=4, pp=2, microbatches=4, steps=3, slow_workers=[(2, 0, 1.8)]), "worker"),
     "stage": (dict(dp=2, pp=4, microbatches=4, steps=3, slow_stage=(3, 1.6)), "stage"),
-    "gcpause": (dict(dp=4, pp=2, microbatches=4, steps=4, gc_pauses=[(0.3, 0.5)]), "other"),
+    "gcpause": (dict(dp=4, pp=2, microbatches=4, steps=4, gc_pauses=[(0.3, 0.5)]), "gc"),
     "clean": (dict(dp=2, pp=2, microbatches=4, steps=3), "none"),
 }
-REAL_CAUSE = {"ST": "stage", "SE": "stage", "AR": "worker"}
+REAL_CAUSE = {"ST": "stage", "SE": "sequence-length", "AR": "worker"}
 
 
 def make_fleet(directory, real: bool = True) -> None:
@@ -107,12 +107,14 @@ def test_input_without_jobs_is_a_usage_error(tmp_path):
 
 
 # -- rows ----------------------------------------------------------------------------------
-def test_cause_rules_and_wasted_hours():
-    assert classify_cause(1.5, 0.9, 0.6) == "worker"  # M_W first: a slow worker on the last stage
-    assert classify_cause(1.5, 0.9, 0.1) == "stage"
-    assert classify_cause(1.5, 0.2, 0.1) == "other"
-    assert classify_cause(1.05, 0.9, 0.9) == "none"
-    assert classify_cause(float("nan"), 0.9, 0.9) == "none"
+def test_cause_columns_and_wasted_hours():
+    from graphwia.analyses.causes import Cause, Causes
+
+    ranked = (Cause("sequence-length", 0.833), Cause("stage", 0.688))
+    assert cause_columns(Causes(1.5, ranked, ())) == {"cause": "sequence-length", "cause_share": 0.833,
+                                                      "causes": "sequence-length 0.833, stage 0.688"}
+    assert cause_columns(Causes(1.5, (Cause("gc", 0.1),), ()))["cause"] == "unexplained"
+    assert cause_columns(Causes(1.05, (), ())) == {"cause": "none", "cause_share": None, "causes": None}
     assert wasted_gpu_hours(2.0, 10.0) == 5.0
     assert wasted_gpu_hours(0.98, 10.0) == 0.0
 

@@ -58,10 +58,12 @@ def test_sequence_length_imbalance_is_neither_worker_nor_stage():
     analysis = analyze(dp=8, pp=2, microbatches=8, seqlen_cv=0.4)
     assert analysis.slowdown >= 1.1
     assert analysis.Mw < 0.5 and analysis.Ms < 0.5
+    assert [c.cause for c in analysis.causes.ranked] == ["sequence-length"]
+    assert verdict(analysis).startswith("sequence-length imbalance")
 
 
 def test_embedded_demo_shows_its_slow_worker():
     trace = graphwia.load_trace(EXAMPLE / "trace-demo.parquet", EXAMPLE / "meta-demo.yaml")
     analysis = graphwia.analyze(trace)
     assert analysis.slowdown > 1.1
-    assert verdict(analysis).endswith("(worst: dp_rank 2, stage 1)")
+    assert verdict(analysis).startswith("individual worker problem: the worst 1 of 16 workers (dp_rank 2, stage 1)")

@@ -180,7 +180,8 @@ def test_write_outputs_writes_every_file(synthetic, tmp_path):
 
 def test_no_plots_writes_only_the_results(synthetic, tmp_path):
     written = write_outputs(synthetic, tmp_path, plots=False)
-    assert sorted(p.name for p in written) == sorted(f"{k}-{synthetic.name}.json" for k in ("result", "ms", "mw"))
+    assert sorted(p.name for p in written) == sorted(f"{k}-{synthetic.name}.json"
+                                                     for k in ("result", "ms", "mw", "causes"))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
 
 

@@ -12,7 +12,7 @@ import pytest
 from graphwia import Trace, analyze
 from graphwia.outputs.job import output_paths, write_outputs
 from graphwia.outputs.report import report_html
-from graphwia.outputs.summary import verdict
+from graphwia.outputs.summary import percent, verdict
 from graphwia.synth.generate import synthesize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -37,8 +37,8 @@ def report_dir(analysis, tmp_path_factory):
 def test_report_is_self_contained_with_every_section(analysis, report_dir):
     page = output_paths(report_dir, analysis.name)["report"].read_text()
     images = IMAGE.findall(page)
-    # S per step, attribution by op type / DP rank / stage, the two heatmaps.
-    assert [alt for alt, _ in images] == ["S per step", "S by op type", "S by DP rank", "S by stage",
+    # S per step, the causes, attribution by op type / DP rank / stage, the two heatmaps.
+    assert [alt for alt, _ in images] == ["S per step", "causes", "S by op type", "S by DP rank", "S by stage",
                                          "Worker score min(S_dp_rank, S_stage), as ranked by M_W",
                                          "Exact per-worker slowdown S_w"]
     assert all(base64.b64decode(data)[:8] == PNG_MAGIC for _, data in images)
@@ -48,7 +48,7 @@ def test_report_is_self_contained_with_every_section(analysis, report_dir):
     for name in ("timeline-rep.json.gz", "ideal-timeline-rep.json.gz"):
         assert f"href='{name}'" in page and (report_dir / name).is_file()
     assert f"S = {analysis.slowdown:.4f}" in page
-    assert f"{analysis.Ms:.1%}" in page and f"{analysis.Mw:.1%}" in page
+    assert f"{percent(analysis.Ms)}" in page and f"{percent(analysis.Mw)}" in page
     assert verdict(analysis).replace("'", "&#x27;") in page
 
 
@@ -58,6 +58,22 @@ def test_report_below_threshold_says_there_is_no_attribution():
     page = report_html(quiet, {}, {})
     assert "below the decomposition threshold: no attribution" in page
     assert [alt for alt, _ in IMAGE.findall(page)] == ["S per step"]
+
+
+def test_report_ranks_the_causes_and_says_what_was_ruled_out(analysis):
+    page = report_html(analysis, {}, {})
+    section = page[page.index("<h2>Causes</h2>"):page.index("<h2>Characterisation")]
+    first = analysis.causes.ranked[0]
+    assert first.cause == "worker"
+    assert f"<td><strong>worker</strong></td><td>{percent(first.share)}</td>" in section
+    assert "Ruled out:" in section and "<strong>stage</strong>: no stage computes" in section
+    assert "the worst 1 of 4 workers" in page  # M_W's workers as a count
+
+
+def test_report_of_a_job_without_pipeline_says_m_s_does_not_apply():
+    frame, meta = synthesize(dp=3, pp=1, microbatches=2, steps=2, seed=2)
+    page = report_html(analyze(Trace.from_frame(frame, meta)), {}, {})
+    assert "n/a (pp = 1: no pipeline stages)" in page and "No cause found." in page
 
 
 def test_report_escapes_names(analysis):
@@ -84,7 +100,7 @@ def body_data(page_url: str, tmp_path) -> dict[str, str]:
 @pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_report_renders_in_headless_chromium(analysis, report_dir, tmp_path):
     page = output_paths(report_dir, analysis.name)["report"]
-    assert body_data(page.as_uri(), tmp_path) == {"image-count": "6", "images-loaded": "true"}
+    assert body_data(page.as_uri(), tmp_path) == {"image-count": "7", "images-loaded": "true"}
 
     shot = tmp_path / "shot.png"
     chromium(f"--screenshot={shot}", "--window-size=1200,2000", page.as_uri(), tmp_path=tmp_path)
@@ -102,5 +118,5 @@ def test_the_image_check_fails_on_a_broken_image(analysis, report_dir, tmp_path)
     page = output_paths(report_dir, analysis.name)["report"].read_text()
     broken = tmp_path / "broken.html"
     broken.write_text(page.replace("base64,iVBOR", "base64,AAAA", 1))
-    assert body_data(broken.as_uri(), tmp_path) == {"image-count": "6", "images-loaded": "false"}
+    assert body_data(broken.as_uri(), tmp_path) == {"image-count": "7", "images-loaded": "false"}
 

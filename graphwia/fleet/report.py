@@ -2,8 +2,9 @@
 
 The page answers the fleet questions: how often stragglers hit (CDF of S,
 share of jobs with S ≥ 1.1), how much GPU time they waste ((S − 1)/S of each
-job's GPU hours), why (causes from M_W / M_S) and which op types slow jobs
-down (S attribution by op type across jobs). Plots are matplotlib PNGs
+job's GPU hours), why (each job's first cause, from the cause analysis of
+:mod:`graphwia.analyses.causes`, as in its own summary and report) and which
+op types slow jobs down (S attribution by op type across jobs). Plots are matplotlib PNGs
 (Agg, no pyplot state) embedded as base64, so the file can be mailed around.
 """
 
@@ -16,12 +17,15 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from graphwia.outputs.summary import CAUSES, STRAGGLER_S
+from graphwia.analyses.causes import LABELS, NAMED_SHARE, STRAGGLER_S
+from graphwia.outputs.report import CAUSE_COLOR
+from graphwia.outputs.summary import CAUSE_TITLE, percent
 from graphwia.utils.io import write_text
 
-CAUSE_LABEL = {"worker": "worker problem (M_W ≥ 0.5)", "stage": "stage imbalance (M_S ≥ 0.5)",
-               "other": "other", "none": f"no straggler (S < {STRAGGLER_S})"}
-CAUSE_COLOR = {"worker": "#d62728", "stage": "#ff7f0e", "other": "#1f77b4", "none": "#bbbbbb"}
+#: What each value of the cause column means on the page.
+CAUSE_LABEL = {**{cause: f"{cause}: {title}" for cause, title in CAUSE_TITLE.items()},
+               "unexplained": f"unexplained: S ≥ {STRAGGLER_S}, no cause explains {NAMED_SHARE:.0%}",
+               "none": f"none: S < {STRAGGLER_S} and no cause explains {NAMED_SHARE:.0%}"}
 TOP_JOBS = 25
 
 
@@ -38,9 +42,10 @@ def fleet_summary(table: pd.DataFrame) -> dict:
 
 
 def cause_summary(ok: pd.DataFrame) -> pd.DataFrame:
-    """Per cause (index: :data:`graphwia.outputs.summary.CAUSES`, in order): ``jobs`` and their ``wasted`` GPU hours."""
+    """Per cause label (index: :data:`graphwia.analyses.causes.LABELS`, in order): ``jobs`` and their ``wasted``
+    GPU hours."""
     grouped = ok.groupby("cause").agg(jobs=("name", "size"), wasted=("wasted_gpu_hours", "sum"))
-    return grouped.reindex(list(CAUSES), fill_value=0)
+    return grouped.reindex(list(LABELS), fill_value=0)
 
 
 def optype_table(attribution: dict[str, dict[str, float]]) -> pd.DataFrame:
@@ -129,23 +134,24 @@ def _plot_waste(ok: pd.DataFrame):
     ax.set_title(f"top {len(top)} job(s) by wasted GPU hours", fontsize=10)
     from matplotlib.patches import Patch
 
-    shown = [c for c in CAUSES if c in set(top["cause"])]
+    shown = [c for c in LABELS if c in set(top["cause"])]
     ax.legend(handles=[Patch(color=CAUSE_COLOR[c], label=c) for c in shown], loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     return fig
 
 
 def _plot_causes(causes: pd.DataFrame):
-    fig = _figure(8.0, 3.2)
+    fig = _figure(8.0, 3.6)
     jobs_ax, hours_ax = fig.subplots(1, 2)
-    colors = [CAUSE_COLOR[c] for c in CAUSES]
-    jobs_ax.bar(CAUSES, causes["jobs"].to_numpy(int), color=colors)
-    jobs_ax.set_title("jobs", fontsize=10)
+    colors = [CAUSE_COLOR[c] for c in LABELS]
+    jobs_ax.bar(LABELS, causes["jobs"].to_numpy(int), color=colors)
+    jobs_ax.set_title("jobs by first cause", fontsize=10)
     jobs_ax.yaxis.get_major_locator().set_params(integer=True)
-    hours_ax.bar(CAUSES, causes["wasted"].to_numpy(float), color=colors)
+    hours_ax.bar(LABELS, causes["wasted"].to_numpy(float), color=colors)
     hours_ax.set_title("wasted GPU hours", fontsize=10)
     for ax in (jobs_ax, hours_ax):
         ax.grid(axis="y", alpha=0.3)
+        ax.set_xticks(range(len(LABELS)), LABELS, rotation=40, ha="right", rotation_mode="anchor", fontsize=8)
     return fig
 
 
@@ -194,7 +200,7 @@ def _headline(s: dict) -> str:
 
 
 def _cause_table(causes: pd.DataFrame) -> str:
-    rows = [[CAUSE_LABEL[c], int(r.jobs), f"{r.wasted:,.2f}"] for c, r in zip(CAUSES, causes.itertuples())]
+    rows = [[CAUSE_LABEL[c], int(r.jobs), f"{r.wasted:,.2f}"] for c, r in zip(LABELS, causes.itertuples())]
     return _table(["cause", "jobs", "wasted GPU hours"], rows)
 
 
@@ -212,12 +218,22 @@ def _jobs_html(table: pd.DataFrame, links: dict[str, str]) -> str:
         link = f'<a href="{html.escape(quote(href))}">{html.escape(str(r.name))}</a>'
         if r.status != "ok":
             rows.append([link, _raw(f'<span class="err">failed: {html.escape(str(r.error))}</span>')]
-                        + [""] * 7)
+                        + [""] * 8)
             continue
         rows.append([link, r.status, f"{r.S:.4f}", f"{r.launch_slowdown:.4f}", _pct(r.Ms), _pct(r.Mw), r.cause,
-                     "" if pd.isna(r.top_optype) else r.top_optype, f"{r.wasted_gpu_hours:,.2f} / {r.gpu_hours:,.2f}"])
-    header = ["job", "status", "S", "launch slowdown", "M_S", "M_W", "cause", "top op type", "wasted / GPU hours"]
+                     _ranking(r.causes), "" if pd.isna(r.top_optype) else r.top_optype,
+                     f"{r.wasted_gpu_hours:,.2f} / {r.gpu_hours:,.2f}"])
+    header = ["job", "status", "S", "launch slowdown", "M_S", "M_W", "cause", "causes found (share)", "top op type",
+              "wasted / GPU hours"]
     return _table(header, rows, raw_first=True)
+
+
+def _ranking(causes) -> str:
+    """The ``causes`` column ("stage 0.688, …") with shares as percentages."""
+    if pd.isna(causes) or not causes:
+        return ""
+    pairs = (item.rsplit(" ", 1) for item in causes.split(", "))
+    return ", ".join(f"{cause} {float(share):.0%}" for cause, share in pairs)
 
 
 class _raw(str):
@@ -236,7 +252,7 @@ def _table(header: list[str], rows: list[list], raw_first: bool = False) -> str:
 
 
 def _pct(value) -> str:
-    return "n/a" if value is None or pd.isna(value) else f"{value:.1%}"
+    return "n/a" if value is None or pd.isna(value) else percent(float(value))
 
 
 PAGE = """<!DOCTYPE html>

@@ -33,17 +33,18 @@ import pandas as pd
 
 from graphwia.errors import GraphwiaError, UsageError, first_line
 from graphwia.utils.io import write_json
-from graphwia.outputs.summary import classify_cause
 
 MARKER = "fleet-job.json"
-MARKER_VERSION = 1
+#: 2: the cause columns come from the cause analysis (graphwia.analyses.causes).
+MARKER_VERSION = 2
 TRACE_SUFFIXES = (".parquet", ".csv")
 
 #: fleet.csv columns, in order, and their dtypes.
 COLUMNS = {
     "name": "string", "status": "string", "error": "string",
     "S": "float64", "launch_slowdown": "float64", "Ms": "float64", "Mw": "float64",
-    "cause": "string", "top_optype": "string", "top_dp_rank": "Int64", "top_stage": "Int64",
+    "cause": "string", "cause_share": "float64", "causes": "string",
+    "top_optype": "string", "top_dp_rank": "Int64", "top_stage": "Int64",
     "steps": "Int64", "workers": "Int64", "gpu_hours": "float64", "wasted_gpu_hours": "float64",
 }
 
@@ -181,13 +182,22 @@ def job_row(name: str, analysis) -> dict:
     return {
         "name": name, "status": "ok", "error": None,
         "S": s, "launch_slowdown": analysis.launch_slowdown, "Ms": ms, "Mw": mw,
-        "cause": classify_cause(s, ms, mw),
+        **cause_columns(analysis.causes),
         "top_optype": _top(analysis, "optype"),
         "top_dp_rank": _top(analysis, "dp_rank"),
         "top_stage": _top(analysis, "stage"),
         "steps": len(analysis.steps), "workers": len(analysis.worker_table),
         "gpu_hours": gpu_hours, "wasted_gpu_hours": wasted_gpu_hours(s, gpu_hours),
     }
+
+
+def cause_columns(causes) -> dict:
+    """A row's cause columns: ``cause`` (:attr:`Causes.label <graphwia.analyses.causes.Causes.label>`),
+    ``cause_share`` (its share; missing for ``unexplained`` and ``none``) and ``causes`` (every cause
+    found, ranked: ``"sequence-length 0.833, stage 0.688"``; missing when none was found)."""
+    named = causes.named
+    return {"cause": causes.label, "cause_share": named[0].share if named else None,
+            "causes": ", ".join(f"{c.cause} {c.share:.3f}" for c in causes.ranked) or None}
 
 
 def wasted_gpu_hours(s: float, gpu_hours: float) -> float:
@@ -371,5 +381,5 @@ def _overall(analysis, grouping: str) -> dict[str, float] | None:
     return None if parts is None else {str(k): float(v) for k, v in parts.overall.items()}
 
 
-__all__ = ["COLUMNS", "FleetRun", "Job", "classify_cause", "completed_record", "discover_jobs", "fleet_table",
+__all__ = ["COLUMNS", "FleetRun", "Job", "cause_columns", "completed_record", "discover_jobs", "fleet_table",
            "job_row", "read_fleet_csv", "run_fleet", "run_job", "wasted_gpu_hours", "write_fleet"]

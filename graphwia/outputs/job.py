@@ -1,7 +1,8 @@
 """Everything ``analyze`` writes for one job, in one place.
 
 Beside the published result files (``result-``, ``ms-``, ``mw-<trial>.json``)
-it writes, unless pictures are turned off:
+and the ranked causes of the slowdown (``causes-<trial>.json``,
+:mod:`graphwia.outputs.causes`) it writes, unless pictures are turned off:
 
 * ``heatmap-<trial>.png``: worker score min(S_dp_rank, S_stage) (SPEC §5.9);
 * ``heatmap-worker-<trial>.png``: exact per-worker S_w (when it was computed);
@@ -18,6 +19,7 @@ import numpy as np
 
 from graphwia.analyses.standard import Analysis
 from graphwia.utils.io import all_or_nothing
+from graphwia.outputs.causes import causes_path, write_causes
 from graphwia.outputs.results import result_paths, write_results
 
 PICTURES = {
@@ -32,13 +34,14 @@ PICTURES = {
 def output_paths(out_dir: str | Path, trial: str) -> dict[str, Path]:
     """Where :func:`write_outputs` puts each file of ``trial``, by kind."""
     out_dir = Path(out_dir)
-    return {**result_paths(out_dir, trial), **{kind: out_dir / name.format(trial) for kind, name in PICTURES.items()}}
+    return {**result_paths(out_dir, trial), "causes": causes_path(out_dir, trial), **{kind: out_dir / name.format(trial) for kind, name in PICTURES.items()}}
 
 
 def write_outputs(analysis: Analysis, out_dir: str | Path, plots: bool = True) -> list[Path]:
     """Write the result JSONs and, when ``plots``, the pictures, timelines and report."""
     with all_or_nothing():  # a run failing half way leaves every earlier output as it was
         written = list(write_results(analysis, out_dir).values())
+        written.append(write_causes(causes_path(out_dir, analysis.name), analysis.causes))
         if plots:
             written += write_pictures(analysis, out_dir)
     return written

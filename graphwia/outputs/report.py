@@ -2,9 +2,10 @@
 
 Everything a reader needs on one page, with no external asset (charts are
 matplotlib PNGs embedded as base64 ``data:`` URIs): S and its per-step curve,
-the attribution of S by op type, DP rank and stage, the worker heatmaps, M_S
-and M_W with a one-line verdict of the dominant cause, and links to the
-timelines written beside the page.
+the causes of the slowdown ranked by the share each explains (a chart, the
+evidence, and the causes ruled out), the attribution of S by op type, DP rank
+and stage, the worker heatmaps, M_S and M_W, a one-line verdict, and links to
+the timelines written beside the page.
 
 A small inline script sets ``data-images-loaded="true"`` on ``<body>`` once
 every image has decoded, so a headless browser can check the page rendered.
@@ -19,13 +20,28 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from graphwia.analyses.standard import Analysis
+from graphwia.analyses.causes import NAMED_SHARE, Causes
+from graphwia.analyses.standard import TOP_WORKER_PERCENT, Analysis
 from graphwia.outputs.heatmap import figure_png
+from graphwia.outputs.summary import (
+    CAUSE_TITLE,
+    OVER_100,
+    evidence_text,
+    ms_text,
+    over_100,
+    percent,
+    ruled_out_text,
+    share_text,
+    top_workers_text,
+    verdict,
+)
 from graphwia.utils.io import write_text
-from graphwia.outputs.summary import verdict
 
 BAR = "#c0392b"
 DPI = 100
+#: One colour per cause, shared with the fleet page.
+CAUSE_COLOR = {"worker": "#d62728", "stage": "#ff7f0e", "sequence-length": "#9467bd", "gc": "#8c564b",
+               "communication": "#1f77b4", "launch": "#17becf", "unexplained": "#7f7f7f", "none": "#bbbbbb"}
 
 
 # -- charts -------------------------------------------------------------------------
@@ -87,6 +103,28 @@ def attribution_png(values: dict, title: str, overall: float, by_rank: bool) -> 
     return figure_png(fig)
 
 
+def causes_png(causes: Causes) -> bytes:
+    """The found causes as horizontal bars of their share, ranked from the top, with the naming threshold."""
+    ranked = causes.ranked
+    n = len(ranked)
+    fig = Figure(figsize=(7.5, 0.9 + 0.42 * n), dpi=DPI)
+    ax = fig.add_subplot()
+    shares = np.array([c.share for c in ranked]) * 100
+    ax.barh(range(n), shares, color=[CAUSE_COLOR[c.cause] for c in ranked])
+    ax.set_yticks(range(n), [c.cause for c in ranked], fontsize=9)
+    ax.invert_yaxis()  # the first cause on top
+    ax.axvline(NAMED_SHARE * 100, color="black", ls="--", lw=0.8, label=f"named from {NAMED_SHARE:.0%}")
+    ax.axvline(0, color="black", lw=0.6)
+    for i, share in enumerate(shares):
+        ax.text(share, i, f" {share:.1f}% ", va="center", ha="left" if share >= 0 else "right", fontsize=8)
+    ax.set_xlim(min(0.0, shares.min() * 1.2), max(100.0, shares.max() * 1.15))
+    ax.set_xlabel("share of the slowdown explained (%)")
+    ax.set_title(f"causes of the slowdown S = {causes.slowdown:.3f}", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return figure_png(fig)
+
+
 # -- page ---------------------------------------------------------------------------
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
@@ -131,6 +169,8 @@ def report_html(analysis: Analysis, heatmaps: dict[str, bytes], links: dict[str,
         f"{analysis.launch_slowdown:.4f}</p>",
         _step_time_table(analysis),
         png_img(step_curve_png(analysis), "S per step"),
+        "<h2>Causes</h2>",
+        *_causes_section(analysis),
         "<h2>Characterisation: M_S and M_W</h2>",
         _m_table(analysis),
         "<h2>Attribution of S</h2>",
@@ -170,17 +210,41 @@ def _step_time_table(analysis: Analysis) -> str:
 
 
 def _m_table(analysis: Analysis) -> str:
-    rows = [("M_S", "every op of the last stage", analysis.ms),
-            ("M_W", "every op of the top 3% workers", analysis.mw)]
+    e = html.escape
+    rows = [("M_S", "every op of the last stage", analysis.ms, analysis.meta.pp_size > 1),
+            ("M_W", f"every op of {top_workers_text(analysis)} (the top {TOP_WORKER_PERCENT}%)", analysis.mw, True)]
     body = "".join(
-        f"<tr><td><strong>{name}</strong></td><td class='what'>{what}</td><td><strong>{m.rem:.1%}</strong></td>"
-        f"<td>{m.add:.1%}</td><td>{m.trem:.3f} s</td><td>{m.tadd:.3f} s</td></tr>"
-        for name, what, m in rows)
+        f"<tr><td><strong>{name}</strong></td><td class='what'>{e(what)}</td>"
+        + (f"<td><strong>{percent(m.rem)}</strong></td><td>{percent(m.add)}</td><td>{m.trem:.3f} s</td>"
+           f"<td>{m.tadd:.3f} s</td>" if applies else f"<td colspan='4' class='what'>{e(ms_text(analysis))}</td>")
+        + "</tr>"
+        for name, what, m, applies in rows)
     head = ("<tr><th></th><th class='what'>set of ops X</th><th>rem (explains)</th><th>add</th><th>t_rem</th><th>t_add</th></tr>")
     note = (f"<p class='meta'>t_ori = {analysis.ms.tori:.3f} s (no-delay), t_ideal = {analysis.ms.tideal:.3f} s. "
             "rem: share of the slowdown that disappears when X is made typical; add: share that appears when only "
-            "X keeps its recorded weights.</p>")
+            "X keeps its recorded weights." + (f" ({e(OVER_100)}.)" if over_100(analysis) else "") + "</p>")
     return f"<table>{head}{body}</table>{note}"
+
+
+def _causes_section(analysis: Analysis) -> list[str]:
+    e = html.escape
+    causes = analysis.causes
+    parts = ["<p>Each cause is looked for by its signature in the trace; a cause found gets the share of the "
+             "slowdown it explains: the part of (no-delay − ideal) step time that disappears when the ops carrying "
+             "it are made typical. Shares overlap and need not add up to 100%.</p>"]
+    if causes.ranked:
+        parts.append(png_img(causes_png(causes), "causes"))
+        rows = "".join(f"<tr><td><strong>{e(c.cause)}</strong></td><td>{percent(c.share)}</td>"
+                       f"<td class='what'>{e(CAUSE_TITLE[c.cause])}: {e(evidence_text(c, analysis))} "
+                       f"({e(share_text(c))})</td></tr>" for c in causes.ranked)
+        parts.append(f"<table><tr><th>cause</th><th>share</th><th class='what'>evidence</th></tr>{rows}</table>")
+    else:
+        parts.append("<p><strong>No cause found.</strong></p>")
+    ruled = "".join(f"<li><strong>{e(c.cause)}</strong>: {e(ruled_out_text(c, analysis))}</li>"
+                    for c in causes.ruled_out)
+    if ruled:
+        parts.append(f"<p class='meta'>Ruled out:</p><ul class='meta'>{ruled}</ul>")
+    return parts
 
 
 def _attribution_section(analysis: Analysis) -> list[str]:
