@@ -1,28 +1,82 @@
-"""Atomic output: a file appears whole or not at all.
+"""Output files that appear whole, as one consistent set, inside their directory.
 
-Every writer in graphwia goes through :func:`atomic_path`: it writes to a
-temporary file in the destination directory and renames it over the target
-only after the write succeeded, so a failing run leaves earlier results as
-they were. Inside an :func:`all_or_nothing` block the renames wait until the
-whole block succeeded, so a run writing several files replaces all of them or
-none.
+* :func:`atomic_path`: every writer in graphwia writes to a temporary file in
+  the destination directory and renames it over the target only after the
+  write succeeded, so a failing run leaves earlier results as they were.
+* :func:`all_or_nothing`: inside such a block the renames wait until the whole
+  block succeeded, so a run writing several files replaces all of them or none.
+* :func:`output_set`: one run's outputs in one directory. Every path written in
+  the block must lie inside the directory (:func:`inside`); the renames happen
+  under the directory's lock file, so two runs finishing together never mix
+  their files; a manifest records which files each set wrote, and files an
+  earlier run of the same set wrote that this run did not are removed (files
+  graphwia did not write are never touched). Temporaries left by killed runs
+  (recognised by graphwia's own naming, their process gone) are removed when
+  the next run starts writing there.
+* :func:`write_json` writes strict JSON: a NaN or infinity is written as ``null``
+  (:func:`nonfinite_fields` names them, so callers can warn).
+* :func:`read_yaml` reads small, flat YAML files defensively: bounded size and
+  nesting, no aliases, errors with line and column.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import gzip
 import json
+import math
 import os
+import re
+import signal
+import socket
+import stat
 import tempfile
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from graphwia.errors import GraphwiaError, OutputError
 
-#: (temporary, target) pairs whose rename waits for the enclosing all_or_nothing block.
-_PENDING: contextvars.ContextVar[list | None] = contextvars.ContextVar("graphwia_pending_renames", default=None)
+__all__ = ["MANIFEST", "LOCK", "all_or_nothing", "atomic_path", "check_writable_dir", "clean_stale_temporaries",
+           "discard_own_temporaries", "inside", "json_text", "nonfinite_fields", "output_set", "read_yaml", "write_gzip", "write_json",
+           "write_text"]
+
+#: Which files each output set in a directory wrote last (hidden, JSON).
+MANIFEST = ".graphwia-manifest.json"
+#: Held (flock) while a set's files are renamed into place and the manifest updated.
+LOCK = ".graphwia.lock"
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:32] or "host"
+#: ``.<target>.graphwia-<host>-<pid>-<random>.tmp``: a temporary of a graphwia process.
+_TEMPORARY = re.compile(r"\..+\.graphwia-(?P<host>[A-Za-z0-9_]+)-(?P<pid>[0-9]+)-[A-Za-z0-9_]+\.tmp")
+
+
+@dataclass
+class _Set:
+    """An :func:`output_set` block: its directory (resolved), key and the files it wrote."""
+
+    directory: Path
+    key: str
+    written: list[tuple[Path, Path]] = field(default_factory=list)  # (temporary, target)
+
+
+@dataclass
+class _Commit:
+    """What the outermost :func:`all_or_nothing` block renames at its end."""
+
+    loose: list[tuple[Path, Path]] = field(default_factory=list)  # (temporary, target) outside any set
+    sets: list[_Set] = field(default_factory=list)
+
+    def temporaries(self) -> list[Path]:
+        return [tmp for tmp, _ in self.loose] + [tmp for s in self.sets for tmp, _ in s.written]
+
+
+#: Directories this process created temporaries in (see :func:`discard_own_temporaries`).
+_TOUCHED: set[Path] = set()
+_PENDING: contextvars.ContextVar[_Commit | None] = contextvars.ContextVar("graphwia_pending_renames", default=None)
+_SET: contextvars.ContextVar[_Set | None] = contextvars.ContextVar("graphwia_output_set", default=None)
 
 
 @contextlib.contextmanager
@@ -35,21 +89,86 @@ def all_or_nothing() -> Iterator[None]:
     if _PENDING.get() is not None:
         yield
         return
-    pending: list[tuple[Path, Path]] = []
-    token = _PENDING.set(pending)
+    commit = _Commit()
+    token = _PENDING.set(commit)
     try:
         yield
         # The temporaries sit beside their targets, so a rename can only fail over a directory:
         # refuse before the first rename rather than leave a mixed set of old and new files.
-        for _, path in pending:
+        for _, path in commit.loose + [pair for s in commit.sets for pair in s.written]:
             if path.is_dir():
                 raise OutputError(f"{path}: cannot write output (Is a directory)")
-        for tmp, path in pending:
-            _replace(tmp, path)
+        with _signals_deferred():  # Ctrl-C or SIGTERM now would leave half a set renamed
+            for tmp, path in commit.loose:
+                _replace(tmp, path)
+            for output in commit.sets:
+                _commit_set(output)
     finally:
         _PENDING.reset(token)
-        for tmp, _ in pending:
+        for tmp in commit.temporaries():
             tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def output_set(directory: str | Path, *, key: str) -> Iterator[Path]:
+    """One run's outputs in ``directory``: contained, committed together under a lock, stale files removed.
+
+    Yields the directory (created if needed). Every file written with
+    :func:`atomic_path` in the block must lie inside it (else
+    :class:`~graphwia.errors.OutputError`) and belongs to the set ``key``
+    (e.g. one trial's analysis). When the block succeeds, under the
+    directory's :data:`LOCK`: the files are renamed into place, the files the
+    previous run of ``key`` wrote there and this one did not are removed, and
+    the :data:`MANIFEST` records this run's files. The renames wait for an
+    enclosing :func:`all_or_nothing` block, if any.
+    """
+    directory = check_writable_dir(directory)
+    current = _Set(directory=directory.resolve(), key=key)
+    with all_or_nothing():
+        _PENDING.get().sets.append(current)  # its temporaries are removed if the block fails
+        token = _SET.set(current)
+        try:
+            yield directory
+        finally:
+            _SET.reset(token)
+
+
+def inside(path: str | Path, directory: str | Path) -> Path:
+    """``path`` when it names a file in ``directory`` or a folder below it, else :class:`OutputError`.
+
+    Symbolic links and ``..`` in the folders are resolved; the file name itself
+    must be a plain name (a link there is replaced, never followed, by a rename).
+    """
+    path, root = Path(path), Path(directory).resolve()
+    parent = path.parent.resolve()
+    if path.name in ("", ".", "..") or not (parent == root or parent.is_relative_to(root)):
+        raise OutputError(f"{path}: refusing to write outside the output directory {directory}")
+    return path
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM arriving in the block take effect at its end, through the handlers in place before.
+
+    Only in the main thread (the only one Python runs signal handlers in); a
+    no-op elsewhere, and for a signal whose handler was not set from Python.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {}
+    for number in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(number)
+        if handler is not None:
+            previous[number] = signal.signal(number, lambda received, frame: caught.append(received))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in caught:
+            signal.raise_signal(number)
 
 
 def _replace(tmp: Path, path: Path) -> None:
@@ -59,27 +178,40 @@ def _replace(tmp: Path, path: Path) -> None:
         raise OutputError(f"{path}: cannot write output ({exc.strerror or exc})") from None
 
 
+def _temporary(path: Path) -> Path:
+    """A new empty file beside ``path`` named as :data:`_TEMPORARY` describes, readable as results are."""
+    _TOUCHED.add(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.graphwia-{_HOST}-{os.getpid()}-", suffix=".tmp",
+                               dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results should be as readable as any file
+    return Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success
-    (at the end of the enclosing :func:`all_or_nothing` block, if any)."""
+    (at the end of the enclosing :func:`all_or_nothing` block, if any).
+
+    Inside an :func:`output_set` block, ``path`` must lie in the set's directory.
+    """
     path = Path(path)
+    current = _SET.get()
+    if current is not None:
+        inside(path, current.directory)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results should be as readable as any file
+        tmp_path = _temporary(path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write output ({exc.strerror or exc})") from None
-    tmp_path = Path(tmp)
     deferred = False
     try:
         yield tmp_path
-        pending = _PENDING.get()
-        if pending is None:
+        commit = _PENDING.get()
+        if commit is None:
             _replace(tmp_path, path)
         else:
-            pending.append((tmp_path, path))
+            (current.written if current is not None else commit.loose).append((tmp_path, path))
             deferred = True
     except OSError as exc:
         raise OutputError(f"{path}: cannot write output ({exc.strerror or exc})") from None
@@ -94,6 +226,129 @@ def _umask() -> int:
     return mask
 
 
+# -- committing a set ------------------------------------------------------------------------
+
+def _commit_set(output: _Set) -> None:
+    """Rename the set's files into place, drop what its previous run wrote and this one did not."""
+    names = sorted({path.parent.resolve().joinpath(path.name).relative_to(output.directory).as_posix()
+                    for _, path in output.written})
+    with _locked(output.directory):
+        sets = _read_manifest(output.directory)
+        for tmp, path in output.written:
+            _replace(tmp, path)
+        for name in sorted(set(sets.get(output.key, ())) - set(names)):
+            _remove_own_file(output.directory, name)
+        sets[output.key] = names
+        _write_manifest(output.directory, sets)
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory``'s :data:`LOCK` (no-op where flock does not exist)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (not POSIX)
+        yield
+        return
+    try:
+        fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise OutputError(f"{directory / LOCK}: cannot lock the output directory ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _read_manifest(directory: Path) -> dict[str, list[str]]:
+    """The manifest's sets; an unreadable or foreign manifest counts as empty (nothing is removed)."""
+    try:
+        data = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    sets = data.get("sets") if isinstance(data, dict) and data.get("version") == 1 else None
+    if not isinstance(sets, dict):
+        return {}
+    return {key: [n for n in names if isinstance(n, str)] for key, names in sets.items()
+            if isinstance(key, str) and isinstance(names, list)}
+
+
+def _write_manifest(directory: Path, sets: dict[str, list[str]]) -> None:
+    path = directory / MANIFEST
+    tmp = _temporary(path)
+    try:
+        tmp.write_text(json.dumps({"version": 1, "sets": sets}, indent=1, sort_keys=True))
+        _replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _remove_own_file(directory: Path, name: str) -> None:
+    """Remove ``directory/name`` if it is a regular file inside ``directory`` (a manifest entry)."""
+    path = directory / name
+    try:
+        inside(path, directory)
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            path.unlink()
+    except (OSError, OutputError):
+        pass  # gone already, replaced by a folder or a link, or a tampered entry: leave it
+
+
+def discard_own_temporaries() -> list[Path]:
+    """Remove every temporary this process created and still has, in every directory it wrote to.
+
+    For a run that is ending early (Ctrl-C, SIGTERM): an interruption can land
+    between creating a temporary and the code that would remove it. Returns
+    the removed paths. Not for a process with other threads still writing.
+    """
+    removed = []
+    for directory in sorted(_TOUCHED):
+        removed += clean_stale_temporaries(directory, pids={os.getpid()})
+    return removed
+
+
+def clean_stale_temporaries(directory: str | Path, *, pids: set[int] | None = None) -> list[Path]:
+    """Remove the temporaries graphwia processes of this host left in ``directory`` and that are gone.
+
+    A temporary is recognised by its name (:data:`_TEMPORARY`); one whose
+    process still runs, or that another host wrote, is kept. ``pids``: remove
+    those of these processes instead, running or not. Returns the removed paths.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match is None or match["host"] != _HOST:
+            continue
+        if (int(match["pid"]) not in pids) if pids is not None else _process_alive(int(match["pid"])):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process (or a pid we cannot ask about): keep its files
+    return True
+
+
+# -- writers -----------------------------------------------------------------------------------
+
 def write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
@@ -101,47 +356,167 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def json_text(data, *, indent: int | None = 4) -> str:
+    """``data`` as strict JSON text: a NaN or infinite float is written as ``null``."""
+    try:
+        return json.dumps(data, indent=indent, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(data), indent=indent, allow_nan=False)
+
+
+def nonfinite_fields(data, prefix: str = "") -> list[str]:
+    """Dotted paths (``"blocking_slowdown"``, ``"step_t_base.3"``) of the NaN or infinite floats in ``data``."""
+    if isinstance(data, float):
+        return [] if math.isfinite(data) else [prefix or "(value)"]
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, (list, tuple)):
+        items = enumerate(data)
+    else:
+        return []
+    found = []
+    for key, value in items:
+        found += nonfinite_fields(value, f"{prefix}.{key}" if prefix else str(key))
+    return found
+
+
+def _finite(data):
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(value) for value in data]
+    return data
+
+
 def write_json(path: str | Path, data, *, indent: int | None = 4, compress: bool = False) -> Path:
-    """Write ``data`` as JSON (gzip-compressed when ``compress``) atomically."""
-    text = json.dumps(data, indent=indent, allow_nan=True)
+    """Write ``data`` as strict JSON (:func:`json_text`; gzip-compressed when ``compress``) atomically."""
+    text = json_text(data, indent=indent)
+    if compress:
+        return write_gzip(path, text.encode("utf-8"), level=6)  # 9 is 3x slower for ~2% smaller
     with atomic_path(path) as tmp:
-        if compress:
-            with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as handle:  # 9 is 3x slower for ~2% smaller
-                handle.write(text)
-        else:
-            tmp.write_text(text)
+        tmp.write_text(text)
     return Path(path)
 
 
-def write_gzip(path: str | Path, data: bytes, *, level: int = 6) -> Path:
-    """Write ``data`` gzip-compressed to ``path`` atomically, at the level :func:`write_json` uses."""
-    data = gzip.compress(data, compresslevel=level)
+def write_gzip(path: str | Path, data: bytes | Iterable[bytes], *, level: int = 6) -> Path:
+    """Write ``data`` (bytes, or chunks of bytes streamed one by one) gzip-compressed to ``path`` atomically,
+    at the level :func:`write_json` uses by default."""
     with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=level,
+                                                   mtime=0) as handle:
+            for chunk in ([data] if isinstance(data, (bytes, bytearray, memoryview)) else data):
+                handle.write(chunk)
     return Path(path)
+
+
+# -- reading YAML ------------------------------------------------------------------------------
+
+#: Largest YAML input read (metadata and scenario files are a few kB).
+MAX_YAML_BYTES = 1 << 20
+#: Deepest nesting of collections accepted in a YAML input.
+MAX_YAML_DEPTH = 32
+#: Longest integer literal accepted (int64 has 19 digits).
+MAX_YAML_INT_DIGITS = 40
 
 
 def read_yaml(path: str | Path, error: type[GraphwiaError], what: str):
-    """Parse a YAML file, raising ``error`` with a one-line message when it is missing or unreadable."""
+    """Parse a small YAML file, raising ``error`` with a one-line message naming the file (and the line and
+    column of a syntax error) when it is missing, too large, too deeply nested, uses aliases, or is unreadable."""
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise error(f"{path}: is a directory, not a {what} file")
     if not path.is_file():
         raise error(f"{path}: {what} file not found")
     try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        detail = str(exc).strip().splitlines() or [type(exc).__name__]
-        raise error(f"{path}: not a readable YAML file ({' '.join(detail[:1] + detail[-1:])[:300]})") from None
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise error(f"{path}: {what} file is {size:,} bytes; a {what} file holds at most {MAX_YAML_BYTES:,}")
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not a readable YAML file ({exc.strerror if isinstance(exc, OSError) else exc})") from None
+    loader = _loader_class()(text)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        raise error(f"{path}: not a readable YAML file ({_yaml_problem(exc)})") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise error(f"{path}: not a readable YAML file ({type(exc).__name__})") from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(exc) -> str:
+    """``line L, column C: problem`` of a PyYAML error (1-based, as editors count)."""
+    mark = exc.problem_mark or exc.context_mark
+    problem = " ".join(str(exc.problem or exc.context or type(exc).__name__).split())[:200]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+
+
+@functools.cache
+def _loader_class():
+    """A yaml SafeLoader without aliases, with bounded nesting and integer literals (yaml imported on first use)."""
+    import yaml
+    from yaml.composer import ComposerError
+    from yaml.constructor import ConstructorError
+
+    class BoundedLoader(yaml.SafeLoader):
+        """SafeLoader without aliases, with bounded nesting and bounded integer literals."""
+
+        depth = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise ComposerError(None, None, "aliases (*name) are not allowed here", event.start_mark)
+            self.depth += 1
+            try:
+                if self.depth > MAX_YAML_DEPTH:
+                    raise ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                        self.peek_event().start_mark)
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def construct_yaml_int(self, node):
+            if len(node.value) > MAX_YAML_INT_DIGITS:
+                raise ConstructorError(None, None, f"integer of {len(node.value)} characters is too long",
+                                       node.start_mark)
+            return super().construct_yaml_int(node)
+
+    BoundedLoader.add_constructor("tag:yaml.org,2002:int", BoundedLoader.construct_yaml_int)
+    return BoundedLoader
 
 
 def check_writable_dir(path: str | Path) -> Path:
-    """Create ``path`` if needed and make sure files can be written in it."""
+    """Create ``path`` if needed, make sure files can be written in it, and remove stale temporaries there."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".graphwia-probe-"):
-            pass
+    except FileExistsError:
+        raise OutputError(f"{path}: output directory cannot be written ({_not_a_directory(path)})") from None
+    except OSError as exc:
+        raise OutputError(f"{path}: output directory cannot be written ({exc.strerror or exc})") from None
+    clean_stale_temporaries(path)
+    try:
+        _temporary(path / "probe").unlink()
     except OSError as exc:
         raise OutputError(f"{path}: output directory cannot be written ({exc.strerror or exc})") from None
     return path
+
+
+def _not_a_directory(path: Path) -> str:
+    """Why an existing ``path`` cannot be used as a directory."""
+    if path.is_symlink():
+        try:
+            os.stat(path)
+        except OSError as exc:
+            import errno
+
+            if exc.errno == errno.ELOOP:
+                return "a symbolic link loop"
+            return f"a symbolic link to {os.readlink(path)}, which does not exist"
+    return "it exists and is not a directory"
