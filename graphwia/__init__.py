@@ -17,7 +17,8 @@ from graphwia.errors import GraphwiaError, MetaError, OutputError, ScheduleError
 from graphwia.engine.evaluate import CompiledDag, Simulation
 from graphwia.outputs.results import write_results
 from graphwia.model.schedule import Schedule, infer_schedule
-from graphwia.trace.optable import JobMeta, Trace, load_meta, load_trace
+from graphwia.trace.meta import JobMeta, load_meta
+from graphwia.trace.optable import Trace, load_trace
 from graphwia.model.weights import Weights, observed_weights, typical_weights
 from graphwia.analyses.whatif import ScenarioError, load_scenarios, run_whatif
 

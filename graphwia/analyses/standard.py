@@ -22,7 +22,8 @@ from graphwia.engine.distributed import ClusterEvaluator
 from graphwia.engine.evaluate import CompiledDag, Simulation
 from graphwia.engine.scenarios import Dense, Family, Swap
 from graphwia.utils.table import Table
-from graphwia.trace.optable import JobMeta, Trace
+from graphwia.trace.meta import JobMeta
+from graphwia.trace.optable import Trace
 from graphwia.model.weights import DEFAULT_TYPICAL_FROM, TypicalFrom, Weights, ideal_weight, weighted_dag
 
 DEFAULT_DECOMPOSE_THRESHOLD = 1.03

@@ -29,9 +29,11 @@ def is_kineto_input(path: str | Path) -> bool:
     return is_rank_directory(path) if path.is_dir() else path.name.endswith(RANK_SUFFIXES)
 
 
-def open_trace(path: str | Path, meta: str | Path | None = None, **kineto_options) -> Trace:
+def open_trace(path: str | Path, meta: str | Path | None = None, *, time_unit: str | None = None,
+               **kineto_options) -> Trace:
     """The validated trace at ``path``: an op table file (with ``meta``, default
-    ``meta-NAME.yaml`` beside it) or a directory of rank traces (``kineto_options`` as for
+    ``meta-NAME.yaml`` beside it; ``time_unit`` as for :func:`~graphwia.trace.optable.load_trace`)
+    or a directory of rank traces (``kineto_options`` as for
     :func:`~graphwia.trace.kineto.import_kineto`; no ``meta``: the traces hold the layout)."""
     path = Path(path)
     if is_kineto_input(path):
@@ -45,7 +47,7 @@ def open_trace(path: str | Path, meta: str | Path | None = None, **kineto_option
     if path.is_dir():
         raise UsageError(f"{path}: a directory without .json/.json.gz rank traces; expected a trace file "
                          f"(.parquet or .csv) or a directory of PyTorch profiler traces")
-    return load_trace(path, meta)
+    return load_trace(path, meta, time_unit=time_unit)
 
 
 def write_trace(trace: Trace, out_dir: str | Path, name: str | None = None) -> tuple[Path, Path]:
