@@ -62,7 +62,8 @@ def highlighted(grid: pd.DataFrame, threshold: float = HIGHLIGHT) -> list[tuple[
 def heatmap_figure(grid: pd.DataFrame, title: str = "", label: str = "") -> Figure:
     """Draw ``grid`` (see :func:`worker_grid`) as an annotated heatmap.
 
-    ``title`` goes above the colour bar, ``label`` names the colour bar.
+    ``title`` goes above the colour bar, ``label`` names the colour bar; both are
+    drawn as plain text (a ``$`` in a trial name is a dollar sign, not math).
     """
     n_stages, n_dp = grid.shape
     n_panels = max(1, math.ceil(n_dp / MAX_COLUMNS))
@@ -89,9 +90,10 @@ def heatmap_figure(grid: pd.DataFrame, title: str = "", label: str = "") -> Figu
     bar.ax.xaxis.set_ticks_position("top")
     bar.ax.tick_params(labelsize=FONT)
     if label:
-        bar.ax.set_xlabel(label, fontsize=FONT)
+        bar.ax.set_xlabel(label, fontsize=FONT, parse_math=False)
     if title:
-        fig.text(0.5, 1 - 0.12 / height, title, ha="center", va="top", fontsize=FONT + 1.5, weight="bold")
+        fig.text(0.5, 1 - 0.12 / height, title, ha="center", va="top", fontsize=FONT + 1.5, weight="bold",
+                 parse_math=False)
     return fig
 
 

@@ -9,6 +9,14 @@ and the ranked causes of the slowdown (``causes-<trial>.json``,
 * ``timeline-<trial>.json.gz``: the trace as recorded, for Perfetto;
 * ``ideal-timeline-<trial>.json.gz``: the simulated ideal (SPEC §6);
 * ``report-<trial>.html``: the self-contained report linking them all.
+
+The files of one run form one set (:func:`graphwia.utils.io.output_set`): they
+replace the earlier run's files of the same trial together, a file of that
+trial the run does not write again (pictures after ``plots=False``, the
+worker heatmap without S_w) is removed, and every path must lie inside the
+output directory. A value that is not a number (a ratio with a zero
+denominator) is written as ``null``; :func:`undefined_values` words a warning
+for each file holding one.
 """
 
 from __future__ import annotations
@@ -18,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from graphwia.analyses.standard import Analysis
-from graphwia.utils.io import all_or_nothing
 from graphwia.outputs.causes import causes_path, write_causes
-from graphwia.outputs.results import result_paths, write_results
+from graphwia.outputs.results import explanation_dict, result_dict, result_paths, write_results
+from graphwia.utils.io import nonfinite_fields, output_set
+from graphwia.utils.names import check_name
 
 PICTURES = {
     "heatmap": "heatmap-{}.png",
@@ -32,19 +41,40 @@ PICTURES = {
 
 
 def output_paths(out_dir: str | Path, trial: str) -> dict[str, Path]:
-    """Where :func:`write_outputs` puts each file of ``trial``, by kind."""
+    """Where :func:`write_outputs` puts each file of ``trial`` (a valid name, see
+    :func:`graphwia.utils.names.check_name`), by kind."""
     out_dir = Path(out_dir)
+    check_name(trial, what="trial name", source=f"outputs in {out_dir}")
     return {**result_paths(out_dir, trial), "causes": causes_path(out_dir, trial), **{kind: out_dir / name.format(trial) for kind, name in PICTURES.items()}}
 
 
 def write_outputs(analysis: Analysis, out_dir: str | Path, plots: bool = True) -> list[Path]:
-    """Write the result JSONs and, when ``plots``, the pictures, timelines and report."""
-    with all_or_nothing():  # a run failing half way leaves every earlier output as it was
+    """Write the result JSONs and, when ``plots``, the pictures, timelines and report, as one set.
+
+    A run failing half way leaves every earlier output as it was; a run that
+    succeeds leaves exactly its own files of this trial in ``out_dir``.
+    """
+    output_paths(out_dir, analysis.name)  # the name is checked before anything is written
+    with output_set(out_dir, key=f"analyze:{analysis.name}"):
         written = list(write_results(analysis, out_dir).values())
         written.append(write_causes(causes_path(out_dir, analysis.name), analysis.causes))
         if plots:
             written += write_pictures(analysis, out_dir)
     return written
+
+
+def undefined_values(analysis: Analysis) -> list[str]:
+    """A warning for each result file of ``analysis`` that holds values which are not numbers (written as null)."""
+    files = {"result": result_dict(analysis), "ms": explanation_dict(analysis.ms, "Ms"),
+             "mw": explanation_dict(analysis.mw, "Mw")}
+    warnings = []
+    for kind, data in files.items():
+        fields = nonfinite_fields(data)
+        if fields:
+            shown = ", ".join(fields[:3]) + (f" and {len(fields) - 3} more" if len(fields) > 3 else "")
+            warnings.append(f"{kind}-{analysis.name}.json: {shown} undefined (a ratio with a zero denominator), "
+                            "written as null")
+    return warnings
 
 
 def write_pictures(analysis: Analysis, out_dir: str | Path) -> list[Path]:
@@ -90,11 +120,11 @@ def observed_timeline_events(analysis: Analysis) -> list[dict]:
 def write_timelines(analysis: Analysis, observed_path: str | Path, ideal_path: str | Path) -> list[Path]:
     """Write the recorded and the ideal timeline (gzip Chrome trace events): the files hold
     :func:`observed_timeline_events` and :func:`ideal_timeline_events`."""
-    from graphwia.outputs.timeline import timeline_json, write_timeline_json
+    from graphwia.outputs.timeline import write_bars_timeline
 
-    # timeline_json writes the same JSON text without building a dict per op (AR: ~4x faster).
-    return [write_timeline_json(observed_path, timeline_json(analysis.dag, *_observed_bars(analysis))),
-            write_timeline_json(ideal_path, timeline_json(analysis.dag, *_ideal_bars(analysis)))]
+    # Streamed as JSON text without building a dict per op (AR: ~4x faster), a chunk of ops at a time.
+    return [write_bars_timeline(observed_path, analysis.dag, *_observed_bars(analysis)),
+            write_bars_timeline(ideal_path, analysis.dag, *_ideal_bars(analysis))]
 
 
 def _ideal_bars(analysis: Analysis) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,10 @@ Two ways to the same events: :func:`timeline_events` returns them as dicts
 (to inspect or test), :func:`timeline_json` as the text ``json.dumps`` makes of
 that list, built column-wise from the numpy op table. Building and dumping a
 dict and a dozen boxed numbers per op costs several times more than the text
-itself (AR, 117k ops: 1.1 s + 1.2 s against 0.07 s), so writers use
-:func:`timeline_json` and :func:`write_timeline_json`.
+itself (AR, 117k ops: 1.1 s + 1.2 s against 0.07 s), so writers use the text.
+:func:`write_bars_timeline` streams it: :func:`timeline_chunks` formats
+:data:`CHUNK_OPS` events at a time straight into the gzip stream, so writing a
+timeline costs a few MB of memory beyond the times it draws, whatever the trace's size.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from graphwia.utils.arrow import index_array, text_array, to_numpy
 from graphwia.model.dag import Dag
+from graphwia.errors import OutputError
 from graphwia.utils.io import write_gzip, write_json
 from graphwia.optypes import TIMELINE_CATEGORY
 
@@ -34,6 +37,8 @@ US = 1e6
 #: level 6 takes 0.31 s a timeline for 4.02 MB in all, level 3 0.12 s for 4.67 MB (+16%), level 1
 #: 0.09 s for 5.78 MB (+44%). At 6, compressing would be 3/4 of writing a timeline.
 GZIP_LEVEL = 3
+#: Events formatted at a time by :func:`timeline_chunks` (~200 bytes of text each).
+CHUNK_OPS = 1 << 16
 
 
 def drawn_start(dag: Dag, start: np.ndarray, end: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -42,11 +47,9 @@ def drawn_start(dag: Dag, start: np.ndarray, end: np.ndarray, weight: np.ndarray
     return np.where(member, end - weight, start)
 
 
-def step_offsets(dag: Dag, end: np.ndarray) -> np.ndarray:
-    """Offset (seconds) of each op's step when steps are laid end to end with a gap."""
-    n_steps = len(dag.steps)
-    longest = float(end.reshape(n_steps, -1).max()) if end.size else 0.0
-    return np.repeat(np.arange(n_steps) * longest * (1 + STEP_GAP), dag.ops_per_step)
+def _longest(end: np.ndarray) -> float:
+    """The latest end of an op relative to its step's start: steps are laid this much (plus the gap) apart."""
+    return float(end.max()) if end.size else 0.0
 
 
 def timeline_events(dag: Dag, start: np.ndarray, end: np.ndarray, *, marked: np.ndarray | None = None,
@@ -56,7 +59,7 @@ def timeline_events(dag: Dag, start: np.ndarray, end: np.ndarray, *, marked: np.
     ``marked``: boolean mask of ops drawn as critical (category ``critical``,
     name suffixed with ``*``). ``flows``: chains of op ids joined by arrows.
     """
-    bars = _bars(dag, start, end, marked)
+    bars = _bars(dag, start, end, marked, slice(None))
     names = bars.names
     columns = zip(bars.code.tolist(), bars.pid.tolist(), bars.tid.tolist(), bars.ts.tolist(), bars.dur.tolist(),
                   bars.step.tolist(), bars.chunk.tolist(), bars.mb.tolist(), bars.seq.tolist(), bars.crit.tolist())
@@ -66,7 +69,7 @@ def timeline_events(dag: Dag, start: np.ndarray, end: np.ndarray, *, marked: np.
                                                 "seq_id": seq}}
         for code, p, t, s, d, step, chunk, mb, seq, crit in columns
     ]
-    return events + _metadata(dag.table) + _flow_events(flows, bars)
+    return events + _metadata(dag) + _flow_events(flows, dag, start, end, marked)
 
 
 def timeline_json(dag: Dag, start: np.ndarray, end: np.ndarray, *, marked: np.ndarray | None = None,
@@ -78,11 +81,36 @@ def timeline_json(dag: Dag, start: np.ndarray, end: np.ndarray, *, marked: np.nd
     kernels (see :func:`_bars_json`); the few process, thread and flow events
     go through json.
     """
-    bars = _bars(dag, start, end, marked)
-    extra = json.dumps(_metadata(dag.table) + _flow_events(flows, bars), allow_nan=True)[1:-1].encode()
-    body = _bars_json(bars)
-    # One copy of the ~200 bytes per op; extra holds the process names whenever there are ops.
-    return b"".join([b"[", body, b", " if len(body) else b"", extra, b"]"])
+    return b"".join(timeline_chunks(dag, start, end, marked=marked, flows=flows))
+
+
+def timeline_chunks(dag: Dag, start: np.ndarray, end: np.ndarray, *, marked: np.ndarray | None = None,
+                    flows: Sequence[Sequence[int]] = ()) -> Iterator[bytes]:
+    """The text of :func:`timeline_json` in pieces, each holding at most :data:`CHUNK_OPS` events."""
+    extra = json.dumps(_metadata(dag) + _flow_events(flows, dag, start, end, marked),
+                       allow_nan=True)[1:-1].encode()
+    yield b"["
+    longest = _longest(end)
+    for lo in range(0, len(start), CHUNK_OPS):
+        yield _bars_json(_bars(dag, start, end, marked, slice(lo, lo + CHUNK_OPS), longest))
+        yield b", "  # after every event; extra holds the process names whenever there are ops
+    yield extra + b"]"
+
+
+def write_bars_timeline(path: str | Path, dag: Dag, start: np.ndarray, end: np.ndarray, *,
+                        marked: np.ndarray | None = None, flows: Sequence[Sequence[int]] = ()) -> Path:
+    """Write the timeline of bars from ``start`` to ``end`` (see :func:`timeline_events`), streamed, atomically.
+
+    Times must be finite (an :class:`~graphwia.errors.OutputError` names the first op that is not):
+    the file is strict JSON.
+    """
+    bad = ~(np.isfinite(start) & np.isfinite(end))
+    if bad.any():
+        from graphwia.trace.optable import describe_op
+
+        raise OutputError(f"{path}: cannot draw {int(bad.sum())} op(s) without a finite time, first: "
+                          f"{describe_op(dag.table, int(np.argmax(bad)))}")
+    return write_timeline_json(path, timeline_chunks(dag, start, end, marked=marked, flows=flows))
 
 
 def write_timeline(path: str | Path, events: list[dict]) -> Path:
@@ -90,8 +118,9 @@ def write_timeline(path: str | Path, events: list[dict]) -> Path:
     return write_json(path, events, indent=None, compress=True)
 
 
-def write_timeline_json(path: str | Path, text: bytes) -> Path:
-    """Write the text of :func:`timeline_json` gzip-compressed (at :data:`GZIP_LEVEL`), atomically.
+def write_timeline_json(path: str | Path, text: bytes | Iterable[bytes]) -> Path:
+    """Write the text of :func:`timeline_json` (or its :func:`timeline_chunks`) gzip-compressed
+    (at :data:`GZIP_LEVEL`), atomically.
 
     The file decompresses to the same bytes as one :func:`write_timeline` writes of the same events.
     """
@@ -115,19 +144,26 @@ class _Bars:
     seq: np.ndarray
 
 
-def _bars(dag: Dag, start: np.ndarray, end: np.ndarray, marked: np.ndarray | None) -> _Bars:
-    """Columns of the complete events: times in µs, steps laid end to end, one thread per (rank, category)."""
+def _bars(dag: Dag, start: np.ndarray, end: np.ndarray, marked: np.ndarray | None, rows: slice | np.ndarray,
+          longest: float | None = None) -> _Bars:
+    """Columns of the complete events of ops ``rows``: times in µs, steps laid end to end with a gap of
+    :data:`STEP_GAP` × the longest (``longest``: :func:`_longest` of ``end``, if known), one thread per
+    (rank, category)."""
     table = dag.table
     # An op without optype is drawn as the pandas path did: named "nan", in category misc.
     names = tuple(table.categories["optype"]) + ("nan",)
     cat_index = np.array([CATEGORIES.index(TIMELINE_CATEGORY.get(name, "misc")) for name in names])
-    code = table["optype"].astype(np.intp) % len(names)  # −1 → the last name
-    ts = (start + step_offsets(dag, end)) * US
+    code = table["optype"][rows].astype(np.intp) % len(names)  # −1 → the last name
+    ops = np.arange(*rows.indices(len(table))) if isinstance(rows, slice) else rows
+    step_index = ops // max(dag.ops_per_step, 1)  # ops are laid out step by step
+    longest = _longest(end) if longest is None else longest
+    start, end = start[rows], end[rows]
+    ts = (start + step_index * longest * (1 + STEP_GAP)) * US
     dur = np.maximum(end - start, 0.0) * US
-    tid = table["rank"].astype(np.int64) * len(CATEGORIES) + cat_index[code]
-    crit = np.zeros(len(table), dtype=bool) if marked is None else np.asarray(marked, dtype=bool)
-    return _Bars(names, code, crit, table["dp_rank"], tid, ts, dur, table["step"], table["chunk"],
-                 table["mb_id"], table["seq_id"])
+    tid = table["rank"][rows].astype(np.int64) * len(CATEGORIES) + cat_index[code]
+    crit = np.zeros(len(code), dtype=bool) if marked is None else np.asarray(marked, dtype=bool)[rows]
+    return _Bars(names, code, crit, table["dp_rank"][rows], tid, ts, dur, table["step"][rows], table["chunk"][rows],
+                 table["mb_id"][rows], table["seq_id"][rows])
 
 
 def _bars_json(bars: _Bars) -> memoryview:
@@ -209,10 +245,12 @@ def _take_text(text: list[str], index: np.ndarray):
     return text_array(text).take(index_array(index))
 
 
-def _metadata(table) -> list[dict]:
+def _metadata(dag: Dag) -> list[dict]:
     """Process and thread names so Perfetto labels rows "DP rank d" / "PP rank s, …"."""
-    ranks, first = np.unique(table["rank"], return_index=True)  # workers by rank, as each first appears
-    dp_ranks, stages = table["dp_rank"][first].tolist(), table["stage"][first].tolist()
+    one_step = slice(0, dag.ops_per_step)  # every worker runs ops in every step: one step names them all
+    rank, dp_rank, stage = (dag.table[name][one_step] for name in ("rank", "dp_rank", "stage"))
+    ranks, first = np.unique(rank, return_index=True)  # workers by rank
+    dp_ranks, stages = dp_rank[first].tolist(), stage[first].tolist()
     events = [{"name": "process_name", "pid": dp_rank, "ph": "M", "args": {"name": f"DP rank {dp_rank}"}}
               for dp_rank in sorted(set(dp_ranks))]
     for rank, dp_rank, stage in zip(ranks.tolist(), dp_ranks, stages):
@@ -225,12 +263,19 @@ def _metadata(table) -> list[dict]:
     return events
 
 
-def _flow_events(flows, bars: _Bars) -> list[dict]:
+def _flow_events(flows, dag: Dag, start: np.ndarray, end: np.ndarray, marked: np.ndarray | None) -> list[dict]:
     """Arrows from the end of each op of a chain to the start of the next."""
+    chains = [np.asarray(chain, dtype=np.int64) for chain in flows]
+    ops = np.unique(np.concatenate(chains)) if chains else np.zeros(0, dtype=np.int64)
+    if not len(ops):
+        return []
+    bars = _bars(dag, start, end, marked, ops)
+    at = {int(op): i for i, op in enumerate(ops)}  # op id → position in bars
     pid, tid, ts, dur = bars.pid, bars.tid, bars.ts, bars.dur
     events = []
     for chain_id, chain in enumerate(flows):
         for hop, (u, v) in enumerate(zip(chain[:-1], chain[1:])):
+            u, v = at[int(u)], at[int(v)]
             flow_id = chain_id * 1_000_000 + hop
             events.append({"name": "critical", "cat": "critical-path", "ph": "s", "id": flow_id, "pid": int(pid[u]),
                            "tid": int(tid[u]), "ts": float(ts[u] + dur[u])})

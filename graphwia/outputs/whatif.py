@@ -32,18 +32,24 @@ def whatif_dict(result: WhatIfResult, *, per_step: bool = False) -> dict:
 
 
 def timeline_path(out_dir: str | Path, trial: str, scenario: str) -> Path:
-    """Where :func:`write_whatif_timelines` puts the timeline of ``scenario``."""
+    """Where :func:`write_whatif_timelines` puts the timeline of ``scenario`` (both names must be valid names)."""
+    from graphwia.utils.names import check_name
+
+    check_name(trial, what="trial name", source=f"timelines in {out_dir}")
+    check_name(scenario, what="scenario name", source=f"timelines in {out_dir}")
     return Path(out_dir) / f"whatif-{scenario}-{trial}.json.gz"
 
 
 def write_whatif_timelines(result: WhatIfResult, out_dir: str | Path) -> list[Path]:
-    """Write one Perfetto timeline (gzip JSON) per scenario to ``out_dir``; return the paths."""
-    from graphwia.outputs.timeline import drawn_start, timeline_json, write_timeline_json
+    """Write one Perfetto timeline (gzip JSON) per scenario to ``out_dir`` as one set (those of an earlier
+    run of this trial's scenarios that this run does not write are removed); return the paths."""
+    from graphwia.outputs.timeline import drawn_start, write_bars_timeline
+    from graphwia.utils.io import output_set
 
     sim, dag = result.simulation, result.dag
-    paths = []
-    for i, name in enumerate(result.names, start=1):
-        end = sim.end[:, i]
-        text = timeline_json(dag, drawn_start(dag, sim.start[:, i], end, result.weight[:, i]), end)
-        paths.append(write_timeline_json(timeline_path(out_dir, dag.meta.trial_name, name), text))
+    paths = [timeline_path(out_dir, dag.meta.trial_name, name) for name in result.names]
+    with output_set(out_dir, key=f"whatif:{dag.meta.trial_name}"):
+        for i, path in enumerate(paths, start=1):
+            end = sim.end[:, i]
+            write_bars_timeline(path, dag, drawn_start(dag, sim.start[:, i], end, result.weight[:, i]), end)
     return paths
