@@ -9,7 +9,7 @@ from typing import Callable, Iterator, Optional
 
 import typer
 
-from .common import fail, reports_errors
+from .common import TimeUnitChoice, fail, reports_errors, time_unit_option
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +27,10 @@ def fleet(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
                                             help="Run on an existing dask.distributed cluster, e.g. tcp://host:8786 "
                                                  "(its workers must see INPUT and --out)."),
+    job_timeout: Optional[float] = typer.Option(None, "--job-timeout", metavar="SECONDS", min=0.001,
+                                                help="Stop a job running longer than this on a local worker and "
+                                                     "record it as failed [default: no limit]."),
+    time_unit: Optional[TimeUnitChoice] = time_unit_option(),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip each job's pictures, timelines and report."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
@@ -38,10 +42,13 @@ def fleet(
 
     if workers is not None and scheduler:
         fail("--workers and --scheduler exclude each other (the cluster decides its workers)", 2)
+    if job_timeout is not None and scheduler:
+        fail("--job-timeout and --scheduler exclude each other (a dask cluster does not stop running tasks)", 2)
     jobs = discover_jobs(source)
     check_writable_dir(out)
     with job_bar(len(jobs), enabled=not quiet) as advance:
-        run = run_fleet(jobs, out, workers=workers, scheduler=scheduler, plots=not no_plots, on_done=advance)
+        run = run_fleet(jobs, out, workers=workers, scheduler=scheduler, plots=not no_plots, job_timeout=job_timeout,
+                        time_unit=time_unit, on_done=advance)
     paths = write_fleet(run, out)
     table = run.table()
     for record in run.records:

@@ -11,10 +11,16 @@ matches its current input files is complete: a re-run reads the marker instead
 of analysing again, so an interrupted fleet run resumes where it stopped.
 Failed jobs get no marker and are retried by the next run.
 
-Jobs run on local worker processes (:class:`concurrent.futures.ProcessPoolExecutor`)
-or, given a scheduler address, on an existing dask.distributed cluster whose
-workers can import graphwia and see the input and output paths. dask is an
-optional extra (``graphwia[fleet]``) and imported only for that.
+A job's name comes from its file name and becomes a folder: it must pass the
+name rule (:func:`graphwia.utils.names.check_name`) when the jobs are
+discovered, and every file a job writes must lie inside its folder.
+
+Jobs run on local worker processes (:func:`graphwia.fleet.pool.run_isolated`:
+a worker that dies, or a job over ``job_timeout``, fails that job only; the
+workers end with the parent) or, given a scheduler address, on an existing
+dask.distributed cluster whose workers can import graphwia and see the input
+and output paths. dask is an optional extra (``graphwia[fleet]``) and imported
+only for that.
 """
 
 from __future__ import annotations
@@ -22,22 +28,23 @@ from __future__ import annotations
 import os
 import shlex
 import uuid
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 
 from graphwia.errors import GraphwiaError, UsageError, first_line
-from graphwia.utils.io import write_json
+from graphwia.fleet.pool import Failure, run_isolated
+from graphwia.utils.io import inside, write_json
+from graphwia.utils.names import check_name
 
 MARKER = "fleet-job.json"
 #: 2: the cause columns come from the cause analysis (graphwia.analyses.causes).
 MARKER_VERSION = 2
-TRACE_SUFFIXES = (".parquet", ".csv")
+TRACE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
+#: Modules a local worker imports before it takes a job (a job's time limit does not count them).
+WARM_UP = ("graphwia.analyses.standard", "graphwia.outputs.job", "graphwia.trace.optable")
 
 #: fleet.csv columns, in order, and their dtypes.
 COLUMNS = {
@@ -89,13 +96,14 @@ def discover_jobs(source: str | Path) -> list[Job]:
     """
     source = Path(source)
     if source.is_dir():
-        traces = sorted(p for p in source.iterdir() if p.name.startswith("trace-") and p.suffix in TRACE_SUFFIXES)
+        traces = sorted(p for p in source.iterdir()
+                        if p.name.startswith("trace-") and p.name.lower().endswith(TRACE_SUFFIXES))
         from graphwia.trace.kineto import is_rank_directory
 
         traces += sorted(p for p in source.iterdir() if is_rank_directory(p))  # a job per directory of rank traces
         if not traces:
             raise UsageError(f"{source}: no trace-NAME.parquet files or directories of rank traces in this directory")
-        jobs = [_job(trace, None) for trace in traces]
+        jobs = [_job(trace, None, str(trace)) for trace in traces]
     elif source.is_file():
         jobs = _manifest_jobs(source)
     else:
@@ -120,17 +128,18 @@ def _manifest_jobs(manifest: Path) -> list[Job]:
         if len(fields) > 2:
             raise UsageError(f"{manifest}:{number}: expected 'TRACE [META]', got {len(fields)} fields")
         paths = [p if p.is_absolute() else manifest.parent / p for p in map(Path, fields)]
-        jobs.append(_job(paths[0], paths[1] if len(paths) > 1 else None))
+        jobs.append(_job(paths[0], paths[1] if len(paths) > 1 else None, f"{manifest}:{number}"))
     if not jobs:
         raise UsageError(f"{manifest}: the manifest lists no jobs")
     return jobs
 
 
-def _job(trace: Path, meta: Path | None) -> Job:
-    from graphwia.trace.optable import default_meta_path
+def _job(trace: Path, meta: Path | None, source: str) -> Job:
+    """The job of ``trace``; its name (NAME of ``trace-NAME.ext``, else the file's stem) must be a valid name."""
+    from graphwia.trace.meta import default_meta_path
 
     stem = trace.name.split(".")[0]
-    name = stem.removeprefix("trace-") or stem
+    name = check_name(stem.removeprefix("trace-") or stem, what="job name (from the trace file name)", source=source)
     return Job(name=name, trace=trace.resolve(),
                meta=None if trace.is_dir() else (meta or default_meta_path(trace)).resolve())
 
@@ -146,27 +155,30 @@ def _check_unique(jobs: list[Job], source: Path) -> None:
 
 # -- one job -------------------------------------------------------------------------------
 def job_dir(out_dir: str | Path, name: str) -> Path:
-    return Path(out_dir) / "jobs" / name
+    """``out_dir/jobs/name``; ``name`` must be a valid name, so the folder lies inside ``out_dir/jobs``."""
+    jobs = Path(out_dir) / "jobs"
+    return inside(jobs / check_name(name, what="job name", source=str(jobs)), jobs)
 
 
-def run_job(job: Job, out_dir: str | Path, plots: bool = True) -> dict:
+def run_job(job: Job, out_dir: str | Path, plots: bool = True, *, time_unit: str | None = None) -> dict:
     """Analyse ``job``, write its outputs and marker; return its record. Never raises for a bad job.
 
     A failure (bad input, or an unexpected error) is returned as a record with status
-    ``failed`` and a one-line error; nothing is marked complete then.
+    ``failed`` and a one-line error; nothing is marked complete then. ``time_unit``: see
+    :func:`graphwia.trace.optable.load_trace`.
     """
     from graphwia.analyses.standard import analyze
-    from graphwia.outputs.job import write_outputs
+    from graphwia.outputs.job import undefined_values, write_outputs
     from graphwia.trace.files import open_trace
 
     inputs = input_fingerprint(job)
     try:
-        analysis = analyze(open_trace(job.trace, job.meta))
+        analysis = analyze(open_trace(job.trace, job.meta, time_unit=time_unit))
         directory = job_dir(out_dir, job.name)
         write_outputs(analysis, directory, plots=plots)
         record = {"version": MARKER_VERSION, "inputs": inputs, "plots": plots,
                   "row": job_row(job.name, analysis), "optype": _overall(analysis, "optype"),
-                  "warnings": list(analysis.warnings)}
+                  "warnings": list(analysis.warnings) + undefined_values(analysis)}
         write_json(directory / MARKER, record)
         return record
     except GraphwiaError as exc:
@@ -248,20 +260,33 @@ OnDone = Callable[[dict, bool], None]
 
 
 def run_fleet(jobs: Iterable[Job], out_dir: str | Path, *, workers: int | None = None,
-              scheduler: str | None = None, plots: bool = True, on_done: OnDone | None = None) -> FleetRun:
+              scheduler: str | None = None, plots: bool = True, job_timeout: float | None = None,
+              time_unit: str | None = None, on_done: OnDone | None = None,
+              on_start: Callable[[Job, int], None] | None = None) -> FleetRun:
     """Run every job not yet complete; return all records, in job order.
 
     Parameters
     ----------
     workers:
-        Local worker processes (default: the number of CPUs; 1 runs the jobs in this process).
-        Ignored when ``scheduler`` is given.
+        Local worker processes (default: the number of CPUs; 1 without ``job_timeout`` runs
+        the jobs in this process). Ignored when ``scheduler`` is given.
     scheduler:
         Address of a dask.distributed scheduler (``tcp://host:port``) to run the jobs on.
+    job_timeout:
+        Seconds a job may run on a local worker before it is stopped and recorded as failed
+        (None: no limit). Not available with ``scheduler``.
+    time_unit:
+        Unit of every job's ``start_ts`` and ``duration`` (see :func:`graphwia.trace.optable.load_trace`).
     on_done:
         Called with each job's record as it completes, and whether it was analysed now
         (False: already complete).
+    on_start:
+        Called with a job and the process id of the local worker that starts it.
     """
+    if job_timeout is not None and scheduler:
+        raise UsageError("a job time limit needs local workers; a dask cluster does not stop running tasks")
+    if job_timeout is not None and not job_timeout > 0:
+        raise UsageError(f"the job time limit must be a positive number of seconds, got {job_timeout}")
     jobs = list(jobs)
     out_dir = Path(out_dir).resolve()
     notify = on_done or (lambda record, analysed: None)
@@ -276,8 +301,9 @@ def run_fleet(jobs: Iterable[Job], out_dir: str | Path, *, workers: int | None =
             notify(done, False)
     skipped = [job.name for job in jobs if job.name in records]
     if pending:
-        results = (_run_dask(pending, out_dir, plots, scheduler) if scheduler
-                   else _run_local(pending, out_dir, plots, workers or os.cpu_count() or 1))
+        results = (_run_dask(pending, out_dir, plots, time_unit, scheduler) if scheduler
+                   else _run_local(pending, out_dir, plots, time_unit, workers or os.cpu_count() or 1, job_timeout,
+                                   on_start))
         for record in results:
             records[record["row"]["name"]] = record
             notify(record, True)
@@ -285,23 +311,27 @@ def run_fleet(jobs: Iterable[Job], out_dir: str | Path, *, workers: int | None =
                     skipped=skipped)
 
 
-def _run_local(jobs: list[Job], out_dir: Path, plots: bool, workers: int) -> Iterator[dict]:
-    if workers <= 1:
+def _run_local(jobs: list[Job], out_dir: Path, plots: bool, time_unit: str | None, workers: int,
+               job_timeout: float | None, on_start: Callable[[Job, int], None] | None) -> Iterator[dict]:
+    if workers <= 1 and job_timeout is None:
         for job in jobs:
-            yield run_job(job, out_dir, plots)
+            if on_start is not None:
+                on_start(job, os.getpid())
+            yield run_job(job, out_dir, plots, time_unit=time_unit)
         return
-    # spawn, not fork: the caller may have threads (a progress bar) that fork would copy mid-state
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_job, job, out_dir, plots): job for job in jobs}
-        try:
-            for future in as_completed(futures):
-                yield _outcome(futures[future], future.result)
-        except BaseException:  # interrupted: do not start the jobs still queued
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    tasks = [(job, out_dir, plots, time_unit) for job in jobs]
+    started = None if on_start is None else (lambda index, pid: on_start(jobs[index], pid))
+    for index, result in run_isolated(_run_job_task, tasks, workers=workers, timeout=job_timeout, warm_up=WARM_UP,
+                                      on_start=started):
+        yield failed_record(jobs[index], result.reason) if isinstance(result, Failure) else result
 
 
-def _run_dask(jobs: list[Job], out_dir: Path, plots: bool, address: str) -> Iterator[dict]:
+def _run_job_task(job: Job, out_dir: Path, plots: bool, time_unit: str | None) -> dict:
+    """:func:`run_job` with positional arguments, as a local worker calls it."""
+    return run_job(job, out_dir, plots, time_unit=time_unit)
+
+
+def _run_dask(jobs: list[Job], out_dir: Path, plots: bool, time_unit: str | None, address: str) -> Iterator[dict]:
     from graphwia.engine.distributed import connect
 
     client = connect(address)
@@ -309,8 +339,8 @@ def _run_dask(jobs: list[Job], out_dir: Path, plots: bool, address: str) -> Iter
 
     with client:
         tag = uuid.uuid4().hex[:8]
-        futures = {client.submit(run_job, job, out_dir, plots, key=f"graphwia-fleet-{job.name}-{tag}",
-                                 pure=False, retries=0): job for job in jobs}
+        futures = {client.submit(run_job, job, out_dir, plots, time_unit=time_unit,
+                                 key=f"graphwia-fleet-{job.name}-{tag}", pure=False, retries=0): job for job in jobs}
         try:
             for future in dask_completed(list(futures), loop=client.loop):
                 yield _outcome(futures[future], future.result)
@@ -319,12 +349,9 @@ def _run_dask(jobs: list[Job], out_dir: Path, plots: bool, address: str) -> Iter
 
 
 def _outcome(job: Job, result: Callable[[], dict]) -> dict:
-    """The job's record, or a failed one when its worker died (run_job itself never raises)."""
+    """The job's record, or a failed one when its dask worker died (run_job itself never raises)."""
     try:
         return result()
-    except BrokenProcessPool:
-        return failed_record(job, "a worker process died while this job was queued or running "
-                                  "(out of memory?); re-run to retry")
     except Exception as exc:  # KilledWorker, a lost connection, an unpicklable result …
         return failed_record(job, f"{type(exc).__name__} on the cluster: {first_line(exc)}")
 
@@ -340,13 +367,13 @@ def fleet_table(records: Iterable[dict]) -> pd.DataFrame:
 def write_fleet(run: FleetRun, out_dir: str | Path) -> dict[str, Path]:
     """Write ``fleet.csv``, ``fleet.parquet`` and ``fleet.html``, all or none of them; return their paths."""
     from graphwia.fleet.report import write_fleet_report
-    from graphwia.utils.io import all_or_nothing, atomic_path
+    from graphwia.utils.io import atomic_path, output_set
 
     out_dir = Path(out_dir)
     table = run.table()
     paths = {"csv": out_dir / "fleet.csv", "parquet": out_dir / "fleet.parquet", "html": out_dir / "fleet.html"}
     attribution = {r["row"]["name"]: r["optype"] for r in run.records if r["optype"]}
-    with all_or_nothing():
+    with output_set(out_dir, key="fleet"):
         with atomic_path(paths["csv"]) as tmp:
             table.to_csv(tmp, index=False)
         with atomic_path(paths["parquet"]) as tmp:
