@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from .common import StepSelection, TypicalFromChoice, fail, progress, reports_errors, typical_from_option
+from .common import (StepSelection, TimeUnitChoice, TypicalFromChoice, fail, progress, reports_errors,
+                     time_unit_option, typical_from_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +23,7 @@ def analyze(
     out: Path = typer.Option(Path("out"), "--out", help="Output directory."),
     steps: Optional[list[str]] = typer.Option(None, "--steps", help="Analyse only these steps: numbers and ranges, e.g. --steps 12 20-23."),
     typical_from: TypicalFromChoice = typical_from_option(),
+    time_unit: Optional[TimeUnitChoice] = time_unit_option(),
     decompose_threshold: float = typer.Option(1.03, "--decompose-threshold", help="Attribute a slowdown only when it reaches this."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip pictures, timelines and the HTML report."),
     per_worker: bool = typer.Option(True, "--per-worker/--no-per-worker", help="Exact attribution to every single worker."),
@@ -35,7 +37,7 @@ def analyze(
     """Analyse TRACE: slowdown S, its attribution, M_S and M_W; write the results to --out."""
     from graphwia import analyze as run_analysis
     from graphwia.utils.io import check_writable_dir
-    from graphwia.outputs.job import write_outputs
+    from graphwia.outputs.job import undefined_values, write_outputs
     from graphwia.outputs.summary import summary_lines
 
     if workers is not None and scheduler:
@@ -50,7 +52,7 @@ def analyze(
                                 scheduler=scheduler, workers=workers)
         say("writing outputs")
         written = write_outputs(analysis, out, plots=not no_plots)
-    for warning in analysis.warnings:
+    for warning in analysis.warnings + undefined_values(analysis):
         typer.echo(f"graphwia: warning: {warning}", err=True)
     if not quiet:
         typer.echo("\n".join(summary_lines(analysis)))

@@ -1,9 +1,12 @@
-"""What every command shares: error reporting, step lists, progress, console."""
+"""What every command shares: error reporting, signals, step lists, time units, progress, console."""
 
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Literal
@@ -47,10 +50,29 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the command ends as it does on Ctrl-C (outputs as they were, temporaries removed)."""
+
+
+def handle_termination() -> None:
+    """Make SIGTERM raise :class:`Terminated` in the main thread, as SIGINT raises KeyboardInterrupt."""
+    def terminated(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminated)
+
+
+#: Exit codes of a command ended by a signal (128 + the signal's number, as shells report it).
+EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_BROKEN_PIPE = 130, 143, 141
+
+
 def reports_errors(command: Callable) -> Callable:
     """Turn graphwia errors (and unexpected ones) into one line and an exit code.
 
-    With ``--debug`` the traceback is shown instead.
+    Also: a closed stdout (``| head``) ends the command quietly, as Unix tools
+    do; SIGTERM and Ctrl-C end it with one line; a Python warning raised by a
+    library is shown as one ``graphwia: warning:`` line, not with source paths.
+    With ``--debug`` tracebacks and warnings are shown as Python shows them.
     """
 
     @functools.wraps(command)
@@ -58,21 +80,66 @@ def reports_errors(command: Callable) -> Callable:
         from graphwia.errors import GraphwiaError, first_line
 
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings(record=not State.debug) as caught:  # the filters stay as they are
+                try:
+                    return command(*args, **kwargs)
+                finally:
+                    for line in dict.fromkeys(_warning_line(w) for w in caught or ()):
+                        typer.echo(line, err=True)
+                    sys.stdout.flush()  # a closed pipe shows here, not at exit
         except (typer.Exit, typer.Abort, SystemExit):
             raise
+        except BrokenPipeError:
+            _quiet_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except GraphwiaError as exc:
             if State.debug:
                 raise
-            fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
+            fail(cli_message(exc), exc.exit_code)
+        except KeyboardInterrupt as exc:
+            from graphwia.utils.io import discard_own_temporaries
+
+            discard_own_temporaries()  # the interruption may have landed between creating a temporary and its cleanup
+            terminated = isinstance(exc, Terminated)
+            fail("terminated" if terminated else "interrupted", EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+        except MemoryError:
+            if State.debug:
+                raise
+            fail("out of memory (this trace needs more memory than the machine could give)", 1)
         except Exception as exc:  # a bug or an unforeseen input: still one line, unless --debug
             if State.debug:
                 raise
             fail(f"unexpected {type(exc).__name__}: {first_line(exc)} (run with --debug for the traceback)", 1)
 
     return wrapper
+
+
+def cli_message(exc: Exception) -> str:
+    """A library error's message, with the option that fixes it where there is one."""
+    from graphwia.trace.optable import TimeUnitError
+
+    if isinstance(exc, TimeUnitError):
+        if exc.guess is None:
+            return f"{exc}; start_ts and duration must be in one unit (pass --time-unit to convert both)"
+        return f"{exc}: pass --time-unit {exc.guess} (or --time-unit s if they really are seconds)"
+    return str(exc)
+
+
+def _warning_line(caught: warnings.WarningMessage) -> str:
+    from graphwia.errors import first_line
+
+    return (f"graphwia: warning: {caught.category.__name__}: {first_line(caught.message, 200)} "
+            "(an internal warning; run with --debug for where)")
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so flushing it at exit does not fail again on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def step_spec(ctx: typer.Context, steps: list[str] | None) -> list[str] | None:
@@ -94,14 +161,32 @@ def typical_from_option():
                              "only, or from all steps of the trace.")
 
 
+#: Values of ``--time-unit``: graphwia.trace.optable.TIME_UNITS (spelled out so ``--help`` loads no numpy).
+TimeUnitChoice = Literal["s", "ms", "us", "ns"]
+
+
+def time_unit_option():
+    """``--time-unit s|ms|us|ns``, for the commands that read traces (annotate it Optional[TimeUnitChoice])."""
+    return typer.Option(None, "--time-unit",
+                        help="Unit of start_ts and duration [default: seconds, refused when they do not look "
+                             "like seconds].")
+
+
 class StepSelection:
-    """``--steps`` parsed before the trace is read (a typo fails fast), resolved once it is."""
+    """``--steps`` parsed before the trace is read (a typo fails fast), resolved once it is.
+
+    ``--steps`` takes the step specs that follow it, up to the next option:
+    ``--steps 12 20-23 TRACE`` is read as steps 12 and 20-23 of TRACE (the
+    trace is the one word that is not a step number or range). The command's
+    ``--time-unit`` (if it has one) applies when the trace is loaded.
+    """
 
     def __init__(self, ctx: typer.Context, steps: list[str] | None):
         from graphwia.trace.steps import parse_step_spec
 
-        spec = step_spec(ctx, steps)
+        spec, self.trace = _steps_and_trace(ctx, steps)
         self.spans = parse_step_spec(spec) if spec else None
+        self.time_unit = ctx.params.get("time_unit")
 
     def load(self, trace: Path, meta: Path | None):
         """The validated trace (a file, or a directory of rank traces imported in memory) and the
@@ -109,8 +194,36 @@ class StepSelection:
         from graphwia.trace.files import open_trace
         from graphwia.trace.steps import resolve_steps
 
-        loaded = open_trace(trace, meta)
+        trace = self.trace or trace
+        loaded = open_trace(trace, meta, time_unit=self.time_unit)
         return loaded, (resolve_steps(loaded.steps, self.spans, str(trace)) if self.spans else None)
+
+
+def _steps_and_trace(ctx: typer.Context, steps: list[str] | None) -> tuple[list[str] | None, Path | None]:
+    """The step specs, and the trace when ``--steps`` took the place of the TRACE argument (else None).
+
+    Options take one value, so in ``--steps 16 21 TRACE`` the parser reads
+    TRACE = 21 and leaves TRACE over; when TRACE is a step spec naming no file
+    and exactly one word left over is not one, that word is the trace.
+    """
+    spec = step_spec(ctx, steps)
+    trace = ctx.params.get("trace")
+    if not ctx.args or trace is None or Path(trace).exists() or not _is_step_spec(str(trace)):
+        return spec, None
+    others = [word for word in ctx.args if not _is_step_spec(word)]
+    if len(others) != 1:
+        return spec, None
+    return (steps or []) + [str(trace)] + [word for word in ctx.args if word != others[0]], Path(others[0])
+
+
+def _is_step_spec(word: str) -> bool:
+    from graphwia.errors import UsageError
+    from graphwia.trace.steps import parse_step_spec
+
+    try:
+        return bool(parse_step_spec(word))
+    except UsageError:
+        return False
 
 
 @contextmanager

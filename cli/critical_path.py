@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from .common import StepSelection, TypicalFromChoice, progress, reports_errors, typical_from_option
+from .common import (StepSelection, TimeUnitChoice, TypicalFromChoice, progress, reports_errors, time_unit_option,
+                     typical_from_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +26,7 @@ def critical_path(
     whatif: Optional[Path] = typer.Option(None, "--whatif", help="Scenario YAML (as for graphwia whatif) defining --scenario."),
     steps: Optional[list[str]] = typer.Option(None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."),
     typical_from: TypicalFromChoice = typical_from_option(),
+    time_unit: Optional[TimeUnitChoice] = time_unit_option(),
     timeline: Optional[Path] = typer.Option(None, "--timeline", help="Also write a Perfetto timeline (FILE.json.gz) with the paths overlaid."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:

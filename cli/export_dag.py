@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import StepSelection, progress, reports_errors
+from .common import StepSelection, TimeUnitChoice, progress, reports_errors, time_unit_option
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +25,7 @@ def export_dag(
     steps: Optional[list[str]] = typer.Option(None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."),
     workers: Optional[list[str]] = typer.Option(None, "--workers", metavar="DP:STAGE",
                                                 help="Only these workers, e.g. --workers 0:3,1:3 or 0:* (repeatable)."),
+    time_unit: Optional[TimeUnitChoice] = time_unit_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Export the dependency DAG of TRACE: op instances, group barriers and step sources, with edge kinds."""

@@ -10,7 +10,7 @@ import importlib
 
 import typer
 
-from .common import State, tune_malloc
+from .common import State, handle_termination, tune_malloc
 
 COMMANDS = ("analyze", "whatif", "critical_path", "export_dag", "export_chakra", "fleet", "synth", "import_kineto", "reproduce")
 
@@ -20,13 +20,26 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
+def show_version(value: bool) -> None:
+    """``--version``: print the installed version and stop."""
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"graphwia {version('graphwia')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")) -> None:
+def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+         version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                      help="Show the version and exit.")) -> None:
     """graphwia: why is this training job slow, and who is to blame?"""
     State.debug = debug
+    handle_termination()
     tune_malloc()
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .common import StepSelection, TypicalFromChoice, progress, reports_errors, typical_from_option
+from .common import (StepSelection, TimeUnitChoice, TypicalFromChoice, progress, reports_errors, time_unit_option,
+                     typical_from_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -23,12 +23,13 @@ def whatif(
     meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
     steps: Optional[list[str]] = typer.Option(None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."),
     typical_from: TypicalFromChoice = typical_from_option(),
+    time_unit: Optional[TimeUnitChoice] = time_unit_option(),
     per_step: bool = typer.Option(False, "--per-step", help="Also show each step's speedups."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of a table."),
     timelines: Optional[Path] = typer.Option(None, "--timelines", help="Write a Perfetto timeline per scenario to this directory."),
 ) -> None:
     """Simulate the scenarios of --scenarios on TRACE; print step times and speedups over the baseline."""
-    from graphwia.utils.io import check_writable_dir
+    from graphwia.utils.io import check_writable_dir, json_text
     from graphwia.analyses.whatif import load_scenarios, run_whatif
     from graphwia.outputs.whatif import whatif_dict, write_whatif_timelines
 
@@ -48,7 +49,7 @@ def whatif(
     for warning in result.warnings:
         typer.echo(f"graphwia: warning: {warning}", err=True)
     if as_json:
-        typer.echo(json.dumps(whatif_dict(result, per_step=per_step), indent=2))
+        typer.echo(json_text(whatif_dict(result, per_step=per_step), indent=2))
         return
     typer.echo("\n".join(table_lines(result, per_step)))
     if written:
