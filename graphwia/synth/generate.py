@@ -25,6 +25,7 @@ that overlap with compute (``params-all-gather`` of later chunks, per-chunk
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from graphwia.errors import UsageError
+from graphwia.utils.names import check_name
 from graphwia.optypes import (BACKWARD_COMPUTE, BACKWARD_RECV, BACKWARD_SEND, CLIP, EMBEDDING, FORWARD_COMPUTE, FORWARD_RECV,
                       FORWARD_SEND, GC, GRADS_REDUCE_SCATTER, LAYERNORM, OPTIMIZER, PARAMS_ALL_GATHER,
                       SEPARATE_GRADS_ALL_REDUCE)
@@ -606,6 +608,7 @@ def _validate(dp, pp, vpp, microbatches, steps, tp, slow_workers, slow_stage, se
     if vpp > 1 and microbatches % pp:
         raise SynthArgumentError(
             "microbatches", f"microbatches ({microbatches}) must be a multiple of pp ({pp}) when vpp > 1")
+    _check_size(dp, pp, vpp, microbatches, steps)
     for dp_rank, stage, factor in slow_workers:
         if not (0 <= dp_rank < dp and 0 <= stage < pp):
             raise SynthArgumentError(
@@ -625,6 +628,31 @@ def _validate(dp, pp, vpp, microbatches, steps, tp, slow_workers, slow_stage, se
             raise SynthArgumentError("gc_pauses", f"gc pause probability must be in [0, 1], got {probability}")
         if not seconds >= 0:
             raise SynthArgumentError("gc_pauses", f"gc pause seconds must be >= 0, got {seconds}")
+
+
+#: Memory one trace row costs while it is generated (measured: ~230 B, plus writing it).
+BYTES_PER_ROW = 300
+
+
+def max_rows(dp: int, pp: int, vpp: int, microbatches: int, steps: int) -> int:
+    """An upper bound of the rows of a synthetic trace, from its sizes alone: per worker and step,
+    two computes and up to four p2p records per microbatch and chunk, plus the step's tail and DP collectives."""
+    per_worker_step = microbatches * vpp * (2 + (4 if pp > 1 else 0)) + 2 * vpp + 8
+    return dp * pp * steps * per_worker_step
+
+
+def _check_size(dp, pp, vpp, microbatches, steps) -> None:
+    """Refuse up front a trace that cannot fit in this machine's memory (a SynthArgumentError on ``size``)."""
+    rows = max_rows(dp, pp, vpp, microbatches, steps)
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf: bound by the int32 ids alone
+        memory = BYTES_PER_ROW * 2 ** 31
+    if rows * BYTES_PER_ROW > memory:
+        raise SynthArgumentError(
+            "size", f"dp {dp} x pp {pp} x vpp {vpp} with {microbatches} microbatches over {steps} steps makes up to "
+                    f"{rows:,} trace rows, about {rows * BYTES_PER_ROW / 1e9:,.0f} GB to generate; this machine has "
+                    f"{memory / 1e9:,.0f} GB")
 
 
 def _validate_communication(dp, pp, slow_links, slow_collectives) -> None:
@@ -701,6 +729,10 @@ def synthesize(*, dp: int, pp: int, vpp: int = 1, microbatches: int, steps: int,
     slow_workers = [(int(d), int(s), float(f)) for d, s, f in slow_workers]
     slow_stage = None if slow_stage is None else (int(slow_stage[0]), float(slow_stage[1]))
     gc_pauses = [(float(p), float(sec)) for p, sec in gc_pauses]
+    try:
+        check_name(name, what="name", source=None)
+    except UsageError as exc:
+        raise SynthArgumentError("name", str(exc)) from None
     _validate(dp, pp, vpp, microbatches, steps, tp, slow_workers, slow_stage, seqlen_cv, gc_pauses)
     slow_links = [(int(d), int(s), float(f)) for d, s, f in slow_links]
     slow_collectives = [(int(s), float(f)) for s, f in slow_collectives]
@@ -726,15 +758,17 @@ def write_synth(out_dir, name: str, **kwargs) -> tuple[Path, Path]:
 
 
 def write_trace_files(out_dir, name: str, trace: pd.DataFrame, meta: dict) -> tuple[Path, Path]:
-    """Write ``out_dir/trace-NAME.parquet`` and ``out_dir/meta-NAME.yaml``; each file appears
-    whole or not at all (temp file + rename). Returns the two paths."""
+    """Write ``out_dir/trace-NAME.parquet`` and ``out_dir/meta-NAME.yaml`` (NAME a valid name), both
+    or neither, inside ``out_dir`` (:func:`graphwia.utils.io.output_set`). Returns the two paths."""
     import yaml
 
-    from graphwia.utils.io import atomic_path, write_text
+    from graphwia.utils.io import atomic_path, output_set, write_text
 
+    check_name(name, what="name", source=str(out_dir))
     trace_path = Path(out_dir) / f"trace-{name}.parquet"
     meta_path = Path(out_dir) / f"meta-{name}.yaml"
-    with atomic_path(trace_path) as tmp:
-        trace.to_parquet(tmp, index=False)
-    write_text(meta_path, yaml.safe_dump(meta, sort_keys=False))
+    with output_set(out_dir, key=f"synth:{name}"):
+        with atomic_path(trace_path) as tmp:
+            trace.to_parquet(tmp, index=False)
+        write_text(meta_path, yaml.safe_dump(meta, sort_keys=False))
     return trace_path, meta_path
