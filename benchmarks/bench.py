@@ -1,4 +1,4 @@
-"""Benchmark harness: time and memory of graphwia's data path against job size (issue 7).
+"""Benchmark harness: time and memory of graphwia's data path against job size (issues 7 and 14).
 
 Every measurement runs in a fresh Python subprocess, so import time and peak memory count
 honestly and one job cannot warm the caches of the next. Per job it runs:
@@ -8,12 +8,17 @@ honestly and one job cannot warm the caches of the next. Per job it runs:
   compile, one scenario, a batch of scenarios, then the full ``analyze`` (S, S_t, S_w, M_S, M_W)
   with its own phases taken from the engine's progress labels;
 * a *cli* child: the whole process ``graphwia analyze TRACE --out tmp --no-plots --quiet``,
-  the number the targets are about; its peak RSS comes from ``os.wait4``.
+  the number the targets are about; its peak RSS comes from ``os.wait4``;
+* for large synthetic jobs, a *cluster* child: the same with ``--workers N`` (local processes);
+* for real traces, a *whatif* child (``graphwia whatif`` of :data:`WHATIF_SCENARIOS` scenarios)
+  and an *export* child (``graphwia export-dag`` to GraphML).
 
 With ``--repeat N`` each child runs N times and the best (minimum) of every number is kept;
 jobs of :data:`REPEAT_LIMIT_OPS` op instances or more run once. Results: a table on stdout,
 ``OUT/bench.json`` and ``OUT/bench.png`` (time and peak memory against op instances, log-log,
-with the slope of log(value) ~ log(ops) over the synthetic jobs in the legend).
+with the slope of log(value) ~ log(ops) over the synthetic jobs in the legend). ``bench.json``
+keeps the main figures of every earlier run under ``history`` (commit, date, load), so a
+regression shows.
 
 Usage::
 
@@ -47,11 +52,21 @@ DEFAULT_OUT = REPO / "benchmarks" / "results"
 REAL_TRACES = ("ST", "AR", "SE")
 #: Size names accepted by --sizes besides plain numbers such as 5e5.
 SIZE_ALIASES = {"small": 1e5}
-DEFAULT_SIZES = ("1e5", "1e6", "2e6")
+DEFAULT_SIZES = ("1e5", "1e6", "2e6", "1e7")
 QUICK_SIZES = ("1e5",)
 #: Shape of every synthetic job; only the number of DP ranks grows with the size, so the
 #: per-worker program (and the DAG's depth) is the same at every size.
 SYNTH_SHAPE = {"pp": 8, "microbatches": 32, "steps": 20, "seed": 0}
+#: Sizes with a shape of their own: the jobs issue 14 names (dp 64 x pp 8 is 1.9e6 ops; dp 128 x
+#: pp 16, 2,048 workers, is 1.0e7).
+SIZE_SHAPES = {"2e6": dict(SYNTH_SHAPE, dp=64), "1e7": dict(SYNTH_SHAPE, dp=128, pp=16)}
+#: Jobs at least this large skip the in-process analysis of the phases child (the CLI child
+#: measures it; running it twice costs minutes).
+PHASES_ANALYZE_LIMIT_OPS = 5_000_000
+#: Synthetic jobs at least this large are also analysed on local worker processes (--cluster).
+CLUSTER_MIN_OPS = 1_000_000
+#: Scenarios of the what-if child on real traces.
+WHATIF_SCENARIOS = 1000
 #: Scenarios in the batch-evaluation phase (the analysis evaluates families of this order).
 DEFAULT_BATCH = 20
 #: Jobs this large run once whatever --repeat says (a 2e6-op analysis takes minutes).
@@ -60,16 +75,25 @@ DEFAULT_TIMEOUT_S = 3600
 #: Memory cap of each child, GB: above the 6 GB target, well below a shared 24 GB machine.
 DEFAULT_MEMORY_GB = 10.0
 
-#: Issue 7 targets: job -> [(field, limit, unit)]. Whole process, pictures off.
+#: Issue 14 targets (issue 7's for ST): job -> [(field, limit, unit)]. Whole process, pictures off.
 TARGETS = {
     "ST": [("cli_wall_s", 0.5, "s")],
-    "AR": [("cli_wall_s", 0.8, "s")],
-    "SE": [("cli_wall_s", 0.8, "s")],
-    "synth-2e6": [("cli_wall_s", 120.0, "s"), ("cli_peak_mb", 6144.0, "MB"), ("synth_s", 30.0, "s")],
+    "AR": [("cli_wall_s", 0.36, "s"), ("whatif_wall_s", 2.0, "s"), ("export_wall_s", 3.0, "s"),
+           ("export_peak_mb", 500.0, "MB")],
+    "SE": [("cli_wall_s", 0.30, "s")],
+    "synth-2e6": [("cli_wall_s", 8.0, "s"), ("cli_peak_mb", 2048.0, "MB"), ("eval_warm_ns_per_op", 3.0, "ns"),
+                  ("synth_s", 30.0, "s")],
+    "synth-1e7": [("cli_wall_s", 120.0, "s"), ("cli_peak_mb", 8192.0, "MB")],
 }
 
 #: Short names of target fields in the table's verdicts.
-SHORT = {"cli_wall_s": "wall", "cli_peak_mb": "MB", "synth_s": "synth"}
+SHORT = {"cli_wall_s": "wall", "cli_peak_mb": "MB", "synth_s": "synth", "eval_warm_ns_per_op": "ns/op",
+         "whatif_wall_s": "whatif", "export_wall_s": "export", "export_peak_mb": "export MB"}
+#: Fields kept per job in bench.json's history.
+HISTORY_FIELDS = ("n_ops", "load_average_1m", "cli_wall_s", "cli_peak_mb", "cluster_wall_s", "analyze_s",
+                  "eval_warm_ns_per_op", "eval_numpy_ns_per_op", "eval_compiled_ns_per_op",
+                  "swap_numpy_ns_per_op", "swap_compiled_ns_per_op", "kernel_load_s", "whatif_wall_s",
+                  "whatif_peak_mb", "export_wall_s", "export_peak_mb")
 
 #: Table columns: (field, header, format). Times in seconds unless the header says otherwise.
 COLUMNS = (
@@ -88,17 +112,25 @@ COLUMNS = (
     ("eval_batch_s", "eval N", "{:.3f}"),
     ("eval_per_scenario_ms", "ms/scen.", "{:.1f}"),
     ("eval_warm_per_scenario_ms", "warm", "{:.1f}"),
+    ("eval_numpy_ns_per_op", "np ns", "{:.1f}"),
+    ("eval_compiled_ns_per_op", "jit ns", "{:.1f}"),
+    ("swap_compiled_ns_per_op", "S_w ns", "{:.2f}"),
     ("analyze_s", "analyze", "{:.2f}"),
     ("analyze_us_per_op", "µs/op", "{:.2f}"),
     ("cli_wall_s", "CLI wall", "{:.2f}"),
     ("cli_peak_mb", "CLI peak MB", "{:,.0f}"),
+    ("cluster_wall_s", "cluster", "{:.2f}"),
+    ("whatif_wall_s", "whatif", "{:.2f}"),
+    ("export_wall_s", "export", "{:.2f}"),
+    ("export_peak_mb", "exp. MB", "{:,.0f}"),
     ("targets", "status", "{}"),
 )
 
 #: Values plotted against ops: field -> legend name (time panel, then memory panel).
 TIME_SERIES = {"cli_wall_s": "graphwia analyze (whole process)", "analyze_s": "analyze() in process",
-               "synth_s": "synthesize()"}
-MEMORY_SERIES = {"cli_peak_mb": "graphwia analyze peak RSS", "phases_peak_mb": "phases child peak RSS"}
+               "cluster_wall_s": "graphwia analyze --workers N", "synth_s": "synthesize()"}
+MEMORY_SERIES = {"cli_peak_mb": "graphwia analyze peak RSS", "cluster_peak_mb": "graphwia analyze --workers N peak RSS",
+                 "phases_peak_mb": "phases child peak RSS"}
 
 
 class BenchError(Exception):
@@ -191,10 +223,13 @@ def measure_phases(trace_path: str | Path, meta_path: str | Path, batch: int = D
         compiled.evaluate(many_weights, many_delays)
     row.update(n_ops=dag.n_ops, n_nodes=dag.n_nodes, n_edges=len(dag.edges), n_levels=compiled.n_levels,
                n_steps=len(dag.steps), n_workers=trace.meta.dp_size * trace.meta.pp_size)
+    measure_kernels(compiled, dag, weights, many_weights, many_delays, row)
     row["phases_peak_mb"] = peak_rss_mb()
     derived(row)
     del dag, weights, compiled, many_weights, many_delays
     gc.collect()
+    if row["n_ops"] >= PHASES_ANALYZE_LIMIT_OPS:
+        return derived(row)
 
     labels = LabelClock()
     with timer(row, "analyze_s"):
@@ -202,6 +237,38 @@ def measure_phases(trace_path: str | Path, meta_path: str | Path, batch: int = D
     row["analyze_phases"] = labels.durations()
     row["analyze_peak_mb"] = peak_rss_mb()
     return derived(row)
+
+
+def measure_kernels(compiled, dag, weights, many_weights, many_delays, row: dict) -> dict:
+    """The numpy and compiled kernels on the same warm batch, and on the per-worker attribution family.
+
+    Into ``row``: ``kernel_load_s`` (importing numba, loading the cached kernel, planning the
+    DAG: what the compiled kernel costs once per process), ``eval_numpy_ns_per_op`` /
+    ``eval_compiled_ns_per_op`` (warm, per op instance and scenario, step times only), and
+    ``swap_compiled_ns_per_op`` / ``swap_numpy_ns_per_op``: the exact S_w family (one scenario
+    per worker; the numpy kernel on at most 16 of them), per op instance and scenario.
+    """
+    import numpy as np
+
+    from graphwia.engine.scenarios import Swap
+    from graphwia.model.weights import ideal_weight, typical_weights
+
+    with timer(row, "kernel_load_s"):  # the first compiled call imports numba and loads the kernel
+        compiled.evaluate(weights.weight, weights.delay, kernel="compiled", times=False)
+    batch = many_weights.shape[1]
+    for kernel in ("numpy", "compiled"):
+        compiled.evaluate(many_weights, many_delays, kernel=kernel, times=False)  # touch the memory first
+        began = time.perf_counter()
+        compiled.evaluate(many_weights, many_delays, kernel=kernel, times=False)
+        row[f"eval_{kernel}_ns_per_op"] = 1e9 * (time.perf_counter() - began) / (dag.n_ops * batch)
+    codes = dag.table["dp_rank"].astype(np.int64) * dag.meta.pp_size + dag.table["stage"]
+    family = Swap(ideal_weight(dag, typical_weights(dag, weights)), codes, int(codes.max()) + 1,
+                  chosen_weight=weights.weight)
+    for kernel, part in (("compiled", family), ("numpy", family.part(0, min(16, family.n_scenarios)))):
+        began = time.perf_counter()
+        compiled.evaluate_family(part, kernel=kernel)
+        row[f"swap_{kernel}_ns_per_op"] = 1e9 * (time.perf_counter() - began) / (dag.n_ops * part.n_scenarios)
+    return row
 
 
 class LabelClock:
@@ -226,6 +293,8 @@ def derived(row: dict) -> dict:
         row["eval_per_scenario_ms"] = 1e3 * row["eval_batch_s"] / row["batch"]
     if row.get("eval_warm_s") is not None and row.get("batch"):
         row["eval_warm_per_scenario_ms"] = 1e3 * row["eval_warm_s"] / row["batch"]
+        if row.get("n_ops"):
+            row["eval_warm_ns_per_op"] = 1e9 * row["eval_warm_s"] / row["batch"] / row["n_ops"]
     if row.get("analyze_s") is not None and row.get("n_ops"):
         row["analyze_us_per_op"] = 1e6 * row["analyze_s"] / row["n_ops"]
     if row.get("cli_wall_s") is not None and row.get("n_ops"):
@@ -376,12 +445,28 @@ def bench_command(mode: str, **options) -> list[str]:
     return cmd
 
 
-def graphwia_command(trace: Path, meta: Path, out: Path, per_worker: bool = True) -> list[str]:
+def graphwia_command(trace: Path, meta: Path, out: Path, per_worker: bool = True, *extra: str) -> list[str]:
     """``graphwia analyze`` as a user runs it: the installed script beside this interpreter."""
+    return graphwia_script() + ["analyze", str(trace), "--meta", str(meta), "--out", str(out), "--no-plots",
+                                "--quiet", "--per-worker" if per_worker else "--no-per-worker", *extra]
+
+
+def graphwia_script() -> list[str]:
+    """How to run the ``graphwia`` command: the installed script beside this interpreter."""
     script = Path(sys.executable).with_name("graphwia")
-    head = [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
-    return head + ["analyze", str(trace), "--meta", str(meta), "--out", str(out), "--no-plots", "--quiet",
-                   "--per-worker" if per_worker else "--no-per-worker"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "graphwia.cli.main"]
+
+
+def write_whatif_scenarios(path: Path, n: int) -> Path:
+    """A what-if file of ``n`` distinct scenarios that fit any trace (compute of every stage or the last one)."""
+    import yaml
+
+    scenarios = [{"name": f"s{i}",
+                  "where": {"optype": [("forward-compute", "backward-compute")[i % 2]], **({"stage": ["last"]}
+                                                                                         if i % 3 == 0 else {})},
+                  "scale": {"duration": round(0.5 + (i + 0.5) / n, 6)}} for i in range(n)]  # never 1
+    path.write_text(yaml.safe_dump({"baseline": "nodelay", "scenarios": scenarios}, sort_keys=False))
+    return path
 
 
 def best_of(rows: list[dict]) -> dict:
@@ -398,12 +483,15 @@ def best_of(rows: list[dict]) -> dict:
 @dataclass
 class Limits:
     """How to run a job's children: ``repeat`` runs, ``timeout_s`` each, ``memory_gb`` (0: no cap),
-    and whether the analysis computes the exact per-worker S_w (``per_worker``)."""
+    whether the analysis computes the exact per-worker S_w (``per_worker``), the local workers of
+    the cluster child (``cluster``) and whether real traces get what-if and export children."""
 
     repeat: int = 1
     timeout_s: float = DEFAULT_TIMEOUT_S
     memory_gb: float = 0
     per_worker: bool = True
+    cluster: int = 2  # local worker processes of the cluster child (0: none)
+    extras: bool = True  # what-if and export-dag children on real traces
 
 
 def run_job(job: Job, work: Path, limits: Limits, batch: int, say) -> dict:
@@ -453,10 +541,31 @@ def _measure_job(job: Job, work: Path, limits: Limits, batch: int, say, row: dic
                            "graphwia analyze")
         cli.append({"cli_wall_s": run.wall_s, "cli_peak_mb": run.peak_mb})
         row.update(best_of(cli))
+    if job.synth and limits.cluster and row.get("synth_rows", 0) >= CLUSTER_MIN_OPS:
+        say(f"{job.name}: graphwia analyze --workers {limits.cluster}")
+        with tempfile.TemporaryDirectory(dir=work) as out:
+            _, run = child(graphwia_command(job.trace_path, job.meta_path, Path(out), limits.per_worker,
+                                            "--workers", str(limits.cluster)), "graphwia analyze --workers")
+        row.update(cluster_wall_s=run.wall_s, cluster_peak_mb=run.peak_mb, cluster_workers=limits.cluster)
+    if not job.synth and limits.extras:
+        scenarios = write_whatif_scenarios(work / f"whatif-{job.name}.yaml", WHATIF_SCENARIOS)
+        extras = []
+        for i in range(runs):
+            say(f"{job.name}: graphwia whatif of {WHATIF_SCENARIOS} scenarios, run {i + 1}/{runs}")
+            _, whatif = child(graphwia_script() + ["whatif", str(job.trace_path), "--meta", str(job.meta_path),
+                                                   "--scenarios", str(scenarios), "--json"], "graphwia whatif")
+            say(f"{job.name}: graphwia export-dag to GraphML, run {i + 1}/{runs}")
+            with tempfile.TemporaryDirectory(dir=work) as out:
+                _, export = child(graphwia_script() + ["export-dag", str(job.trace_path), "--meta", str(job.meta_path),
+                                                       "--out", str(Path(out) / "dag.graphml"), "--quiet"],
+                                  "graphwia export-dag")
+            extras.append({"whatif_wall_s": whatif.wall_s, "whatif_peak_mb": whatif.peak_mb,
+                           "export_wall_s": export.wall_s, "export_peak_mb": export.peak_mb})
+            row.update(best_of(extras))
 
 
 def target_verdict(name: str, row: dict) -> str:
-    """"ok", or "MISS" with each missed target as value>limit, for this job's issue 7 targets.
+    """"ok", or "MISS" with each missed target as value>limit, for this job's targets (:data:`TARGETS`).
 
     "" when the job has no target; "FAIL why" when a child failed.
     """
@@ -510,7 +619,9 @@ def synth_jobs(sizes: list[float], work: Path) -> list[Job]:
     for ops in sizes:
         name = f"synth-{size_name(ops)}"
         synth = dict(SYNTH_SHAPE, dp=max(1, round(ops / per_dp_rank)))
-        if ops < per_dp_rank:  # smaller than one DP rank: fewer steps instead
+        if size_name(ops) in SIZE_SHAPES:
+            synth = dict(SIZE_SHAPES[size_name(ops)])
+        elif ops < per_dp_rank:  # smaller than one DP rank: fewer steps instead
             synth["steps"] = max(1, round(SYNTH_SHAPE["steps"] * ops / per_dp_rank))
         jobs.append(Job(name, work / f"trace-{name}.parquet", work / f"meta-{name}.yaml", synth=synth))
     return jobs
@@ -546,12 +657,14 @@ def fits(rows: list[dict]) -> dict:
     synthetic = [r for r in rows if r.get("kind") == "synth"]
     basis = synthetic if len(synthetic) >= 2 else rows
     slopes = {key: loglog_slope([r.get("n_ops") for r in basis], [r.get(key) for r in basis])
-              for key in (*TIME_SERIES, *MEMORY_SERIES, "eval_per_scenario_ms", "eval_warm_per_scenario_ms")}
+              for key in (*TIME_SERIES, *MEMORY_SERIES, "eval_per_scenario_ms", "eval_warm_per_scenario_ms",
+                          "eval_numpy_ns_per_op", "eval_compiled_ns_per_op", "swap_compiled_ns_per_op")}
     return {"over": "synthetic jobs" if basis is synthetic else "all jobs", "slopes": slopes}
 
 
 def machine() -> dict:
     """What the numbers were measured on."""
+    import numba
     import numpy
     import pandas
 
@@ -561,6 +674,7 @@ def machine() -> dict:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
     return {"python": platform.python_version(), "numpy": numpy.__version__, "pandas": pandas.__version__,
+            "numba": numba.__version__,
             "graphwia": graphwia.__version__, "commit": git("rev-parse", "--short", "HEAD") or None,
             # the engine may be measured with uncommitted edits: say so
             "engine_dirty": bool(git("status", "--porcelain", "--", "graphwia", "cli")),
@@ -584,7 +698,7 @@ def print_table(rows: list[dict], fit: dict) -> None:
         table.add_column(header, justify="left" if key in ("job", "targets") else "right")
     for row in rows:
         table.add_row(*(format_cell(row, key, fmt) for key, _, fmt in COLUMNS))
-    console = Console() if sys.stdout.isatty() else Console(width=240)  # a file keeps whole rows
+    console = Console() if sys.stdout.isatty() else Console(width=320)  # a file keeps whole rows
     console.print(table)
     slopes = ", ".join(f"{k} {v:.2f}" for k, v in fit["slopes"].items() if v is not None)
     console.print(f"log-log slope vs ops over {fit['over']} (1 = constant cost per op): {slopes or '–'}")
@@ -625,23 +739,47 @@ def _plot_series(ax, rows: list[dict], key: str, legend: str) -> None:
 
 
 def _plot_targets(ax, rows: list[dict], series: dict) -> None:
-    """A red x at each issue 7 limit of the plotted fields, at the job's size."""
+    """A red x at each target of the plotted fields, at the job's size."""
     points = [(row["n_ops"], limit) for row in rows if row.get("n_ops")
               for key, limit, _ in TARGETS.get(row["job"], []) if key in series]
     if points:
-        ax.plot(*zip(*points), "x", color="red", markersize=8, label="issue 7 targets")
+        ax.plot(*zip(*points), "x", color="red", markersize=8, label="targets")
+
+
+def history(previous: dict | None, current: dict) -> list[dict]:
+    """The runs of an earlier ``bench.json`` (``previous``; None: none) and then ``current``'s, one entry each.
+
+    An entry keeps the commit, date, load and :data:`HISTORY_FIELDS` of every job.
+    """
+    def entry(report: dict) -> dict:
+        machine_info = report.get("machine", {})
+        return {"commit": machine_info.get("commit"), "engine_dirty": machine_info.get("engine_dirty"),
+                "date": machine_info.get("date"), "load_average": machine_info.get("load_average"),
+                "jobs": {row["job"]: {k: row[k] for k in HISTORY_FIELDS if row.get(k) is not None}
+                         for row in report.get("jobs", [])}}
+
+    runs = []
+    if isinstance(previous, dict):
+        runs = list(previous.get("history") or ([entry(previous)] if previous.get("jobs") else []))
+    return runs + [entry(current)]
 
 
 def write_outputs(out: Path, rows: list[dict], fit: dict, args: argparse.Namespace) -> list[Path]:
-    """``bench.json`` and ``bench.png`` in ``out``, atomically."""
+    """``bench.json`` (with the history of earlier runs found there) and ``bench.png`` in ``out``, atomically."""
     from graphwia.utils.io import check_writable_dir, write_json
 
     check_writable_dir(out)
     report = {"machine": machine(), "options": {"repeat": args.repeat, "batch": args.batch,
                                                 "memory_limit_gb": args.memory_limit, "synth_shape": SYNTH_SHAPE,
-                                                "per_worker": not args.no_per_worker},
+                                                "size_shapes": SIZE_SHAPES, "per_worker": not args.no_per_worker,
+                                                "cluster_workers": args.cluster},
               "targets": {job: [{"field": f, "limit": lim, "unit": u} for f, lim, u in t] for job, t in TARGETS.items()},
               "fit": fit, "jobs": rows}
+    try:
+        previous = json.loads((out / "bench.json").read_text())
+    except (OSError, ValueError):
+        previous = None
+    report["history"] = history(previous, report)
     paths = [write_json(out / "bench.json", report)]
     if not args.no_plot:
         paths.append(write_plot(out / "bench.png", rows, fit))
@@ -672,11 +810,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="analyse without the exact per-worker S_w (dp x pp extra scenarios); a diagnostic, "
                              "the targets are with it")
     parser.add_argument("--no-plot", action="store_true", help="skip bench.png")
+    parser.add_argument("--cluster", type=int, default=2, metavar="N",
+                        help=f"also analyse synthetic jobs of >= {CLUSTER_MIN_OPS:,} ops on N local worker "
+                             "processes (0: not)")
+    parser.add_argument("--no-extras", action="store_true",
+                        help=f"skip the what-if ({WHATIF_SCENARIOS} scenarios) and export-dag children of real traces")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.batch < 1:
         parser.error("--repeat and --batch must be at least 1")
-    if args.memory_limit < 0 or args.timeout <= 0:
-        parser.error("--memory-limit must be >= 0 and --timeout > 0")
+    if args.memory_limit < 0 or args.timeout <= 0 or args.cluster < 0:
+        parser.error("--memory-limit and --cluster must be >= 0 and --timeout > 0")
     if args.quick:
         args.sizes = ",".join(QUICK_SIZES)
     args.data, args.out = args.data.resolve(), args.out.resolve()  # children run in the repo root
@@ -698,7 +841,7 @@ def main(argv: list[str] | None = None) -> int:
         return child_main(argv[1:])
     args = parse_args(argv)
     limits = Limits(repeat=args.repeat, timeout_s=args.timeout, memory_gb=args.memory_limit,
-                    per_worker=not args.no_per_worker)
+                    per_worker=not args.no_per_worker, cluster=args.cluster, extras=not args.no_extras)
     try:
         with tempfile.TemporaryDirectory(prefix="graphwia-bench-") as tmp:
             work = Path(tmp)

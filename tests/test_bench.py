@@ -63,6 +63,7 @@ def test_whole_harness_on_a_tiny_job_writes_table_json_and_plot(bench, tmp_path,
                        "--out", str(tmp_path)])
     assert code == 0
     report = json.loads((tmp_path / "bench.json").read_text())
+    assert [run["jobs"].keys() for run in report["history"]] == [{"synth-3e3"}]
     (row,) = report["jobs"]
     assert row["job"] == "synth-3e3" and row["kind"] == "synth" and row["runs"] == 1
     for name in PHASE_FIELDS + ("cli_wall_s", "cli_peak_mb", "synth_s", "phases_child_wall_s"):
@@ -133,9 +134,41 @@ def test_synthetic_jobs_scale_dp_ranks_only(bench, tmp_path):
 
 
 def test_target_verdicts(bench):
-    assert bench.target_verdict("AR", {"cli_wall_s": 0.5}) == "ok"
-    assert bench.target_verdict("AR", {"cli_wall_s": 1.2}) == "MISS wall 1.2>0.8"
+    assert bench.target_verdict("AR", {"cli_wall_s": 0.3, "whatif_wall_s": 1.0}) == "ok"
+    assert bench.target_verdict("AR", {"cli_wall_s": 1.2, "export_peak_mb": 600}) == "MISS wall 1.2>0.36, export MB 600>500"
+    assert bench.target_verdict("synth-2e6", {"eval_warm_ns_per_op": 4.5}) == "MISS ns/op 4.5>3"
     assert bench.target_verdict("synth-1e5", {"cli_wall_s": 9.0}) == ""
+
+
+def test_the_named_jobs_have_the_issues_shapes(bench, tmp_path):
+    jobs = {j.name: j.synth for j in bench.synth_jobs([2e6, 1e7], tmp_path)}
+    assert jobs["synth-2e6"] == dict(bench.SYNTH_SHAPE, dp=64)
+    assert jobs["synth-1e7"] == dict(bench.SYNTH_SHAPE, dp=128, pp=16)
+
+
+def test_history_keeps_earlier_runs(bench):
+    first = {"machine": {"commit": "a1", "date": "d1"}, "jobs": [{"job": "AR", "cli_wall_s": 0.5, "other": 1}]}
+    runs = bench.history(first, {"machine": {"commit": "b2"}, "jobs": [{"job": "AR", "cli_wall_s": 0.4}]})
+    assert [r["commit"] for r in runs] == ["a1", "b2"] and runs[0]["jobs"] == {"AR": {"cli_wall_s": 0.5}}
+    again = bench.history({"history": runs}, {"machine": {"commit": "c3"}, "jobs": []})
+    assert [r["commit"] for r in again] == ["a1", "b2", "c3"]
+    assert [r["commit"] for r in bench.history(None, {"machine": {"commit": "x"}, "jobs": []})] == ["x"]
+
+
+def test_kernels_are_compared_on_the_same_batch(bench, tiny_trace):
+    row = bench.measure_phases(*tiny_trace, batch=3)
+    for name in ("kernel_load_s", "eval_numpy_ns_per_op", "eval_compiled_ns_per_op", "swap_numpy_ns_per_op",
+                 "swap_compiled_ns_per_op", "eval_warm_ns_per_op"):
+        assert row[name] > 0, name
+
+
+def test_whatif_scenarios_fit_any_trace(bench, tiny_trace, tmp_path):
+    from graphwia import load_trace
+    from graphwia.analyses.whatif import load_scenarios, run_whatif
+
+    scenarios = load_scenarios(bench.write_whatif_scenarios(tmp_path / "w.yaml", 12))
+    assert len(set(scenarios.names)) == 12
+    assert run_whatif(load_trace(*tiny_trace), scenarios).step_time.shape[1] == 12
 
 
 def test_per_worker_switch_reaches_both_children(bench, tiny_trace):
