@@ -33,6 +33,8 @@ CATEGORIES = ("user_annotation", "gpu_user_annotation", "cpu_op", "python_functi
               "cuda_driver", "kernel", "gpu_memcpy", "gpu_memset", "other")
 CAT = {name: code for code, name in enumerate(CATEGORIES)}
 OTHER = CAT["other"]
+#: Operators and Python frames: their times and threads are read on demand (Events.materialize).
+DEFERRED_CATS = (CAT["cpu_op"], CAT["python_function"])
 #: Device activity: runs on a GPU stream, linked to its launch by a correlation id.
 DEVICE_CATS = (CAT["kernel"], CAT["gpu_memcpy"], CAT["gpu_memset"])
 #: Host-side launches of device activity.
@@ -84,7 +86,7 @@ class Events:
 
     Per event: ``cat`` (codes into :data:`CATEGORIES`), ``name`` (codes into ``names``),
     ``thread`` (codes of (pid, tid) pairs), ``pid`` (int; −1 when not a number), ``start``/``end``
-    (absolute ns), ``correlation``; :meth:`external` (External id) of some events; on first use, ``sequence``
+    (absolute ns; of operators and Python frames only once materialized), ``correlation``; :meth:`external` (External id) of some events; on first use, ``sequence``
     (autograd sequence number), ``python_id``/``python_parent`` (−1: none) and ``flows``
     (``ac2g`` flow events: start flag, thread, ts, id). ``comms`` maps an event's index to the
     arguments of a ``record_param_comms`` op.
@@ -109,6 +111,21 @@ class Events:
     all_records: list = field(default_factory=list, repr=False)  # every decoded event, for the flows
     phases: list = field(default_factory=list, repr=False)
     thread_codes: dict = field(default_factory=dict, repr=False)
+    pending: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), repr=False)
+
+    def materialize(self, rows: np.ndarray) -> None:
+        """Fill ``start``, ``end``, ``thread``, ``pid`` of the events at ``rows`` that lack them."""
+        rows = np.asarray(rows, dtype=np.int64)
+        todo = rows[self.pending[rows]]
+        if not len(todo):
+            return
+        records = [self.records[i] for i in todo.tolist()] if len(todo) < len(self.records) else self.records
+        start = _ns(np.fromiter(map(attrgetter("ts"), records), np.float64, len(records)), self.base_ns)
+        self.start[todo] = start
+        self.end[todo] = start + np.round(np.fromiter(map(attrgetter("dur"), records), np.float64,
+                                                      len(records)) * 1000).astype(np.int64)
+        self.pid[todo], self.thread[todo] = _threads(records, self.thread_codes)
+        self.pending[todo] = False
 
     def __len__(self) -> int:
         return len(self.cat)
@@ -190,7 +207,9 @@ def _gc_paused() -> Iterator[None]:
 def _columns(path: Path, decoded: _File, size: int) -> Events:
     """Columns of the complete events of known categories, built with C-level ``map`` over the
     records (no Python loop per event). Launches get no name (code 0, ``""``): they are all
-    ``cudaLaunchKernel`` and alike; only launches and device activity get a correlation id."""
+    ``cudaLaunchKernel`` and alike; only launches and device activity get a correlation id;
+    operators and Python frames (often most of a trace) get their times and threads only when
+    :meth:`Events.materialize` asks for them."""
     events = decoded.traceEvents
     phases = list(map(attrgetter("ph"), events))
     records = list(compress(events, map("X".__eq__, phases)))
@@ -201,10 +220,6 @@ def _columns(path: Path, decoded: _File, size: int) -> Events:
     if not known.all():  # other categories ("Trace" spans, ...) play no part
         records, cat = list(compress(records, known.tolist())), cat[known]
     n = len(records)
-    base = int(decoded.baseTimeNanoseconds or 0)
-    start = _ns(np.fromiter(map(attrgetter("ts"), records), np.float64, n), base)
-    end = start + np.round(np.fromiter(map(attrgetter("dur"), records), np.float64, n) * 1000).astype(np.int64)
-    pid, thread, threads = _threads(records)
     launch = np.isin(cat, LAUNCH_CATS)
     named = records if not launch.any() else list(compress(records, (~launch).tolist()))
     name_list = list(map(attrgetter("name"), named))
@@ -214,40 +229,44 @@ def _columns(path: Path, decoded: _File, size: int) -> Events:
     linked = launch | np.isin(cat, DEVICE_CATS)
     correlation = np.full(n, -1, dtype=np.int64)
     correlation[linked] = _arg(list(compress(records, linked.tolist())), "correlation")
-    comms = {}
-    for i in np.flatnonzero(name == names.get("record_param_comms", -1)):
+    events = Events(
+        path=path, cat=cat, name=name, names=list(names), thread=np.full(n, -1, dtype=np.int32),
+        pid=np.full(n, -1, dtype=np.int64), start=np.full(n, -1, dtype=np.int64), end=np.full(n, -1, dtype=np.int64),
+        correlation=correlation, comms={}, distributed=decoded.distributedInfo,
+        base_ns=int(decoded.baseTimeNanoseconds or 0), host=decoded.host_name, size=size,
+        counts={"events": len(events)}, records=records, all_records=events, phases=phases,
+        pending=np.ones(n, dtype=bool))
+    events.materialize(np.flatnonzero(~np.isin(cat, DEFERRED_CATS)))
+    comm_rows = np.flatnonzero(name == names.get("record_param_comms", -1))
+    events.materialize(comm_rows)
+    for i in comm_rows.tolist():
         a = records[i].args
-        comms[int(i)] = {"collective": a.collective, "group_desc": a.group_desc, "group_ranks": a.group_ranks,
-                         "group_size": a.group_size, "src_rank": a.src_rank, "dst_rank": a.dst_rank}
-    return Events(
-        path=path, cat=cat, name=name, names=list(names), thread=thread, pid=pid, start=start, end=end,
-        correlation=correlation, comms=comms, distributed=decoded.distributedInfo, base_ns=base,
-        host=decoded.host_name, size=size, counts={"events": len(events)}, records=records,
-        all_records=events, phases=phases,
-        thread_codes=threads,
-    )
+        events.comms[i] = {"collective": a.collective, "group_desc": a.group_desc, "group_ranks": a.group_ranks,
+                           "group_size": a.group_size, "src_rank": a.src_rank, "dst_rank": a.dst_rank}
+    return events
 
 
-def _threads(records: list) -> tuple[np.ndarray, np.ndarray, dict]:
-    """pid (−1 when not a number) and thread code of every record, and (pid, tid) → code."""
+def _threads(records: list, codes: dict) -> tuple[np.ndarray, np.ndarray]:
+    """pid (−1 when not a number) and thread code of every record; ``codes`` ((pid, tid) → code)
+    gets the new pairs."""
     n = len(records)
     try:
         pid = np.fromiter(map(attrgetter("pid"), records), np.int64, n)
         tid = np.fromiter(map(attrgetter("tid"), records), np.int64, n)
-    except ValueError:  # a pid or tid given as text: factorize the pairs as they are
+    except ValueError:  # a pid or tid given as text (rare): pair by pair
         pairs = list(zip(map(attrgetter("pid"), records), map(attrgetter("tid"), records)))
-        codes = {key: code for code, key in enumerate(dict.fromkeys(pairs))}
-        thread = np.fromiter(map(codes.__getitem__, pairs), np.int32, n)
-        pid_of = np.array([p if isinstance(p, int) else -1 for p, _ in codes], dtype=np.int64)
-        return (pid_of[thread] if n else np.zeros(0, np.int64)), thread, codes
-    if n and min(pid.min(), tid.min()) >= 0 and max(pid.max(), tid.max()) < 1 << 31:
-        keys, thread = np.unique((pid << 32) | tid, return_inverse=True)
+        thread = np.fromiter((codes.setdefault(pair, len(codes)) for pair in pairs), np.int32, n)
+        return np.fromiter((p if isinstance(p, int) else -1 for p, _ in pairs), np.int64, n), thread
+    if not n:
+        return pid, np.zeros(0, dtype=np.int32)
+    if min(pid.min(), tid.min()) >= 0 and max(pid.max(), tid.max()) < 1 << 31:
+        keys, inverse = np.unique((pid << 32) | tid, return_inverse=True)
         pairs = zip((keys >> 32).tolist(), (keys & 0xFFFFFFFF).tolist())
     else:  # ids beyond 31 bits: sort the pairs (slower)
-        keys, thread = np.unique(np.stack([pid, tid], axis=1), axis=0, return_inverse=True)
+        keys, inverse = np.unique(np.stack([pid, tid], axis=1), axis=0, return_inverse=True)
         pairs = map(tuple, keys.tolist())
-    codes = {pair: code for code, pair in enumerate(pairs)}
-    return pid, thread.ravel().astype(np.int32), codes
+    known = np.array([codes.setdefault(pair, len(codes)) for pair in pairs], dtype=np.int32)
+    return pid, known[inverse.ravel()]
 
 
 def _arg(records: list, attr: str) -> np.ndarray:
