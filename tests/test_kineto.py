@@ -376,3 +376,22 @@ def test_ranks_read_on_local_processes_and_on_dask(job):
         remote, _ = import_kineto(job[0], scheduler=cluster.scheduler_address)
     same_ops(here, remote, atol=0)
     one_line_error(UsageError, "not a scheduler address", lambda: import_kineto(job[0], scheduler="nonsense"))
+
+
+def test_clock_offset_known_answer():
+    """Host 1 runs 50 ms late: its forward recv ends 'before' the send started by up to 49.5 ms and
+    its backward send 'starts' up to 50.5 ms after the recv on host 0 ended: midpoint 50 ms."""
+    from graphwia.trace.kineto.clocks import estimate_offsets
+
+    ms = 1_000_000
+    ops = {  # stage 0 on host 0 sends forward at 10 ms; stage 1 (host 1) receives, and sends backward
+        "dp_rank": np.zeros(4, np.int64), "stage": np.array([0, 1, 1, 0]), "step": np.zeros(4, np.int64),
+        "optype": np.array([4, 5, 6, 7]),  # forward-send, forward-recv, backward-send, backward-recv
+        "mb": np.zeros(4, np.int64), "chunk": np.full(4, -1), "host": np.array([0, 1, 1, 0]),
+        "start": np.array([10, 10 - 50 + 0.2, 20 - 50, 19.4]) * ms,
+        "end": np.array([10.5, 10.5 - 50, 20.4 - 50, 20.5]) * ms,
+    }
+    ops["start"], ops["end"] = ops["start"].astype(np.int64), ops["end"].astype(np.int64)
+    report = estimate_offsets(ops, ["a", "b"], 0, pp=2, vpp=1)
+    assert report.pairs == 2 and report.violations_before == 1 and report.violations_after == 0
+    assert report.offsets["a"] == 0 and abs(report.offsets["b"] - 50 * ms) <= 0.5 * ms

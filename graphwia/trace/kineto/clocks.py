@@ -144,13 +144,11 @@ def _chain(lower: np.ndarray, reference: int) -> np.ndarray:
             offsets[b] = offsets[a] + diff
             placed.add(b)
             frontier.append(b)
-    for _ in range(n):  # Bellman-Ford rounds on the lower bounds
-        changed = False
-        for a in range(n):
-            for b in range(n):
-                if lower[a, b] != none and offsets[b] - offsets[a] < lower[a, b]:
-                    offsets[b] = offsets[a] + lower[a, b]
-                    changed = True
-        if not changed:
+    bound = lower != none
+    for _ in range(n):  # Bellman-Ford rounds on the lower bounds, all host pairs at once
+        needed = np.where(bound, offsets[:, None] + np.where(bound, lower, 0), none).max(axis=0)
+        raised = np.maximum(offsets, needed)
+        if (raised == offsets).all():
             break
+        offsets = raised
     return offsets - offsets[reference]
