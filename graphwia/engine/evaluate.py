@@ -37,10 +37,11 @@ KERNELS = ("auto", "numpy", "compiled")
 #: "auto" loads the compiled kernel for a family of at least this many op-instance evaluations
 #: (n_ops × scenarios): below it, numba's import (~0.3 s) costs more than the numpy kernel.
 COMPILED_MIN_WORK = 20_000_000
-#: A swap family of at least this many scenarios (groups) is evaluated by propagating each
+#: A swap family whose ops fall into at least this many groups is evaluated by propagating each
 #: scenario's changes only (kernels.propagate): its groups are then small parts of the job
-#: (one worker of many), whose changes reach a few percent of a step (4% at dp 64).
-SPARSE_MIN_SCENARIOS = 64
+#: (one worker of many), whose changes reach a few percent of a step (4% at dp 64). Counted over
+#: the whole family, so a part of it (on a cluster) is evaluated the same way.
+SPARSE_MIN_GROUPS = 64
 
 
 class Simulation:
@@ -212,7 +213,7 @@ class CompiledDag:
     def _evaluate_compiled(self, family: Family, times: bool) -> Simulation:
         from graphwia.engine import kernels
 
-        if isinstance(family, Swap) and not times and family.n_scenarios >= SPARSE_MIN_SCENARIOS:
+        if isinstance(family, Swap) and not times and family.n_groups >= SPARSE_MIN_GROUPS:
             step_time, span = kernels.propagate(
                 self.plan, self.n_steps, family.n_scenarios, family.weight[:, None],
                 None if family.delay is None else family.delay[:, None], family.chosen_weights[:, None],

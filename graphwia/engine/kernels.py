@@ -166,18 +166,24 @@ def run(plan: Plan, n_steps: int, n_scenarios: int, mode: int, weight: np.ndarra
 
 
 @numba.njit(inline="always")
-def _fill(mode, values, chosen, group, first_group, row, k0, width, out):
-    """Weights (or delays) of op ``row`` in scenario columns k0 … k0+width−1 into ``out`` (see the module docstring)."""
-    if mode == DENSE:
-        for b in range(width):
-            out[b] = values[row, k0 + b]
-    else:
-        value = values[row, 0]
-        for b in range(BLOCK):
-            out[b] = value
-        b = group[row] - first_group - k0
-        if 0 <= b < width:
-            out[b] = chosen[row, 0]
+def _fill(mode, values, chosen, group, first_group, base, per_step, k0, width, out):
+    """Weights (or delays) of a step's ops (rows base …) in scenario columns k0 … k0+width−1 into ``out``.
+
+    ``out`` is (per_step, BLOCK), read in memory order; lanes past ``width`` are 0. See the module
+    docstring for the two forms.
+    """
+    for op in range(per_step):
+        row = base + op
+        if mode == DENSE:
+            for b in range(width):
+                out[op, b] = values[row, k0 + b]
+        else:
+            value = values[row, 0]
+            for b in range(width):
+                out[op, b] = value
+            b = group[row] - first_group - k0
+            if 0 <= b < width:
+                out[op, b] = chosen[row, 0]
 
 
 #: max/min compile to single vector instructions when NaNs need not propagate; signed zeros
@@ -195,13 +201,17 @@ def _relax(n_nodes, n_sources, ptr, src, target_op, local, op_at, optimizer, n_s
     has_optimizer = np.any(optimizer)
     for thread in numba.prange(n_threads):
         values = np.zeros((2 * n_nodes, BLOCK))  # per position: time (start), end; see Plan
+        weights = np.zeros((per_step, BLOCK))  # this item's weights and delays, in op order: read
+        delays = np.zeros((per_step, BLOCK))  # from the inputs once, in memory order
         latest = np.empty(BLOCK)
-        add = np.zeros(BLOCK)  # lanes past a block's width stay 0: they compute harmless values
         first_start, last_end, last_optimizer = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
         for item in range(thread, n_items, n_threads):
             step, k0 = item // n_blocks, (item % n_blocks) * BLOCK
             width = min(BLOCK, n_cols - k0)
             base = step * per_step
+            _fill(mode, weight, chosen_weight, group, first_group, base, per_step, k0, width, weights)
+            if has_delay:
+                _fill(mode, delay, chosen_delay, group, first_group, base, per_step, k0, width, delays)
             first_start[:] = np.inf
             last_end[:] = -np.inf
             last_optimizer[:] = -np.inf
@@ -213,46 +223,45 @@ def _relax(n_nodes, n_sources, ptr, src, target_op, local, op_at, optimizer, n_s
                     for b in range(BLOCK):
                         latest[b] = max(latest[b], values[s, b])
                 op = target_op[i]
-                if op >= 0 and has_delay:
-                    _fill(mode, delay, chosen_delay, group, first_group, base + op, k0, width, add)
-                    for b in range(BLOCK):
-                        latest[b] += add[b]
-                for b in range(BLOCK):
-                    values[slot, b] = latest[b]
                 if op >= 0:
                     for b in range(BLOCK):
+                        latest[b] += delays[op, b]
+                        values[slot, b] = latest[b]
                         first_start[b] = min(first_start[b], latest[b])
                     if times:
                         for b in range(width):
                             start[base + op, k0 + b] = latest[b]
                     if local[i]:
-                        _finish(mode, weight, chosen_weight, group, first_group, base, op, k0, width, add, latest,
-                                values[slot + 1], optimizer[op], last_end, last_optimizer, times, end)
+                        _finish(weights, op, latest, values, slot + 1, optimizer[op], last_end, last_optimizer,
+                                times, end, base, k0, width)
                 else:  # a barrier: its members end now
+                    for b in range(BLOCK):
+                        values[slot, b] = latest[b]
                     for e in range(ptr[i], ptr[i + 1]):
                         member = src[e] // 2
-                        _finish(mode, weight, chosen_weight, group, first_group, base, op_at[member], k0, width, add,
-                                latest, values[2 * member + 1], optimizer[op_at[member]], last_end, last_optimizer,
-                                times, end)
+                        member_op = op_at[member]
+                        _finish(weights, member_op, latest, values, 2 * member + 1, optimizer[member_op], last_end,
+                                last_optimizer, times, end, base, k0, width)
             for b in range(width):
                 span[step, k0 + b] = last_end[b] - first_start[b]
                 step_time[step, k0 + b] = last_optimizer[b] if has_optimizer else span[step, k0 + b]
 
 
 @numba.njit(inline="always", fastmath=_FAST)
-def _finish(mode, weight, chosen_weight, group, first_group, base, op, k0, width, add, ready, out, is_optimizer,
-            last_end, last_optimizer, times, end):
-    """An op ends at ``ready`` + its weight: store it in ``out`` and in the step's maxima (and ``end``)."""
-    _fill(mode, weight, chosen_weight, group, first_group, base + op, k0, width, add)
+def _finish(weights, op, ready, values, slot, is_optimizer, last_end, last_optimizer, times, end, base, k0, width):
+    """Op ``op`` ends at ``ready`` + its weight: store it in ``values[slot]``, the step's maxima and ``end``.
+
+    (Indices, not row views: a view per op would cost two atomic reference counts.)
+    """
     for b in range(BLOCK):
-        out[b] = ready[b] + add[b]
-        last_end[b] = max(last_end[b], out[b])
+        values[slot, b] = ready[b] + weights[op, b]
+        last_end[b] = max(last_end[b], values[slot, b])
     if is_optimizer:
         for b in range(BLOCK):
-            last_optimizer[b] = max(last_optimizer[b], out[b])
+            last_optimizer[b] = max(last_optimizer[b], values[slot, b])
     if times:
         for b in range(width):
-            end[base + op, k0 + b] = out[b]
+            end[base + op, k0 + b] = values[slot, b]
 
 
 def propagate(plan: Plan, n_steps: int, n_scenarios: int, weight: np.ndarray, delay: np.ndarray | None,

@@ -70,6 +70,11 @@ class Swap:
             raise ValueError("chosen_delay needs delay (the launch delays outside the group)")
 
     @property
+    def n_groups(self) -> int:
+        """Groups the ops fall into (of the whole family, also when this is a part of it)."""
+        return int(self.group.max()) + 1 if len(self.group) else 0
+
+    @property
     def chosen_weights(self) -> np.ndarray:
         return self.weight if self.chosen_weight is None else self.chosen_weight
 
