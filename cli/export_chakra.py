@@ -36,11 +36,12 @@ def export_chakra(
 ) -> None:
     """Write one scenario of TRACE as Chakra execution traces (one per rank) that ASTRA-sim replays."""
     from graphwia.analyses.whatif import load_scenarios
-    from graphwia.outputs.chakra import check_name, export_chakra as write_chakra
+    from graphwia.outputs.chakra import export_chakra as write_chakra
+    from graphwia.utils.names import check_name
 
     selection = StepSelection(ctx, steps)
     if name is not None:
-        check_name(name, "--name")
+        check_name(name, what="--name", source=None)
     scenarios = load_scenarios(whatif) if whatif else None
     with progress(not quiet) as say:
         say("loading the trace")

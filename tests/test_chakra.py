@@ -107,6 +107,11 @@ def replay(files, groups) -> tuple[dict, dict]:
     return nodes, end
 
 
+def listed(directory: Path) -> list[str]:
+    """The files of a directory, without the hidden bookkeeping of output sets."""
+    return sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
+
+
 def step_of(name: str) -> int:
     return int(name.rsplit(" ", 1)[1])
 
@@ -238,7 +243,7 @@ def test_synthetic_export_rebuilds_and_replays(synth_trace, tmp_path, scenario):
     chosen = choose_scenario(synth_trace, scenario)
     files, groups = read_export(export)
     check_structure(export, chosen, files)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+    assert listed(tmp_path) == sorted(
         [f"sy-{scenario}.{r}.et" for r in export.ranks] + [f"sy-{scenario}.comm_groups.json", f"sy-{scenario}.README.md"])
     assert sorted(export.ranks) == sorted(set(synth_trace.table["rank"].tolist())) != list(range(6))
     used = {n["attr"]["pg_name"] for nodes in files.values() for n in nodes if n["type"] == C.COMM_COLL_NODE}
@@ -266,14 +271,19 @@ def test_synthetic_export_rebuilds_and_replays(synth_trace, tmp_path, scenario):
 
 
 def test_compact_ranks_and_names(synth_trace, tmp_path):
+    spread = export_chakra(synth_trace, tmp_path, scenario="ideal", name="job_1.x")
+    assert max(spread.ranks) > 5 and any("global rank" in note for note in spread.notes)
     export = export_chakra(synth_trace, tmp_path, scenario="ideal", compact_ranks=True, name="job_1.x")
     assert list(export.ranks) == list(range(6))
+    # The second export of the same name replaced the first one's files, those of ranks above 5 too.
+    assert listed(tmp_path) == sorted([p.name for p in export.files] + ["job_1.x.README.md",
+                                                                        "job_1.x.comm_groups.json"])
     assert [p.name for p in export.files] == [f"job_1.x.{r}.et" for r in range(6)]
     assert [g for g, _, _ in export.ranks.values()] == sorted(set(synth_trace.table["rank"].tolist()))
     files, groups = read_export(export)
     match_groups(files, groups)
     assert not any("global rank" in note for note in export.notes)
-    with pytest.raises(UsageError, match="cannot name output files"):
+    with pytest.raises(UsageError, match="name '../up' is not a valid name"):
         export_chakra(synth_trace, tmp_path, name="../up")
     with pytest.raises(UsageError, match="activation_bytes"):
         export_chakra(synth_trace, tmp_path, activation_bytes=-1)
@@ -394,7 +404,7 @@ def test_cli_writes_the_files(synth_files, tmp_path):
     result = run_cli("export-chakra", trace, "--out", out, "--scenario", "ideal", "--steps", "1-2",
                      "--activation-bytes", "4096", "--grad-bytes", "65536")
     assert result.exit_code == 0, result.output
-    written = sorted(p.name for p in out.iterdir())
+    written = listed(out)
     assert written == sorted([f"cx-ideal.{r}.et" for r in range(4)] + ["cx-ideal.comm_groups.json",
                                                                        "cx-ideal.README.md"])
     assert "4 ranks" in result.output and "replayed mean step time" in result.output
@@ -406,7 +416,7 @@ def test_cli_writes_the_files(synth_files, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--scenario", "fastest"], "scenario 'fastest' is not one of nodelay, base, ideal"),
-    (["--name", "a/b"], "--name 'a/b' cannot name output files"),
+    (["--name", "a/b"], "--name 'a/b' is not a valid name"),
     (["--steps", "9"], "step 9 is not in the trace"),
 ])
 def test_cli_bad_input_is_one_line(synth_files, tmp_path, args, message):
@@ -415,7 +425,7 @@ def test_cli_bad_input_is_one_line(synth_files, tmp_path, args, message):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("graphwia: error:") and message in lines[0], result.output
-    assert not (tmp_path / "et").exists() or not any((tmp_path / "et").iterdir())
+    assert not (tmp_path / "et").exists() or not listed(tmp_path / "et")
 
 
 def test_cli_unwritable_out(synth_files, tmp_path):

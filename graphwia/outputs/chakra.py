@@ -11,8 +11,11 @@
   attributes refer to, ``{"<id>": [rank, …]}`` as ASTRA-sim reads them;
 * ``<name>.README.md``: what was exported and how to replay it.
 
-The default ``<name>`` is ``<trial_name>-<scenario>``. The files of one export
-replace earlier ones together or not at all.
+The default ``<name>`` is ``<trial_name>-<scenario>``; names pass the name
+rule of :mod:`graphwia.utils.names`. The files of one export are one output
+set (:func:`graphwia.utils.io.output_set`): they replace an earlier export of
+the same name together or not at all, and that export's files this one does
+not write (ranks it had and this one lacks) are removed.
 
 How the DAG maps to nodes
 -------------------------
@@ -55,7 +58,6 @@ without them, and for the embedding and clip all-reduces, ``comm_size`` is 0
 from __future__ import annotations
 
 import heapq
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -70,14 +72,13 @@ from graphwia.model.schedule import KIND_CODE, StageTemplate
 from graphwia.model.weights import TypicalFrom
 from graphwia.outputs import chakra_schema as C
 from graphwia.trace.steps import Steps, format_ranges
-from graphwia.utils.io import all_or_nothing, atomic_path, check_writable_dir, write_json, write_text
+from graphwia.utils.io import atomic_path, output_set, write_json, write_text
+from graphwia.utils.names import check_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphwia.analyses.standard import Analysis
     from graphwia.trace.optable import Trace
 
-#: What a file name made of a trial or scenario name may look like.
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 US = 1e6
 #: Collective type of each optype that can be a collective group member.
 COMM_TYPE = {
@@ -143,20 +144,18 @@ def export_chakra(source: Union["Trace", "Analysis"], out_dir: str | Path, *, sc
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
                                   or not 0 <= value < 1 << 63):
             raise UsageError(f"{option} must be a whole number of bytes in [0, 2^63), got {value!r}")
+    where = f"Chakra traces in {out_dir}"
     if name is not None:
-        check_name(name, "name")
+        check_name(name, what="name", source=where)
     chosen = choose_scenario(source, scenario, scenarios=scenarios, steps=steps, typical_from=typical_from)
-    out_dir = check_writable_dir(out_dir)
     if name is None:
-        name = check_name(f"{chosen.dag.meta.trial_name}-{scenario}", "trial_name-scenario")
+        trial = check_name(chosen.dag.meta.trial_name, what="trial name", source=where)
+        name = f"{trial}-{check_name(scenario, what='scenario name', source=where)}"
     plan = _Plan(chosen, activation_bytes=activation_bytes, grad_bytes=grad_bytes, compact_ranks=compact_ranks)
-    files = [out_dir / f"{name}.{rank}.et" for rank in plan.file_ranks]
-    groups_path, readme_path = out_dir / f"{name}.comm_groups.json", out_dir / f"{name}.README.md"
-    for path in (*files, groups_path, readme_path):  # names are checked words; make sure all the same
-        if path.resolve().parent != out_dir.resolve():
-            raise UsageError(f"{path}: output would land outside {out_dir}")
     n_nodes = n_bytes = 0
-    with all_or_nothing():
+    with output_set(out_dir, key=f"chakra:{name}") as out_dir:
+        files = [out_dir / f"{name}.{rank}.et" for rank in plan.file_ranks]
+        groups_path, readme_path = out_dir / f"{name}.comm_groups.json", out_dir / f"{name}.README.md"
         for index, path in enumerate(files):
             payloads = plan.rank_messages(index)
             data = C.encode_delimited(payloads)
@@ -172,14 +171,6 @@ def export_chakra(source: Union["Trace", "Analysis"], out_dir: str | Path, *, sc
             replay_step_time=plan.replay_step_time, makespan=plan.makespan, notes=plan.notes())
         write_text(readme_path, readme_text(export, plan.dag))
     return export
-
-
-def check_name(name: str, what: str) -> str:
-    """``name`` if it can prefix a file name (letters, digits, '.', '_', '-'; no path), else UsageError."""
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise UsageError(f"{what} {name!r} cannot name output files: use letters, digits, '.', '_' and '-', "
-                         f"starting with a letter or digit")
-    return name
 
 
 class _Plan:
