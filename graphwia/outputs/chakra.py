@@ -134,11 +134,12 @@ def export_chakra(source: Union["Trace", "Analysis"], out_dir: str | Path, *, sc
 
     ``scenario`` and ``scenarios`` choose the weights, ``steps`` and
     ``typical_from`` the steps of a trace and where its typical weights come
-    from, as :func:`graphwia.analyses.whatif.choose_scenario` does. ``activation_bytes`` is the size of every p2p
-    message, ``grad_bytes`` of every DP collective op (unknown: 0). ``name``
-    prefixes the files (default ``<trial_name>-<scenario>``). Files are named
-    by global rank, or with ``compact_ranks`` by 0 … n−1 in global-rank order
-    (a simulator wants one file per NPU; TP peers are not traced).
+    from, as :func:`graphwia.analyses.whatif.choose_scenario` does.
+    ``activation_bytes`` is the size of every p2p message, ``grad_bytes`` of
+    every DP collective op (unknown: 0). ``name`` prefixes the files (default
+    ``<trial_name>-<scenario>``). Files are named by global rank, or with
+    ``compact_ranks`` by 0 … n−1 in global-rank order (a simulator wants one
+    file per NPU; TP peers are not traced).
     """
     for option, value in (("activation_bytes", activation_bytes), ("grad_bytes", grad_bytes)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
