@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -68,6 +67,7 @@ from graphwia.model.dag import Dag
 from graphwia.errors import UsageError
 from graphwia.engine.evaluate import CompiledDag, Simulation
 from graphwia.utils.io import read_yaml
+from graphwia.utils.names import check_name
 from graphwia.optypes import ALL_OPTYPES, ATTRIBUTION_GROUP, OPTYPE_CODE
 from graphwia.trace.steps import Steps, format_ranges
 from graphwia.trace.optable import Trace
@@ -95,8 +95,6 @@ OPTYPE_GROUPS = {group: tuple(t for t in ALL_OPTYPES if ATTRIBUTION_GROUP[t] == 
 #: (same direction) with the recorded delays, gets a warning: the delays mask the change.
 MASK_MIN_EFFECT = 0.01
 MASKED_SHARE = 0.5
-#: Scenario names become file names of timelines.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class ScenarioError(UsageError):
@@ -166,9 +164,7 @@ def _parse_scenario(raw: object, index: int, source: str) -> Scenario:
     where = f"{source}: scenario #{index + 1}"
     if not isinstance(raw, dict):
         raise ScenarioError(f"{where}: expected a mapping with keys {', '.join(SCENARIO_KEYS)}")
-    name = raw.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ScenarioError(f"{where}: 'name' must be a word of letters, digits, '.', '_' or '-', got {name!r}")
+    name = check_name(raw.get("name"), what="name", source=where, error=ScenarioError)  # it names timeline files
     where = f"{source}: scenario {name!r}"
     _reject_unknown(raw, SCENARIO_KEYS, where)
     selectors = _parse_where(raw.get("where"), where)  # first: an action misplaced under where is named
@@ -355,7 +351,10 @@ def run_whatif(source: Union[Trace, "Analysis"], scenarios: ScenarioSet, *, step
     checks = _masking_columns(columns) if scenarios.baseline == "base" else []
     weight = np.column_stack([w for w, _ in columns + checks])
     delay = np.column_stack([d for _, d in columns + checks])
-    sim = inputs.compiled.evaluate(weight, delay)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing scenario is named just below
+        sim = inputs.compiled.evaluate(weight, delay)
+    _check_step_times(sim.step_time[:, :len(columns)], [scenarios.baseline, *scenarios.names], inputs.dag.steps,
+                      scenarios.source)
     warnings = []
     if checks:
         warnings = _masking_warnings(sim, columns, scenarios)
@@ -363,6 +362,17 @@ def run_whatif(source: Union[Trace, "Analysis"], scenarios: ScenarioSet, *, step
     return WhatIfResult(scenarios=scenarios, steps=[int(s) for s in inputs.dag.steps], baseline_span=sim.span[:, 0],
                         step_time=sim.step_time[:, 1:], dag=inputs.dag, simulation=sim, weight=weight,
                         warnings=warnings, typical_from=inputs.typical_from)
+
+
+def _check_step_times(step_time: np.ndarray, names: list[str], steps: np.ndarray, source: str) -> None:
+    """Every simulated step time must be positive and finite: speedups divide by it (a ScenarioError otherwise)."""
+    bad = ~(np.isfinite(step_time) & (step_time > 0))
+    if bad.any():
+        step, column = (int(i) for i in np.argwhere(bad)[0])
+        value = step_time[step, column]
+        why = "every op on its path takes 0 s" if value == 0 else "its times overflow"
+        raise ScenarioError(f"{source}: scenario {names[column]!r} simulates step {int(steps[step])} to {value} s "
+                            f"({why}); a speedup needs a positive, finite step time")
 
 
 def _masking_columns(columns: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:

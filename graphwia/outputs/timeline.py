@@ -101,8 +101,8 @@ def write_bars_timeline(path: str | Path, dag: Dag, start: np.ndarray, end: np.n
                         marked: np.ndarray | None = None, flows: Sequence[Sequence[int]] = ()) -> Path:
     """Write the timeline of bars from ``start`` to ``end`` (see :func:`timeline_events`), streamed, atomically.
 
-    Times must be finite (an :class:`~graphwia.errors.OutputError` names the first op that is not):
-    the file is strict JSON.
+    Times must be finite, also in microseconds with the steps laid end to end (an
+    :class:`~graphwia.errors.OutputError` says which are not): the file is strict JSON.
     """
     bad = ~(np.isfinite(start) & np.isfinite(end))
     if bad.any():
@@ -110,6 +110,12 @@ def write_bars_timeline(path: str | Path, dag: Dag, start: np.ndarray, end: np.n
 
         raise OutputError(f"{path}: cannot draw {int(bad.sum())} op(s) without a finite time, first: "
                           f"{describe_op(dag.table, int(np.argmax(bad)))}")
+    if len(start):
+        with np.errstate(over="ignore"):
+            extent = (max(np.abs(start).max(), np.abs(end).max()) + len(dag.steps) * _longest(end) * (1 + STEP_GAP)) * US
+        if not np.isfinite(extent):
+            raise OutputError(f"{path}: cannot draw times up to {_longest(end):.3g} s: in microseconds, laid step "
+                              "after step, they overflow")
     return write_timeline_json(path, timeline_chunks(dag, start, end, marked=marked, flows=flows))
 
 

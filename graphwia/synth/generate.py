@@ -758,16 +758,16 @@ def write_synth(out_dir, name: str, **kwargs) -> tuple[Path, Path]:
 
 
 def write_trace_files(out_dir, name: str, trace: pd.DataFrame, meta: dict) -> tuple[Path, Path]:
-    """Write ``out_dir/trace-NAME.parquet`` and ``out_dir/meta-NAME.yaml`` (NAME a valid name), both
-    or neither, inside ``out_dir`` (:func:`graphwia.utils.io.output_set`). Returns the two paths."""
+    """Write ``out_dir/trace-NAME.parquet`` and ``out_dir/meta-NAME.yaml`` (NAME a valid name, so both
+    lie inside ``out_dir``), both or neither. Returns the two paths."""
     import yaml
 
-    from graphwia.utils.io import atomic_path, output_set, write_text
+    from graphwia.utils.io import all_or_nothing, atomic_path, write_text
 
     check_name(name, what="name", source=str(out_dir))
     trace_path = Path(out_dir) / f"trace-{name}.parquet"
     meta_path = Path(out_dir) / f"meta-{name}.yaml"
-    with output_set(out_dir, key=f"synth:{name}"):
+    with all_or_nothing():
         with atomic_path(trace_path) as tmp:
             trace.to_parquet(tmp, index=False)
         write_text(meta_path, yaml.safe_dump(meta, sort_keys=False))

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from graphwia.errors import GraphwiaError, OutputError
+from graphwia.errors import GraphwiaError, OutputError, first_line
 
 __all__ = ["MANIFEST", "LOCK", "all_or_nothing", "atomic_path", "check_writable_dir", "clean_stale_temporaries",
            "discard_own_temporaries", "inside", "json_text", "nonfinite_fields", "output_set", "read_yaml", "write_gzip", "write_json",
@@ -438,15 +438,17 @@ def read_yaml(path: str | Path, error: type[GraphwiaError], what: str):
         text = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: not a readable YAML file ({exc.strerror if isinstance(exc, OSError) else exc})") from None
-    loader = _loader_class()(text)
+    loader = None
     try:
+        loader = _loader_class()(text)  # the reader refuses control characters already here
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         raise error(f"{path}: not a readable YAML file ({_yaml_problem(exc)})") from None
     except (yaml.YAMLError, RecursionError) as exc:
-        raise error(f"{path}: not a readable YAML file ({type(exc).__name__})") from None
+        raise error(f"{path}: not a readable YAML file ({first_line(exc, 200)})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _yaml_problem(exc) -> str:
