@@ -122,8 +122,8 @@ def test_truncated_parquet(tmp_path):
 
 def test_unsupported_extension(tmp_path):
     frame, meta = synth()
-    trace = write_case(tmp_path, None, meta, fmt="json", raw=frame.to_json().encode())
-    assert_clean_failure(analyze(trace), 1, str(trace), "unsupported trace format", ".json")
+    trace = write_case(tmp_path, None, meta, fmt="xlsx", raw=frame.to_json().encode())
+    assert_clean_failure(analyze(trace), 1, str(trace), "unsupported trace format", ".xlsx")
 
 
 def test_binary_garbage_csv(tmp_path):

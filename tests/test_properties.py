@@ -98,7 +98,8 @@ def test_valid_traces_of_any_shape_and_row_order_are_analysed(shape, fmt, order_
     frame, meta = synth(shape)
     result, written = run_analyze(frame, meta, fmt)
     assert result.exit_code == 0, result.stderr
-    assert "warning" not in result.stderr  # synth follows the timing model exactly
+    # synth follows the timing model exactly; a job without any slowdown has M_S = M_W = 0/0, written as null
+    assert not [line for line in result.stderr.splitlines() if "warning" in line and "written as null" not in line]
     assert np.isfinite(written["blocking_slowdown"]) and written["blocking_slowdown"] > 0
     assert set(written["step_t_base"]) == {str(s) for s in range(shape["steps"])}
     shuffled = frame.sample(frac=1.0, random_state=order_seed).reset_index(drop=True)
