@@ -49,6 +49,8 @@ from typing import Iterator
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_OUT = REPO / "benchmarks" / "results"
+#: The history of every run's main figures, kept in git (results/ is not): a regression shows.
+DEFAULT_HISTORY = REPO / "benchmarks" / "history.json"
 REAL_TRACES = ("ST", "AR", "SE")
 #: Size names accepted by --sizes besides plain numbers such as 5e5.
 SIZE_ALIASES = {"small": 1e5}
@@ -67,6 +69,8 @@ PHASES_ANALYZE_LIMIT_OPS = 5_000_000
 CLUSTER_MIN_OPS = 1_000_000
 #: Scenarios of the what-if child on real traces.
 WHATIF_SCENARIOS = 1000
+#: Runs of the what-if and export children (each takes seconds; --repeat is for the sub-second ones).
+EXTRA_RUNS = 1
 #: Scenarios in the batch-evaluation phase (the analysis evaluates families of this order).
 DEFAULT_BATCH = 20
 #: Jobs this large run once whatever --repeat says (a 2e6-op analysis takes minutes).
@@ -550,11 +554,12 @@ def _measure_job(job: Job, work: Path, limits: Limits, batch: int, say, row: dic
     if not job.synth and limits.extras:
         scenarios = write_whatif_scenarios(work / f"whatif-{job.name}.yaml", WHATIF_SCENARIOS)
         extras = []
-        for i in range(runs):
-            say(f"{job.name}: graphwia whatif of {WHATIF_SCENARIOS} scenarios, run {i + 1}/{runs}")
+        extra_runs = min(runs, EXTRA_RUNS)
+        for i in range(extra_runs):
+            say(f"{job.name}: graphwia whatif of {WHATIF_SCENARIOS} scenarios, run {i + 1}/{extra_runs}")
             _, whatif = child(graphwia_script() + ["whatif", str(job.trace_path), "--meta", str(job.meta_path),
                                                    "--scenarios", str(scenarios), "--json"], "graphwia whatif")
-            say(f"{job.name}: graphwia export-dag to GraphML, run {i + 1}/{runs}")
+            say(f"{job.name}: graphwia export-dag to GraphML, run {i + 1}/{extra_runs}")
             with tempfile.TemporaryDirectory(dir=work) as out:
                 _, export = child(graphwia_script() + ["export-dag", str(job.trace_path), "--meta", str(job.meta_path),
                                                        "--out", str(Path(out) / "dag.graphml"), "--quiet"],
@@ -775,12 +780,18 @@ def write_outputs(out: Path, rows: list[dict], fit: dict, args: argparse.Namespa
                                                 "cluster_workers": args.cluster},
               "targets": {job: [{"field": f, "limit": lim, "unit": u} for f, lim, u in t] for job, t in TARGETS.items()},
               "fit": fit, "jobs": rows}
-    try:
-        previous = json.loads((out / "bench.json").read_text())
-    except (OSError, ValueError):
-        previous = None
+    previous = None
+    for source in (args.history, out / "bench.json"):  # the kept history first
+        try:
+            previous = json.loads(Path(source).read_text()) if source else None
+        except (OSError, ValueError):
+            continue
+        if previous is not None:
+            break
     report["history"] = history(previous, report)
     paths = [write_json(out / "bench.json", report)]
+    if args.history:
+        paths.append(write_json(args.history, {"history": report["history"]}))
     if not args.no_plot:
         paths.append(write_plot(out / "bench.png", rows, fit))
     return paths
@@ -813,6 +824,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cluster", type=int, default=2, metavar="N",
                         help=f"also analyse synthetic jobs of >= {CLUSTER_MIN_OPS:,} ops on N local worker "
                              "processes (0: not)")
+    parser.add_argument("--history", type=Path, default=DEFAULT_HISTORY,
+                        help="JSON file of every run's main figures, appended to (kept in git); '' for none")
     parser.add_argument("--no-extras", action="store_true",
                         help=f"skip the what-if ({WHATIF_SCENARIOS} scenarios) and export-dag children of real traces")
     args = parser.parse_args(argv)
@@ -823,6 +836,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.quick:
         args.sizes = ",".join(QUICK_SIZES)
     args.data, args.out = args.data.resolve(), args.out.resolve()  # children run in the repo root
+    args.history = args.history.resolve() if str(args.history) else None
     return args
 
 

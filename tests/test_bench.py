@@ -59,11 +59,13 @@ def test_measure_synth_writes_a_loadable_trace(bench, tmp_path):
 
 def test_whole_harness_on_a_tiny_job_writes_table_json_and_plot(bench, tmp_path, capsys):
     """End to end with child processes (synth, phases, graphwia analyze) on one tiny synthetic job."""
+    history = tmp_path / "history.json"
     code = bench.main(["--traces", "none", "--sizes", "3e3", "--repeat", "1", "--batch", "3",
-                       "--out", str(tmp_path)])
+                       "--out", str(tmp_path), "--history", str(history)])
     assert code == 0
     report = json.loads((tmp_path / "bench.json").read_text())
     assert [run["jobs"].keys() for run in report["history"]] == [{"synth-3e3"}]
+    assert json.loads(history.read_text())["history"] == report["history"]
     (row,) = report["jobs"]
     assert row["job"] == "synth-3e3" and row["kind"] == "synth" and row["runs"] == 1
     for name in PHASE_FIELDS + ("cli_wall_s", "cli_peak_mb", "synth_s", "phases_child_wall_s"):
