@@ -334,20 +334,19 @@ def _in_seconds(raw: Table, ops: Table, time_unit: str | None) -> Table:
 
 def _check_times(ops: Table, start_dtype: np.dtype, source: str, *, check_unit: bool) -> None:
     """Times that cannot be seconds, timestamps too coarse for the ops they time, steps of 0 s."""
-    duration, start = ops["duration"], ops["start_ts"]
-    positive = duration[duration > 0]
-    steps, step_of = np.unique(ops["step"], return_inverse=True)
-    busy = np.bincount(step_of, weights=duration > 0, minlength=len(steps))
-    if not busy.all():
-        idle = steps[busy == 0]
+    duration, start, step = ops["duration"], ops["start_ts"], ops["step"]
+    lasting = duration > 0
+    idle = np.setdiff1d(_distinct(step), _distinct(step[lasting]), assume_unique=True)
+    if len(idle):
         raise TraceError(f"{source}: every op of step(s) {format_ranges(idle)} lasts 0 s (column duration): "
                          "such a step has no time to analyse")
-    median = float(np.median(positive))
+    median = float(np.median(duration[lasting]))
     if check_unit and median > MAX_MEDIAN_DURATION_S:
         guess = next((u for u in ("ms", "us") if median * TIME_UNITS[u] <= MAX_MEDIAN_DURATION_S), "ns")
         raise TimeUnitError(f"{source}: times do not look like seconds: read as seconds, the median op lasts "
                             f"{median:.4g} s; they look like {UNIT_NAMES[guess]}", guess)
-    if check_unit:
+    if check_unit and float(ops["end"].max() - start.min()) > MAX_STEP_SPAN_S:  # the trace spans a day: look closer
+        steps, step_of = np.unique(step, return_inverse=True)
         first, last = np.full(len(steps), np.inf), np.full(len(steps), -np.inf)
         np.minimum.at(first, step_of, start)
         np.maximum.at(last, step_of, ops["end"])
@@ -358,12 +357,23 @@ def _check_times(ops: Table, start_dtype: np.dtype, source: str, *, check_unit: 
                                 f"{steps[worst]} spans {span[worst]:.4g} s from its first start to its last end, "
                                 f"while the median op lasts {median:.4g} s", None)
     if start_dtype.kind == "f":
-        largest = float(np.max(np.abs(start)))
+        largest = max(-float(start.min()), float(start.max()))
         resolution = float(np.spacing(start_dtype.type(largest)))
         if resolution > TIMESTAMP_RESOLUTION * median:
             raise TraceError(f"{source}: column start_ts holds values up to {largest:.6g} as {start_dtype.name}, "
                              f"which resolves them only to {resolution:.3g}, coarse against the median op "
                              f"duration {median:.3g}: store start_ts as float64, or relative to the job's start")
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of an integer column: by counting when they span a range no wider
+    than the column is long (ranks, stages, steps), else by sorting."""
+    if not len(values):
+        return values[:0]
+    low, high = int(values.min()), int(values.max())
+    if high - low > len(values):
+        return np.unique(values)
+    return np.flatnonzero(np.bincount(values - low, minlength=high - low + 1)) + low
 
 
 def _optype_column(raw: Table, source: str) -> np.ndarray:
@@ -503,7 +513,7 @@ def _check_against_meta(ops: Table, meta: JobMeta, source: str) -> None:
                 f"{source}: column {column} holds {values[out][0]}, outside [0, {size}) given by metadata {field}={size}"
             )
     for column, size, field in checks:
-        present = np.unique(ops[column])
+        present = _distinct(ops[column])
         present = present[present >= 0]
         if len(present) == size:
             continue
@@ -560,9 +570,8 @@ def _check_consistency(ops: Table, meta: JobMeta, source: str) -> None:
         (d0, s0), (d1, s1) = (divmod(int(w), meta.pp_size) for w in workers)
         raise TraceError(f"{source}: column rank holds {ranks[shared]} for two workers, (dp_rank {d0}, stage {s0}) "
                          f"and (dp_rank {d1}, stage {s1}); each worker has its own rank")
-    steps = np.unique(ops["step"])
-    with_optimizer = np.unique(ops["step"][ops["optype"] == OPTYPE_CODE[OPTIMIZER]])
-    lacking = np.setdiff1d(steps, with_optimizer)
+    lacking = np.setdiff1d(_distinct(ops["step"]), _distinct(ops["step"][ops["optype"] == OPTYPE_CODE[OPTIMIZER]]),
+                           assume_unique=True)
     if len(lacking):
         raise TraceError(f"{source}: step(s) {format_ranges(lacking)} have no {OPTIMIZER} op; a step's time is "
                          f"defined by its {OPTIMIZER} ops (SPEC §4)")
