@@ -336,7 +336,7 @@ def clean_stale_temporaries(directory: str | Path, *, pids: set[int] | None = No
 
 
 def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
+    if pid == os.getpid() or os.name != "posix":  # elsewhere os.kill(pid, 0) is no question: keep the file
         return True
     try:
         os.kill(pid, 0)
