@@ -168,8 +168,8 @@ TimeUnitChoice = Literal["s", "ms", "us", "ns"]
 def time_unit_option():
     """``--time-unit s|ms|us|ns``, for the commands that read traces (annotate it Optional[TimeUnitChoice])."""
     return typer.Option(None, "--time-unit",
-                        help="Unit of start_ts and duration [default: seconds, refused when they do not look "
-                             "like seconds].")
+                        help="Unit of start_ts and duration (default: seconds; times that do not look like "
+                             "seconds are refused).")
 
 
 class StepSelection:

@@ -29,7 +29,7 @@ def fleet(
                                                  "(its workers must see INPUT and --out)."),
     job_timeout: Optional[float] = typer.Option(None, "--job-timeout", metavar="SECONDS", min=0.001,
                                                 help="Stop a job running longer than this on a local worker and "
-                                                     "record it as failed [default: no limit]."),
+                                                     "record it as failed (default: no limit)."),
     time_unit: Optional[TimeUnitChoice] = time_unit_option(),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip each job's pictures, timelines and report."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
