@@ -140,7 +140,7 @@ def run(plan: Plan, n_steps: int, n_scenarios: int, mode: int, weight: np.ndarra
     """Evaluate ``n_scenarios`` scenarios of every step: (step_time, span, start, end).
 
     ``step_time`` / ``span`` have shape (n_steps, n_scenarios); ``start`` / ``end``
-    (n_ops, n_scenarios), op-major, or None unless ``times``. See the module
+    (n_ops, n_scenarios) (column-major: a scenario's times are contiguous), or None unless ``times``. See the module
     docstring for the two weight forms.
     """
     n_ops = len(plan.optimizer) * n_steps
@@ -156,13 +156,15 @@ def run(plan: Plan, n_steps: int, n_scenarios: int, mode: int, weight: np.ndarra
         chosen_weight, chosen_delay, group = dummy, dummy, np.zeros(1, dtype=np.int64)
     step_time = np.empty((n_steps, n_scenarios))
     span = np.empty((n_steps, n_scenarios))
-    start = np.empty((n_ops, n_scenarios)) if times else dummy
-    end = np.empty((n_ops, n_scenarios)) if times else dummy
+    # Scenario-major: a work item writes each of its scenarios' rows in op order (op-major rows
+    # would put every op's block on a line and page of its own). Returned transposed, (n_ops, n).
+    start = np.empty((n_scenarios, n_ops)) if times else dummy
+    end = np.empty((n_scenarios, n_ops)) if times else dummy
     with _LOCK:
         _relax(plan.n_nodes, plan.n_sources, plan.ptr, plan.src, plan.target_op, plan.local, plan.op_at,
                plan.optimizer, n_steps, n_scenarios, numba.get_num_threads(), mode, weight, delay, has_delay, chosen_weight,
               chosen_delay, group, first_group, times, step_time, span, start, end)
-    return step_time, span, (start if times else None), (end if times else None)
+    return step_time, span, (start.T if times else None), (end.T if times else None)
 
 
 @numba.njit(inline="always")
@@ -230,7 +232,7 @@ def _relax(n_nodes, n_sources, ptr, src, target_op, local, op_at, optimizer, n_s
                         first_start[b] = min(first_start[b], latest[b])
                     if times:
                         for b in range(width):
-                            start[base + op, k0 + b] = latest[b]
+                            start[k0 + b, base + op] = latest[b]
                     if local[i]:
                         _finish(weights, op, latest, values, slot + 1, optimizer[op], last_end, last_optimizer,
                                 times, end, base, k0, width)
@@ -261,7 +263,7 @@ def _finish(weights, op, ready, values, slot, is_optimizer, last_end, last_optim
             last_optimizer[b] = max(last_optimizer[b], values[slot, b])
     if times:
         for b in range(width):
-            end[base + op, k0 + b] = values[slot, b]
+            end[k0 + b, base + op] = values[slot, b]
 
 
 def propagate(plan: Plan, n_steps: int, n_scenarios: int, weight: np.ndarray, delay: np.ndarray | None,
