@@ -189,14 +189,18 @@ def analyze(trace: Trace, *, steps: int | Iterable[int] | None = None,
     dag, weights, typical = weighted_dag(trace, steps, typical_from=typical_from)
     say("compiling")
     compiled = dag.compile()
+    # Every family on the compiled kernel when the run as a whole will load it anyway.
+    n_workers = trace.meta.dp_size * trace.meta.pp_size
+    n_scenarios = 3 + trace.meta.dp_size + trace.meta.pp_size + len(T.ALL_OPTYPES) + 4 + per_worker * n_workers
+    kernel = "compiled" if compiled.use_compiled("auto", n_scenarios) else "auto"
     if scheduler is None and workers is None:
         analysis = _Analyzer(trace, dag, compiled, weights, typical, decompose_threshold, per_worker, say,
-                             compiled.evaluate_family).run()
+                             functools.partial(compiled.evaluate_family, kernel=kernel), kernel).run()
     else:
         say("connecting to the dask scheduler" if scheduler else f"starting {workers} local worker process(es)")
         with ClusterEvaluator(scheduler=scheduler, workers=workers) as cluster:
             analysis = _Analyzer(trace, dag, compiled, weights, typical, decompose_threshold, per_worker, say,
-                                 functools.partial(cluster.evaluate, compiled)).run()
+                                 functools.partial(cluster.evaluate, compiled), kernel).run()
     analysis.typical_from = typical_from
     return analysis
 
@@ -205,9 +209,10 @@ class _Analyzer:
     """One analysis run; holds the arrays every phase shares."""
 
     def __init__(self, trace, dag, compiled, weights, typical, threshold, per_worker, say,
-                 evaluate: Callable[[Family], Simulation]):
+                 evaluate: Callable[[Family], Simulation], kernel: str):
         self.trace, self.dag, self.compiled = trace, dag, compiled
         self.evaluate = evaluate  # step times and spans of a scenario family, here or on a cluster
+        self.kernel = kernel  # of the base, no-delay and ideal simulations (always here: they keep times)
         self.weights, self.typical = weights, typical
         self.threshold, self.per_worker, self.say = threshold, per_worker, say
         self.ideal = ideal_weight(dag, typical)
@@ -219,7 +224,7 @@ class _Analyzer:
         w, d = self.weights.weight, self.weights.delay
         self.say("simulating base, no-delay and ideal")
         sims = self._split(self.compiled.evaluate(np.column_stack([w, w, self.ideal]),
-                                                  np.column_stack([d, self.zero, self.zero])),
+                                                  np.column_stack([d, self.zero, self.zero]), kernel=self.kernel),
                            ["base", "nodelay", "ideal"])
         self.sims = sims
         observed_span = self.compiled.spans(self.dag.table["start"][:, None], self.dag.table["end"][:, None])[:, 0]

@@ -18,6 +18,7 @@ import functools
 import sys
 import threading
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -117,7 +118,7 @@ class CompiledDag:
         self.step_provider = step_dag.provider
         self._sources = np.setdiff1d(np.arange(self.n_step_nodes), self._dst)  # nodes at time 0
         self._local = threading.local()  # the workspace of each thread; see _buffers
-        self._optimizer = np.flatnonzero(step_dag.table["optype"] == OPTYPE_CODE[OPTIMIZER])
+        self._optimizer = np.flatnonzero(step_dag.table["optype"][: self.per_step] == OPTYPE_CODE[OPTIMIZER])
 
     @property
     def n_levels(self) -> int:
@@ -156,8 +157,7 @@ class CompiledDag:
 
     @classmethod
     def from_dag(cls, dag) -> "CompiledDag":
-        step_dag = dag if len(dag.steps) == 1 else dag.select_steps(dag.steps[:1])
-        return cls(dag, step_dag)
+        return cls(dag, dag if len(dag.steps) == 1 else first_step(dag))
 
     def evaluate(self, weight: np.ndarray, delay: np.ndarray | None, *, times: bool = True,
                  kernel: str = "auto", chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Simulation:
@@ -281,6 +281,39 @@ class CompiledDag:
         """Latest end minus earliest start per step of op-major (n_ops, n) arrays."""
         shape = (self.n_steps, self.per_step, end.shape[1])
         return end.reshape(shape).max(axis=1) - start.reshape(shape).min(axis=1)
+
+
+@dataclass(frozen=True)
+class StepGraph:
+    """The graph of a DAG's first step, numbered as a one-step DAG would be (what CompiledDag levels).
+
+    Ops keep their ids (the first step is the first block of ops); the step's barriers follow in
+    id order, then its source. ``edges`` has ``src``, ``dst`` and ``via`` (−1: none); ``provider``
+    is each op's end node; ``table`` holds the ops' ``optype``. ``n_ops``, ``trace`` and the full
+    DAG's ``table`` name ops in a cycle error.
+    """
+
+    n_nodes: int
+    n_ops: int
+    edges: "SimpleNamespace"
+    provider: np.ndarray
+    table: object
+    trace: object
+
+
+def first_step(dag) -> StepGraph:
+    """The first step of ``dag`` cut out of its arrays (every edge stays within one step)."""
+    per_step = dag.ops_per_step
+    barriers = dag.n_ops + np.flatnonzero(dag.barrier_table["step"] == dag.steps[0])
+    local = np.full(dag.n_nodes, -1, dtype=np.int64)
+    local[:per_step] = np.arange(per_step)
+    local[barriers] = per_step + np.arange(len(barriers))
+    local[dag.n_ops + dag.n_barriers] = per_step + len(barriers)  # the step's source
+    edges = dag.edges
+    kept = local[edges.dst] >= 0
+    cut = SimpleNamespace(src=local[edges.src[kept]], dst=local[edges.dst[kept]], via=edges.via[kept])
+    return StepGraph(n_nodes=per_step + len(barriers) + 1, n_ops=per_step, edges=cut,
+                     provider=local[dag.provider[:per_step]], table=dag.table, trace=dag.trace)
 
 
 @dataclass(frozen=True)
