@@ -3,9 +3,12 @@
 SPEC §4: an op starts at max(end of its predecessors) + launch delay; a local op
 ends at start + duration; a group member ends at max(start of its group) +
 transfer time. With barrier nodes this is a longest path, which
-:class:`CompiledDag` evaluates level by level: every node of a topological
-level is computed at once, for every scenario of the batch at once. There is
-no Python loop over ops; the loop is over the (few hundred) levels.
+:class:`CompiledDag` evaluates for a family of scenarios
+(:mod:`graphwia.engine.scenarios`) with one of two kernels giving the same
+numbers: numpy, level by level (every node of a topological level at once, for
+every scenario of the batch at once; the loop is over the few hundred levels,
+never over ops), or the compiled kernel of :mod:`graphwia.engine.kernels`
+for large families.
 
 Weights are arrays of shape (n_ops, n_scenarios): ``weight`` is an op's
 duration (local op) or transfer time (group member); ``delay`` its launch delay.
