@@ -174,3 +174,15 @@ def test_a_detached_compiled_dag_pickles_and_evaluates_the_same(job_dag):
     twin = pickle.loads(pickle.dumps(compiled.detached()))
     assert twin.dag is None and compiled.dag is dag
     _assert_same(twin.evaluate(weights.weight, weights.delay), compiled.evaluate(weights.weight, weights.delay))
+
+
+def test_a_small_analysis_never_imports_numba():
+    """numba costs 0.3-0.4 s to import: more than analysing a trace of 10^5 ops takes."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport graphwia\nfrom graphwia.synth.generate import synthesize\n"
+            "graphwia.analyze(graphwia.Trace.from_frame(*synthesize(dp=4, pp=4, microbatches=8, steps=4, seed=1)))\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'llvmlite', 'distributed')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
