@@ -38,11 +38,9 @@ INSTALL_HINT = "pip install 'graphwia[fleet]'"
 
 def connect(address: str) -> "Client":
     """A dask client of the scheduler at ``address`` (``tcp://host:port``); :class:`UsageError` if unreachable."""
-    try:
-        from distributed import Client
-    except ImportError:
-        raise UsageError(f"a dask scheduler needs dask.distributed: {INSTALL_HINT}") from None
     check_address(address)
+    from distributed import Client
+
     try:
         return Client(address, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
@@ -54,8 +52,10 @@ def check_address(address: str) -> None:
 
     The message names ``--scheduler``, the option of every command that takes an address.
     """
-    from distributed.comm.addressing import parse_address, parse_host_port
-
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+    except ImportError:
+        raise UsageError(f"a dask scheduler needs dask.distributed: {INSTALL_HINT}") from None
     try:
         scheme, location = parse_address(address)
         if scheme != "inproc":
