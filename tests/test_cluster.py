@@ -71,6 +71,20 @@ def test_a_family_is_cut_into_parts_put_back_in_order(cluster):
     assert np.array_equal(again.step_time, whole.step_time) and split.start is None
 
 
+def test_a_what_if_batch_splits_like_any_family(cluster):
+    """Dense families (what-if batches: one weight column per scenario) split the same way."""
+    from graphwia.analyses.whatif import parse_scenarios, run_whatif
+
+    analysis = graphwia.analyze(graphwia.Trace.from_frame(*synthesize(**SLOW)), per_worker=False)
+    scenarios = parse_scenarios({"scenarios": [{"name": f"s{i}", "where": {"stage": [i % 2]},
+                                                "scale": {"duration": 0.55 + i / 10}} for i in range(7)]})
+    local = run_whatif(analysis, scenarios)  # baseline nodelay: no launch delays in any column
+    with ClusterEvaluator(scheduler=cluster.scheduler_address) as evaluator:
+        split = evaluator.evaluate(analysis.compiled, graphwia.engine.Dense(local.weight))
+    assert np.array_equal(split.step_time, local.simulation.step_time)
+    assert np.array_equal(split.span, local.simulation.span)
+
+
 def test_cli_on_a_cluster_writes_the_same_results(cluster, tmp_path):
     from graphwia.cli.main import app
 
