@@ -18,7 +18,6 @@ import numpy as np
 
 from graphwia import optypes as T
 from graphwia.model.dag import Dag
-from graphwia.engine.distributed import ClusterEvaluator
 from graphwia.engine.evaluate import CompiledDag, Simulation
 from graphwia.engine.scenarios import Dense, Family, Swap
 from graphwia.utils.table import Table
@@ -197,6 +196,8 @@ def analyze(trace: Trace, *, steps: int | Iterable[int] | None = None,
         analysis = _Analyzer(trace, dag, compiled, weights, typical, decompose_threshold, per_worker, say,
                              functools.partial(compiled.evaluate_family, kernel=kernel), kernel).run()
     else:
+        from graphwia.engine.distributed import ClusterEvaluator  # uuid and dask only when asked for
+
         say("connecting to the dask scheduler" if scheduler else f"starting {workers} local worker process(es)")
         with ClusterEvaluator(scheduler=scheduler, workers=workers) as cluster:
             analysis = _Analyzer(trace, dag, compiled, weights, typical, decompose_threshold, per_worker, say,
