@@ -43,7 +43,7 @@ def analyze(
     if workers is not None and scheduler:
         fail("--workers and --scheduler exclude each other (the cluster decides its workers)", 2)
     if scheduler:
-        from graphwia.engine.distributed import check_address
+        from graphwia.utils.cluster import check_address
 
         check_address(scheduler)  # before loading the trace: a typo costs no wait
     selection = StepSelection(ctx, steps)

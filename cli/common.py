@@ -114,9 +114,17 @@ def reports_errors(command: Callable) -> Callable:
     return wrapper
 
 
+#: API keyword → the option that sets it, where the two are not named alike (``nccl`` → ``--nccl-names``).
+OPTION_OF_ARGUMENT = {"path": "--out", "data_dir": "--data", "nccl": "--nccl-names", "layout": "--pp/--dp/--tp"}
+
+
 def cli_message(exc: Exception) -> str:
     """A library error's message, with the option that fixes it where there is one."""
+    from graphwia.errors import ArgumentError
     from graphwia.trace.optable import TimeUnitError
+
+    if isinstance(exc, ArgumentError):
+        return exc.worded(OPTION_OF_ARGUMENT.get(exc.argument, "--" + exc.argument.replace("_", "-")))
 
     if isinstance(exc, TimeUnitError):
         if exc.guess is None:

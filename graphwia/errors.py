@@ -31,6 +31,29 @@ class UsageError(GraphwiaError):
     exit_code = 2
 
 
+class ArgumentError(UsageError):
+    """A bad value of one argument of a library call.
+
+    ``argument`` is the keyword of the Python API that took it (``steps``,
+    ``workers``, ``scheduler``, ``path``…), ``value`` the value given (None: the
+    argument as a whole) and ``problem`` what is wrong with it; ``source`` names
+    the file it was checked against, if any. The message reads
+    ``[source: ]steps '20-': problem``; the command line words the same error
+    with its own option instead of the keyword (``--steps``), through
+    :meth:`worded`.
+    """
+
+    def __init__(self, argument: str, value: object, problem: str, *, source: str | None = None):
+        self.argument, self.value, self.problem, self.source = argument, value, problem, source
+        super().__init__(self.worded(argument))
+
+    def worded(self, name: str) -> str:
+        """The message with the argument called ``name`` (e.g. the CLI option that set it)."""
+        where = f"{self.source}: " if self.source else ""
+        shown = "" if self.value is None else f" {self.value}"
+        return f"{where}{name}{shown}: {self.problem}"
+
+
 class OutputError(GraphwiaError):
     """An output path cannot be written."""
 

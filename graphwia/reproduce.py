@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from graphwia.analyses.standard import Analysis, analyze
-from graphwia.errors import UsageError
+from graphwia.errors import ArgumentError, UsageError
 from graphwia.outputs.job import write_outputs
 from graphwia.outputs.results import KINDS, explanation_dict, result_dict
 from graphwia.trace.optable import load_trace
@@ -127,7 +127,8 @@ def read_published(data_dir: str | Path, kind: str, name: str) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise UsageError(f"{path}: published file not found (--data must hold the published results)") from None
+        raise ArgumentError("data_dir", data_dir, f"{path.name} not found (the directory must hold the published "
+                                                  "results)") from None
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: cannot read the published file ({exc})") from None
 

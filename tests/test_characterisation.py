@@ -186,5 +186,5 @@ def test_cli_reproduce_names_a_missing_published_file(st_data, tmp_path):
     (st_data / "mw-ST.json").unlink()
     run = invoke("reproduce", "--data", st_data, "--out", tmp_path / "out", "--trace", "ST")
     assert run.exit_code == 2
-    assert "mw-ST.json: published file not found" in run.output
+    assert f"--data {st_data}: mw-ST.json not found" in run.output
     assert "Traceback" not in run.output and len(run.output.strip().splitlines()) == 1

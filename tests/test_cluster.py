@@ -10,8 +10,9 @@ from conftest import real_trace, requires_data
 from typer.testing import CliRunner
 
 import graphwia
-from graphwia.engine.distributed import ClusterEvaluator, connect
-from graphwia.errors import UsageError
+from graphwia.engine.distributed import ClusterEvaluator
+from graphwia.utils.cluster import connect
+from graphwia.errors import ArgumentError, UsageError
 from graphwia.synth.generate import synthesize, write_synth
 
 distributed = pytest.importorskip("distributed")
@@ -116,7 +117,7 @@ def test_evaluator_needs_exactly_one_of_scheduler_and_workers():
         ClusterEvaluator()
     with pytest.raises(UsageError, match="either"):
         ClusterEvaluator(scheduler="tcp://127.0.0.1:1", workers=2)
-    with pytest.raises(UsageError, match="at least 1, got 0"):
+    with pytest.raises(ArgumentError, match="workers 0: local workers must be at least 1"):
         ClusterEvaluator(workers=0)
 
 

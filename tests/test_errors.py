@@ -364,7 +364,7 @@ def test_dependency_cycle_names_the_ops(tmp_path):
 # -- usage and output ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("spec,culprits", [
-    (["7-9"], ["--steps selects no step", "steps present: 0-1"]),
+    (["7-9"], ["--steps: selects no step", "steps present: 0-1"]),
     (["5"], ["step 5 is not in the trace", "steps present: 0-1"]),
     (["x"], ["--steps", "'x'"]),
     (["3-1"], ["--steps", "'3-1'", "empty"]),

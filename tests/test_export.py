@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from graphwia import Trace, UsageError, build_dag
+from graphwia.errors import ArgumentError
 from graphwia.model.graph import NODE_ATTRIBUTES, dag_to_networkx, parse_workers
 from graphwia.outputs import dag_export
 from graphwia.outputs.dag_export import FORMATS, export_dag, node_table_path
@@ -83,13 +84,15 @@ def test_parse_workers(text, expected):
 
 @pytest.mark.parametrize("text", ["3", "a:b", "1:2:3", ""])
 def test_parse_workers_rejects(text):
-    with pytest.raises(UsageError, match="--workers"):
+    with pytest.raises(ArgumentError, match="^workers") as raised:
         parse_workers(text)
+    assert raised.value.argument == "workers"
 
 
 def test_selection_errors_name_the_culprit(dag):
-    with pytest.raises(UsageError, match="--workers 5:0 matches no worker"):
+    with pytest.raises(ArgumentError, match="workers 5:0: matches no worker") as raised:
         dag_to_networkx(dag, workers=[(5, 0)])
+    assert (raised.value.argument, raised.value.value) == ("workers", "5:0")
     with pytest.raises(UsageError, match="step.* 9 are not in the DAG"):
         dag_to_networkx(dag, steps=[9])
 
@@ -174,9 +177,9 @@ def test_to_networkx_takes_workers_as_the_cli_does(dag):
     for workers in ("0:2,1:*", ["0:2", "1:*"], ["0:2", (1, None)]):
         graph = dag.to_networkx(steps=[1], workers=workers)
         assert set(graph.nodes) == set(by_pairs.nodes) and set(graph.edges) == set(by_pairs.edges)
-    with pytest.raises(UsageError, match="is not DP:STAGE"):
+    with pytest.raises(ArgumentError, match="not DP:STAGE"):
         dag.to_networkx(workers=[(0, "x")])
-    with pytest.raises(UsageError, match="is not DP:STAGE"):
+    with pytest.raises(ArgumentError, match="not DP:STAGE"):
         dag.to_networkx(workers="0-1")
 
 
@@ -214,7 +217,7 @@ def test_cli_export_dag(tmp_path):
     ops = [a for _, a in graph.nodes(data=True) if a["kind"] == "op"]
     assert {a["step"] for a in ops} == {1, 2} and {a["dp_rank"] for a in ops} == {0}
     for args, message in ((["--out", str(tmp_path / "g.txt")], "unknown graph format"),
-                          (["--out", str(out), "--workers", "0-1"], "is not DP:STAGE"),
+                          (["--out", str(out), "--workers", "0-1"], "--workers '0-1': not DP:STAGE"),
                           (["--out", str(out), "--steps", "8"], "step 8 is not in the trace")):
         result = runner.invoke(app, ["export-dag", str(trace), *args])
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output

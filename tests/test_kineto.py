@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from graphwia.cli.main import app
-from graphwia.errors import TraceError, UsageError
+from graphwia.errors import ArgumentError, TraceError, UsageError
 from graphwia.synth.generate import synthesize
 from graphwia.synth.kineto import write_kineto
 from graphwia.trace.files import open_trace
@@ -181,7 +181,7 @@ def test_layout_options_replace_group_names(job, tmp_path):
     imported, report = import_kineto(directory, layout=Layout(pp=2, dp=2))
     same_ops(job[1], imported)
     assert report.topology.source.startswith("layout options")
-    with pytest.raises(UsageError, match="--order"):
+    with pytest.raises(ArgumentError, match="^order 'tp-pp'"):
         Layout(pp=2, dp=2, order="tp-pp")
     one_line_error(UsageError, "8 ranks", lambda: import_kineto(directory, layout=Layout(pp=2, dp=4)))
 

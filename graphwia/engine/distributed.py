@@ -9,8 +9,8 @@ columns, which are put back in order. Every kernel gives the same numbers for
 a column whatever batch it is in, so the result equals a local run's, number
 for number.
 
-:func:`connect` is the one way graphwia reaches a dask scheduler (the fleet uses
-it too). dask is an optional extra (``graphwia[fleet]``), imported only here.
+:func:`graphwia.utils.cluster.connect` reaches the scheduler; dask is an
+optional extra (``graphwia[fleet]``), imported only when a cluster is used.
 """
 
 from __future__ import annotations
@@ -22,46 +22,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from graphwia.engine.scenarios import Family, parts
-from graphwia.errors import UsageError, first_line
+from graphwia.errors import ArgumentError, UsageError
+from graphwia.utils.cluster import INSTALL_HINT, connect
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
 
     from graphwia.engine.evaluate import CompiledDag, Simulation
 
-#: How long to try reaching a dask scheduler before giving up.
-CONNECT_TIMEOUT_S = 10
 #: Tasks per worker and family: enough for an even spread when parts take unequal time.
 PARTS_PER_WORKER = 2
-INSTALL_HINT = "pip install 'graphwia[fleet]'"
-
-
-def connect(address: str) -> "Client":
-    """A dask client of the scheduler at ``address`` (``tcp://host:port``); :class:`UsageError` if unreachable."""
-    check_address(address)
-    from distributed import Client
-
-    try:
-        return Client(address, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise UsageError(f"{address}: cannot connect to the dask scheduler ({first_line(exc)})") from None
-
-
-def check_address(address: str) -> None:
-    """Reject a malformed scheduler address before dask tries it (a failed Client hangs on cleanup).
-
-    The message names ``--scheduler``, the option of every command that takes an address.
-    """
-    try:
-        from distributed.comm.addressing import parse_address, parse_host_port
-    except ImportError:
-        raise UsageError(f"a dask scheduler needs dask.distributed: {INSTALL_HINT}") from None
-    try:
-        scheme, location = parse_address(address)
-        if scheme != "inproc":
-            parse_host_port(location)
-    except ValueError as exc:
-        raise UsageError(f"--scheduler {address}: not a scheduler address like tcp://host:8786 ({exc})") from None
 
 
 class ClusterEvaluator:
@@ -77,7 +47,7 @@ class ClusterEvaluator:
         if (scheduler is None) == (workers is None):
             raise UsageError("give either a scheduler address or a number of local workers")
         if workers is not None and workers < 1:
-            raise UsageError(f"local workers must be at least 1, got {workers}")
+            raise ArgumentError("workers", workers, "local workers must be at least 1")
         self.scheduler, self.workers = scheduler, workers
         self._client: "Client | None" = None
         self._cluster = None

@@ -98,7 +98,7 @@ def discover_jobs(source: str | Path) -> list[Job]:
     if source.is_dir():
         traces = sorted(p for p in source.iterdir()
                         if p.name.startswith("trace-") and p.name.lower().endswith(TRACE_SUFFIXES))
-        from graphwia.trace.kineto import is_rank_directory
+        from graphwia.trace.files import is_rank_directory
 
         traces += sorted(p for p in source.iterdir() if is_rank_directory(p))  # a job per directory of rank traces
         if not traces:
@@ -233,7 +233,7 @@ def input_fingerprint(job: Job) -> dict:
         return [str(path), st.st_size, st.st_mtime_ns]
 
     if job.meta is None:  # a directory of rank traces: each of its files
-        from graphwia.trace.kineto.job import RANK_SUFFIXES
+        from graphwia.trace.files import RANK_SUFFIXES
 
         files = sorted(p for p in job.trace.iterdir() if p.name.endswith(RANK_SUFFIXES)) if job.trace.is_dir() else []
         return {"trace": [stat(p) for p in files], "meta": None}
@@ -332,7 +332,7 @@ def _run_job_task(job: Job, out_dir: Path, plots: bool, time_unit: str | None) -
 
 
 def _run_dask(jobs: list[Job], out_dir: Path, plots: bool, time_unit: str | None, address: str) -> Iterator[dict]:
-    from graphwia.engine.distributed import connect
+    from graphwia.utils.cluster import connect
 
     client = connect(address)
     from distributed import as_completed as dask_completed

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Iterable, Optional, Union
 
 import numpy as np
 
-from graphwia.errors import UsageError
+from graphwia.errors import ArgumentError
 from graphwia.model.schedule import EDGE_KINDS
 from graphwia.trace.steps import checked_steps, format_ranges
 
@@ -65,10 +65,10 @@ def parse_workers(values: str | Iterable[str]) -> list[WorkerSpec]:
         for part in str(value).replace(",", " ").split():
             fields = part.split(":")
             if len(fields) != 2 or not all(f == "*" or f.isdigit() for f in fields):
-                raise UsageError(f"--workers: {part!r} is not DP:STAGE (numbers or *), e.g. 0:3 or 1:*")
+                raise ArgumentError("workers", repr(part), "not DP:STAGE (numbers or *), e.g. 0:3 or 1:*")
             specs.append(tuple(None if f == "*" else int(f) for f in fields))
     if not specs:
-        raise UsageError("--workers: no worker given")
+        raise ArgumentError("workers", None, "no worker given")
     return specs
 
 
@@ -86,9 +86,9 @@ def worker_specs(workers: Workers | None) -> list[WorkerSpec] | None:
                                                                  for v in item):
             specs.append((None if item[0] is None else int(item[0]), None if item[1] is None else int(item[1])))
         else:
-            raise UsageError(f"--workers: {item!r} is not DP:STAGE or a (dp_rank, stage) pair")
+            raise ArgumentError("workers", repr(item), "not DP:STAGE or a (dp_rank, stage) pair")
     if not specs:
-        raise UsageError("--workers: no worker given")
+        raise ArgumentError("workers", None, "no worker given")
     return specs
 
 
@@ -210,8 +210,9 @@ def _on_workers(dag: "Dag", workers: list[WorkerSpec] | None) -> np.ndarray:
     for dp, st in workers:
         hit = ((dp_rank == dp) if dp is not None else True) & ((stage == st) if st is not None else True)
         if not np.any(hit):
-            raise UsageError(f"{dag.trace.source}: --workers {'*' if dp is None else dp}:{'*' if st is None else st} "
-                             f"matches no worker (dp_size {dag.meta.dp_size}, pp_size {dag.meta.pp_size})")
+            raise ArgumentError("workers", f"{'*' if dp is None else dp}:{'*' if st is None else st}",
+                                f"matches no worker (dp_size {dag.meta.dp_size}, pp_size {dag.meta.pp_size})",
+                                source=str(dag.trace.source))
         mask |= hit
     return mask
 

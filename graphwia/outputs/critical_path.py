@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from graphwia.analyses.critical_path import ELEMENT_COLUMNS, CriticalPaths, step_picker
-from graphwia.errors import UsageError
+from graphwia.errors import ArgumentError
 from graphwia.utils.io import atomic_path, write_json
 
 __all__ = ["OUTPUT_FORMATS", "check_output", "critical_paths_dict", "critical_timeline_events", "summary_lines",
@@ -66,9 +66,9 @@ def _json_element(element: dict) -> dict:
 def check_output(path: str | Path | None = None, timeline: str | Path | None = None) -> None:
     """Raise :class:`UsageError` early when an output path has an extension we cannot write."""
     if path is not None and Path(path).suffix.lower() not in OUTPUT_FORMATS:
-        raise UsageError(f"--out {path}: critical paths are written as {' or '.join(OUTPUT_FORMATS)}")
+        raise ArgumentError("path", path, f"critical paths are written as {' or '.join(OUTPUT_FORMATS)}")
     if timeline is not None and not str(timeline).lower().endswith(".json.gz"):
-        raise UsageError(f"--timeline {timeline}: a timeline is written as gzip-compressed JSON, name it *.json.gz")
+        raise ArgumentError("timeline", timeline, "a timeline is written as gzip-compressed JSON, name it *.json.gz")
 
 
 def write_critical_paths(paths: CriticalPaths, path: str | Path) -> Path:

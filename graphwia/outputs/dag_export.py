@@ -31,7 +31,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from graphwia.errors import UsageError
+from graphwia.errors import ArgumentError
 from graphwia.model.dag import Dag
 from graphwia.model.graph import (EDGE_ATTRIBUTES, NODE_ATTRIBUTES, Workers, edge_table, graph_attributes,
                                   join_text, node_tables, numbers_array, selected_nodes)
@@ -96,8 +96,8 @@ def check_format(path: str | Path) -> tuple[str, bool]:
     suffix = (suffixes[-2] if len(suffixes) > 1 else "") if compressed else (suffixes[-1] if suffixes else "")
     if suffix not in FORMATS or (compressed and suffix == ".parquet"):
         shown = "".join(path.suffixes[-2:] if compressed else path.suffixes[-1:]) or "(no extension)"
-        raise UsageError(f"--out {path}: unknown graph format {shown}; use one of {', '.join(FORMATS)}, "
-                         f"a text format optionally followed by {GZIP}")
+        raise ArgumentError("path", path, f"unknown graph format {shown}; use one of {', '.join(FORMATS)}, "
+                            f"a text format optionally followed by {GZIP}")
     return suffix, compressed
 
 

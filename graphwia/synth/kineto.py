@@ -36,7 +36,7 @@ from typing import Mapping
 import numpy as np
 
 from graphwia import optypes as T
-from graphwia.errors import UsageError
+from graphwia.errors import ArgumentError, UsageError
 from graphwia.trace.optable import Trace
 from graphwia.utils.io import atomic_path
 
@@ -199,7 +199,7 @@ def write_kineto(trace: Trace, out_dir: str | Path, *, nccl: str = "ncclDevKerne
         Host index → seconds added to every time written on that host.
     """
     if nccl not in NCCL_KERNELS:
-        raise UsageError(f"--nccl-names: expected one of {', '.join(NCCL_KERNELS)}, got {nccl!r}")
+        raise ArgumentError("nccl", repr(nccl), f"expected one of {', '.join(NCCL_KERNELS)}")
     if kernels < 1 or ranks_per_host < 1:
         raise UsageError("kernels and ranks_per_host must be positive")
     meta = trace.meta

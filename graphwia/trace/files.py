@@ -16,15 +16,26 @@ from pathlib import Path
 
 import numpy as np
 
-from graphwia.errors import UsageError
+from graphwia.errors import ArgumentError, UsageError
 from graphwia.optypes import ALL_OPTYPES
 from graphwia.trace.optable import COLUMNS, Trace, load_trace
 
 
-def is_kineto_input(path: str | Path) -> bool:
-    """True when ``path`` is a directory of rank traces (or one ``.json``/``.json.gz`` trace file)."""
-    from graphwia.trace.kineto.job import RANK_SUFFIXES, is_rank_directory
+#: File names of per-rank profiler traces.
+RANK_SUFFIXES = (".json", ".json.gz")
 
+
+def is_rank_directory(path: str | Path) -> bool:
+    """True when ``path`` is a directory holding rank trace files (``*.json``/``*.json.gz``)."""
+    path = Path(path)
+    return path.is_dir() and any(p.name.endswith(RANK_SUFFIXES) for p in path.iterdir())
+
+
+def is_kineto_input(path: str | Path) -> bool:
+    """True when ``path`` is a directory of rank traces (or one ``.json``/``.json.gz`` trace file).
+
+    Decided from names alone, so an op table file is opened without importing the Kineto reader.
+    """
     path = Path(path)
     return is_rank_directory(path) if path.is_dir() else path.name.endswith(RANK_SUFFIXES)
 
@@ -38,8 +49,8 @@ def open_trace(path: str | Path, meta: str | Path | None = None, *, time_unit: s
     path = Path(path)
     if is_kineto_input(path):
         if meta is not None:
-            raise UsageError(f"{path}: --meta applies to an op table file; a directory of rank traces "
-                             f"carries its layout itself")
+            raise ArgumentError("meta", None, "applies to an op table file; a directory of rank traces "
+                                "carries its layout itself", source=str(path))
         from graphwia.trace.kineto import import_kineto
 
         trace, _ = import_kineto(path, **kineto_options)

@@ -15,7 +15,7 @@ from typing import Iterable, Union
 
 import numpy as np
 
-from graphwia.errors import UsageError
+from graphwia.errors import ArgumentError, UsageError
 
 #: Steps as the API takes them: one step number (``23``) or an iterable of them (``[23, 25]``).
 Steps = Union[int, Iterable[int]]
@@ -32,10 +32,10 @@ def parse_step_spec(values: str | Iterable[str]) -> list[tuple[int, int]]:
         for part in filter(None, re.split(r"[,\s]+", str(value))):
             match = _PART.match(part)
             if not match:
-                raise UsageError(f"--steps: {part!r} is not a step number or a range like 20-23")
+                raise ArgumentError("steps", repr(part), "not a step number or a range like 20-23")
             low, high = int(match.group(1)), int(match.group(2) or match.group(1))
             if high < low:
-                raise UsageError(f"--steps: range {part!r} is empty")
+                raise ArgumentError("steps", repr(part), "the range is empty")
             spans.append((low, high))
     return spans
 
@@ -50,7 +50,7 @@ def resolve_steps(present: np.ndarray, spans: list[tuple[int, int]], source: str
             raise UsageError(f"{source}: step {low} is not in the trace; steps present: {format_ranges(present)}")
         chosen.update(int(s) for s in inside)
     if not chosen:
-        raise UsageError(f"{source}: --steps selects no step; steps present: {format_ranges(present)}")
+        raise ArgumentError("steps", None, f"selects no step; steps present: {format_ranges(present)}", source=source)
     return sorted(chosen)
 
 

@@ -15,7 +15,8 @@
 """
 
 from graphwia.trace.kineto.classify import OpMapping, parse_convention, read_mapping
-from graphwia.trace.kineto.job import ImportReport, find_rank_files, import_kineto, is_rank_directory
+from graphwia.trace.files import is_rank_directory
+from graphwia.trace.kineto.job import ImportReport, find_rank_files, import_kineto
 from graphwia.trace.kineto.topology import DEFAULT_ORDER, Layout
 
 __all__ = ["DEFAULT_ORDER", "ImportReport", "Layout", "OpMapping", "find_rank_files", "import_kineto",

@@ -28,18 +28,17 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from graphwia import optypes as T
-from graphwia.errors import TraceError, UsageError
+from graphwia.errors import ArgumentError, TraceError, UsageError
 from graphwia.trace.kineto.classify import OpMapping
 from graphwia.trace.kineto.clocks import ClockReport, estimate_offsets
 from graphwia.trace.kineto.ranks import RankOps, read_rank
 from graphwia.trace.kineto.spans import SOURCES
+from graphwia.trace.files import RANK_SUFFIXES
 from graphwia.trace.kineto.topology import Layout, Topology, resolve
 from graphwia.trace.optable import Trace
 from graphwia.trace.steps import format_ranges
 from graphwia.utils.table import Table
 
-#: Suffixes of rank trace files in a directory.
-RANK_SUFFIXES = (".json", ".json.gz")
 #: Below this many bytes in all, files are read in this process (starting workers costs more).
 PARALLEL_MIN_BYTES = 64 << 20
 _CHUNKED = {T.OPTYPE_CODE[t] for t in T.COMPUTE_STREAM + (T.PARAMS_ALL_GATHER, T.GRADS_REDUCE_SCATTER)}
@@ -123,12 +122,6 @@ def find_rank_files(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
     return sorted(dict.fromkeys(files))
 
 
-def is_rank_directory(path: str | Path) -> bool:
-    """True when ``path`` is a directory holding rank trace files (``*.json``/``*.json.gz``)."""
-    path = Path(path)
-    return path.is_dir() and any(p.name.endswith(RANK_SUFFIXES) for p in path.iterdir())
-
-
 def import_kineto(inputs: str | Path | Sequence[str | Path], *, name: str | None = None,
                   mapping: OpMapping | None = None, layout: Layout | None = None, workers: int | None = None,
                   scheduler: str | None = None,
@@ -187,7 +180,7 @@ def _read_all(files: list[Path], mapping, workers: int | None, scheduler: str | 
         total = sum(path.stat().st_size for path in files)
         workers = 1 if total < PARALLEL_MIN_BYTES or current_process().daemon else (os.cpu_count() or 1)
     if workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
+        raise ArgumentError("workers", workers, "must be at least 1")
     if workers == 1 or len(files) == 1:
         out = []
         for i, path in enumerate(files):

@@ -17,7 +17,7 @@ import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graphwia.errors import TraceError, UsageError
+from graphwia.errors import ArgumentError, TraceError, UsageError
 
 DIMENSIONS = ("tp", "cp", "ep", "dp", "pp")
 DEFAULT_ORDER = "tp-cp-ep-dp-pp"
@@ -38,11 +38,11 @@ class Layout:
         for name in ("pp", "dp", "tp"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"--{name} must be a positive integer, got {value!r}")
+                raise ArgumentError(name, repr(value), "must be a positive integer")
         dims = self.order.split("-")
         if sorted(dims) != sorted(set(dims)) or not set(dims) <= set(DIMENSIONS) or not {"tp", "dp", "pp"} <= set(dims):
-            raise UsageError(f"--order {self.order!r}: expected the dimensions tp, dp, pp (and cp, ep) once each, "
-                             f"joined by '-', e.g. {DEFAULT_ORDER}")
+            raise ArgumentError("order", repr(self.order), f"expected the dimensions tp, dp, pp (and cp, ep) once "
+                                f"each, joined by '-', e.g. {DEFAULT_ORDER}")
 
     @property
     def world(self) -> int:
@@ -120,8 +120,8 @@ def resolve(infos: list[RankInfo], layout: Layout | None, where: str) -> Topolog
     world = infos[0].world_size
     if layout is not None:
         if layout.world != world:
-            raise UsageError(f"--pp {layout.pp} --dp {layout.dp} --tp {layout.tp} make {layout.world} ranks but "
-                             f"the traces in {where} are of a {world}-rank job")
+            raise ArgumentError("layout", f"pp {layout.pp} dp {layout.dp} tp {layout.tp}",
+                                f"makes {layout.world} ranks but the traces in {where} are of a {world}-rank job")
         coords = {info.rank: layout.coordinates(info.rank) for info in infos}
         workers = {rank: (c["dp"], c["pp"]) for rank, c in coords.items()}
         topology = Topology(dp=layout.dp, pp=layout.pp, tp=layout.tp, cp=1, world=world, workers=workers,
