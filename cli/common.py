@@ -136,7 +136,7 @@ def cli_message(exc: Exception) -> str:
 def _warning_line(caught: warnings.WarningMessage) -> str:
     from graphwia.errors import first_line
 
-    return (f"graphwia: warning: {caught.category.__name__}: {first_line(caught.message, 200)} "
+    return (f"graphwia: warning: {caught.category.__name__}: {first_line(caught.message, limit=200)} "
             "(an internal warning; run with --debug for where)")
 
 
@@ -204,7 +204,7 @@ class StepSelection:
 
         trace = self.trace or trace
         loaded = open_trace(trace, meta, time_unit=self.time_unit)
-        return loaded, (resolve_steps(loaded.steps, self.spans, str(trace)) if self.spans else None)
+        return loaded, (resolve_steps(loaded.steps, self.spans, source=str(trace)) if self.spans else None)
 
 
 def _steps_and_trace(ctx: typer.Context, steps: list[str] | None) -> tuple[list[str] | None, Path | None]:

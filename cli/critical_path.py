@@ -37,7 +37,7 @@ def critical_path(
     from graphwia.analyses.whatif import load_scenarios
 
     selection = StepSelection(ctx, steps)
-    check_output(out, timeline)
+    check_output(path=out, timeline=timeline)
     scenarios = load_scenarios(whatif) if whatif else None
     with progress(not quiet) as say:
         say("loading the trace")

@@ -53,7 +53,7 @@ def kineto(
         trace, report = import_kineto(inputs, name=name, mapping=rules, layout=layout, workers=workers,
                                       scheduler=scheduler, progress=say)
         say("writing the op table")
-        trace_path, meta_path = write_trace(trace, out, name)
+        trace_path, meta_path = write_trace(trace, out, name=name)
     if not quiet:
         typer.echo("\n".join(report.lines()))
         typer.echo(f"wrote {trace_path} and {meta_path}")

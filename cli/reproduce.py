@@ -28,7 +28,7 @@ def reproduce(
 
     check_writable_dir(out)
     with progress(not quiet) as say:
-        comparisons = run(data, out, trace or TRACES, plots=not no_plots, progress=say)
+        comparisons = run(data, out, names=trace or TRACES, plots=not no_plots, progress=say)
     typer.echo("\n".join(table_lines(comparisons)))
     if not quiet:
         typer.echo(f"outputs in {out}/")

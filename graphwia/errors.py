@@ -58,7 +58,7 @@ class OutputError(GraphwiaError):
     """An output path cannot be written."""
 
 
-def first_line(exc: BaseException, limit: int | None = None) -> str:
+def first_line(exc: BaseException, *, limit: int | None = None) -> str:
     """The first line of an exception's message (its type name when it has none), for one-line errors."""
     text = str(exc).strip().splitlines()
     return text[0][:limit] if text else type(exc).__name__

@@ -77,7 +77,7 @@ def m_close(key: str, expected: float, actual: float) -> bool:
     return relative_close(key, expected, actual)
 
 
-def compare(expected, actual, close: Closeness, file: str, key: str = "") -> tuple[int, list[Mismatch]]:
+def compare(expected, actual, close: Closeness, file: str, *, key: str = "") -> tuple[int, list[Mismatch]]:
     """Compare every leaf of ``expected`` with ``actual``; return (numbers compared, mismatches)."""
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
@@ -89,7 +89,7 @@ def compare(expected, actual, close: Closeness, file: str, key: str = "") -> tup
                 count += 1
                 found.append(Mismatch(file, path, value, None))
                 continue
-            n, more = compare(value, actual[name], close, file, path)
+            n, more = compare(value, actual[name], close, file, key=path)
             count += n
             found += more
         return count, found
@@ -99,7 +99,7 @@ def compare(expected, actual, close: Closeness, file: str, key: str = "") -> tup
     return 1, [] if expected == actual else [Mismatch(file, key, expected, actual)]
 
 
-def compare_published(analysis: Analysis, data_dir: str | Path, name: str | None = None) -> Comparison:
+def compare_published(analysis: Analysis, data_dir: str | Path, *, name: str | None = None) -> Comparison:
     """Compare ``analysis`` with the published files of ``name`` (default: its trial name)."""
     name = name or analysis.name
     return _compare_with(analysis, name, read_all_published(data_dir, name))
@@ -138,7 +138,7 @@ def read_all_published(data_dir: str | Path, name: str) -> dict[str, dict]:
     return {kind: read_published(data_dir, kind, name) for kind in KINDS}
 
 
-def reproduce(data_dir: str | Path, out_dir: str | Path, names: Iterable[str] = TRACES, *, plots: bool = True,
+def reproduce(data_dir: str | Path, out_dir: str | Path, *, names: Iterable[str] = TRACES, plots: bool = True,
               progress: Callable[[str], None] | None = None) -> list[Comparison]:
     """Analyse each published trace, write its outputs to ``out_dir``, compare with the published files."""
     say = progress or (lambda label: None)
@@ -157,7 +157,7 @@ def reproduce(data_dir: str | Path, out_dir: str | Path, names: Iterable[str] = 
     return comparisons
 
 
-def table_lines(comparisons: list[Comparison], max_mismatches: int = 5) -> list[str]:
+def table_lines(comparisons: list[Comparison], *, max_mismatches: int = 5) -> list[str]:
     """The reproduction table, the first disagreements of each trace, and a final verdict."""
     header = f"{'trace':<6} {'S ours':>9} {'published':>9}  {'M_S ours':>9} {'published':>9}  " \
              f"{'M_W ours':>9} {'published':>9}  {'numbers':>7}  agree"

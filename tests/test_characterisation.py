@@ -84,7 +84,7 @@ def test_heatmap_highlights_match_the_paper():
     se_hot = highlighted(worker_grid(se.workers))
     assert len(se_hot) >= 0.9 * len(se.workers)  # nearly all workers
     # The exact S_w heatmap of AR agrees: one worker only.
-    assert highlighted(worker_grid(real_analysis("AR").workers, "S_worker")) == [(0, 0)]
+    assert highlighted(worker_grid(real_analysis("AR").workers, column="S_worker")) == [(0, 0)]
 
 
 @requires_data
@@ -137,7 +137,7 @@ def test_table_reports_disagreement():
 
 
 def test_every_published_number_is_reproduced(trace_name):
-    comparison = compare_published(real_analysis(trace_name), DATA, trace_name)
+    comparison = compare_published(real_analysis(trace_name), DATA, name=trace_name)
     assert comparison.agrees, comparison.mismatches[:5]
     result = published("result", trace_name)
     assert comparison.compared > len(result["step_t_base"]) * 5  # per-step tables are compared too

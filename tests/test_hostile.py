@@ -318,8 +318,8 @@ def test_dollar_signs_in_picture_texts_are_plain_text():
     from graphwia.outputs.heatmap import heatmap_figure, heatmap_png
 
     grid = pd.DataFrame([[1.0, 1.2], [1.3, np.nan]])
-    assert heatmap_png(grid, "cost_$5_to_$6", "S_$w$")[:4] == b"\x89PNG"
-    fig = heatmap_figure(grid, "cost_$5_to_$6")
+    assert heatmap_png(grid, title="cost_$5_to_$6", label="S_$w$")[:4] == b"\x89PNG"
+    fig = heatmap_figure(grid, title="cost_$5_to_$6")
     assert [t.get_text() for t in fig.texts] == ["cost_$5_to_$6"]
 
 

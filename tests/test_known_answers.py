@@ -37,10 +37,10 @@ def test_one_slow_worker_is_found():
     analysis = analyze(dp=4, pp=4, microbatches=8, slow_workers=[(2, 1, 1.5)])
     assert analysis.slowdown >= 1.2
     assert analysis.Mw >= 0.8
-    grid = worker_grid(analysis.workers, "score")          # the numbers behind the heatmap
+    grid = worker_grid(analysis.workers, column="score")          # the numbers behind the heatmap
     stage, dp_rank = np.unravel_index(np.nanargmax(grid.to_numpy()), grid.shape)
     assert (int(grid.columns[dp_rank]), int(grid.index[stage])) == (2, 1)
-    exact = worker_grid(analysis.workers, "S_worker")
+    exact = worker_grid(analysis.workers, column="S_worker")
     stage, dp_rank = np.unravel_index(np.nanargmax(exact.to_numpy()), exact.shape)
     assert (int(exact.columns[dp_rank]), int(exact.index[stage])) == (2, 1)
     assert "individual worker problem" in verdict(analysis) and "dp_rank 2, stage 1" in verdict(analysis)

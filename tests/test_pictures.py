@@ -56,7 +56,7 @@ def cell_texts(fig) -> list[str]:
 def test_heatmap_annotates_every_cell_and_stays_readable(dp):
     pp = 4
     grid = worker_grid(workers_table(dp, pp))
-    fig = heatmap_figure(grid, "title", "score")
+    fig = heatmap_figure(grid, title="title", label="score")
     panels = [ax for ax in fig.axes if ax.get_ylabel() == "PP rank"]
     assert len(panels) == -(-dp // MAX_COLUMNS)  # wide jobs wrap into panels
     texts = cell_texts(fig)
@@ -87,7 +87,7 @@ def test_heatmap_colours_follow_the_1_to_1_5_scale():
 
 
 def test_write_heatmap_writes_a_png_atomically(tmp_path):
-    path = write_heatmap(tmp_path / "h.png", worker_grid(workers_table(4, 2)), "t")
+    path = write_heatmap(tmp_path / "h.png", worker_grid(workers_table(4, 2)), title="t")
     assert path.read_bytes()[:8] == PNG_MAGIC
     assert [p.name for p in tmp_path.iterdir()] == ["h.png"]  # no temporary left behind
 

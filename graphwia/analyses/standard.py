@@ -185,7 +185,7 @@ def analyze(trace: Trace, *, steps: int | Iterable[int] | None = None,
     """
     say = progress or (lambda label: None)
     say("building the DAG")
-    dag, weights, typical = weighted_dag(trace, steps, typical_from=typical_from)
+    dag, weights, typical = weighted_dag(trace, steps=steps, typical_from=typical_from)
     say("compiling")
     compiled = dag.compile()
     # Every family on the compiled kernel when the run as a whole will load it anyway.

@@ -108,7 +108,7 @@ class CompiledDag:
         self.per_step = dag.ops_per_step
         self.n_step_nodes = step_dag.n_nodes
         edges = step_dag.edges
-        step_levels = topological_levels(step_dag.n_nodes, edges.src, edges.dst, step_dag)
+        step_levels = topological_levels(step_dag.n_nodes, edges.src, edges.dst, dag=step_dag)
         order = np.lexsort((edges.dst, step_levels[edges.dst]))
         self._src = edges.src[order]  # edge sources, sorted by (level of dst, dst)
         self._dst = edges.dst[order]
@@ -136,7 +136,7 @@ class CompiledDag:
     def levels(self) -> np.ndarray:
         """Topological level of every node of the whole DAG (computed on first use)."""
         edges = self.dag.edges
-        return topological_levels(self.dag.n_nodes, edges.src, edges.dst, self.dag)
+        return topological_levels(self.dag.n_nodes, edges.src, edges.dst, dag=self.dag)
 
     def detached(self) -> "CompiledDag":
         """The same evaluator without its DAG (and so without the trace): small to send to other processes.
@@ -220,7 +220,7 @@ class CompiledDag:
             step_time, span = kernels.propagate(
                 self.plan, self.n_steps, family.n_scenarios, family.weight[:, None],
                 None if family.delay is None else family.delay[:, None], family.chosen_weights[:, None],
-                None if family.delay is None else family.chosen_delays[:, None], family.group, family.first)
+                None if family.delay is None else family.chosen_delays[:, None], family.group, first_group=family.first)
             return Simulation(None, None, step_time, span)
         if isinstance(family, Swap):
             result = kernels.run(self.plan, self.n_steps, family.n_scenarios, kernels.SWAP, family.weight[:, None],
@@ -373,7 +373,7 @@ def _op_major(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def topological_levels(n_nodes: int, src: np.ndarray, dst: np.ndarray, dag=None) -> np.ndarray:
+def topological_levels(n_nodes: int, src: np.ndarray, dst: np.ndarray, *, dag=None) -> np.ndarray:
     """Longest-path level of every node (sources at 0), by vectorised Kahn peeling.
 
     Raises :class:`~graphwia.errors.ScheduleError` naming the ops on a cycle.

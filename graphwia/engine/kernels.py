@@ -268,7 +268,7 @@ def _finish(weights, op, ready, values, slot, is_optimizer, last_end, last_optim
 
 def propagate(plan: Plan, n_steps: int, n_scenarios: int, weight: np.ndarray, delay: np.ndarray | None,
               chosen_weight: np.ndarray, chosen_delay: np.ndarray | None, group: np.ndarray,
-              first_group: int = 0) -> tuple[np.ndarray, np.ndarray]:
+              *, first_group: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A swap family's (step_time, span), each (n_steps, n_scenarios), by propagating changes only.
 
     Each step is evaluated once with ``weight`` / ``delay`` everywhere (the

@@ -69,7 +69,7 @@ def optype_summary(attribution: dict[str, dict[str, float]]) -> pd.DataFrame:
 
 
 def write_fleet_report(path: str | Path, table: pd.DataFrame, attribution: dict[str, dict[str, float]],
-                       links: dict[str, str] | None = None) -> Path:
+                       *, links: dict[str, str] | None = None) -> Path:
     """Write the fleet page atomically.
 
     ``table`` holds the fleet rows, ``attribution`` each job's S by op type (jobs that

@@ -160,7 +160,7 @@ def job_dir(out_dir: str | Path, name: str) -> Path:
     return inside(jobs / check_name(name, what="job name", source=str(jobs)), jobs)
 
 
-def run_job(job: Job, out_dir: str | Path, plots: bool = True, *, time_unit: str | None = None) -> dict:
+def run_job(job: Job, out_dir: str | Path, *, plots: bool = True, time_unit: str | None = None) -> dict:
     """Analyse ``job``, write its outputs and marker; return its record. Never raises for a bad job.
 
     A failure (bad input, or an unexpected error) is returned as a record with status
@@ -317,7 +317,7 @@ def _run_local(jobs: list[Job], out_dir: Path, plots: bool, time_unit: str | Non
         for job in jobs:
             if on_start is not None:
                 on_start(job, os.getpid())
-            yield run_job(job, out_dir, plots, time_unit=time_unit)
+            yield run_job(job, out_dir, plots=plots, time_unit=time_unit)
         return
     tasks = [(job, out_dir, plots, time_unit) for job in jobs]
     started = None if on_start is None else (lambda index, pid: on_start(jobs[index], pid))
@@ -328,7 +328,7 @@ def _run_local(jobs: list[Job], out_dir: Path, plots: bool, time_unit: str | Non
 
 def _run_job_task(job: Job, out_dir: Path, plots: bool, time_unit: str | None) -> dict:
     """:func:`run_job` with positional arguments, as a local worker calls it."""
-    return run_job(job, out_dir, plots, time_unit=time_unit)
+    return run_job(job, out_dir, plots=plots, time_unit=time_unit)
 
 
 def _run_dask(jobs: list[Job], out_dir: Path, plots: bool, time_unit: str | None, address: str) -> Iterator[dict]:
@@ -339,7 +339,7 @@ def _run_dask(jobs: list[Job], out_dir: Path, plots: bool, time_unit: str | None
 
     with client:
         tag = uuid.uuid4().hex[:8]
-        futures = {client.submit(run_job, job, out_dir, plots, time_unit=time_unit,
+        futures = {client.submit(run_job, job, out_dir, plots=plots, time_unit=time_unit,
                                  key=f"graphwia-fleet-{job.name}-{tag}", pure=False, retries=0): job for job in jobs}
         try:
             for future in dask_completed(list(futures), loop=client.loop):
@@ -378,7 +378,7 @@ def write_fleet(run: FleetRun, out_dir: str | Path) -> dict[str, Path]:
             table.to_csv(tmp, index=False)
         with atomic_path(paths["parquet"]) as tmp:
             table.to_parquet(tmp, index=False)
-        write_fleet_report(paths["html"], table, attribution, job_links(out_dir, table["name"]))
+        write_fleet_report(paths["html"], table, attribution, links=job_links(out_dir, table["name"]))
     return paths
 
 

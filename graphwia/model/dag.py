@@ -126,7 +126,7 @@ class Dag:
         """The same DAG restricted to some of its steps (same schedule)."""
         return build_dag(self.trace, steps=steps, schedule=self.schedule)
 
-    def to_networkx(self, steps: Iterable[int] | int | None = None, workers: "Workers | None" = None):
+    def to_networkx(self, *, steps: Iterable[int] | int | None = None, workers: "Workers | None" = None):
         """A networkx DiGraph view of (part of) the DAG; see :mod:`graphwia.model.graph`.
 
         ``workers`` as the CLI takes them (``"0:3,1:*"``) or (dp_rank, stage) pairs, None matching any.
@@ -136,7 +136,7 @@ class Dag:
         return dag_to_networkx(self, steps=steps, workers=workers)
 
 
-def build_dag(trace: Trace, steps: Iterable[int] | None = None, schedule: Schedule | None = None) -> Dag:
+def build_dag(trace: Trace, *, steps: Iterable[int] | None = None, schedule: Schedule | None = None) -> Dag:
     """Build the explicit DAG of ``trace`` over ``steps`` (default: every step).
 
     The schedule is inferred from the whole trace (SPEC §2) unless given, so a

@@ -92,7 +92,7 @@ def worker_specs(workers: Workers | None) -> list[WorkerSpec] | None:
     return specs
 
 
-def dag_to_networkx(dag: "Dag", steps: Iterable[int] | int | None = None, workers: Workers | None = None,
+def dag_to_networkx(dag: "Dag", *, steps: Iterable[int] | int | None = None, workers: Workers | None = None,
                     weights: "Weights" | None = None) -> "nx.DiGraph":
     """A networkx DiGraph of ``dag`` restricted to ``steps`` and ``workers`` (default: all).
 
@@ -106,7 +106,7 @@ def dag_to_networkx(dag: "Dag", steps: Iterable[int] | int | None = None, worker
 
     keep = selected_nodes(dag, steps, workers)
     graph = nx.DiGraph(**graph_attributes(dag, keep))
-    for nodes in node_tables(dag, keep, weights):
+    for nodes in node_tables(dag, keep, weights=weights):
         rows = nodes.to_pylist()
         graph.add_nodes_from((row.pop("node"), row) for row in rows)
     edges = edge_table(dag, keep).to_pylist()
@@ -120,7 +120,7 @@ def graph_attributes(dag: "Dag", keep: np.ndarray) -> dict[str, str]:
             "steps": format_ranges(np.unique(node_steps(dag)[keep]))}
 
 
-def node_tables(dag: "Dag", keep: np.ndarray, weights: "Weights" | None = None) -> list["pa.Table"]:
+def node_tables(dag: "Dag", keep: np.ndarray, *, weights: "Weights" | None = None) -> list["pa.Table"]:
     """Kept op, barrier and step-source nodes: one table per kind, columns ``node`` + :data:`NODE_ATTRIBUTES`.
 
     ``weights`` defaults to the observed ones (SPEC §3).
@@ -190,7 +190,7 @@ def selected_nodes(dag: "Dag", steps: Iterable[int] | int | None, workers: Worke
     """Mask over all nodes: selected ops, the barriers of their groups, their steps' sources."""
     node_step = node_steps(dag)
     if steps is not None:
-        wanted = checked_steps(steps, dag.steps, dag.trace.source, "in the DAG")
+        wanted = checked_steps(steps, dag.steps, dag.trace.source, where="in the DAG")
         keep = np.isin(node_step, wanted)
     else:
         keep = np.ones(dag.n_nodes, dtype=bool)

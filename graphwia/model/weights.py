@@ -101,7 +101,7 @@ def check_typical_from(typical_from: str) -> TypicalFrom:
     return typical_from
 
 
-def weighted_dag(trace: Trace, steps: Steps | None = None, *,
+def weighted_dag(trace: Trace, *, steps: Steps | None = None,
                  typical_from: TypicalFrom = DEFAULT_TYPICAL_FROM) -> tuple[Dag, Weights, dict[str, float]]:
     """The DAG of the analysed ``steps`` with its observed weights, and the typical weights.
 
@@ -110,7 +110,7 @@ def weighted_dag(trace: Trace, steps: Steps | None = None, *,
     ``typical_from`` names (see the module docstring).
     """
     check_typical_from(typical_from)
-    dag = build_dag(trace, steps)  # the schedule comes from the whole trace's first step
+    dag = build_dag(trace, steps=steps)  # the schedule comes from the whole trace's first step
     weights = observed_weights(dag)
     typical = typical_weights(*typical_source(dag, weights, typical_from))
     return dag, weights, typical
@@ -139,7 +139,7 @@ def typical_weights(dag: Dag, weights: Weights) -> dict[str, float]:
     return {T.ALL_OPTYPES[code]: float(values[code]) for code in np.unique(codes)}
 
 
-def stage_typical_weights(dag: Dag, weights: Weights, among: np.ndarray | None = None) -> dict[tuple[int, str], float]:
+def stage_typical_weights(dag: Dag, weights: Weights, *, among: np.ndarray | None = None) -> dict[tuple[int, str], float]:
     """Typical weight of each optype on each stage, over the ops of ``dag`` where ``among`` is true (default: all).
 
     ``(stage, optype) → value``, with the statistic of SPEC §5.3 (mean for

@@ -138,7 +138,7 @@ def encode_delimited(payloads: Iterable[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def split_delimited(data: bytes, source: str = "<stream>") -> Iterator[bytes]:
+def split_delimited(data: bytes, *, source: str = "<stream>") -> Iterator[bytes]:
     """The serialised messages of a length-delimited stream, in order."""
     pos, end = 0, len(data)
     while pos < end:
@@ -165,7 +165,7 @@ def read_et(path: str | Path) -> tuple["GlobalMetadata", list["Node"]]:
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    chunks = split_delimited(data, str(path))
+    chunks = split_delimited(data, source=str(path))
     first = next(chunks, None)
     if first is None:
         raise UsageError(f"{path}: empty file, expected a GlobalMetadata message first")

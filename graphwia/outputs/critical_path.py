@@ -63,7 +63,7 @@ def _json_element(element: dict) -> dict:
     return out
 
 
-def check_output(path: str | Path | None = None, timeline: str | Path | None = None) -> None:
+def check_output(*, path: str | Path | None = None, timeline: str | Path | None = None) -> None:
     """Raise :class:`UsageError` early when an output path has an extension we cannot write."""
     if path is not None and Path(path).suffix.lower() not in OUTPUT_FORMATS:
         raise ArgumentError("path", path, f"critical paths are written as {' or '.join(OUTPUT_FORMATS)}")
@@ -73,7 +73,7 @@ def check_output(path: str | Path | None = None, timeline: str | Path | None = N
 
 def write_critical_paths(paths: CriticalPaths, path: str | Path) -> Path:
     """Write the paths as JSON (:func:`critical_paths_dict`) or CSV (one row per element), atomically."""
-    check_output(path)
+    check_output(path=path)
     if Path(path).suffix.lower() == ".json":
         return write_json(path, critical_paths_dict(paths))
     with atomic_path(path) as tmp:
@@ -89,7 +89,7 @@ def write_critical_timeline(paths: CriticalPaths, path: str | Path) -> Path:
     return write_timeline(path, critical_timeline_events(paths))
 
 
-def summary_lines(paths: CriticalPaths, top: int = 3) -> list[str]:
+def summary_lines(paths: CriticalPaths, *, top: int = 3) -> list[str]:
     """A few lines: step time, path length, and who is on the path most."""
     summary = paths.summary()
     lines = [f"critical paths ({paths.scenario}) of {summary['steps']} step(s): mean step time "

@@ -62,8 +62,8 @@ _SHAPES = {"op": "box", "barrier": "diamond", "step-start": "circle"}
 _XML_TYPES = {"int": "long", "float": "double", "text": "string"}
 
 
-def export_dag(dag: Dag, path: str | Path, steps: Iterable[int] | int | None = None,
-               workers: Workers | None = None, *, weights: "Weights" | None = None) -> list[Path]:
+def export_dag(dag: Dag, path: str | Path, *, steps: Iterable[int] | int | None = None,
+               workers: Workers | None = None, weights: "Weights" | None = None) -> list[Path]:
     """Write (part of) ``dag`` to ``path`` atomically in the format its extension names; return the files written.
 
     ``steps`` and ``workers`` select as in :func:`graphwia.model.graph.selected_nodes`;
@@ -73,7 +73,7 @@ def export_dag(dag: Dag, path: str | Path, steps: Iterable[int] | int | None = N
     path = Path(path)
     suffix, compressed = check_format(path)
     keep = selected_nodes(dag, steps, workers)
-    nodes, edges = node_tables(dag, keep, weights), edge_table(dag, keep)
+    nodes, edges = node_tables(dag, keep, weights=weights), edge_table(dag, keep)
     if suffix == ".parquet":
         return _write_parquet(path, nodes, edges)
     lines = {".graphml": _graphml, ".gexf": _gexf, ".json": _node_link, ".dot": _dot, ".gv": _dot}[suffix]

@@ -43,7 +43,7 @@ BAR_WIDTH = (2.4, 5.0)  # colour bar: shortest, longest
 DPI = 110
 
 
-def worker_grid(workers: pd.DataFrame, column: str = "score") -> pd.DataFrame:
+def worker_grid(workers: pd.DataFrame, *, column: str = "score") -> pd.DataFrame:
     """``workers[column]`` as a table: index = PP rank (stage), columns = DP rank.
 
     ``workers`` is :attr:`graphwia.Analysis.workers` (one row per worker with
@@ -53,13 +53,13 @@ def worker_grid(workers: pd.DataFrame, column: str = "score") -> pd.DataFrame:
     return grid.sort_index().sort_index(axis=1).astype(float)
 
 
-def highlighted(grid: pd.DataFrame, threshold: float = HIGHLIGHT) -> list[tuple[int, int]]:
+def highlighted(grid: pd.DataFrame, *, threshold: float = HIGHLIGHT) -> list[tuple[int, int]]:
     """(dp_rank, stage) of every cell at or above ``threshold``, row by row."""
     stages, dps = np.nonzero(grid.to_numpy() >= threshold)
     return [(int(grid.columns[d]), int(grid.index[s])) for s, d in zip(stages, dps)]
 
 
-def heatmap_figure(grid: pd.DataFrame, title: str = "", label: str = "") -> Figure:
+def heatmap_figure(grid: pd.DataFrame, *, title: str = "", label: str = "") -> Figure:
     """Draw ``grid`` (see :func:`worker_grid`) as an annotated heatmap.
 
     ``title`` goes above the colour bar, ``label`` names the colour bar; both are
@@ -127,9 +127,9 @@ def figure_png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def heatmap_png(grid: pd.DataFrame, title: str = "", label: str = "") -> bytes:
+def heatmap_png(grid: pd.DataFrame, *, title: str = "", label: str = "") -> bytes:
     """:func:`heatmap_figure` as PNG bytes."""
-    return figure_png(heatmap_figure(grid, title, label))
+    return figure_png(heatmap_figure(grid, title=title, label=label))
 
 
 def write_png(path: str | Path, png: bytes) -> Path:
@@ -139,6 +139,6 @@ def write_png(path: str | Path, png: bytes) -> Path:
     return Path(path)
 
 
-def write_heatmap(path: str | Path, grid: pd.DataFrame, title: str = "", label: str = "") -> Path:
+def write_heatmap(path: str | Path, grid: pd.DataFrame, *, title: str = "", label: str = "") -> Path:
     """Draw ``grid`` and save it as a PNG at ``path``, atomically."""
-    return write_png(path, heatmap_png(grid, title, label))
+    return write_png(path, heatmap_png(grid, title=title, label=label))

@@ -48,7 +48,7 @@ def output_paths(out_dir: str | Path, trial: str) -> dict[str, Path]:
     return {**result_paths(out_dir, trial), "causes": causes_path(out_dir, trial), **{kind: out_dir / name.format(trial) for kind, name in PICTURES.items()}}
 
 
-def write_outputs(analysis: Analysis, out_dir: str | Path, plots: bool = True) -> list[Path]:
+def write_outputs(analysis: Analysis, out_dir: str | Path, *, plots: bool = True) -> list[Path]:
     """Write the result JSONs and, when ``plots``, the pictures, timelines and report, as one set.
 
     A run failing half way leaves every earlier output as it was; a run that
@@ -85,12 +85,12 @@ def write_pictures(analysis: Analysis, out_dir: str | Path) -> list[Path]:
 
     paths = output_paths(out_dir, analysis.name)
     heatmaps = {"Worker score min(S_dp_rank, S_stage), as ranked by M_W": (
-        paths["heatmap"], heatmap_png(worker_grid(analysis.workers, "score"),
-                                      f"{analysis.name}: worker score", "min(S_dp_rank, S_stage)"))}
+        paths["heatmap"], heatmap_png(worker_grid(analysis.workers, column="score"),
+                                      title=f"{analysis.name}: worker score", label="min(S_dp_rank, S_stage)"))}
     if analysis.workers["S_worker"].notna().any():
         heatmaps["Exact per-worker slowdown S_w"] = (
-            paths["heatmap-worker"], heatmap_png(worker_grid(analysis.workers, "S_worker"),
-                                                 f"{analysis.name}: exact per-worker S_w", "S_w"))
+            paths["heatmap-worker"], heatmap_png(worker_grid(analysis.workers, column="S_worker"),
+                                                 title=f"{analysis.name}: exact per-worker S_w", label="S_w"))
     written = [write_png(path, png) for path, png in heatmaps.values()]
     written += write_timelines(analysis, paths["timeline"], paths["ideal-timeline"])
     links = {"The trace as recorded": paths["timeline"].name, "The simulated ideal": paths["ideal-timeline"].name}

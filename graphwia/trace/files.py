@@ -61,7 +61,7 @@ def open_trace(path: str | Path, meta: str | Path | None = None, *, time_unit: s
     return load_trace(path, meta, time_unit=time_unit)
 
 
-def write_trace(trace: Trace, out_dir: str | Path, name: str | None = None) -> tuple[Path, Path]:
+def write_trace(trace: Trace, out_dir: str | Path, *, name: str | None = None) -> tuple[Path, Path]:
     """Write ``out_dir/trace-NAME.parquet`` (the SPEC §1 columns, ``optype`` as text) and
     ``out_dir/meta-NAME.yaml``, both or neither; NAME defaults to the trial name. Returns the paths."""
     import pyarrow as pa

@@ -58,7 +58,7 @@ def load_meta(path: str | Path) -> JobMeta:
     return parse_meta(read_yaml(path, MetaError, "metadata"), source=str(path))
 
 
-def parse_meta(raw: object, source: str = "<metadata>") -> JobMeta:
+def parse_meta(raw: object, *, source: str = "<metadata>") -> JobMeta:
     """Validate a metadata mapping: every field present, of the right type and range, a consistent world size.
 
     Raises :class:`~graphwia.errors.MetaError` naming ``source`` and the field.

@@ -100,14 +100,14 @@ class Trace:
         return np.unique(self.table["step"])
 
     @classmethod
-    def from_frame(cls, frame, meta: JobMeta | dict, source: str = "<memory>", *,
+    def from_frame(cls, frame, meta: JobMeta | dict, *, source: str = "<memory>",
                    time_unit: str | None = None) -> "Trace":
         """Validate an in-memory op table (a pandas DataFrame with the SPEC §1 columns) and metadata."""
-        return cls.from_columns(_frame_columns(frame, source), meta, source, time_unit=time_unit)
+        return cls.from_columns(_frame_columns(frame, source), meta, source=source, time_unit=time_unit)
 
     @classmethod
     def from_columns(cls, columns: Table | Mapping[str, np.ndarray], meta: JobMeta | dict,
-                     source: str = "<memory>", *, time_unit: str | None = None) -> "Trace":
+                     *, source: str = "<memory>", time_unit: str | None = None) -> "Trace":
         """Validate op-table columns (name → array, or a :class:`~graphwia.utils.table.Table`) and metadata.
 
         ``time_unit`` (``s``, ``ms``, ``us`` or ``ns``) is the unit of ``start_ts``
@@ -178,7 +178,7 @@ def read_columns(path: str | Path) -> Table:
     except TraceError:
         raise
     except Exception as exc:  # pyarrow and the CSV parser raise many types
-        raise TraceError(f"{path}: not a readable {'CSV' if csv else 'parquet'} file ({first_line(exc, 200)})") from None
+        raise TraceError(f"{path}: not a readable {'CSV' if csv else 'parquet'} file ({first_line(exc, limit=200)})") from None
 
 
 def _check_header(names: list[str], source: str) -> None:

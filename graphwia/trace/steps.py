@@ -40,7 +40,7 @@ def parse_step_spec(values: str | Iterable[str]) -> list[tuple[int, int]]:
     return spans
 
 
-def resolve_steps(present: np.ndarray, spans: list[tuple[int, int]], source: str = "trace") -> list[int]:
+def resolve_steps(present: np.ndarray, spans: list[tuple[int, int]], *, source: str = "trace") -> list[int]:
     """The steps of ``present`` that ``spans`` selects (see module docstring)."""
     present = np.asarray(present)
     chosen: set[int] = set()
@@ -54,9 +54,9 @@ def resolve_steps(present: np.ndarray, spans: list[tuple[int, int]], source: str
     return sorted(chosen)
 
 
-def checked_steps(steps: Steps, present: np.ndarray, source: str, where: str = "in the trace") -> np.ndarray:
+def checked_steps(steps: Steps, present: np.ndarray, source: str, *, where: str = "in the trace") -> np.ndarray:
     """``steps`` sorted and unique, all of them among ``present``; else a UsageError listing those present."""
-    wanted = np.unique(step_numbers(steps, source))
+    wanted = np.unique(step_numbers(steps, source=source))
     missing = np.setdiff1d(wanted, present)
     if len(wanted) == 0 or len(missing):
         what = "no steps were selected" if len(wanted) == 0 else f"step(s) {format_ranges(missing)} are not {where}"
@@ -64,7 +64,7 @@ def checked_steps(steps: Steps, present: np.ndarray, source: str, where: str = "
     return wanted
 
 
-def step_numbers(steps: Steps, source: str = "steps") -> np.ndarray:
+def step_numbers(steps: Steps, *, source: str = "steps") -> np.ndarray:
     """``steps`` (one step number or an iterable of them) as an int64 array, in the given order.
 
     Anything else (a string, a float, a bool) is a UsageError: a string's

@@ -359,7 +359,7 @@ def json_text(data, *, indent: int | None = 4) -> str:
         return json.dumps(_finite(data), indent=indent, allow_nan=False)
 
 
-def nonfinite_fields(data, prefix: str = "") -> list[str]:
+def nonfinite_fields(data, *, prefix: str = "") -> list[str]:
     """Dotted paths (``"blocking_slowdown"``, ``"step_t_base.3"``) of the NaN or infinite floats in ``data``."""
     if isinstance(data, float):
         return [] if math.isfinite(data) else [prefix or "(value)"]
@@ -371,7 +371,7 @@ def nonfinite_fields(data, prefix: str = "") -> list[str]:
         return []
     found = []
     for key, value in items:
-        found += nonfinite_fields(value, f"{prefix}.{key}" if prefix else str(key))
+        found += nonfinite_fields(value, prefix=f"{prefix}.{key}" if prefix else str(key))
     return found
 
 
@@ -446,7 +446,7 @@ def read_yaml(path: str | Path, error: type[GraphwiaError], what: str):
     except yaml.MarkedYAMLError as exc:
         raise error(f"{path}: not a readable YAML file ({_yaml_problem(exc)})") from None
     except (yaml.YAMLError, RecursionError) as exc:
-        raise error(f"{path}: not a readable YAML file ({first_line(exc, 200)})") from None
+        raise error(f"{path}: not a readable YAML file ({first_line(exc, limit=200)})") from None
 
 
 def _load_yaml(loader_class, text: str):

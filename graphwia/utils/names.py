@@ -47,7 +47,7 @@ def check_name(value: object, *, what: str, source: str | None, error: type[Grap
                 "letter or digit")
 
 
-def shown(value: object, limit: int = 40) -> str:
+def shown(value: object, *, limit: int = 40) -> str:
     """``value`` for a one-line message: ASCII-only ``repr``, cut after ``limit`` characters.
 
     Safe for any value a YAML file can produce: a container is described by

@@ -73,7 +73,7 @@ class Table:
         return Table({name: values[rows] for name, values in self._columns.items()}, self.categories)
 
     def with_columns(self, columns: Mapping[str, np.ndarray],
-                     categories: Mapping[str, Sequence[str]] | None = None) -> "Table":
+                     *, categories: Mapping[str, Sequence[str]] | None = None) -> "Table":
         """A new table with ``columns`` added (or replaced)."""
         return Table({**self._columns, **columns}, {**self.categories, **(categories or {})})
 

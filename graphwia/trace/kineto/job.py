@@ -174,7 +174,7 @@ def _read_all(files: list[Path], mapping, workers: int | None, scheduler: str | 
 
         with connect(scheduler) as client:
             say(f"reading {len(files)} rank trace(s) on {scheduler}")
-            futures = [client.submit(read_rank, str(path), mapping, pure=False) for path in files]
+            futures = [client.submit(read_rank, str(path), mapping=mapping, pure=False) for path in files]
             return client.gather(futures)
     if workers is None:  # a daemonic process (a dask or pool worker running a fleet job) may not start any
         total = sum(path.stat().st_size for path in files)
@@ -185,11 +185,11 @@ def _read_all(files: list[Path], mapping, workers: int | None, scheduler: str | 
         out = []
         for i, path in enumerate(files):
             say(f"reading rank traces ({i}/{len(files)})")
-            out.append(read_rank(path, mapping))
+            out.append(read_rank(path, mapping=mapping))
         return out
     results: dict[int, RankOps] = {}
     with ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(read_rank, path, mapping): i for i, path in enumerate(files)}
+        futures = {pool.submit(read_rank, path, mapping=mapping): i for i, path in enumerate(files)}
         try:
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
