@@ -173,7 +173,6 @@ def profiler_steps(events: Events) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return (np.zeros(0, np.int64),) * 3
     codes = np.array(list(numbers), dtype=np.int64)
     rows = np.flatnonzero(np.isin(events.name, codes) & np.isin(events.cat, list(CPU_RANGE_CATS)))
-    events.materialize(rows)
     lookup = dict(numbers)
     step = np.array([lookup[int(c)] for c in events.name[rows]], dtype=np.int64)
     order = np.argsort(events.start[rows], kind="stable")

@@ -1,11 +1,20 @@
-"""Read one rank's Kineto trace file into numpy columns.
+"""Read one rank's Kineto trace file into numpy columns, a chunk of events at a time.
 
 A trace file is the Chrome trace JSON ``torch.profiler`` exports (``.json`` or ``.json.gz``).
-:func:`read_events` decodes it with msgspec into typed records that keep only the fields the
-importer uses (about 2.5x faster than the standard library's ``json`` and a third less memory:
-see ``benchmarks/bench_import.py``), with the garbage collector paused while the millions of
-small objects are built, and turns them into an :class:`Events` table at once. Memory is
-bounded by one file: its bytes, the decoded records, then the columns.
+:func:`read_events` streams it: blocks of the file (decompressed on the fly) are cut at event
+boundaries into chunks of about :data:`CHUNK_BYTES`, msgspec decodes each chunk into typed
+records and the records become column slices at once. Decoding keeps only what the importer
+uses: a union tagged by the phase ``ph`` decodes complete events (``X``) into a struct of the
+fields read here and every other phase into an empty struct. The ``ac2g`` flows, needed only when
+device activity carries no correlation id, are decoded by a second pass on first use
+(:attr:`Events.flows`). Chunks small enough for the records to stay in the CPU cache make decoding
+and column building several times faster than on a whole file, and bound memory by the columns
+plus one block and one chunk (measured in ``benchmarks/bench_import.py``).
+
+A chunk ends at a ``}`` followed by ``,`` and a newline (``}, {`` or ``},{`` in compact files), and
+decoding proves the cut: such a separator inside a string or a nested value leaves the chunk
+invalid JSON. After such a failure, or when the ``traceEvents`` array cannot be located, the
+rest of the file is decoded in one piece: same result, but memory is no longer bounded by a chunk.
 
 Times become absolute int64 nanoseconds: ``baseTimeNanoseconds`` + ``ts`` (µs) · 1000.
 """
@@ -15,13 +24,14 @@ from __future__ import annotations
 import functools
 import gc
 import gzip
+import re
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import chain, compress
-from operator import attrgetter
+from itertools import compress, repeat
+from operator import attrgetter, is_
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import msgspec
 import numpy as np
@@ -33,8 +43,6 @@ CATEGORIES = ("user_annotation", "gpu_user_annotation", "cpu_op", "python_functi
               "cuda_driver", "kernel", "gpu_memcpy", "gpu_memset", "other")
 CAT = {name: code for code, name in enumerate(CATEGORIES)}
 OTHER = CAT["other"]
-#: Operators and Python frames: their times and threads are read on demand (Events.materialize).
-DEFERRED_CATS = (CAT["cpu_op"], CAT["python_function"])
 #: Device activity: runs on a GPU stream, linked to its launch by a correlation id.
 DEVICE_CATS = (CAT["kernel"], CAT["gpu_memcpy"], CAT["gpu_memset"])
 #: Host-side launches of device activity.
@@ -42,13 +50,26 @@ LAUNCH_CATS = (CAT["cuda_runtime"], CAT["cuda_driver"])
 #: CPU ranges that can be ops (a program's record_function ranges, operators, Python frames).
 CPU_RANGE_CATS = (CAT["user_annotation"], CAT["cpu_op"], CAT["python_function"])
 
+#: Bytes of JSON decoded at once: the records of a chunk stay in the CPU cache while they become columns.
+CHUNK_BYTES = 64 << 10
+#: Bytes read (after decompression) from the file at once.
+BLOCK_BYTES = 1 << 20
+#: What ends an event inside the traceEvents array, most specific first: Kineto writes one event per
+#: line; compact JSON writers separate objects with ", " or ",".
+_SEPARATORS = (b"},\n", b"}, {", b"},{")
+_ARRAY_START = re.compile(rb'"traceEvents"\s*:\s*\[')
+#: The phases of the Chrome trace event format.
+_PHASES = ("B", "E", "X", "i", "I", "C", "b", "n", "e", "S", "T", "p", "F", "s", "t", "f", "P", "N", "O", "D",
+           "M", "V", "v", "R", "c", "(", ")")
+_EVENT_INDEX = re.compile(r"\$(?:\.traceEvents)?\[(\d+)\]")
+_BYTE_OFFSET = re.compile(r"\(byte (\d+)\)")
 
-class _Args(msgspec.Struct, gc=False):
+
+# -- what is decoded -------------------------------------------------------------------------
+
+class _Args(msgspec.Struct, frozen=True, gc=False):
     correlation: Optional[int] = -1
     external: Optional[int] = msgspec.field(default=-1, name="External id")
-    sequence: Optional[int] = msgspec.field(default=-1, name="Sequence number")
-    python_id: Optional[int] = msgspec.field(default=-1, name="Python id")
-    python_parent: Optional[int] = msgspec.field(default=-1, name="Python parent id")
     collective: Any = msgspec.field(default=None, name="Collective name")
     group_desc: Any = msgspec.field(default=None, name="Process Group Description")
     group_ranks: Any = msgspec.field(default=None, name="Process Group Ranks")
@@ -57,39 +78,122 @@ class _Args(msgspec.Struct, gc=False):
     dst_rank: Any = msgspec.field(default=None, name="Dst Rank")
 
 
-class _Event(msgspec.Struct, gc=False):
-    ph: str = ""
+_NO_ARGS = _Args()
+
+
+class _CompleteFields(msgspec.Struct, gc=False):
     cat: str = ""
     name: str = ""
     pid: Union[int, str] = 0
     tid: Union[int, str] = 0
     ts: float = 0.0
     dur: float = 0.0
+    args: _Args = _NO_ARGS
+
+
+class _Complete(_CompleteFields, tag="X", tag_field="ph", gc=False):
+    """A complete event (``ph: X``)."""
+
+
+class _AnyComplete(_CompleteFields, gc=False):
+    """An event of any phase, or none, read as a complete event (chunks with a phase the format lacks)."""
+
+    ph: str = ""
+
+
+class _StackArgs(msgspec.Struct, frozen=True, gc=False):
+    sequence: Optional[int] = msgspec.field(default=-1, name="Sequence number")
+    python_id: Optional[int] = msgspec.field(default=-1, name="Python id")
+    python_parent: Optional[int] = msgspec.field(default=-1, name="Python parent id")
+
+
+_NO_STACK_ARGS = _StackArgs()
+
+
+class _StackFields(msgspec.Struct, gc=False):
+    cat: str = ""
+    args: _StackArgs = _NO_STACK_ARGS
+
+
+class _StackComplete(_StackFields, tag="X", tag_field="ph", gc=False):
+    """A complete event's arguments that link Python frames and autograd nodes."""
+
+
+class _AnyStackComplete(_StackFields, gc=False):
+    ph: str = ""
+
+
+class _FlowFields(msgspec.Struct, gc=False):
+    cat: str = ""
+    pid: Union[int, str] = 0
+    tid: Union[int, str] = 0
+    ts: float = 0.0
     id: Union[int, str, None] = None
-    args: _Args = msgspec.field(default_factory=_Args)
 
 
-class _File(msgspec.Struct, gc=False):
-    traceEvents: list[_Event]
+class _FlowEnd(_FlowFields, tag="f", tag_field="ph", gc=False):
+    """The end of a flow (``ph: f``): an arrow's head, bound to the event enclosing its time."""
+
+
+class _AnyFlow(_FlowFields, gc=False):
+    ph: str = ""
+
+
+class _Head(msgspec.Struct, gc=False):
+    """The file's fields outside traceEvents that the importer reads."""
+
     distributedInfo: Any = None
     baseTimeNanoseconds: int = 0
     host_name: Optional[str] = None
 
 
-_DECODER = msgspec.json.Decoder(_File)
-_FLOW_PHASES = frozenset(("s", "f"))
+class _Pass:
+    """The decoders of one pass over a file: the events of one phase as ``struct``, every other phase of
+    the format as an empty struct (a union tagged by ``ph``); ``lenient`` (``struct``'s fields and ``ph``)
+    for chunks holding an event with a phase outside the format or none."""
 
+    def __init__(self, struct: type, lenient: type):
+        self.struct, self.lenient = struct, lenient
+        self.phase = struct.__struct_config__.tag
+        skipped = tuple(msgspec.defstruct(f"_Skip{i}", [], tag=phase, tag_field="ph", gc=False)
+                        for i, phase in enumerate(_PHASES) if phase != self.phase)
+        event = Union[(struct, *skipped)]
+        self.chunk = msgspec.json.Decoder(list[event])
+        self.whole = msgspec.json.Decoder(_file_struct(event))
+        self.lenient_chunk = msgspec.json.Decoder(list[lenient])
+        self.lenient_whole = msgspec.json.Decoder(_file_struct(lenient))
+
+    def select(self, events: list) -> list:
+        """The events of this pass's phase among decoded ones (of either decoder)."""
+        if events and type(events[0]) is self.lenient:
+            return list(compress(events, map(self.phase.__eq__, map(_PH, events))))
+        return list(compress(events, map(is_, map(type, events), repeat(self.struct))))
+
+
+def _file_struct(event: Any) -> type:
+    return msgspec.defstruct("_File", [("traceEvents", list[event])], bases=(_Head,), kw_only=True, gc=False)
+
+
+_PH = attrgetter("ph")
+_COMPLETE_PASS = _Pass(_Complete, _AnyComplete)
+_STACK_PASS = _Pass(_StackComplete, _AnyStackComplete)
+_FLOW_PASS = _Pass(_FlowEnd, _AnyFlow)
+_HEAD_DECODER = msgspec.json.Decoder(_Head)
+
+
+# -- the columns -----------------------------------------------------------------------------
 
 @dataclass
 class Events:
-    """One rank's complete (``ph: X``) events as columns, plus its ``ac2g`` flows and metadata.
+    """One rank's complete (``ph: X``) events of known categories as columns, and the file's metadata.
 
-    Per event: ``cat`` (codes into :data:`CATEGORIES`), ``name`` (codes into ``names``),
-    ``thread`` (codes of (pid, tid) pairs), ``pid`` (int; −1 when not a number), ``start``/``end``
-    (absolute ns; of operators and Python frames only once materialized), ``correlation``; :meth:`external` (External id) of some events; on first use, ``sequence``
-    (autograd sequence number), ``python_id``/``python_parent`` (−1: none) and ``flows``
-    (``ac2g`` flow events: start flag, thread, ts, id). ``comms`` maps an event's index to the
-    arguments of a ``record_param_comms`` op.
+    Per event: ``cat`` (codes into :data:`CATEGORIES`), ``name`` (codes into ``names``), ``thread``
+    (codes of (pid, tid) pairs, ``thread_codes``), ``pid`` (−1 when not a number), ``start``/``end``
+    (absolute ns), ``correlation`` and ``external`` (External id; −1: none). ``comms`` maps an event's
+    index to the arguments of a ``record_param_comms`` op. What only some imports need is decoded by
+    a second pass over the file on first use: :attr:`sequence`, :attr:`python_id` and
+    :attr:`python_parent` (ops inferred from Python stacks), :attr:`flows` (device activity
+    without a correlation id).
     """
 
     path: Path
@@ -101,95 +205,62 @@ class Events:
     start: np.ndarray
     end: np.ndarray
     correlation: np.ndarray
+    external: np.ndarray
     comms: dict[int, dict]
     distributed: Any
     base_ns: int
     host: str | None
     size: int = 0
     counts: dict = field(default_factory=dict)
-    records: list = field(default_factory=list, repr=False)  # the decoded complete events
-    all_records: list = field(default_factory=list, repr=False)  # every decoded event, for the flows
-    phases: list = field(default_factory=list, repr=False)
     thread_codes: dict = field(default_factory=dict, repr=False)
-    pending: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), repr=False)
-
-    def materialize(self, rows: np.ndarray) -> None:
-        """Fill ``start``, ``end``, ``thread``, ``pid`` of the events at ``rows`` that lack them."""
-        rows = np.asarray(rows, dtype=np.int64)
-        todo = rows[self.pending[rows]]
-        if not len(todo):
-            return
-        records = [self.records[i] for i in todo.tolist()] if len(todo) < len(self.records) else self.records
-        start = _ns(np.fromiter(map(attrgetter("ts"), records), np.float64, len(records)), self.base_ns)
-        self.start[todo] = start
-        self.end[todo] = start + np.round(np.fromiter(map(attrgetter("dur"), records), np.float64,
-                                                      len(records)) * 1000).astype(np.int64)
-        self.pid[todo], self.thread[todo] = _threads(records, self.thread_codes)
-        self.pending[todo] = False
 
     def __len__(self) -> int:
         return len(self.cat)
 
-    def external(self, rows: np.ndarray) -> np.ndarray:
-        """External id (−1: none) of the events at ``rows``."""
-        return _arg([self.records[i] for i in rows.tolist()], "external")
-
-    @functools.cached_property
+    @property
     def sequence(self) -> np.ndarray:
-        return _arg(self.records, "sequence")
+        """Autograd sequence number of every event (−1: none)."""
+        return self._stack_args["sequence"]
 
-    @functools.cached_property
+    @property
     def python_id(self) -> np.ndarray:
-        return _arg(self.records, "python_id")
+        """Python id of every Python frame (−1: none)."""
+        return self._stack_args["python_id"]
 
-    @functools.cached_property
+    @property
     def python_parent(self) -> np.ndarray:
-        return _arg(self.records, "python_parent")
+        """Python id of the frame enclosing every Python frame (−1: none)."""
+        return self._stack_args["python_parent"]
 
     @functools.cached_property
-    def flow_records(self) -> list:
-        """The ``ac2g`` flow events (launch → kernel arrows)."""
-        flows = list(compress(self.all_records, map(_FLOW_PHASES.__contains__, self.phases)))
-        return list(compress(flows, map("ac2g".__eq__, map(attrgetter("cat"), flows))))
+    def _stack_args(self) -> dict[str, np.ndarray]:
+        columns = _StackColumns()
+        with _gc_paused():
+            _scan(self.path, _STACK_PASS, columns.add)
+        return {key: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+                for key, parts in columns.parts.items()}
 
     @functools.cached_property
     def flows(self) -> dict[str, np.ndarray]:
-        flows, n = self.flow_records, len(self.flow_records)
-        return {"start": np.fromiter((e.ph == "s" for e in flows), bool, n),
-                "thread": np.fromiter((self.thread_codes.get((e.pid, e.tid), -1) for e in flows), np.int32, n),
-                "ts": _ns(np.fromiter(map(attrgetter("ts"), flows), np.float64, n), self.base_ns),
-                "id": np.fromiter((_int_or(e.id) for e in flows), np.int64, n)}
+        """The ends of the file's ``ac2g`` flows (launch → device activity arrows): ``thread`` (code; −1
+        for a thread without complete events), ``ts`` (ns) and ``id``, decoded by a second pass."""
+        flows = _Flows(self.thread_codes)
+        with _gc_paused():
+            _scan(self.path, _FLOW_PASS, flows.add)
+        return {"thread": np.array(flows.thread, dtype=np.int32),
+                "ts": _ns(np.array(flows.ts, dtype=np.float64), self.base_ns),
+                "id": np.array(flows.id, dtype=np.int64)}
 
 
 def read_events(path: str | Path) -> Events:
-    """Decode ``path`` (``.json`` or ``.json.gz``) into :class:`Events`; a TraceError names the file
-    when it is missing, truncated or not a Kineto trace."""
+    """Decode ``path`` (``.json`` or ``.json.gz``) into :class:`Events`, holding at most one block and one
+    chunk of it at a time besides the columns; a TraceError names the file when it is missing,
+    truncated or not a Kineto trace."""
     path = Path(path)
-    data = _read_bytes(path)
+    columns = _Columns()
     with _gc_paused():
-        try:
-            decoded = _DECODER.decode(data)
-        except msgspec.ValidationError as exc:
-            raise TraceError(f"{path}: not a PyTorch profiler trace ({first_line(exc, 200)})") from None
-        except msgspec.DecodeError as exc:
-            what = "truncated" if "truncated" in str(exc) else "not valid JSON"
-            raise TraceError(f"{path}: {what}: not a complete trace file ({first_line(exc, 200)})") from None
-        size = len(data)
-        del data
-        return _columns(path, decoded, size)
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot read the trace file ({exc.strerror or exc})") from None
-    if raw[:2] != b"\x1f\x8b":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (EOFError, OSError, zlib.error) as exc:
-        raise TraceError(f"{path}: truncated or corrupt gzip file ({first_line(exc, 200)})") from None
+        scanned = _scan(path, _COMPLETE_PASS, columns.add)
+    return columns.events(path, scanned)
 
 
 @contextmanager
@@ -204,78 +275,150 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _columns(path: Path, decoded: _File, size: int) -> Events:
-    """Columns of the complete events of known categories, built with C-level ``map`` over the
-    records (no Python loop per event). Launches get no name (code 0, ``""``): they are all
-    ``cudaLaunchKernel`` and alike; only launches and device activity get a correlation id;
-    operators and Python frames (often most of a trace) get their times and threads only when
-    :meth:`Events.materialize` asks for them."""
-    events = decoded.traceEvents
-    phases = list(map(attrgetter("ph"), events))
-    records = list(compress(events, map("X".__eq__, phases)))
-    cat_list = list(map(attrgetter("cat"), records))
-    cat_code = {c: CAT.get(c, OTHER) for c in set(cat_list)}
-    cat = np.fromiter(map(cat_code.__getitem__, cat_list), np.int8, len(records))
-    known = cat != OTHER
-    if not known.all():  # other categories ("Trace" spans, ...) play no part
-        records, cat = list(compress(records, known.tolist())), cat[known]
-    n = len(records)
-    launch = np.isin(cat, LAUNCH_CATS)
-    named = records if not launch.any() else list(compress(records, (~launch).tolist()))
-    name_list = list(map(attrgetter("name"), named))
-    names = {name: code for code, name in enumerate(dict.fromkeys(chain(("",), name_list)))}
-    name = np.zeros(n, dtype=np.int32)
-    name[~launch] = np.fromiter(map(names.__getitem__, name_list), np.int32, len(name_list))
-    linked = launch | np.isin(cat, DEVICE_CATS)
-    correlation = np.full(n, -1, dtype=np.int64)
-    correlation[linked] = _arg(list(compress(records, linked.tolist())), "correlation")
-    events = Events(
-        path=path, cat=cat, name=name, names=list(names), thread=np.full(n, -1, dtype=np.int32),
-        pid=np.full(n, -1, dtype=np.int64), start=np.full(n, -1, dtype=np.int64), end=np.full(n, -1, dtype=np.int64),
-        correlation=correlation, comms={}, distributed=decoded.distributedInfo,
-        base_ns=int(decoded.baseTimeNanoseconds or 0), host=decoded.host_name, size=size,
-        counts={"events": len(events)}, records=records, all_records=events, phases=phases,
-        pending=np.ones(n, dtype=bool))
-    events.materialize(np.flatnonzero(~np.isin(cat, DEFERRED_CATS)))
-    comm_rows = np.flatnonzero(name == names.get("record_param_comms", -1))
-    events.materialize(comm_rows)
-    for i in comm_rows.tolist():
-        a = records[i].args
-        events.comms[i] = {"collective": a.collective, "group_desc": a.group_desc, "group_ranks": a.group_ranks,
-                           "group_size": a.group_size, "src_rank": a.src_rank, "dst_rank": a.dst_rank}
-    return events
+class _Codes(dict):
+    """Codes of values in order of first appearance: looking a new value up gives it the next code."""
+
+    def __missing__(self, key) -> int:
+        code = self[key] = len(self)
+        return code
 
 
-def _threads(records: list, codes: dict) -> tuple[np.ndarray, np.ndarray]:
-    """pid (−1 when not a number) and thread code of every record; ``codes`` ((pid, tid) → code)
-    gets the new pairs."""
-    n = len(records)
+class _Categories(dict):
+    """Category codes (:data:`CAT`); a category the importer does not tell apart is OTHER."""
+
+    def __missing__(self, key) -> int:
+        self[key] = OTHER
+        return OTHER
+
+
+_CAT_OF, _NAME_OF, _PID_OF, _TID_OF = attrgetter("cat"), attrgetter("name"), attrgetter("pid"), attrgetter("tid")
+_TS_OF, _DUR_OF, _ARGS_OF = attrgetter("ts"), attrgetter("dur"), attrgetter("args")
+_INT_ARGS = tuple((key, attrgetter(key)) for key in ("correlation", "external"))
+_STACK_INT_ARGS = tuple((key, attrgetter(key)) for key in ("sequence", "python_id", "python_parent"))
+_COMMS_ARGS = ("collective", "group_desc", "group_ranks", "group_size", "src_rank", "dst_rank")
+
+
+class _Keys(dict):
+    """Codes of the (category, name, pid, tid) of events, in order of first appearance, and per code the
+    category code, name code (``names``), thread code (``threads``, of (pid, tid)) and pid (−1 when not
+    a number): one dictionary look-up per event gives all four."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.categories = _Categories(CAT)
+        self.names = _Codes()
+        self.threads = _Codes()
+        self.cat = np.zeros(256, dtype=np.int8)
+        self.name = np.zeros(256, dtype=np.int32)
+        self.thread = np.zeros(256, dtype=np.int32)
+        self.pid = np.zeros(256, dtype=np.int64)
+
+    def __missing__(self, key: tuple) -> int:
+        code = self[key] = len(self)
+        if code == len(self.cat):
+            self.cat, self.name, self.thread, self.pid = (np.concatenate([a, np.zeros_like(a)]) for a in
+                                                          (self.cat, self.name, self.thread, self.pid))
+        cat, name, pid, tid = key
+        self.cat[code] = self.categories[cat]
+        self.name[code] = self.names[name]
+        self.thread[code] = self.threads[pid, tid]
+        self.pid[code] = pid if isinstance(pid, int) else -1
+        return code
+
+
+class _Columns:
+    """Column slices of the complete events of known categories, added a chunk at a time with
+    C-level ``map`` over the records (no Python loop per event)."""
+
+    def __init__(self) -> None:
+        self.keys = _Keys()
+        self.comms: dict[int, dict] = {}
+        self.rows = 0
+        self.parts: dict[str, list[np.ndarray]] = {key: [] for key in ("key", "ts", "dur", *dict(_INT_ARGS))}
+
+    def add(self, records: list) -> None:
+        """Add a chunk's complete events."""
+        keys = self.keys
+        key = np.fromiter(map(keys.__getitem__, zip(map(_CAT_OF, records), map(_NAME_OF, records),
+                                                    map(_PID_OF, records), map(_TID_OF, records))),
+                          np.int32, len(records))
+        known = keys.cat[key] != OTHER
+        if not known.all():  # other categories ("Trace" spans, ...) play no part
+            records, key = list(compress(records, known.tolist())), key[known]
+        n = len(records)
+        parts = self.parts
+        parts["key"].append(key)
+        parts["ts"].append(np.fromiter(map(_TS_OF, records), np.float64, n))
+        parts["dur"].append(np.fromiter(map(_DUR_OF, records), np.float64, n))
+        args = list(map(_ARGS_OF, records))
+        for name, getter in _INT_ARGS:
+            parts[name].append(_integers(getter, args))
+        comms = keys.names.get("record_param_comms")
+        if comms is not None:
+            for i in np.flatnonzero(keys.name[key] == comms).tolist():
+                self.comms[self.rows + i] = {name: getattr(args[i], name) for name in _COMMS_ARGS}
+        self.rows += n
+
+    def events(self, path: Path, scanned: "_Scanned") -> Events:
+        """The whole file's columns."""
+        dtypes = {"key": np.int32, "ts": np.float64, "dur": np.float64}
+        column = {name: np.concatenate(parts) if parts else np.zeros(0, dtype=dtypes.get(name, np.int64))
+                  for name, parts in self.parts.items()}
+        keys, key = self.keys, column.pop("key")
+        start = _ns(column.pop("ts"), scanned.base_ns)
+        end = start + np.round(column.pop("dur") * 1000).astype(np.int64)
+        return Events(path=path, cat=keys.cat[key], name=keys.name[key], names=list(keys.names),
+                      thread=keys.thread[key], pid=keys.pid[key], start=start, end=end, comms=self.comms,
+                      distributed=scanned.distributed, base_ns=scanned.base_ns, host=scanned.host,
+                      size=scanned.size, counts={"events": scanned.events}, thread_codes=dict(keys.threads),
+                      **column)
+
+
+class _StackColumns:
+    """The arguments of complete events of known categories that link Python frames and autograd nodes,
+    a chunk at a time (the same rows as :class:`_Columns`)."""
+
+    def __init__(self) -> None:
+        self.categories = _Categories(CAT)
+        self.parts: dict[str, list[np.ndarray]] = {key: [] for key in dict(_STACK_INT_ARGS)}
+
+    def add(self, records: list) -> None:
+        records = _known(records, self.categories)
+        args = list(map(_ARGS_OF, records))
+        for key, getter in _STACK_INT_ARGS:
+            self.parts[key].append(_integers(getter, args))
+
+
+def _known(records: list, categories: _Categories) -> list:
+    """The complete events of known categories (the rows of :class:`_Columns`)."""
+    known = np.fromiter(map(categories.__getitem__, map(_CAT_OF, records)), np.int8, len(records)) != OTHER
+    return records if known.all() else list(compress(records, known.tolist()))
+
+
+class _Flows:
+    """The ends of ``ac2g`` flows, a chunk at a time."""
+
+    def __init__(self, thread_codes: dict):
+        self.thread_codes = thread_codes
+        self.thread: list[int] = []
+        self.ts: list[float] = []
+        self.id: list[int] = []
+
+    def add(self, records: list) -> None:
+        for e in records:
+            if e.cat == "ac2g":
+                self.thread.append(self.thread_codes.get((e.pid, e.tid), -1))
+                self.ts.append(e.ts)
+                self.id.append(_int_or(e.id))
+
+
+def _integers(getter: attrgetter, args: list) -> np.ndarray:
+    """An integer argument of every event as int64, −1 for an explicit null (the "Python parent id" of
+    a root frame)."""
     try:
-        pid = np.fromiter(map(attrgetter("pid"), records), np.int64, n)
-        tid = np.fromiter(map(attrgetter("tid"), records), np.int64, n)
-    except ValueError:  # a pid or tid given as text (rare): pair by pair
-        pairs = list(zip(map(attrgetter("pid"), records), map(attrgetter("tid"), records)))
-        thread = np.fromiter((codes.setdefault(pair, len(codes)) for pair in pairs), np.int32, n)
-        return np.fromiter((p if isinstance(p, int) else -1 for p, _ in pairs), np.int64, n), thread
-    if not n:
-        return pid, np.zeros(0, dtype=np.int32)
-    if min(pid.min(), tid.min()) >= 0 and max(pid.max(), tid.max()) < 1 << 31:
-        keys, inverse = np.unique((pid << 32) | tid, return_inverse=True)
-        pairs = zip((keys >> 32).tolist(), (keys & 0xFFFFFFFF).tolist())
-    else:  # ids beyond 31 bits: sort the pairs (slower)
-        keys, inverse = np.unique(np.stack([pid, tid], axis=1), axis=0, return_inverse=True)
-        pairs = map(tuple, keys.tolist())
-    known = np.array([codes.setdefault(pair, len(codes)) for pair in pairs], dtype=np.int32)
-    return pid, known[inverse.ravel()]
-
-
-def _arg(records: list, attr: str) -> np.ndarray:
-    """An integer argument of every record (−1 where absent or null)."""
-    getter = attrgetter(f"args.{attr}")
-    try:
-        return np.fromiter(map(getter, records), np.int64, len(records))
-    except TypeError:  # an explicit null, as the "Python parent id" of a root frame
-        return np.fromiter((-1 if v is None else v for v in map(getter, records)), np.int64, len(records))
+        return np.fromiter(map(getter, args), np.int64, len(args))
+    except TypeError:
+        return np.fromiter((-1 if v is None else v for v in map(getter, args)), np.int64, len(args))
 
 
 def _ns(ts_us: np.ndarray, base: int) -> np.ndarray:
@@ -292,3 +435,178 @@ def _int_or(value, default: int = -1) -> int:
         except ValueError:
             return default
     return default
+
+
+# -- the pass over a file --------------------------------------------------------------------
+
+@dataclass
+class _Scanned:
+    """What a pass found besides the events: the top-level fields, the count of events of every phase
+    and the bytes of JSON."""
+
+    distributed: Any = None
+    base_ns: int = 0
+    host: str | None = None
+    events: int = 0
+    size: int = 0
+
+    def take(self, head: _Head) -> None:
+        """Keep the fields ``head`` (part of the file) gives."""
+        if head.distributedInfo is not None:
+            self.distributed = head.distributedInfo
+        if head.baseTimeNanoseconds:
+            self.base_ns = int(head.baseTimeNanoseconds)
+        if head.host_name is not None:
+            self.host = head.host_name
+
+
+def _scan(path: Path, spec: _Pass, sink: Callable[[list], None]) -> _Scanned:
+    """Decode the events of ``path`` chunk by chunk, giving each chunk's events of ``spec``'s phase to ``sink``.
+
+    The bytes before the traceEvents array are decoded on their own (closed by an empty array); then
+    chunks of whole events, each ``[`` + events + ``]``; the rest of the file (the last events and the
+    fields after the array) is decoded as ``{"traceEvents": [`` + rest. Without an array to cut (its
+    key not found, or found inside another value), the whole file is that rest; after a chunk that
+    is no JSON array (a cut inside an event), the rest starts at that chunk.
+    """
+    scanned = _Scanned()
+    with _Blocks(path) as blocks:
+        buf, pos, origin, prefix = bytearray(), 0, 0, b""
+        for block in blocks:  # find the array
+            searched = max(0, len(buf) - 32)
+            buf += block
+            found = _ARRAY_START.search(buf, searched)
+            if found is not None:
+                head = _decode_head(buf[:found.start()] + b'"traceEvents":[]}')
+                if head is not None:
+                    scanned.take(head)
+                    pos, prefix = found.end(), b'{"traceEvents":['
+                break
+        chunked = bool(prefix)
+        while chunked:
+            while len(buf) - pos > CHUNK_BYTES:
+                cut = _cut(buf, pos)
+                if cut < 0:
+                    break
+                events = _decode_chunk(path, spec, b"".join((b"[", memoryview(buf)[pos:cut], b"]")), scanned.events)
+                if events is None:  # the cut was not between events: the rest in one piece
+                    chunked = False
+                    break
+                sink(spec.select(events))
+                scanned.events += len(events)
+                pos = cut + 1
+            block = next(blocks, None)
+            if block is None:
+                break
+            origin += pos
+            buf, pos = buf[pos:] + block, 0
+        for block in blocks:
+            buf += block
+        rest = _decode_rest(path, spec, b"".join((prefix, memoryview(buf)[pos:])), scanned.events,
+                            origin + pos - len(prefix))
+        scanned.take(rest)
+        sink(spec.select(rest.traceEvents))
+        scanned.events += len(rest.traceEvents)
+        scanned.size = blocks.size
+    return scanned
+
+
+def _cut(buf: bytearray, start: int) -> int:
+    """Position of the separator after the last event ending within CHUNK_BYTES of ``start`` (after the
+    first one ending beyond, if none does), −1 when ``buf`` holds no separator after ``start``."""
+    limit = start + CHUNK_BYTES
+    for separator in _SEPARATORS:
+        at = buf.rfind(separator, start, limit)
+        if at >= 0:
+            return at + 1
+    beyond = [at for at in (buf.find(separator, limit) for separator in _SEPARATORS) if at >= 0]
+    return min(beyond) + 1 if beyond else -1
+
+
+def _decode_head(data: bytes) -> _Head | None:
+    """The fields before the traceEvents array; None when those bytes are not the start of an object
+    (the array's key was found inside some other value)."""
+    try:
+        return _HEAD_DECODER.decode(data)
+    except msgspec.MsgspecError:
+        return None
+
+
+def _decode_chunk(path: Path, spec: _Pass, data: bytes, before: int) -> list | None:
+    """A chunk's events; None when it is not a JSON array (cut inside an event)."""
+    try:
+        return spec.chunk.decode(data)
+    except msgspec.ValidationError:  # (a DecodeError too)
+        pass
+    except msgspec.DecodeError:
+        return None
+    try:  # a phase outside the format, or none
+        return spec.lenient_chunk.decode(data)
+    except msgspec.ValidationError as exc:
+        raise _error(path, exc, before, 0) from None
+    except msgspec.DecodeError:
+        return None
+
+
+def _decode_rest(path: Path, spec: _Pass, data: bytes, before: int, shift: int):
+    """The rest of the file as an object holding its last events; errors name the file, the event
+    (index in traceEvents) or the byte (offset in the file's JSON)."""
+    try:
+        return spec.whole.decode(data)
+    except msgspec.ValidationError:  # (a DecodeError too)
+        pass
+    except msgspec.DecodeError as exc:
+        raise _error(path, exc, before, shift) from None
+    try:
+        return spec.lenient_whole.decode(data)
+    except msgspec.MsgspecError as exc:
+        raise _error(path, exc, before, shift) from None
+
+
+def _error(path: Path, exc: msgspec.MsgspecError, before: int, shift: int) -> TraceError:
+    """A one-line error naming the file; event indices and byte offsets in msgspec's message are
+    those of the whole file (``before`` events and ``shift`` bytes precede the decoded piece)."""
+    text = first_line(exc, limit=200)
+    if isinstance(exc, msgspec.ValidationError):
+        text = _EVENT_INDEX.sub(lambda m: f"$.traceEvents[{before + int(m[1])}]", text)
+        return TraceError(f"{path}: not a PyTorch profiler trace ({text})")
+    text = _BYTE_OFFSET.sub(lambda m: f"(byte {shift + int(m[1])})", text)
+    what = "truncated" if "truncated" in text else "not valid JSON"
+    return TraceError(f"{path}: {what}: not a complete trace file ({text})")
+
+
+class _Blocks:
+    """The bytes of a trace file (decompressed when it is gzip) in blocks of BLOCK_BYTES; ``size`` counts
+    those read. Errors name the file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.size = 0
+        try:
+            self._file = open(path, "rb")
+        except OSError as exc:
+            raise TraceError(f"{path}: cannot read the trace file ({exc.strerror or exc})") from None
+        self._gzip = self._file.peek(2)[:2] == b"\x1f\x8b"
+        self._stream = gzip.GzipFile(fileobj=self._file, mode="rb") if self._gzip else self._file
+
+    def __enter__(self) -> "_Blocks":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stream.close()
+        self._file.close()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            block = self._stream.read(BLOCK_BYTES)
+        except (EOFError, OSError, zlib.error) as exc:
+            if not self._gzip:
+                raise TraceError(f"{self.path}: cannot read the trace file ({first_line(exc, limit=200)})") from None
+            raise TraceError(f"{self.path}: truncated or corrupt gzip file ({first_line(exc, limit=200)})") from None
+        if not block:
+            raise StopIteration
+        self.size += len(block)
+        return block

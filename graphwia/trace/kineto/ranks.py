@@ -93,7 +93,6 @@ def _annotated(events: Events, mapping: OpMapping | None) -> FoundOps | None:
     rows = classified.index
     if not len(rows):
         return None
-    events.materialize(rows)
     start, end, source = op_spans(events, rows, classified.optype)
     method = "annotations" if not classified.by_rule["mapping"] else "mapping file + annotations" \
         if classified.by_rule["convention"] else "mapping file"

@@ -73,7 +73,7 @@ def op_spans(events: Events, rows: np.ndarray, optype: np.ndarray) -> tuple[np.n
         source[cpu_rows[found]] = SOURCES.index("kernels")
         cpu_rows = cpu_rows[~found]
     if len(cpu_rows):
-        g_start, g_end = _gpu_annotations(events, events.external(rows[cpu_rows]))
+        g_start, g_end = _gpu_annotations(events, events.external[rows[cpu_rows]])
         found = g_start != _NONE
         start[cpu_rows[found]], end[cpu_rows[found]] = g_start[found], g_end[found]
         source[cpu_rows[found]] = SOURCES.index("gpu_user_annotation")
@@ -167,15 +167,16 @@ def _device_correlations(events: Events, device: np.ndarray) -> np.ndarray:
     (a flow end binds to the activity on its stream that encloses its time)."""
     corr = events.correlation[device].copy()
     missing = np.flatnonzero(corr < 0)
-    if not len(missing) or not events.flow_records:
+    if not len(missing):
         return corr
-    flows = events.flows
-    ends = np.flatnonzero(~flows["start"])
+    flows = events.flows  # read on first use: Kineto gives kernels their correlation id
+    if not len(flows["id"]):
+        return corr
     rows = device[missing]
     for thread in np.unique(events.thread[rows]).tolist():  # per stream, not per event
         mine = missing[events.thread[rows] == thread]
         order = mine[np.argsort(events.start[device[mine]], kind="stable")]
-        flow = ends[flows["thread"][ends] == thread]
+        flow = np.flatnonzero(flows["thread"] == thread)
         at = np.searchsorted(events.start[device[order]], flows["ts"][flow], side="right") - 1
         ok = (at >= 0)
         ok[ok] = events.end[device[order[at[ok]]]] >= flows["ts"][flow[ok]]
@@ -207,7 +208,7 @@ def _gpu_annotations(events: Events, external: np.ndarray) -> tuple[np.ndarray, 
     rows = np.flatnonzero(events.cat == CAT["gpu_user_annotation"])
     start = np.full(len(external), _NONE, dtype=np.int64)
     end = np.full(len(external), -_NONE, dtype=np.int64)
-    ids = events.external(rows)
+    ids = events.external[rows]
     rows = rows[ids >= 0]
     if not len(rows):
         return start, end

@@ -60,7 +60,6 @@ def infer_from_stacks(events: Events, steps) -> "FoundOps":
     """The ops of an unannotated trace (see module docstring); a TraceError when roles cannot be told."""
     from graphwia.trace.kineto.ranks import FoundOps
 
-    events.materialize(np.flatnonzero(events.pending))  # every operator and Python frame
     frames = _Frames(events, steps)
     seeds, kinds, roles = frames.seeds()
     if not len(seeds):
