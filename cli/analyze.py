@@ -10,6 +10,8 @@ import typer
 from .common import (StepSelection, TimeUnitChoice, TypicalFromChoice, fail, progress, reports_errors,
                      time_unit_option, typical_from_option)
 
+__all__ = ["analyze", "register"]
+
 
 def register(app: typer.Typer) -> None:
     app.command(context_settings={"allow_extra_args": True})(analyze)

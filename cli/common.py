@@ -13,6 +13,12 @@ from typing import Callable, Iterator, Literal
 
 import typer
 
+__all__ = [
+    "OPTION_OF_ARGUMENT", "State", "StepSelection", "Terminated", "TimeUnitChoice", "TypicalFromChoice",
+    "cli_message", "fail", "handle_termination", "progress", "reports_errors", "step_spec", "time_unit_option",
+    "tune_malloc", "typical_from_option",
+]
+
 
 def tune_malloc() -> None:
     """Keep freed memory in this process instead of returning it to the OS.

@@ -10,6 +10,8 @@ import typer
 from .common import (StepSelection, TimeUnitChoice, TypicalFromChoice, progress, reports_errors, time_unit_option,
                      typical_from_option)
 
+__all__ = ["critical_path", "register"]
+
 
 def register(app: typer.Typer) -> None:
     app.command("critical-path", context_settings={"allow_extra_args": True})(critical_path)

@@ -9,6 +9,8 @@ import typer
 
 from .common import StepSelection, TypicalFromChoice, progress, reports_errors, typical_from_option
 
+__all__ = ["export_chakra", "register"]
+
 
 def register(app: typer.Typer) -> None:
     app.command("export-chakra", context_settings={"allow_extra_args": True})(export_chakra)

@@ -9,6 +9,8 @@ import typer
 
 from .common import StepSelection, TimeUnitChoice, progress, reports_errors, time_unit_option
 
+__all__ = ["export_dag", "register"]
+
 
 def register(app: typer.Typer) -> None:
     app.command("export-dag", context_settings={"allow_extra_args": True})(export_dag)

@@ -11,6 +11,8 @@ import typer
 
 from .common import TimeUnitChoice, fail, reports_errors, time_unit_option
 
+__all__ = ["fleet", "job_bar", "register"]
+
 
 def register(app: typer.Typer) -> None:
     app.command("fleet")(fleet)

@@ -9,6 +9,8 @@ import typer
 
 from .common import progress, reports_errors
 
+__all__ = ["kineto", "register"]
+
 
 def register(app: typer.Typer) -> None:
     sub = typer.Typer(help="Convert profiler traces into graphwia's op table (trace-NAME.parquet + meta-NAME.yaml).",

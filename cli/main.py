@@ -12,6 +12,8 @@ import typer
 
 from .common import State, handle_termination, tune_malloc
 
+__all__ = ["COMMANDS", "main", "show_version"]
+
 COMMANDS = ("analyze", "whatif", "critical_path", "export_dag", "export_chakra", "fleet", "synth", "import_kineto", "reproduce")
 
 app = typer.Typer(

@@ -9,6 +9,8 @@ import typer
 
 from .common import progress, reports_errors
 
+__all__ = ["register", "reproduce"]
+
 
 def register(app: typer.Typer) -> None:
     app.command("reproduce")(reproduce)

@@ -10,6 +10,8 @@ import typer
 
 from .common import fail, reports_errors
 
+__all__ = ["OPTION_OF", "parse_fields", "register", "synth"]
+
 #: synthesize() argument -> the option a user typed, to name it in errors.
 OPTION_OF = {
     "dp": "--dp", "pp": "--pp", "vpp": "--vpp", "microbatches": "--microbatches", "steps": "--steps",

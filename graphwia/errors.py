@@ -6,6 +6,11 @@ step), so the CLI can print it as is, without a traceback.
 
 from __future__ import annotations
 
+__all__ = [
+    "ArgumentError", "GraphwiaError", "MetaError", "OutputError", "ScheduleError", "TraceError", "UsageError",
+    "first_line",
+]
+
 
 class GraphwiaError(Exception):
     """Base class of every error graphwia reports to a user."""

@@ -23,6 +23,12 @@ from graphwia.outputs.job import write_outputs
 from graphwia.outputs.results import KINDS, explanation_dict, result_dict
 from graphwia.trace.optable import load_trace
 
+__all__ = [
+    "Closeness", "Comparison", "M_ATOL", "M_KEYS", "Mismatch", "RESULT_RTOL", "TRACES", "compare",
+    "compare_published", "m_close", "read_all_published", "read_published", "relative_close", "reproduce",
+    "table_lines",
+]
+
 #: The published traces, in the order the table lists them.
 TRACES = ("ST", "SE", "AR")
 RESULT_RTOL = 1e-4

@@ -47,6 +47,12 @@ import numpy as np
 from graphwia import optypes as T
 from graphwia.analyses.standard import Analysis
 
+__all__ = [
+    "CAUSES", "COMM_SLOW", "COMPUTE_SPIKE", "Cause", "Causes", "Examined", "GC_PAUSE", "LABELS", "LISTED",
+    "NAMED_SHARE", "SEQLEN_ATYPICAL", "SEQLEN_CORRELATION", "SEQLEN_CV", "STAGE_EXCESS", "STRAGGLER_S", "Thresholds",
+    "WORKER_EXCESS", "WORKER_STANDARD_ERRORS", "find_causes",
+]
+
 #: The causes this module looks for, in the order ties are ranked.
 CAUSES = ("worker", "stage", "sequence-length", "gc", "communication", "launch")
 

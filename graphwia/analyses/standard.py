@@ -25,6 +25,11 @@ from graphwia.trace.meta import JobMeta
 from graphwia.trace.optable import Trace
 from graphwia.model.weights import DEFAULT_TYPICAL_FROM, TypicalFrom, Weights, ideal_weight, weighted_dag
 
+__all__ = [
+    "Analysis", "Attribution", "BASE_TOLERANCE", "DEFAULT_DECOMPOSE_THRESHOLD", "Explanation", "GROUPINGS",
+    "GroupKey", "Progress", "TOP_WORKER_PERCENT", "analyze", "descending", "ranked_workers", "ratio_of_means",
+]
+
 DEFAULT_DECOMPOSE_THRESHOLD = 1.03
 #: Share of workers M_W removes (SPEC §5.8).
 TOP_WORKER_PERCENT = 3

@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from graphwia.engine.evaluate import CompiledDag, Simulation
 
+__all__ = ["ClusterEvaluator", "PARTS_PER_WORKER"]
+
 #: Tasks per worker and family: enough for an even spread when parts take unequal time.
 PARTS_PER_WORKER = 2
 

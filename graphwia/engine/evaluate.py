@@ -29,6 +29,11 @@ from graphwia.errors import ScheduleError
 from graphwia.engine.scenarios import Dense, Family, Swap
 from graphwia.optypes import OPTIMIZER, OPTYPE_CODE
 
+__all__ = [
+    "COMPILED_MIN_WORK", "CompiledDag", "DEFAULT_CHUNK_BYTES", "KERNELS", "MIN_CHUNK_COLUMNS", "SPARSE_MIN_GROUPS",
+    "Simulation", "StepGraph", "first_step", "topological_levels",
+]
+
 #: Target size of one chunk's node times (see CompiledDag.evaluate_family). Every byte of a
 #: chunk is a page touched, and fresh pages are what a small job's analysis mostly pays for.
 DEFAULT_CHUNK_BYTES = 32 << 20

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+__all__ = ["BLOCK", "Plan", "make_plan", "propagate", "run"]
+
 DENSE, SWAP = 0, 1
 #: Scenarios evaluated together by one work item: one 64-byte cache line of node times.
 BLOCK = 8

@@ -21,6 +21,8 @@ from typing import Union
 
 import numpy as np
 
+__all__ = ["Dense", "Family", "Swap", "parts"]
+
 
 @dataclass(frozen=True)
 class Dense:

@@ -22,6 +22,11 @@ from graphwia.outputs.report import CAUSE_COLOR
 from graphwia.outputs.summary import CAUSE_TITLE, percent
 from graphwia.utils.io import write_text
 
+__all__ = [
+    "CAUSE_LABEL", "PAGE", "TOP_JOBS", "cause_summary", "fleet_summary", "optype_summary", "optype_table",
+    "render_fleet_html", "write_fleet_report",
+]
+
 #: What each value of the cause column means on the page.
 CAUSE_LABEL = {**{cause: f"{cause}: {title}" for cause, title in CAUSE_TITLE.items()},
                "unexplained": f"unexplained: S ≥ {STRAGGLER_S}, no cause explains {NAMED_SHARE:.0%}",

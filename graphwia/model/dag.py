@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from graphwia.engine.evaluate import CompiledDag
     from graphwia.model.graph import Workers
 
+__all__ = ["Dag", "Edges", "build_dag"]
+
 
 @dataclass(frozen=True)
 class Edges:

@@ -41,6 +41,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from graphwia.model.dag import Dag
     from graphwia.model.weights import Weights
 
+__all__ = [
+    "EDGE_ATTRIBUTES", "NODE_ATTRIBUTES", "WorkerSpec", "Workers", "dag_to_networkx", "edge_table",
+    "graph_attributes", "join_text", "node_steps", "node_tables", "numbers_array", "parse_workers", "selected_nodes",
+    "worker_specs",
+]
+
 #: A worker selector: (dp_rank, stage), None standing for "any".
 WorkerSpec = tuple[Optional[int], Optional[int]]
 #: What a worker selection may be given as: ``"0:3,1:*"``, several such strings, or (dp_rank, stage) pairs.

@@ -20,6 +20,8 @@ from graphwia.errors import ScheduleError, TraceError
 from graphwia.utils.table import Table
 from graphwia.trace.optable import Trace
 
+__all__ = ["EDGE_KINDS", "GroupTemplate", "KIND_CODE", "NOOP_EPSILON", "Schedule", "StageTemplate", "infer_schedule"]
+
 #: Slack when deciding whether a p2p record was really launched (SPEC §2.1.3).
 NOOP_EPSILON = 5e-5
 

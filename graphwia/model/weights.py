@@ -26,6 +26,12 @@ from graphwia.model.dag import Dag, build_dag
 from graphwia.trace.optable import Trace, describe_op
 from graphwia.trace.steps import Steps
 
+__all__ = [
+    "CLOCK_NOISE", "DEFAULT_TYPICAL_FROM", "TYPICAL_FROM", "TypicalFrom", "Weights", "check_typical_from",
+    "healthy_weight", "ideal_weight", "observed_weights", "stage_typical_weights", "typical_source",
+    "typical_weights", "weighted_dag",
+]
+
 #: Values at or below this are clock noise and become 0 (SPEC §3).
 CLOCK_NOISE = -0.01
 

@@ -79,6 +79,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from graphwia.analyses.standard import Analysis
     from graphwia.trace.optable import Trace
 
+__all__ = [
+    "COMM_TYPE", "ChakraExport", "LAUNCH_DELAY", "STEP_BOUNDARY", "US", "export_chakra", "readme_text",
+    "template_order",
+]
+
 US = 1e6
 #: Collective type of each optype that can be a collective group member.
 COMM_TYPE = {

@@ -23,6 +23,12 @@ from google.protobuf.message import DecodeError
 
 from graphwia.errors import UsageError
 
+__all__ = [
+    "AttributeProto", "COLLECTIVE_TYPES", "COMM_COLL_NODE", "COMM_RECV_NODE", "COMM_SEND_NODE", "COMP_NODE",
+    "GlobalMetadata", "IOInfo", "NODE_TYPES", "Node", "PACKAGE", "SCHEMA_VERSION", "attribute_value",
+    "encode_delimited", "file_descriptor", "read_et", "split_delimited", "varint",
+]
+
 PACKAGE = "ChakraProtoMsg"
 #: Schema version written in every file's GlobalMetadata.
 SCHEMA_VERSION = "0.0.4"

@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from graphwia.model.weights import Weights
 
+__all__ = ["CHUNK_ROWS", "FORMATS", "GZIP", "GZIP_LEVEL", "check_format", "export_dag", "node_table_path"]
+
 FORMATS = {
     ".graphml": "GraphML",
     ".gexf": "GEXF",

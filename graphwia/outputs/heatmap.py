@@ -25,6 +25,12 @@ from matplotlib.figure import Figure
 
 from graphwia.utils.io import atomic_path
 
+__all__ = [
+    "BAR_WIDTH", "COLOUR_MAP", "COLOUR_RANGE", "DPI", "FONT", "HIGHLIGHT", "MAX_ANNOTATED", "MAX_COLUMNS",
+    "MIN_WIDTH", "figure_png", "heatmap_figure", "heatmap_png", "highlighted", "worker_grid", "write_heatmap",
+    "write_png",
+]
+
 #: Colour scale of the published heatmaps: no slowdown to 1.5×.
 COLOUR_RANGE = (1.0, 1.5)
 COLOUR_MAP = "Reds"

@@ -31,6 +31,11 @@ from graphwia.outputs.results import explanation_dict, result_dict, result_paths
 from graphwia.utils.io import nonfinite_fields, output_set
 from graphwia.utils.names import check_name
 
+__all__ = [
+    "PICTURES", "ideal_timeline_events", "observed_timeline_events", "output_paths", "undefined_values",
+    "write_outputs", "write_pictures", "write_timelines",
+]
+
 PICTURES = {
     "heatmap": "heatmap-{}.png",
     "heatmap-worker": "heatmap-worker-{}.png",

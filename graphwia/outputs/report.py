@@ -37,6 +37,11 @@ from graphwia.outputs.summary import (
 )
 from graphwia.utils.io import write_text
 
+__all__ = [
+    "BAR", "CAUSE_COLOR", "DPI", "SCRIPT", "STYLE", "attribution_png", "causes_png", "png_img", "report_html",
+    "step_curve_png", "write_report",
+]
+
 BAR = "#c0392b"
 DPI = 100
 #: One colour per cause, shared with the fleet page.

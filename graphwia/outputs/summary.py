@@ -15,6 +15,12 @@ import numpy as np
 from graphwia.analyses.causes import NAMED_SHARE, STRAGGLER_S, Cause
 from graphwia.analyses.standard import TOP_WORKER_PERCENT, Analysis
 
+__all__ = [
+    "CAUSE_TITLE", "DOMINANT_OPTYPE", "NAMED_MEMBERS", "OVER_100", "TOP", "describe", "dominant_optype",
+    "evidence_text", "ms_text", "mw_text", "over_100", "percent", "ruled_out_text", "share_text", "summary_lines",
+    "top_workers_text", "verdict",
+]
+
 TOP = 3
 #: The top op type is named in the verdict when its attributed excess (S_t − 1) is at least this share of
 #: S − 1. AR: backward-compute 0.60, SE: backward-compute 0.77 are named; ST's forward-compute (0.49)

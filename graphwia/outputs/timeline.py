@@ -30,6 +30,11 @@ from graphwia.errors import OutputError
 from graphwia.utils.io import write_gzip, write_json
 from graphwia.optypes import TIMELINE_CATEGORY
 
+__all__ = [
+    "CATEGORIES", "CHUNK_OPS", "GZIP_LEVEL", "STEP_GAP", "US", "drawn_start", "timeline_chunks", "timeline_events",
+    "timeline_json", "write_bars_timeline", "write_timeline", "write_timeline_json",
+]
+
 CATEGORIES = ("compute", "pp-comm", "tp-comm", "dp-comm", "misc")
 STEP_GAP = 0.1
 US = 1e6

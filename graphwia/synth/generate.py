@@ -39,6 +39,14 @@ from graphwia.optypes import (BACKWARD_COMPUTE, BACKWARD_RECV, BACKWARD_SEND, CL
                       FORWARD_SEND, GC, GRADS_REDUCE_SCATTER, LAYERNORM, OPTIMIZER, PARAMS_ALL_GATHER,
                       SEPARATE_GRADS_ALL_REDUCE)
 
+__all__ = [
+    "BACKWARD_S", "BYTES_PER_ROW", "CLIP_S", "COLUMNS", "DURATION_NOISE_CV", "EMBEDDING_S", "FORWARD_S", "GC_S",
+    "GRADS_REDUCE_SCATTER_S", "LAUNCH_GAP_S", "LAYERNORM_S", "NOISE_CLIP", "OPTIMIZER_S", "OPTYPES", "OPTYPE_DTYPE",
+    "P2P_NOOP_S", "P2P_TRANSFER_S", "PARAMS_ALL_GATHER_S", "SEPARATE_ALL_REDUCE_S", "STEP_GAP_S",
+    "STREAM_START_JITTER_S", "SynthArgumentError", "max_rows", "schedule_1f1b", "schedule_interleaved", "synthesize",
+    "virtual_chunk", "virtual_microbatch", "write_synth", "write_trace_files",
+]
+
 
 #: Categories of the ``optype`` column, sorted like the real traces' categories.
 OPTYPES = tuple(sorted((

@@ -20,6 +20,8 @@ from graphwia.errors import ArgumentError, UsageError
 from graphwia.optypes import ALL_OPTYPES
 from graphwia.trace.optable import COLUMNS, Trace, load_trace
 
+__all__ = ["RANK_SUFFIXES", "is_kineto_input", "is_rank_directory", "open_trace", "write_trace"]
+
 
 #: File names of per-rank profiler traces.
 RANK_SUFFIXES = (".json", ".json.gz")

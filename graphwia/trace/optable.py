@@ -38,6 +38,12 @@ from graphwia.utils.arrow import to_numpy
 from graphwia.utils.names import shown
 from graphwia.utils.table import Table
 
+__all__ = [
+    "COLUMNS", "MAX_MEDIAN_DURATION_S", "MAX_STEP_SPAN_S", "OP_KEY", "TIMESTAMP_RESOLUTION", "TIME_UNITS",
+    "TRACE_SUFFIXES", "TimeUnitError", "Trace", "UNIT_NAMES", "check_trace_file", "describe_op", "load_trace",
+    "read_columns",
+]
+
 #: Column name → dtype of the validated op table (``optype``: int8 codes into ALL_OPTYPES).
 COLUMNS = {
     "dp_rank": np.int32,

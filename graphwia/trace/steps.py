@@ -17,6 +17,8 @@ import numpy as np
 
 from graphwia.errors import ArgumentError, UsageError
 
+__all__ = ["Steps", "checked_steps", "format_ranges", "parse_step_spec", "resolve_steps", "step_numbers"]
+
 #: Steps as the API takes them: one step number (``23``) or an iterable of them (``[23, 25]``).
 Steps = Union[int, Iterable[int]]
 

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
+__all__ = ["index_array", "text_array", "to_numpy"]
+
 
 def to_numpy(array) -> np.ndarray:
     """One arrow array as numpy: numbers and booleans from its buffers (nulls as NaN), anything else as objects."""

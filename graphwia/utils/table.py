@@ -16,6 +16,8 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+__all__ = ["Table"]
+
 
 class Table:
     """Equal-length numpy columns, some of them categorical codes.

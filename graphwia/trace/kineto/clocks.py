@@ -21,6 +21,8 @@ import numpy as np
 
 from graphwia import optypes as T
 
+__all__ = ["ClockReport", "estimate_offsets", "p2p_pairs"]
+
 _DIRECTIONS = ((T.OPTYPE_CODE[T.FORWARD_SEND], T.OPTYPE_CODE[T.FORWARD_RECV], +1),
                (T.OPTYPE_CODE[T.BACKWARD_SEND], T.OPTYPE_CODE[T.BACKWARD_RECV], -1))
 

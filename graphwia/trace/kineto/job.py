@@ -39,6 +39,8 @@ from graphwia.trace.optable import Trace
 from graphwia.trace.steps import format_ranges
 from graphwia.utils.table import Table
 
+__all__ = ["ImportReport", "PARALLEL_MIN_BYTES", "find_rank_files", "import_kineto"]
+
 #: Below this many bytes in all, files are read in this process (starting workers costs more).
 PARALLEL_MIN_BYTES = 64 << 20
 _CHUNKED = {T.OPTYPE_CODE[t] for t in T.COMPUTE_STREAM + (T.PARAMS_ALL_GATHER, T.GRADS_REDUCE_SCATTER)}

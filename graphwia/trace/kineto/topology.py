@@ -19,6 +19,8 @@ from pathlib import Path
 
 from graphwia.errors import ArgumentError, TraceError, UsageError
 
+__all__ = ["DEFAULT_ORDER", "DIMENSIONS", "GROUP_DESC", "Layout", "RankInfo", "Topology", "rank_info", "resolve"]
+
 DIMENSIONS = ("tp", "cp", "ep", "dp", "pp")
 DEFAULT_ORDER = "tp-cp-ep-dp-pp"
 GROUP_DESC = {"dp": "DATA_PARALLEL_GROUP", "pp": "PIPELINE_MODEL_PARALLEL_GROUP",
