@@ -137,7 +137,12 @@ def classify(events: Events, mapping: OpMapping | None) -> Classified:
     """
     n_cats = len(CATEGORIES)
     pair = events.name.astype(np.int64) * n_cats + events.cat
-    pairs, inverse = np.unique(pair, return_inverse=True)
+    present = np.zeros(len(events.names) * n_cats, dtype=bool)
+    present[pair] = True
+    pairs = np.flatnonzero(present)  # the distinct pairs, found without sorting the events
+    slot = np.zeros(len(present), dtype=np.int64)
+    slot[pairs] = np.arange(len(pairs))
+    inverse = slot[pair]
     optype = np.full(len(pairs), -1, dtype=np.int16)
     mb = np.full(len(pairs), -1, dtype=np.int32)
     chunk = np.full(len(pairs), -1, dtype=np.int32)

@@ -28,8 +28,8 @@ import re
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import compress, repeat
-from operator import attrgetter, is_
+from itertools import compress
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
@@ -167,7 +167,7 @@ class _Pass:
         """The events of this pass's phase among decoded ones (of either decoder)."""
         if events and type(events[0]) is self.lenient:
             return list(compress(events, map(self.phase.__eq__, map(_PH, events))))
-        return list(compress(events, map(is_, map(type, events), repeat(self.struct))))
+        return list(filter(self.struct.__instancecheck__, events))
 
 
 def _file_struct(event: Any) -> type:
@@ -291,10 +291,10 @@ class _Categories(dict):
         return OTHER
 
 
-_CAT_OF, _NAME_OF, _PID_OF, _TID_OF = attrgetter("cat"), attrgetter("name"), attrgetter("pid"), attrgetter("tid")
-_TS_OF, _DUR_OF, _ARGS_OF = attrgetter("ts"), attrgetter("dur"), attrgetter("args")
-_INT_ARGS = tuple((key, attrgetter(key)) for key in ("correlation", "external"))
-_STACK_INT_ARGS = tuple((key, attrgetter(key)) for key in ("sequence", "python_id", "python_parent"))
+_KEY_OF, _CAT_OF = attrgetter("cat", "name", "pid", "tid"), attrgetter("cat")
+_TS_OF, _DUR_OF = attrgetter("ts"), attrgetter("dur")
+_INT_ARGS = tuple((key, attrgetter(f"args.{key}")) for key in ("correlation", "external"))
+_STACK_INT_ARGS = tuple((key, attrgetter(f"args.{key}")) for key in ("sequence", "python_id", "python_parent"))
 _COMMS_ARGS = ("collective", "group_desc", "group_ranks", "group_size", "src_rank", "dst_rank")
 
 
@@ -339,9 +339,7 @@ class _Columns:
     def add(self, records: list) -> None:
         """Add a chunk's complete events."""
         keys = self.keys
-        key = np.fromiter(map(keys.__getitem__, zip(map(_CAT_OF, records), map(_NAME_OF, records),
-                                                    map(_PID_OF, records), map(_TID_OF, records))),
-                          np.int32, len(records))
+        key = np.fromiter(map(keys.__getitem__, map(_KEY_OF, records)), np.int32, len(records))
         known = keys.cat[key] != OTHER
         if not known.all():  # other categories ("Trace" spans, ...) play no part
             records, key = list(compress(records, known.tolist())), key[known]
@@ -350,13 +348,13 @@ class _Columns:
         parts["key"].append(key)
         parts["ts"].append(np.fromiter(map(_TS_OF, records), np.float64, n))
         parts["dur"].append(np.fromiter(map(_DUR_OF, records), np.float64, n))
-        args = list(map(_ARGS_OF, records))
         for name, getter in _INT_ARGS:
-            parts[name].append(_integers(getter, args))
+            parts[name].append(_integers(getter, records))
         comms = keys.names.get("record_param_comms")
         if comms is not None:
             for i in np.flatnonzero(keys.name[key] == comms).tolist():
-                self.comms[self.rows + i] = {name: getattr(args[i], name) for name in _COMMS_ARGS}
+                args = records[i].args
+                self.comms[self.rows + i] = {name: getattr(args, name) for name in _COMMS_ARGS}
         self.rows += n
 
     def events(self, path: Path, scanned: "_Scanned") -> Events:
@@ -384,9 +382,8 @@ class _StackColumns:
 
     def add(self, records: list) -> None:
         records = _known(records, self.categories)
-        args = list(map(_ARGS_OF, records))
         for key, getter in _STACK_INT_ARGS:
-            self.parts[key].append(_integers(getter, args))
+            self.parts[key].append(_integers(getter, records))
 
 
 def _known(records: list, categories: _Categories) -> list:
@@ -412,13 +409,13 @@ class _Flows:
                 self.id.append(_int_or(e.id))
 
 
-def _integers(getter: attrgetter, args: list) -> np.ndarray:
+def _integers(getter: attrgetter, records: list) -> np.ndarray:
     """An integer argument of every event as int64, −1 for an explicit null (the "Python parent id" of
     a root frame)."""
     try:
-        return np.fromiter(map(getter, args), np.int64, len(args))
+        return np.fromiter(map(getter, records), np.int64, len(records))
     except TypeError:
-        return np.fromiter((-1 if v is None else v for v in map(getter, args)), np.int64, len(args))
+        return np.fromiter((-1 if v is None else v for v in map(getter, records)), np.int64, len(records))
 
 
 def _ns(ts_us: np.ndarray, base: int) -> np.ndarray:
