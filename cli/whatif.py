@@ -7,8 +7,10 @@ from typing import Optional
 
 import typer
 
-from .common import (StepSelection, TimeUnitChoice, TypicalFromChoice, progress, reports_errors, time_unit_option,
-                     typical_from_option)
+from .common import (StepSelection, TimeUnitChoice, TypicalFromChoice, fail, progress, reports_errors,
+                     time_unit_option, typical_from_option)
+
+__all__ = ["register", "table_lines", "typical_note", "whatif"]
 
 
 def register(app: typer.Typer) -> None:
@@ -27,12 +29,25 @@ def whatif(
     per_step: bool = typer.Option(False, "--per-step", help="Also show each step's speedups."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of a table."),
     timelines: Optional[Path] = typer.Option(None, "--timelines", help="Write a Perfetto timeline per scenario to this directory."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
+                                            help="Simulate the scenarios on an existing dask.distributed cluster, "
+                                                 "e.g. tcp://host:8786 (same results)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Simulate the scenarios on this many local worker processes."),
 ) -> None:
     """Simulate the scenarios of --scenarios on TRACE; print step times and speedups over the baseline."""
     from graphwia.utils.io import check_writable_dir, json_text
     from graphwia.analyses.whatif import load_scenarios, run_whatif
     from graphwia.outputs.whatif import whatif_dict, write_whatif_timelines
 
+    if workers is not None and scheduler:
+        fail("--workers and --scheduler exclude each other (the cluster decides its workers)", 2)
+    if timelines is not None and (scheduler or workers is not None):
+        fail("--timelines needs every op's times, which a local run keeps: drop --scheduler/--workers", 2)
+    if scheduler:
+        from graphwia.utils.cluster import check_address
+
+        check_address(scheduler)  # before loading the trace: a typo costs no wait
     selection = StepSelection(ctx, steps)
     scenario_set = load_scenarios(scenarios)  # before the trace: a typo fails fast
     if timelines is not None:
@@ -40,8 +55,11 @@ def whatif(
     with progress(not as_json) as say:
         say("loading the trace")
         loaded, selected = selection.load(trace, meta)
-        say(f"simulating {len(scenario_set.scenarios)} scenario(s)")
-        result = run_whatif(loaded, scenario_set, steps=selected, typical_from=typical_from)
+        where = (f" on the dask cluster at {scheduler}" if scheduler else
+                 f" on {workers} local worker process(es)" if workers is not None else "")
+        say(f"simulating {len(scenario_set.scenarios)} scenario(s){where}")
+        result = run_whatif(loaded, scenario_set, steps=selected, typical_from=typical_from,
+                            times=timelines is not None, scheduler=scheduler, workers=workers)
         written = []
         if timelines is not None:
             say("writing timelines")

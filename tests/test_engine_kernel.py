@@ -140,9 +140,9 @@ def test_two_whatif_runs_on_one_analysis_keep_their_own_times():
     analysis = graphwia.analyze(graphwia.Trace.from_frame(frame, meta), per_worker=False)
     faster = parse_scenarios({"scenarios": [{"name": "fast", "scale": {"duration": 0.5}}]})
     slower = parse_scenarios({"scenarios": [{"name": "slow", "scale": {"duration": 2.0}}]})
-    first = run_whatif(analysis, faster)
+    first = run_whatif(analysis, faster, times=True)
     expected = first.simulation.start.copy(), first.simulation.end.copy()
-    run_whatif(analysis, slower)
+    run_whatif(analysis, slower, times=True)
     assert np.array_equal(first.simulation.start, expected[0]) and np.array_equal(first.simulation.end, expected[1])
 
 

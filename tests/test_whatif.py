@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import textwrap
 
 import numpy as np
@@ -13,9 +14,11 @@ from typer.testing import CliRunner
 import graphwia
 from graphwia.synth.generate import synthesize, write_synth
 from graphwia import optypes as T
-from graphwia.analyses.critical_path import scenario_critical_path
+from graphwia.analyses import whatif
+from graphwia.analyses.critical_path import scenario_critical_path, whatif_critical_path
 from graphwia.analyses.whatif import ScenarioError, load_scenarios, masked, parse_scenarios, run_whatif
 from graphwia.outputs.whatif import whatif_dict, write_whatif_timelines
+from graphwia.utils import io
 
 from conftest import published, real_trace, requires_data
 
@@ -386,7 +389,7 @@ def test_analysis_input_gives_the_same_result(trace, analysis):
 
 def test_outputs_json_frames_and_timelines(trace, tmp_path):
     result = run_whatif(trace, scenarios({"name": "ideal", "ideal": True},
-                                         {"name": "pp", "where": {"optype": P2P}, "set": {"transfer": 0}}))
+                                         {"name": "pp", "where": {"optype": P2P}, "set": {"transfer": 0}}), times=True)
     plain = whatif_dict(result)
     assert set(plain) == {"baseline", "baseline_step_time", "scenarios"}
     assert [set(s) for s in plain["scenarios"]] == [{"name", "step_time", "speedup"}] * 2
@@ -405,6 +408,144 @@ def test_outputs_json_frames_and_timelines(trace, tmp_path):
     assert len(bars) == result.dag.n_ops
     p2p_bars = [e for e in bars if e["name"] in P2P]
     assert p2p_bars and all(e["dur"] == 0 for e in p2p_bars)  # free transfers are drawn with no length
+
+
+# -- one batch: built from each scenario's edits, a slice at a time; times only when asked ---------
+
+MIXED = [
+    {"name": "ideal-dp1", "where": {"dp_rank": [1]}, "ideal": True},
+    {"name": "slow-last", "where": {"stage": ["last"], "optype": COMPUTE}, "scale": {"duration": 1.25}},
+    {"name": "healthy-1-0", "where": {"dp_rank": [1], "stage": [0]}, "healthy": True, "scale": {"transfer": 0.5}},
+    {"name": "free-pp", "where": {"optype": ["forward-pp-comm", "backward-pp-comm"]}, "set": {"transfer": 0}},
+    {"name": "slow-last-2", "where": {"stage": ["last"], "optype": COMPUTE}, "scale": {"duration": 1.5}},
+    {"name": "ideal-set", "where": {"stage": [0]}, "ideal": True, "set": {"duration": 0.001}},
+    {"name": "late-optimizer", "where": {"optype": ["optimizer"]}, "set": {"launch_delay": 0.01}},
+    {"name": "mb-0", "where": {"mb_id": [0, 1], "step": [1]}, "set": {"launch_delay": 0.002}, "scale": {"duration": 2}},
+]
+
+
+@pytest.mark.parametrize("baseline", ["nodelay", "base", "ideal"])
+def test_a_batch_gives_each_scenario_the_numbers_it_has_alone(trace, baseline, monkeypatch):
+    """Scenarios share selections, are simulated in another order and in slices of a few columns: no column
+    sees another's changes, and each has the numbers (weights, step times, warnings) of a run of its own."""
+    entries = [e for e in MIXED if not (baseline == "ideal" and e.get("ideal"))]
+    monkeypatch.setattr(whatif, "CHUNK_BYTES", 1)  # slices of MIN_CHUNK_COLUMNS columns
+    result = run_whatif(trace, scenarios(*entries, baseline=baseline))
+    assert not np.array_equal(result.batch.order, np.arange(result.batch.n_scenarios))  # shared edits side by side
+    warned = []
+    for k, entry in enumerate(entries, start=1):
+        alone = run_whatif(trace, scenarios(entry, baseline=baseline))
+        np.testing.assert_array_equal(result.column_weight(k), alone.column_weight(1))
+        np.testing.assert_array_equal(result.weight[:, k], alone.weight[:, 1])
+        np.testing.assert_array_equal(result.step_time[:, k - 1], alone.step_time[:, 0])
+        assert result.speedup[entry["name"]] == alone.speedup[entry["name"]]
+        warned += alone.warnings
+        chosen = whatif.choose_scenario(trace, entry["name"], scenarios=scenarios(*entries, baseline=baseline))
+        np.testing.assert_array_equal(chosen.weight, result.column_weight(k))
+    np.testing.assert_array_equal(result.baseline_span, alone.baseline_span)
+    assert result.warnings == warned
+
+
+def test_a_batch_holds_edits_not_columns(trace):
+    """What a batch keeps (and a cluster is sent) grows with the distinct selections, not with ops × scenarios."""
+    many = [{"name": f"s{i}", "where": {"optype": [COMPUTE[i % 2]]}, "scale": {"duration": 0.5 + i / 200}}
+            for i in range(100)]
+    batch = run_whatif(trace, scenarios(*many)).batch
+    held = sum(a.nbytes for a in (batch.weight, batch.column, batch.value, *batch.targets, *batch.values))
+    assert batch.n_scenarios == 101 and len(batch.targets) == 2 * 3  # two selections: all, local, members
+    assert held < 0.1 * 8 * len(batch.weight) * batch.n_scenarios
+
+
+def test_times_are_kept_only_when_asked(trace, tmp_path):
+    entries = scenarios({"name": "ideal", "ideal": True}, {"name": "pp", "where": {"optype": P2P}, "set": {"transfer": 0}})
+    lean, full = run_whatif(trace, entries), run_whatif(trace, entries, times=True)
+    assert lean.simulation.start is None and lean.simulation.end is None
+    assert full.simulation.start.shape == full.simulation.end.shape == (lean.dag.n_ops, 3)
+    np.testing.assert_array_equal(lean.step_time, full.step_time)
+    np.testing.assert_array_equal(lean.baseline_span, full.baseline_span)
+    with pytest.raises(graphwia.UsageError, match="times=True"):
+        write_whatif_timelines(lean, tmp_path / "tl")
+    with pytest.raises(graphwia.UsageError, match="times=True"):
+        whatif_critical_path(lean, "pp")
+    paths = whatif_critical_path(full, "pp")
+    alone = scenario_critical_path(trace, "pp", scenarios=entries)
+    assert paths.step_time == alone.step_time and paths.to_frame().equals(alone.to_frame())
+    with pytest.raises(graphwia.ArgumentError, match="times: every op's times come from a local run"):
+        run_whatif(trace, entries, times=True, workers=2)
+
+
+def test_the_cli_keeps_times_for_timelines_only(files, tmp_path, monkeypatch):
+    asked = []
+    real = whatif.run_whatif
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["times"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(whatif, "run_whatif", spy)
+    for extra in ([], ["--timelines", tmp_path / "tl"]):
+        run = invoke("whatif", files / "trace-job.parquet", "--scenarios", files / "good.yaml", "--json", *extra)
+        assert run.exit_code == 0, run.output
+    assert asked == [False, True]
+
+
+def many_scenarios(n: int) -> str:
+    """A scenario file of ``n`` scenarios, as the benchmark writes it."""
+    import yaml
+
+    entries = [{"name": f"s{i}", "where": {"optype": [COMPUTE[i % 2]], **({"stage": ["last"]} if i % 3 == 0 else {})},
+                "scale": {"duration": round(0.5 + (i + 0.5) / n, 6)}} for i in range(n)]
+    return yaml.safe_dump({"baseline": "nodelay", "scenarios": entries}, sort_keys=False)
+
+
+def test_a_thousand_scenario_file_loads_with_every_yaml_guard_on(tmp_path):
+    """libyaml parses a large scenario file (when PyYAML has it); the guards still refuse aliases, deep
+    nesting and long integers, anywhere in the file, with the messages PyYAML's own loader gives."""
+    import yaml
+
+    text = many_scenarios(1000)
+    path = tmp_path / "many.yaml"
+    path.write_text(text)
+    loaded = load_scenarios(path)
+    assert len(loaded.scenarios) == 1000 and loaded.scenarios[999].scale == {"duration": 1.4995}
+    *fast, reference = io._loader_classes()
+    assert len(fast) == int(yaml.__with_libyaml__)
+    for loader in (*fast, reference):
+        assert io._load_yaml(loader, text) == yaml.safe_load(text)
+    end = text.count("\n") + 1  # the line a tail starts on
+    for tail, culprit in [("extra: &a [1]\nagain: *a\n", f"line {end + 1}, column 8: aliases (*name) are not allowed"),
+                          ("extra: " + "[" * 40 + "]" * 40 + "\n", f"line {end}, column 39: nested deeper than 32"),
+                          ("extra: " + "7" * 50 + "\n", f"line {end}, column 8: integer of 50 characters is too long")]:
+        path.write_text(text + tail)
+        with pytest.raises(ScenarioError, match=f"many.yaml: not a readable YAML file \\({re.escape(culprit)}"):
+            load_scenarios(path)
+        for loader in fast:  # refused by the fast loader itself, not only by the reference one
+            with pytest.raises(yaml.YAMLError):
+                io._load_yaml(loader, text + tail)
+
+
+@pytest.mark.parametrize("text", [
+    "scenarios: [\n",  # libyaml: "did not find expected ',' or ']'"
+    "scenarios:\n\t- name: x\n",  # libyaml: "found character that cannot start any token"
+    'scenarios:\n  - name: "bad\\udc80"\n    ideal: true\n',  # libyaml refuses an escaped lone surrogate
+    "scenarios:\n  - name: a\x07\n",  # a control character
+])
+def test_yaml_errors_and_data_are_pyyaml_s_own(tmp_path, text):
+    """Where libyaml words an error differently or refuses what PyYAML reads, read_yaml says what PyYAML says."""
+    import yaml
+
+    path = tmp_path / "s.yaml"
+    path.write_text(text, errors="surrogatepass")
+    reference = io._loader_classes()[-1]
+    try:
+        expected = io._load_yaml(reference, text)
+    except yaml.YAMLError as exc:
+        with pytest.raises(ScenarioError) as err:
+            io.read_yaml(path, ScenarioError, "scenario")
+        problem = io._yaml_problem(exc) if isinstance(exc, yaml.MarkedYAMLError) else str(exc).splitlines()[0]
+        assert str(err.value) == f"{path}: not a readable YAML file ({problem})"
+    else:
+        assert io.read_yaml(path, ScenarioError, "scenario") == expected
 
 
 # -- the published trace ST ------------------------------------------------------------------

@@ -107,7 +107,7 @@ class CriticalPaths:
         }
 
 def critical_path(dag: Dag, compiled: CompiledDag, weight: np.ndarray, delay: np.ndarray,
-                  steps: Steps | None = None, scenario: str = "custom") -> CriticalPaths:
+                  *, steps: Steps | None = None, scenario: str = "custom") -> CriticalPaths:
     """Simulate one scenario (``weight``, ``delay`` of shape (n_ops,)) and walk its critical paths.
 
     ``steps`` limits the walk to some steps of ``dag`` (default: all).
@@ -116,7 +116,7 @@ def critical_path(dag: Dag, compiled: CompiledDag, weight: np.ndarray, delay: np
     return simulated_critical_path(dag, compiled.evaluate(weight, delay), weight, steps=steps, scenario=scenario)
 
 
-def simulated_critical_path(dag: Dag, simulation: Simulation, weight: np.ndarray, column: int = 0,
+def simulated_critical_path(dag: Dag, simulation: Simulation, weight: np.ndarray, *, column: int = 0,
                             steps: Steps | None = None, scenario: str = "custom") -> CriticalPaths:
     """Critical paths of scenario ``column`` of an existing simulation run with ``weight``.
 
@@ -138,14 +138,19 @@ def simulated_critical_path(dag: Dag, simulation: Simulation, weight: np.ndarray
                          dag=dag, start=start, end=end, weight=weight)
 
 
-def whatif_critical_path(result: "WhatIfResult", scenario: str, steps: Steps | None = None) -> CriticalPaths:
-    """Critical paths of a what-if run's baseline (by its name) or of one of its scenarios."""
+def whatif_critical_path(result: "WhatIfResult", scenario: str, *, steps: Steps | None = None) -> CriticalPaths:
+    """Critical paths of a what-if run's baseline (by its name) or of one of its scenarios.
+
+    The run must have kept every op's times (``run_whatif(..., times=True)``).
+    """
     names = [result.baseline] + list(result.names)
     if scenario not in names:
         raise UsageError(f"scenario {scenario!r} is not in {result.scenarios.source}; "
                          f"choose one of: {', '.join(names)}")
+    if result.simulation.start is None:
+        raise UsageError("critical paths are walked on every op's times: run the scenarios with times=True")
     column = names.index(scenario)
-    return simulated_critical_path(result.dag, result.simulation, result.weight[:, column], column=column,
+    return simulated_critical_path(result.dag, result.simulation, result.column_weight(column), column=column,
                                    steps=steps, scenario=scenario)
 
 
@@ -258,7 +263,7 @@ def _elements(dag: Dag, steps: np.ndarray, paths: list[list[tuple[int, int]]], s
 # -- helpers --------------------------------------------------------------------------
 
 def _walked_steps(dag: Dag, steps: Steps | None) -> np.ndarray:
-    return dag.steps if steps is None else checked_steps(steps, dag.steps, "critical path", "analysed")
+    return dag.steps if steps is None else checked_steps(steps, dag.steps, "critical path", where="analysed")
 
 
 def _one_scenario(values, dag: Dag, name: str) -> np.ndarray:

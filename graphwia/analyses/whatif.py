@@ -46,7 +46,12 @@ Contract:
   group) and ``launch_delay``.
 * Speedup = mean span of the simulated baseline / mean simulated step time of
   the scenario (SPEC §4), overall and per step.
-* All scenarios and the baseline are evaluated in one batched pass.
+* All scenarios and the baseline are evaluated as one batch
+  (:class:`WhatIfBatch`: each scenario's changes, kept apart from the
+  baseline's weights until a slice of columns is simulated), here or split
+  over a dask cluster (``scheduler``, ``workers``) with the same results.
+  Every op's simulated start and end are kept only when asked for
+  (``times``: timelines, critical paths); step times always.
 
 Anything a file gets wrong (an unknown key or value, a selector matching no
 op, an action that changes no selected op's value) raises
@@ -64,8 +69,9 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 
 from graphwia.model.dag import Dag
-from graphwia.errors import UsageError
+from graphwia.errors import ArgumentError, UsageError
 from graphwia.engine.evaluate import CompiledDag, Simulation
+from graphwia.engine.scenarios import Dense, parts
 from graphwia.utils.io import read_yaml
 from graphwia.utils.names import check_name
 from graphwia.optypes import ALL_OPTYPES, ATTRIBUTION_GROUP, OPTYPE_CODE
@@ -76,6 +82,13 @@ from graphwia.model.weights import (DEFAULT_TYPICAL_FROM, TypicalFrom, Weights, 
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphwia.analyses.standard import Analysis
+
+__all__ = [
+    "ACTIONS", "BASELINES", "CHUNK_BYTES", "ChosenScenario", "DEFAULT_BASELINE", "DELAY", "LAST", "MASKED_SHARE",
+    "MASK_MIN_EFFECT", "MIN_CHUNK_COLUMNS", "OPTYPE_GROUPS", "QUANTITIES", "SCALE", "SCENARIO_KEYS", "SELECTORS", "SET",
+    "Scenario", "ScenarioError", "ScenarioSet", "TOP_KEYS", "VALUES", "WEIGHT", "WhatIfBatch", "WhatIfResult",
+    "choose_scenario", "load_scenarios", "masked", "parse_scenarios", "run_whatif", "select_ops",
+]
 
 BASELINES = ("nodelay", "base", "ideal")
 DEFAULT_BASELINE = "nodelay"
@@ -140,7 +153,7 @@ def load_scenarios(path: str | Path) -> ScenarioSet:
     return parse_scenarios(read_yaml(path, ScenarioError, "scenario"), source=str(path))
 
 
-def parse_scenarios(raw: object, source: str = "<scenarios>") -> ScenarioSet:
+def parse_scenarios(raw: object, *, source: str = "<scenarios>") -> ScenarioSet:
     """Validate a scenario mapping (the parsed YAML) into a :class:`ScenarioSet`."""
     if not isinstance(raw, dict):
         raise ScenarioError(f"{source}: expected a mapping with keys {', '.join(TOP_KEYS)}")
@@ -239,16 +252,134 @@ def _reject_unknown(raw: dict, known: tuple, where: str) -> None:
 
 # -- evaluating -------------------------------------------------------------------------
 
+#: The arrays an edit of a batch column changes (see :class:`WhatIfBatch`).
+WEIGHT, DELAY = 0, 1
+#: Kinds of edit: the ops take values of their own, are set to a number, are scaled by one.
+VALUES, SET, SCALE = 0, 1, 2
+#: A local run builds and simulates a batch about this many bytes of weights and launch delays
+#: at a time: a whole batch takes 8 bytes per op instance and column (0.94 GB for 1,000
+#: scenarios on AR), and runs no faster at once than in slices of this size.
+CHUNK_BYTES = 64 << 20
+#: ... but at least this many columns (one block of the compiled kernel).
+MIN_CHUNK_COLUMNS = 8
+
+
+@dataclass(frozen=True)
+class WhatIfBatch:
+    """Columns of weights and launch delays, each its baseline's with some ops changed.
+
+    Column ``c`` starts from ``weight`` and ``delay`` (n_ops,) (``delay`` None:
+    no launch delays), or from no launch delays at all where ``zero_delay[c]``.
+    Then its edits apply, those of kind :data:`VALUES` first: edit ``e``
+    changes, in column ``column[e]``, the ``array[e]`` (:data:`WEIGHT` or
+    :data:`DELAY`) of the ops ``targets[target[e]]`` (ascending op indices) to
+    ``values[source[e]]`` (:data:`VALUES`, one value per target op), to
+    ``value[e]`` (:data:`SET`), or to themselves times ``value[e]``
+    (:data:`SCALE`). The other edits of a column change disjoint sets of ops.
+
+    A batch is small: a few numbers per column, and the ops each distinct
+    selection picks. Its columns are built on demand (:meth:`columns`), so a
+    local run holds only a slice of them at a time. As a scenario family
+    (``n_scenarios``, :meth:`part`, what
+    :class:`~graphwia.engine.distributed.ClusterEvaluator` splits and sends to
+    its workers) its columns come in :attr:`order`.
+    """
+
+    weight: np.ndarray
+    delay: np.ndarray | None
+    zero_delay: np.ndarray
+    targets: tuple[np.ndarray, ...]
+    values: tuple[np.ndarray, ...]
+    column: np.ndarray
+    array: np.ndarray
+    target: np.ndarray
+    kind: np.ndarray
+    source: np.ndarray
+    value: np.ndarray
+
+    @property
+    def n_scenarios(self) -> int:
+        """Columns of the batch (named as the engine's families name theirs)."""
+        return len(self.zero_delay)
+
+    @functools.cached_property
+    def order(self) -> np.ndarray:
+        """The columns, those with the same kinds of edit on the same ops next to each other (else in order).
+
+        A slice of this order is built with one numpy operation per kind of
+        edit on contiguous columns, several times faster than on scattered ones.
+        """
+        edit_key = np.stack([self.array, self.target, self.kind, self.source], axis=1)
+        _, edit_id = np.unique(edit_key, axis=0, return_inverse=True)
+        by_column = np.lexsort((edit_id, self.column))
+        rank = np.arange(len(by_column)) - np.searchsorted(self.column[by_column], self.column[by_column])
+        signature = np.full((self.n_scenarios, int(rank.max(initial=-1)) + 2), -1)  # edit ids, then zero_delay
+        signature[self.column[by_column], rank] = edit_id.ravel()[by_column]
+        signature[:, -1] = self.zero_delay
+        _, group = np.unique(signature, axis=0, return_inverse=True)
+        return np.argsort(group.ravel(), kind="stable")
+
+    def part(self, lo: int, hi: int) -> Dense:
+        """Columns ``order[lo:hi]`` as a :class:`~graphwia.engine.scenarios.Dense` family."""
+        return Dense(*self.take(self.order[lo:hi]))
+
+    def columns(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(weight, delay) of columns lo … hi−1: see :meth:`take`."""
+        return self.take(np.arange(lo, hi))
+
+    def take(self, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(weight, delay) of ``columns`` (indices), each of shape (n_ops, len(columns)).
+
+        ``delay`` is None when every one of these columns is without launch
+        delays. Edits of one kind on the same ops are one numpy operation for
+        all the columns they are in.
+        """
+        columns = np.asarray(columns, dtype=np.int64)
+        position = np.full(self.n_scenarios, -1)
+        position[columns] = np.arange(len(columns))
+        edits = np.flatnonzero(position[self.column] >= 0)
+        weight = np.empty((len(self.weight), len(columns)))
+        weight[:] = self.weight[:, None]
+        arrays = [weight]  # indexed by WEIGHT, DELAY
+        delayed = ~self.zero_delay[columns] if self.delay is not None else np.zeros(len(columns), dtype=bool)
+        if delayed.any() or np.any(self.array[edits] == DELAY):
+            delay = np.zeros_like(weight)
+            if self.delay is not None:
+                delay[:, delayed] = self.delay[:, None]
+            arrays.append(delay)
+        keys = np.stack([position[self.column[edits]], self.source[edits], self.kind[edits], self.target[edits],
+                         self.array[edits], self.kind[edits] != VALUES])
+        order = np.lexsort(keys)
+        keys, edits = keys[1:, order], edits[order]
+        starts = np.flatnonzero(np.any(keys[:, 1:] != keys[:, :-1], axis=0)) + 1
+        for group in np.split(edits, starts) if len(edits) else []:
+            first, cols, rows = group[0], position[self.column[group]], self.targets[self.target[group[0]]]
+            if cols[-1] - cols[0] == len(cols) - 1:  # contiguous columns: a slice, not an index array
+                index = (rows, slice(cols[0], cols[-1] + 1))
+            else:
+                index = (rows[:, None], cols)
+            array, kind = arrays[self.array[first]], self.kind[first]
+            if kind == VALUES:
+                array[index] = self.values[self.source[first]][:, None]
+            elif kind == SET:
+                array[index] = self.value[group]
+            else:
+                array[index] *= self.value[group]
+        return weight, arrays[DELAY] if len(arrays) > DELAY else None
+
+
 @dataclass
 class WhatIfResult:
     """Step times and speedups of scenarios against a baseline.
 
     ``baseline_span`` (n_steps,) is the simulated baseline's span per step;
     ``step_time`` (n_steps, n_scenarios) each scenario's simulated step time.
-    ``simulation`` holds column 0 = baseline, then the scenarios in order, and
-    ``weight`` the weights it was run with (for timelines). ``warnings`` are
-    one line each (e.g. launch delays masking a scenario under ``base``);
-    ``typical_from`` says which steps the typical values came from.
+    ``simulation`` holds column 0 = baseline, then the scenarios in order: their
+    step times and spans, and every op's start and end when :func:`run_whatif`
+    was asked for ``times``. ``batch`` builds any column's weights
+    (:meth:`column_weight`, :attr:`weight`). ``warnings`` are one line each
+    (e.g. launch delays masking a scenario under ``base``); ``typical_from``
+    says which steps the typical values came from.
     """
 
     scenarios: ScenarioSet
@@ -257,7 +388,7 @@ class WhatIfResult:
     step_time: np.ndarray
     dag: Dag
     simulation: Simulation
-    weight: np.ndarray
+    batch: WhatIfBatch
     warnings: list[str] = field(default_factory=list)
     typical_from: TypicalFrom = DEFAULT_TYPICAL_FROM
 
@@ -284,6 +415,15 @@ class WhatIfResult:
     def step_speedup(self) -> np.ndarray:
         """Per step (n_steps, n_scenarios): baseline span / scenario step time."""
         return self.baseline_span[:, None] / self.step_time
+
+    def column_weight(self, column: int) -> np.ndarray:
+        """Weights (n_ops,) of column ``column`` of :attr:`simulation` (0: the baseline), built alone."""
+        return self.batch.columns(column, column + 1)[0][:, 0]
+
+    @functools.cached_property
+    def weight(self) -> np.ndarray:
+        """Weights (n_ops, 1 + n_scenarios) of every column of :attr:`simulation`, built on first use."""
+        return self.batch.columns(0, 1 + len(self.names))[0]
 
     def to_frame(self):
         """One row per scenario (a pandas DataFrame): ``scenario``, mean ``step_time``, ``speedup``."""
@@ -321,13 +461,25 @@ class _Inputs:
         """The DAG and weights typical values are taken from (see :func:`~graphwia.model.weights.typical_source`)."""
         return typical_source(self.dag, self.weights, self.typical_from)
 
-    def healthy(self, scenario: Scenario, selected: np.ndarray, where: str) -> np.ndarray:
-        """Weights of the ``selected`` ops of ``scenario`` made healthy (see the module docstring)."""
+    @functools.cached_property
+    def selector(self) -> _Selector:
+        """Selections of the analysed ops."""
+        return _Selector(self.dag)
+
+    @functools.cached_property
+    def typical_selector(self) -> _Selector:
+        """Selections of the ops typical values come from."""
+        dag, _ = self.typical_source
+        return self.selector if dag is self.dag else _Selector(dag)
+
+    def healthy(self, selectors: dict[str, tuple], ops: np.ndarray, where: str) -> np.ndarray:
+        """Healthy weights (see the module docstring) of the ops ``selectors`` select (``ops``, their indices)."""
         dag, weights = self.typical_source
-        among = ~(selected if dag is self.dag else select_ops(dag, scenario.where, where))
-        values = healthy_weight(self.dag, stage_typical_weights(dag, weights, among=among))[selected]
+        among = np.ones(dag.n_ops, dtype=bool)
+        among[ops if dag is self.dag else self.typical_selector.ops(selectors, where)] = False
+        values = healthy_weight(self.dag, stage_typical_weights(dag, weights, among=among))[ops]
         if np.isnan(values).any():
-            op = np.flatnonzero(selected)[np.argmax(np.isnan(values))]
+            op = ops[np.argmax(np.isnan(values))]
             stage, optype = int(self.dag.table["stage"][op]), ALL_OPTYPES[self.dag.table["optype"][op]]
             raise ScenarioError(f"{where}: healthy: it selects every {optype} of stage {stage}, leaving no peer "
                                 f"to take a typical weight from (ideal: true takes the job-wide one)")
@@ -335,33 +487,80 @@ class _Inputs:
 
 
 def run_whatif(source: Union[Trace, "Analysis"], scenarios: ScenarioSet, *, steps: Steps | None = None,
-               typical_from: TypicalFrom | None = None) -> WhatIfResult:
-    """Evaluate ``scenarios`` on a trace (or an existing analysis) in one batched pass.
+               typical_from: TypicalFrom | None = None, times: bool = False, scheduler: str | None = None,
+               workers: int | None = None) -> WhatIfResult:
+    """Evaluate ``scenarios`` on a trace (or an existing analysis) as one batch.
 
     ``steps`` limits a trace to some steps (one step number or several);
     typical values come from those steps, or with ``typical_from="all"`` from
     every step of the trace, as in :func:`graphwia.analyze`. An
     :class:`~graphwia.Analysis` is reused as is, with the steps it analysed and
     its ``typical_from``.
+
+    With ``times``, the result's ``simulation`` keeps every op's start and end
+    in every scenario (16 bytes per op instance and scenario: what timelines
+    and critical paths are drawn from); without, step times and spans only.
+
+    ``scheduler``, ``workers``: evaluate the batch on the dask.distributed
+    cluster at this address (``tcp://host:port``), or on this many local worker
+    processes, as :func:`graphwia.analyze` does; the results are the same as
+    without. At most one of the two, and not with ``times`` (a cluster returns
+    step times and spans only).
     """
-    inputs = _inputs(source, steps, typical_from)
-    base_weight, base_delay = baseline_weights(inputs, scenarios.baseline)
-    columns = [(base_weight, base_delay)]
-    columns += [scenario_weights(inputs, s, base_weight, base_delay, scenarios.source) for s in scenarios.scenarios]
-    checks = _masking_columns(columns) if scenarios.baseline == "base" else []
-    weight = np.column_stack([w for w, _ in columns + checks])
-    delay = np.column_stack([d for _, d in columns + checks])
+    on_cluster = scheduler is not None or workers is not None
+    if times and on_cluster:
+        raise ArgumentError("times", None, "every op's times come from a local run only (a cluster returns step "
+                            "times and spans)")
+    inputs = _inputs(source, steps=steps, typical_from=typical_from)
+    batch, checks = _scenario_batch(inputs, scenarios)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowing scenario is named just below
-        sim = inputs.compiled.evaluate(weight, delay)
-    _check_step_times(sim.step_time[:, :len(columns)], [scenarios.baseline, *scenarios.names], inputs.dag.steps,
+        if not on_cluster:
+            sim = _simulate_batch(inputs.compiled, batch, times=times)
+        else:
+            from graphwia.engine.distributed import ClusterEvaluator  # dask only when asked for
+
+            with ClusterEvaluator(scheduler=scheduler, workers=workers) as cluster:
+                sim = cluster.evaluate(inputs.compiled, batch)
+    sim = _in_column_order(sim, batch.order)
+    n_columns = 1 + len(scenarios.scenarios)
+    _check_step_times(sim.step_time[:, :n_columns], [scenarios.baseline, *scenarios.names], inputs.dag.steps,
                       scenarios.source)
     warnings = []
     if checks:
-        warnings = _masking_warnings(sim, columns, scenarios)
-        sim, weight = sim.select(range(len(columns))), weight[:, :len(columns)]
+        warnings = _masking_warnings(sim, checks, scenarios)
+        sim = sim.select(range(n_columns))
     return WhatIfResult(scenarios=scenarios, steps=[int(s) for s in inputs.dag.steps], baseline_span=sim.span[:, 0],
-                        step_time=sim.step_time[:, 1:], dag=inputs.dag, simulation=sim, weight=weight,
+                        step_time=sim.step_time[:, 1:], dag=inputs.dag, simulation=sim, batch=batch,
                         warnings=warnings, typical_from=inputs.typical_from)
+
+
+def _simulate_batch(compiled: CompiledDag, batch: WhatIfBatch, *, times: bool = False) -> Simulation:
+    """Every column of ``batch``, in its :attr:`~WhatIfBatch.order`, simulated here, built and evaluated
+    :data:`CHUNK_BYTES` at a time.
+
+    Every slice runs on the kernel the whole batch calls for
+    (:meth:`~graphwia.engine.evaluate.CompiledDag.use_compiled`); ``times`` as
+    in :func:`run_whatif`.
+    """
+    kernel = "compiled" if compiled.use_compiled("auto", batch.n_scenarios) else "auto"
+    column_bytes = 8 * compiled.n_ops * (1 if batch.delay is None else 2)
+    width = max(MIN_CHUNK_COLUMNS, CHUNK_BYTES // column_bytes)
+    return Simulation.concatenate([compiled.evaluate_family(batch.part(lo, hi), times=times, kernel=kernel)
+                                   for lo, hi in parts(batch.n_scenarios, -(-batch.n_scenarios // width))])
+
+
+def _in_column_order(sim: Simulation, order: np.ndarray) -> Simulation:
+    """``sim`` of columns ``order`` put back in column order, its arrays C-ordered as the engine's are (a mean
+    over steps adds in memory order: the same numbers laid out otherwise can give another last digit)."""
+    if np.array_equal(order, np.arange(len(order))):
+        return sim
+    inverse = np.argsort(order)
+
+    def reordered(times: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(times[:, inverse])
+
+    return Simulation(None if sim.start is None else reordered(sim.start), None if sim.end is None else
+                      reordered(sim.end), reordered(sim.step_time), reordered(sim.span))
 
 
 def _check_step_times(step_time: np.ndarray, names: list[str], steps: np.ndarray, source: str) -> None:
@@ -375,52 +574,29 @@ def _check_step_times(step_time: np.ndarray, names: list[str], steps: np.ndarray
                             f"({why}); a speedup needs a positive, finite step time")
 
 
-def _masking_columns(columns: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Extra scenarios that measure how much recorded launch delays mask weight changes under ``base``.
-
-    For every scenario that changes weights (columns[1:], baseline columns[0]):
-    its weights with the baseline's delays (the weight changes alone) and its
-    weights without delays; then the baseline's weights without delays. Scenarios
-    that change only launch delays get no columns. See :func:`_masking_warnings`.
-    """
-    base_weight, base_delay = columns[0]
-    zero = np.zeros_like(base_delay)
-    checks = []
-    for weight, _ in columns[1:]:
-        if np.array_equal(weight, base_weight):
-            continue
-        checks += [(weight, base_delay), (weight, zero)]
-    return checks + [(base_weight, zero)] if checks else []
-
-
-def _masking_warnings(sim: Simulation, columns: list, scenarios: ScenarioSet) -> list[str]:
+def _masking_warnings(sim: Simulation, checks: list[tuple[int, int]], scenarios: ScenarioSet) -> list[str]:
     """A warning per scenario whose weight changes the recorded launch delays mask.
 
-    ``sim`` ran ``columns`` and then :func:`_masking_columns`. A scenario's
-    weight changes move the mean step time by ``with_delays`` with the recorded
-    delays and by ``without`` with none; :func:`masked` judges the two.
+    ``checks`` holds (scenario index, its first check column) per scenario
+    that changes weights (see :func:`_scenario_batch`). A scenario's weight
+    changes move the mean step time by ``with_delays`` with the recorded delays
+    and by ``without`` with none; :func:`masked` judges the two.
     """
     span = sim.span.mean(axis=0)
     step_time = sim.step_time.mean(axis=0)
-    base_weight = columns[0][0]
-    nodelay_column = sim.n_scenarios - 1
-    nodelay_span = span[nodelay_column]
+    nodelay_span = span[sim.n_scenarios - 1]
     warnings = []
-    check = len(columns)
-    for scenario, (weight, _) in zip(scenarios.scenarios, columns[1:]):
-        if np.array_equal(weight, base_weight):
-            continue
+    for index, check in checks:
         with_delays = step_time[check] - span[0]  # change of the mean step time, seconds
         without = step_time[check + 1] - nodelay_span
-        check += 2
         if not masked(with_delays, without, nodelay_span):
             continue
         warnings.append(
-            f"{scenarios.source}: scenario {scenario.name!r}: under baseline base the recorded launch delays mask "
-            f"its change: the mean step time changes by {with_delays + 0.0:+.3f} s ({with_delays / span[0]:+.1%}) "
-            f"with them but by {without:+.3f} s ({without / nodelay_span:+.1%}) without (as under baseline "
-            f"nodelay); a recorded delay stays as it was, even where it was time spent waiting for the ops this "
-            f"scenario changes")
+            f"{scenarios.source}: scenario {scenarios.names[index]!r}: under baseline base the recorded launch "
+            f"delays mask its change: the mean step time changes by {with_delays + 0.0:+.3f} s "
+            f"({with_delays / span[0]:+.1%}) with them but by {without:+.3f} s ({without / nodelay_span:+.1%}) "
+            f"without (as under baseline nodelay); a recorded delay stays as it was, even where it was time "
+            f"spent waiting for the ops this scenario changes")
     return warnings
 
 
@@ -437,10 +613,10 @@ def masked(with_delays: float, without: float, step_time: float) -> bool:
     return math.copysign(with_delays, with_delays * without) < MASKED_SHARE * abs(without)
 
 
-def _inputs(source, steps, typical_from) -> _Inputs:
+def _inputs(source, *, steps, typical_from) -> _Inputs:
     if isinstance(source, Trace):
         typical_from = check_typical_from(DEFAULT_TYPICAL_FROM if typical_from is None else typical_from)
-        dag, weights, typical = weighted_dag(source, steps, typical_from=typical_from)
+        dag, weights, typical = weighted_dag(source, steps=steps, typical_from=typical_from)
         return _Inputs(dag=dag, compiled=dag.compile(), weights=weights, ideal=ideal_weight(dag, typical),
                        typical_from=typical_from)
     for option, value in (("steps", steps), ("typical_from", typical_from)):
@@ -479,17 +655,19 @@ def choose_scenario(source: Union[Trace, "Analysis"], scenario: str = "base", *,
     names = [scenarios.baseline, *scenarios.names]
     if scenario not in names and scenario not in BASELINES:
         raise UsageError(f"scenario {scenario!r} is not in {scenarios.source}; choose one of: {', '.join(names)}")
-    inputs = _inputs(source, steps, typical_from)
+    inputs = _inputs(source, steps=steps, typical_from=typical_from)
     if scenario not in scenarios.names or scenario == scenarios.baseline:
-        weight, delay = baseline_weights(inputs, scenario)
+        weight, delay = _baseline_weights(inputs, scenario)
     else:
-        weight, delay = baseline_weights(inputs, scenarios.baseline)
         chosen = scenarios.scenarios[scenarios.names.index(scenario)]
-        weight, delay = scenario_weights(inputs, chosen, weight, delay, scenarios.source)
+        batch, _ = _scenario_batch(inputs, ScenarioSet(scenarios=(chosen,), baseline=scenarios.baseline,
+                                                      source=scenarios.source), checks=False)
+        weights, delays = batch.columns(1, 2)
+        weight, delay = weights[:, 0], np.zeros(inputs.dag.n_ops) if delays is None else delays[:, 0]
     return ChosenScenario(name=scenario, dag=inputs.dag, compiled=inputs.compiled, weight=weight, delay=delay)
 
 
-def baseline_weights(inputs: _Inputs, baseline: str) -> tuple[np.ndarray, np.ndarray]:
+def _baseline_weights(inputs: _Inputs, baseline: str) -> tuple[np.ndarray, np.ndarray]:
     """(weight, launch delay) of every op in the baseline ``base``, ``nodelay`` or ``ideal``."""
     zero = np.zeros(inputs.dag.n_ops)
     if baseline == "base":
@@ -501,38 +679,220 @@ def baseline_weights(inputs: _Inputs, baseline: str) -> tuple[np.ndarray, np.nda
     raise ScenarioError(f"baseline {baseline!r} is not one of {', '.join(BASELINES)}")
 
 
-def scenario_weights(inputs: _Inputs, scenario: Scenario, weight: np.ndarray, delay: np.ndarray,
-                     source: str = "<scenarios>") -> tuple[np.ndarray, np.ndarray]:
-    """The baseline's (weight, delay) with ``scenario``'s actions applied to the ops it selects.
+def _scenario_batch(inputs: _Inputs, scenarios: ScenarioSet, *,
+                   checks: bool = True) -> tuple[WhatIfBatch, list[tuple[int, int]]]:
+    """The baseline (column 0) and ``scenarios`` (columns 1 …) as a :class:`WhatIfBatch`.
 
-    An action that leaves every selected op's value as it was raises
-    :class:`ScenarioError` saying why.
+    Under baseline ``base`` (and with ``checks``), columns that measure how
+    much recorded launch delays mask weight changes follow: for every scenario
+    that changes weights, its weights with the baseline's delays (the weight
+    changes alone) and its weights without delays; then the baseline's weights
+    without delays. The second value lists (scenario index, first of its two
+    columns) per such scenario (see :func:`_masking_warnings`).
+
+    The first scenario (in file order) that does not fit the trace raises
+    :class:`ScenarioError`: a selection that picks no op or names values the
+    ops do not have, ``healthy`` without peers, or an action that leaves every
+    op it selects as it was (saying why).
     """
-    where = f"{source}: scenario {scenario.name!r}"
-    selected = select_ops(inputs.dag, scenario.where, where)
-    member = inputs.dag.table["barrier"] >= 0
-    targets = {"duration": selected & ~member, "transfer": selected & member, "launch_delay": selected}
-    weight, delay = weight.copy(), delay.copy()
-    if scenario.ideal or scenario.healthy:  # not both (parse_scenarios checks)
-        flag = "ideal" if scenario.ideal else "healthy"
-        new = inputs.ideal[selected] if scenario.ideal else inputs.healthy(scenario, selected, where)
-        if np.array_equal(new, weight[selected]):
-            raise ScenarioError(f"{where}: {flag}: true changes nothing: the selected ops already have "
-                                f"their {flag} weights in this baseline")
-        weight[selected] = new
-    for action, values in (("set", scenario.set), ("scale", scenario.scale)):
-        for quantity, value in values.items():
-            target = targets[quantity]
-            if not target.any():
-                raise ScenarioError(f"{where}: {action}.{quantity} changes nothing: {_why_untouched(quantity)}")
-            array = delay if quantity == "launch_delay" else weight
-            old = array[target]
-            new = np.full(len(old), value) if action == "set" else old * value
-            if np.array_equal(new, old):
-                raise ScenarioError(f"{where}: {action}.{quantity} changes nothing: "
-                                    f"{_why_unchanged(action, quantity, value, delay)}")
-            array[target] = new
-    return weight, delay
+    builder = _BatchBuilder(inputs, scenarios)
+    failed = None
+    for column, scenario in enumerate(scenarios.scenarios, start=1):
+        try:
+            builder.add(column, scenario)
+        except ScenarioError as exc:
+            failed = exc
+            break
+    builder.check()  # the scenarios before the one that failed come first
+    if failed is not None:
+        raise failed
+    batch = builder.batch(1 + len(scenarios.scenarios))
+    if not checks or scenarios.baseline != "base":
+        return batch, []
+    return _with_masking_columns(batch)
+
+
+def _with_masking_columns(batch: WhatIfBatch) -> tuple[WhatIfBatch, list[tuple[int, int]]]:
+    """``batch`` followed by the masking columns of :func:`_scenario_batch`, and their (scenario, column) pairs."""
+    n_columns = batch.n_scenarios
+    on_weight = batch.array == WEIGHT
+    changes = np.zeros(n_columns, dtype=bool)
+    changes[batch.column[on_weight]] = True
+    # A column whose weights take values and are then set or scaled may have come back to the
+    # baseline's (each action alone changed something): only its weights can tell.
+    replaced = np.zeros(n_columns, dtype=bool)
+    replaced[batch.column[on_weight & (batch.kind == VALUES)]] = True
+    acted = np.zeros(n_columns, dtype=bool)
+    acted[batch.column[on_weight & (batch.kind != VALUES)]] = True
+    ambiguous = np.flatnonzero(replaced & acted)
+    for lo in range(0, len(ambiguous), MIN_CHUNK_COLUMNS):
+        columns = ambiguous[lo:lo + MIN_CHUNK_COLUMNS]
+        weight, _ = batch.take(columns)
+        changes[columns] = np.any(weight != batch.weight[:, None], axis=0)
+    changing = np.flatnonzero(changes)
+    if not len(changing):
+        return batch, []
+    first_check = np.full(n_columns, -1)
+    first_check[changing] = n_columns + 2 * np.arange(len(changing))
+    copied = np.flatnonzero(on_weight & (first_check[batch.column] >= 0))
+    n_total = n_columns + 2 * len(changing) + 1
+    zero_delay = np.zeros(n_total, dtype=bool)
+    zero_delay[first_check[changing] + 1] = True  # each scenario's weights without delays
+    zero_delay[-1] = True  # the baseline's weights without delays
+    column = np.concatenate([batch.column, first_check[batch.column[copied]], first_check[batch.column[copied]] + 1])
+
+    def three(values):
+        return np.concatenate([values, values[copied], values[copied]])
+
+    checked = WhatIfBatch(weight=batch.weight, delay=batch.delay, zero_delay=zero_delay, targets=batch.targets,
+                          values=batch.values, column=column, array=three(batch.array), target=three(batch.target),
+                          kind=three(batch.kind), source=three(batch.source), value=three(batch.value))
+    return checked, [(int(c) - 1, int(first_check[c])) for c in changing]
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """The ops a ``where`` selects, as target ids of a :class:`_BatchBuilder`: all, the local ones, the members."""
+
+    ops: int
+    local: int
+    member: int
+
+
+class _BatchBuilder:
+    """Collects the edits of a :class:`WhatIfBatch`, scenario by scenario.
+
+    Each distinct selection is made once, and its ideal or healthy weights
+    taken once; each action's "changes nothing" check is one numpy operation
+    per group of actions of one kind on the same ops (:meth:`check`).
+    """
+
+    def __init__(self, inputs: _Inputs, scenarios: ScenarioSet):
+        self.inputs = inputs
+        self.weight, delay = _baseline_weights(inputs, scenarios.baseline)
+        self.delay = delay if scenarios.baseline == "base" else None
+        self.source = scenarios.source
+        self.targets: list[np.ndarray] = []
+        self.values: list[tuple[np.ndarray, int]] = []  # (values, the target they are aligned with)
+        self.edits: list[tuple[int, int, int, int, int, float, int]] = []  # see batch(); then `before`
+        self.problems: list[tuple[str, list]] = []  # per column added: its name for errors, its checks in order
+        self._selections: dict[tuple, _Selection] = {}
+        self._replacements: dict[tuple, tuple[int, bool]] = {}
+
+    def add(self, column: int, scenario: Scenario) -> None:
+        """Add ``scenario`` as column ``column``; raise ScenarioError if its selection or ideal/healthy does not fit.
+
+        Checks whose answer takes numbers (an action changing nothing) are kept for :meth:`check`.
+        """
+        where = f"{self.source}: scenario {scenario.name!r}"
+        selection = self._selection(scenario.where, where)
+        replaced = -1
+        if scenario.ideal or scenario.healthy:  # not both (parse_scenarios checks)
+            flag = "ideal" if scenario.ideal else "healthy"
+            replaced, unchanged = self._replacement(scenario, selection, flag, where)
+            if unchanged:
+                raise ScenarioError(f"{where}: {flag}: true changes nothing: the selected ops already have "
+                                    f"their {flag} weights in this baseline")
+            self.edits.append((column, WEIGHT, selection.ops, VALUES, replaced, math.nan, -1))
+        checks: list = []
+        targets = {"duration": selection.local, "transfer": selection.member, "launch_delay": selection.ops}
+        for action, kind in (("set", SET), ("scale", SCALE)):
+            for quantity, value in getattr(scenario, action).items():
+                if not len(self.targets[targets[quantity]]):
+                    checks.append(f"{where}: {action}.{quantity} changes nothing: {_why_untouched(quantity)}")
+                    continue
+                array = DELAY if quantity == "launch_delay" else WEIGHT
+                checks.append((len(self.edits), action, quantity, value))
+                self.edits.append((column, array, targets[quantity], kind, -1, value,
+                                   replaced if array == WEIGHT else -1))
+        self.problems.append((where, checks))
+
+    def check(self) -> None:
+        """Raise the first problem of the columns added (in order): an action that changes nothing."""
+        unchanged = self._unchanged()
+        for where, checks in self.problems:
+            for check in checks:
+                if isinstance(check, str):
+                    raise ScenarioError(check)
+                edit, action, quantity, value = check
+                if unchanged[edit]:
+                    raise ScenarioError(f"{where}: {action}.{quantity} changes nothing: "
+                                        f"{_why_unchanged(action, quantity, value, has_delays=self._has_delays)}")
+
+    @property
+    def _has_delays(self) -> bool:
+        return self.delay is not None and bool(self.delay.any())
+
+    def batch(self, n_columns: int) -> WhatIfBatch:
+        """The batch of the baseline and the columns added."""
+        column, array, target, kind, source, value, _ = (list(field) for field in zip(*self.edits)) if self.edits \
+            else ([],) * 7
+        return WhatIfBatch(weight=self.weight, delay=self.delay, zero_delay=np.zeros(n_columns, dtype=bool),
+                           targets=tuple(self.targets), values=tuple(values for values, _ in self.values),
+                           column=np.array(column, dtype=np.int64), array=np.array(array, dtype=np.int8),
+                           target=np.array(target, dtype=np.int64), kind=np.array(kind, dtype=np.int8),
+                           source=np.array(source, dtype=np.int64), value=np.array(value, dtype=float))
+
+    def _target(self, ops: np.ndarray) -> int:
+        self.targets.append(ops)
+        return len(self.targets) - 1
+
+    def _selection(self, selectors: dict[str, tuple], where: str) -> _Selection:
+        key = _selection_key(selectors)
+        if key not in self._selections:
+            ops = self.inputs.selector.ops(selectors, where)
+            member = self.inputs.dag.table["barrier"][ops] >= 0
+            self._selections[key] = _Selection(self._target(ops), self._target(ops[~member]), self._target(ops[member]))
+        return self._selections[key]
+
+    def _replacement(self, scenario: Scenario, selection: _Selection, flag: str, where: str) -> tuple[int, bool]:
+        """(values id, whether they are the baseline's) of the ideal or healthy weights of a selection."""
+        key = (_selection_key(scenario.where), flag)
+        if key not in self._replacements:
+            ops = self.targets[selection.ops]
+            new = self.inputs.ideal[ops] if flag == "ideal" else self.inputs.healthy(scenario.where, ops, where)
+            self.values.append((new, selection.ops))
+            self._replacements[key] = (len(self.values) - 1, bool(np.array_equal(new, self.weight[ops])))
+        return self._replacements[key]
+
+    def _unchanged(self) -> np.ndarray:
+        """Per edit: whether it is a set or scale that leaves every op it changes as it was."""
+        unchanged = np.zeros(len(self.edits), dtype=bool)
+        groups: dict[tuple, list[int]] = {}  # edits of one kind on the same numbers
+        for index, (_, array, target, kind, _, _, before) in enumerate(self.edits):
+            if kind != VALUES:
+                groups.setdefault((array, target, kind, before), []).append(index)
+        for (array, target, kind, before), indices in groups.items():
+            ops = self.targets[target]
+            if before >= 0:  # the values it took first
+                values, aligned = self.values[before]
+                old = values[np.searchsorted(self.targets[aligned], ops)]
+            elif array == WEIGHT:
+                old = self.weight[ops]
+            else:
+                old = np.zeros(len(ops)) if self.delay is None else self.delay[ops]
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflow changes something
+                unchanged[indices] = _unchanged(old, kind, np.array([self.edits[i][5] for i in indices]))
+        return unchanged
+
+
+def _unchanged(old: np.ndarray, kind: int, values: np.ndarray) -> np.ndarray:
+    """Per value: whether setting the numbers ``old`` to it (SET) or scaling them by it (SCALE) leaves each as it was.
+
+    What comparing every new number with its old one says, but a scale
+    factor is first tried on the largest old number alone: a change there
+    decides, and only factors that leave it as it was (1, within a rounding
+    of 1, or an infinite number) are tried on every number.
+    """
+    if kind == SET:
+        return (values == old.min()) & (values == old.max())  # a NaN in old: never unchanged, as NaN != NaN
+    largest = old[np.argmax(np.abs(old))]  # a NaN if old has one
+    if largest == 0:  # every number is ±0
+        return np.ones(len(values), dtype=bool)
+    unchanged = largest * values == largest  # False decides; True (a factor of 1, or an infinite number) may not
+    for i in np.flatnonzero(unchanged):
+        unchanged[i] = np.array_equal(old * values[i], old)
+    return unchanged
 
 
 def _why_untouched(quantity: str) -> str:
@@ -541,18 +901,18 @@ def _why_untouched(quantity: str) -> str:
     return "the selected ops are all local ops, whose weight is a duration (use duration)"
 
 
-def _why_unchanged(action: str, quantity: str, value: float, delay: np.ndarray) -> str:
+def _why_unchanged(action: str, quantity: str, value: float, *, has_delays: bool) -> str:
     noun = quantity.replace("_", " ")
     if action == "scale" and value == 1:
         return "a factor of 1"
-    if quantity == "launch_delay" and not delay.any():
+    if quantity == "launch_delay" and not has_delays:
         return "this baseline has no launch delays (only baseline base keeps the recorded ones)"
     if action == "scale":
         return f"every selected op's {noun} is 0"
     return f"every selected op's {noun} is already {value:g}"
 
 
-def select_ops(dag: Dag, selectors: dict[str, tuple], where: str = "scenario") -> np.ndarray:
+def select_ops(dag: Dag, selectors: dict[str, tuple], *, where: str = "scenario") -> np.ndarray:
     """Boolean mask of the ops matching every selector (see module docstring).
 
     A number that no analysed op has, or a selection matching no op, raises
@@ -560,27 +920,77 @@ def select_ops(dag: Dag, selectors: dict[str, tuple], where: str = "scenario") -
     scenario file may serve jobs with and without, e.g., overlapped DP), as
     long as the selection as a whole matches something.
     """
-    ops = dag.table
-    mask = np.ones(dag.n_ops, dtype=bool)
-    for key, values in selectors.items():
-        if key == "optype":
-            names = [name for value in values for name in OPTYPE_GROUPS.get(value, (value,))]
-            mask &= np.isin(ops["optype"], [OPTYPE_CODE[name] for name in names if name in OPTYPE_CODE])
-            continue
-        column = ops[key]
-        if key == "stage":
-            values = tuple(dag.meta.pp_size - 1 if v == LAST else v for v in values)
-        _check_present(key, values, column, where)
-        mask &= np.isin(column, list(values))
-    if not mask.any():
-        described = "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in selectors.items())
-        raise ScenarioError(f"{where}: where selects no op ({described})")
+    mask = np.zeros(dag.n_ops, dtype=bool)
+    mask[_Selector(dag).ops(selectors, where)] = True
     return mask
 
 
-def _check_present(key: str, values: tuple, column: np.ndarray, where: str) -> None:
-    present = np.unique(column[column >= 0])  # mb_id is -1 on ops without a microbatch
-    missing = [v for v in values if v not in present]
-    if missing:
-        raise ScenarioError(f"{where}: where.{key}: {', '.join(map(str, missing))} not in the analysed ops "
+def _selection_key(selectors: dict) -> tuple:
+    """``selectors`` as a dictionary key (in their order: an error message lists them so)."""
+    return tuple((key, tuple(values)) for key, values in selectors.items())
+
+
+class _Selector:
+    """The ops of a DAG that ``where`` selectors select (as :func:`select_ops` does), as ascending indices.
+
+    Each selector key's column is sorted once, so a selection costs about as
+    much as the ops its most selective key picks, not a pass over every op; a
+    selection asked for again is not made again.
+    """
+
+    def __init__(self, dag: Dag):
+        self.dag = dag
+        self._sorted: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # key → (ops in the order of its column, column)
+        self._made: dict[tuple, np.ndarray | str] = {}  # selectors → ops, or why none (message without its prefix)
+
+    def ops(self, selectors: dict[str, tuple], where: str) -> np.ndarray:
+        """Indices of the ops ``selectors`` select; :class:`ScenarioError` starting with ``where`` if none."""
+        key = _selection_key(selectors)
+        if key not in self._made:
+            self._made[key] = self._select(selectors)
+        made = self._made[key]
+        if isinstance(made, str):
+            raise ScenarioError(f"{where}: {made}")
+        return made
+
+    def _select(self, selectors: dict[str, tuple]) -> np.ndarray | str:
+        if not selectors:
+            return np.arange(self.dag.n_ops)
+        picks = []
+        for key, values in selectors.items():
+            wanted = self._codes(key, values)
+            order, column = self._column(key)
+            if key != "optype":
+                present = np.unique(column[np.searchsorted(column, 0):])  # mb_id is -1 on ops without a microbatch
+                missing = [v for v in wanted if v not in present]
+                if missing:
+                    return (f"where.{key}: {', '.join(map(str, missing))} not in the analysed ops "
                             f"(present: {format_ranges(present)})")
+            codes = np.unique(np.asarray(wanted, dtype=np.int64))
+            picks.append((key, codes, order, np.searchsorted(column, codes), np.searchsorted(column, codes, "right")))
+        # the most selective key picks the candidates, the other keys keep some of them
+        key, codes, order, lo, hi = min(picks, key=lambda pick: int(np.sum(pick[4] - pick[3])))
+        ops = np.sort(np.concatenate([order[a:b] for a, b in zip(lo, hi)] or [np.zeros(0, dtype=np.int64)]))
+        for other, codes, *_ in picks:
+            if other != key:
+                ops = ops[np.isin(self.dag.table[other][ops], codes)]
+        if not len(ops):
+            described = "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in selectors.items())
+            return f"where selects no op ({described})"
+        return ops
+
+    def _codes(self, key: str, values: tuple) -> list[int]:
+        """The column values a selector's values stand for (optypes and their groups: codes; ``last``: a stage)."""
+        if key == "optype":
+            names = [name for value in values for name in OPTYPE_GROUPS.get(value, (value,))]
+            return [OPTYPE_CODE[name] for name in names if name in OPTYPE_CODE]
+        if key == "stage":
+            return [self.dag.meta.pp_size - 1 if v == LAST else v for v in values]
+        return list(values)
+
+    def _column(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        if key not in self._sorted:
+            column = self.dag.table[key]
+            order = np.argsort(column, kind="stable")
+            self._sorted[key] = (order, column[order])
+        return self._sorted[key]

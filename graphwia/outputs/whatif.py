@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from graphwia.analyses.whatif import WhatIfResult
+from graphwia.errors import UsageError
 
 __all__ = ["timeline_path", "whatif_dict", "write_whatif_timelines"]
 
@@ -42,14 +43,19 @@ def timeline_path(out_dir: str | Path, trial: str, scenario: str) -> Path:
 
 def write_whatif_timelines(result: WhatIfResult, out_dir: str | Path) -> list[Path]:
     """Write one Perfetto timeline (gzip JSON) per scenario to ``out_dir`` as one set (those of an earlier
-    run of this trial's scenarios that this run does not write are removed); return the paths."""
+    run of this trial's scenarios that this run does not write are removed); return the paths.
+
+    ``result`` must hold every op's times (``run_whatif(..., times=True)``); a UsageError says so otherwise.
+    """
     from graphwia.outputs.timeline import drawn_start, write_bars_timeline
     from graphwia.utils.io import output_set
 
     sim, dag = result.simulation, result.dag
+    if sim.start is None:
+        raise UsageError("timelines are drawn from every op's times: run the scenarios with times=True")
     paths = [timeline_path(out_dir, dag.meta.trial_name, name) for name in result.names]
     with output_set(out_dir, key=f"whatif:{dag.meta.trial_name}"):
         for i, path in enumerate(paths, start=1):
             end = sim.end[:, i]
-            write_bars_timeline(path, dag, drawn_start(dag, sim.start[:, i], end, result.weight[:, i]), end)
+            write_bars_timeline(path, dag, drawn_start(dag, sim.start[:, i], end, result.column_weight(i)), end)
     return paths
