@@ -72,18 +72,65 @@ def test_a_family_is_cut_into_parts_put_back_in_order(cluster):
     assert np.array_equal(again.step_time, whole.step_time) and split.start is None
 
 
-def test_a_what_if_batch_splits_like_any_family(cluster):
-    """Dense families (what-if batches: one weight column per scenario) split the same way."""
+#: What-if scenarios of SLOW: shared selections, ideal and healthy weights, sets, scales and launch delays.
+WHATIF = [{"name": f"s{i}", "where": {"stage": [i % 2]}, "scale": {"duration": 0.55 + i / 10}} for i in range(7)] + [
+    {"name": "heal", "where": {"dp_rank": [1], "stage": [1]}, "healthy": True},
+    {"name": "typical-0", "where": {"stage": [0]}, "ideal": True, "scale": {"transfer": 0.5}},
+    {"name": "late", "where": {"optype": ["optimizer"]}, "set": {"launch_delay": 0.01}},
+]
+
+
+def assert_same_whatif(a, b):
+    assert np.array_equal(a.step_time, b.step_time) and np.array_equal(a.baseline_span, b.baseline_span)
+    assert a.speedup == b.speedup and a.warnings == b.warnings
+
+
+@pytest.mark.parametrize("baseline", ["nodelay", "base", "ideal"])
+def test_a_what_if_batch_on_a_cluster_equals_a_local_run(cluster, baseline):
+    """The workers get the batch's edits, build the columns of their parts and return a local run's numbers."""
     from graphwia.analyses.whatif import parse_scenarios, run_whatif
 
-    analysis = graphwia.analyze(graphwia.Trace.from_frame(*synthesize(**SLOW)), per_worker=False)
-    scenarios = parse_scenarios({"scenarios": [{"name": f"s{i}", "where": {"stage": [i % 2]},
-                                                "scale": {"duration": 0.55 + i / 10}} for i in range(7)]})
-    local = run_whatif(analysis, scenarios)  # baseline nodelay: no launch delays in any column
-    with ClusterEvaluator(scheduler=cluster.scheduler_address) as evaluator:
-        split = evaluator.evaluate(analysis.compiled, graphwia.engine.Dense(local.weight))
-    assert np.array_equal(split.step_time, local.simulation.step_time)
-    assert np.array_equal(split.span, local.simulation.span)
+    trace = graphwia.Trace.from_frame(*synthesize(**SLOW))
+    entries = [e for e in WHATIF if not (baseline == "ideal" and e.get("ideal"))]
+    scenarios = parse_scenarios({"baseline": baseline, "scenarios": entries})
+    local = run_whatif(trace, scenarios)
+    assert_same_whatif(local, run_whatif(trace, scenarios, scheduler=cluster.scheduler_address))
+    if baseline == "base":  # the masking checks ran on the cluster too
+        assert local.warnings
+
+
+def test_a_what_if_batch_on_local_worker_processes():
+    from graphwia.analyses.whatif import parse_scenarios, run_whatif
+
+    analysis = graphwia.analyze(graphwia.Trace.from_frame(*synthesize(**dict(SLOW, steps=2))), per_worker=False)
+    scenarios = parse_scenarios({"scenarios": WHATIF})
+    assert_same_whatif(run_whatif(analysis, scenarios), run_whatif(analysis, scenarios, workers=2))
+
+
+@requires_data
+def test_a_thousand_what_ifs_of_a_real_trace_on_a_cluster(cluster):
+    from graphwia.analyses.whatif import parse_scenarios, run_whatif
+
+    trace = real_trace("AR")
+    scenarios = parse_scenarios({"scenarios": [
+        {"name": f"s{i}", "where": {"optype": [("forward-compute", "backward-compute")[i % 2]],
+                                    **({"stage": ["last"]} if i % 3 == 0 else {})},
+         "scale": {"duration": round(0.5 + (i + 0.5) / 1000, 6)}} for i in range(1000)]})
+    assert_same_whatif(run_whatif(trace, scenarios), run_whatif(trace, scenarios, scheduler=cluster.scheduler_address))
+
+
+def test_cli_whatif_on_a_cluster_prints_the_same_json(cluster, tmp_path):
+    from graphwia.cli.main import app
+
+    trace, _ = write_synth(tmp_path, "slow", **SLOW)
+    spec = tmp_path / "what-if.yaml"
+    spec.write_text(json.dumps({"baseline": "base", "scenarios": WHATIF}))
+    runner = CliRunner()
+    local = runner.invoke(app, ["whatif", str(trace), "--scenarios", str(spec), "--json"])
+    remote = runner.invoke(app, ["whatif", str(trace), "--scenarios", str(spec), "--json",
+                                 "--scheduler", cluster.scheduler_address])
+    assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+    assert json.loads(local.stdout) == json.loads(remote.stdout) and local.stderr == remote.stderr
 
 
 def test_cli_on_a_cluster_writes_the_same_results(cluster, tmp_path):
@@ -99,17 +146,33 @@ def test_cli_on_a_cluster_writes_the_same_results(cluster, tmp_path):
         assert json.loads((tmp_path / "local" / name).read_text()) == json.loads((tmp_path / "remote" / name).read_text())
 
 
+@pytest.mark.parametrize("command", ["analyze", "whatif"])
 @pytest.mark.parametrize("args, message", [
     (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "exclude each other"),
     (["--scheduler", "nonsense"], "--scheduler nonsense: not a scheduler address like tcp://host:8786"),
     (["--workers", "0"], "--workers"),
 ])
-def test_cli_rejects_bad_cluster_options(tmp_path, args, message):
+def test_cli_rejects_bad_cluster_options(tmp_path, command, args, message):
     from graphwia.cli.main import app
 
     trace, _ = write_synth(tmp_path, "tiny", dp=2, pp=2, microbatches=2, steps=1, seed=1)
-    result = CliRunner().invoke(app, ["analyze", str(trace), "--out", str(tmp_path / "out"), *args])
+    spec = tmp_path / "s.yaml"
+    spec.write_text("scenarios: [{name: ideal, ideal: true}]\n")
+    own = ["--out", str(tmp_path / "out")] if command == "analyze" else ["--scenarios", str(spec)]
+    result = CliRunner().invoke(app, [command, str(trace), *own, *args])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_cli_whatif_timelines_need_a_local_run(tmp_path):
+    from graphwia.cli.main import app
+
+    trace, _ = write_synth(tmp_path, "tiny", dp=2, pp=2, microbatches=2, steps=1, seed=1)
+    spec = tmp_path / "s.yaml"
+    spec.write_text("scenarios: [{name: ideal, ideal: true}]\n")
+    result = CliRunner().invoke(app, ["whatif", str(trace), "--scenarios", str(spec), "--workers", "2",
+                                      "--timelines", str(tmp_path / "tl")])
+    assert result.exit_code == 2 and "--timelines needs every op's times" in result.stderr
+    assert not (tmp_path / "tl").exists()
 
 
 def test_evaluator_needs_exactly_one_of_scheduler_and_workers():
