@@ -495,8 +495,9 @@ def _scan(path: Path, spec: _Pass, sink: Callable[[list], None]) -> _Scanned:
             block = next(blocks, None)
             if block is None:
                 break
-            origin += pos
-            buf, pos = buf[pos:] + block, 0
+            del buf[:pos]  # in place: the buffer keeps its memory from block to block
+            buf += block
+            origin, pos = origin + pos, 0
         for block in blocks:
             buf += block
         rest = _decode_rest(path, spec, b"".join((prefix, memoryview(buf)[pos:])), scanned.events,
@@ -573,12 +574,13 @@ def _error(path: Path, exc: msgspec.MsgspecError, before: int, shift: int) -> Tr
 
 
 class _Blocks:
-    """The bytes of a trace file (decompressed when it is gzip) in blocks of BLOCK_BYTES; ``size`` counts
-    those read. Errors name the file."""
+    """The bytes of a trace file (decompressed when it is gzip) in blocks of BLOCK_BYTES, each a view of
+    one buffer valid until the next; ``size`` counts those read. Errors name the file."""
 
     def __init__(self, path: Path):
         self.path = path
         self.size = 0
+        self._buffer = memoryview(bytearray(BLOCK_BYTES))
         try:
             self._file = open(path, "rb")
         except OSError as exc:
@@ -593,17 +595,17 @@ class _Blocks:
         self._stream.close()
         self._file.close()
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[memoryview]:
         return self
 
-    def __next__(self) -> bytes:
+    def __next__(self) -> memoryview:
         try:
-            block = self._stream.read(BLOCK_BYTES)
+            n = self._stream.readinto(self._buffer)
         except (EOFError, OSError, zlib.error) as exc:
             if not self._gzip:
                 raise TraceError(f"{self.path}: cannot read the trace file ({first_line(exc, limit=200)})") from None
             raise TraceError(f"{self.path}: truncated or corrupt gzip file ({first_line(exc, limit=200)})") from None
-        if not block:
+        if not n:
             raise StopIteration
-        self.size += len(block)
-        return block
+        self.size += n
+        return self._buffer[:n]
