@@ -4,7 +4,7 @@
 >>> trace, report = import_kineto("traces/", name="run1")   # rank0.json.gz, rank1.json.gz, ...
 >>> print("\\n".join(report.lines()))
 
-* :mod:`~graphwia.trace.kineto.events`: one file → numpy columns (msgspec, memory bounded per file);
+* :mod:`~graphwia.trace.kineto.events`: one file → numpy columns (msgspec, a chunk of events at a time);
 * :mod:`~graphwia.trace.kineto.classify`: which events are ops (the naming convention, mapping files);
 * :mod:`~graphwia.trace.kineto.stacks`: ops of unannotated traces from Python stacks (best effort);
 * :mod:`~graphwia.trace.kineto.spans`: GPU-side spans, NCCL kernels, steps;
