@@ -21,7 +21,7 @@ print(analysis.workers.sort_values("S_worker", ascending=False).head(3).to_strin
 # The explicit DAG: node and edge tables, and a networkx view of one step of one worker.
 dag = analysis.dag
 print(f"{dag.n_ops} op instances, {dag.n_nodes} nodes, {len(dag.edges)} edges")
-print(dag.edges.to_frame()["kind"].value_counts().to_string())
+print(dag.edges.to_pandas()["kind"].value_counts().to_string())
 
 # Evaluate your own weights: every backward compute 10% faster, no launch delays.
 faster = analysis.weights.weight.copy()

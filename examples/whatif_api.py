@@ -56,10 +56,10 @@ def main() -> None:
     for warning in result.warnings:
         print(f"warning: {warning}")
     print(f"{trace.meta.trial_name}: baseline {result.baseline}, mean step time {result.baseline_step_time:.4f} s")
-    print(result.to_frame().sort_values("speedup", ascending=False).to_string(index=False, float_format="%.4f"))
+    print(result.frame.sort_values("speedup", ascending=False).to_string(index=False, float_format="%.4f"))
 
     best = max(result.speedup, key=result.speedup.get)
-    per_step = result.per_step_frame()
+    per_step = result.step_frame
     top = per_step[per_step["scenario"] == best].nlargest(3, "speedup")
     print(f"\nsteps where {best} helps most:")
     print(top[["step", "baseline_step_time", "step_time", "speedup"]].to_string(index=False, float_format="%.4f"))

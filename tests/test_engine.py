@@ -138,7 +138,7 @@ def op_index(dag, dp_rank, stage, optype, seq):
 
 def test_dag_has_the_hand_derived_edges(job_a):
     dag = graphwia.build_dag(job_a)
-    edges = dag.edges.to_frame()
+    edges = dag.edges.to_pandas()
     intra = edges[edges.via >= 0]
     pairs = {(int(v), int(d), k) for v, d, k in zip(intra.via, intra.dst, intra.kind)}
 
@@ -277,7 +277,7 @@ def test_steps_subset_and_unknown_steps():
 
 def test_edge_kinds_are_labelled(job_a):
     dag = graphwia.build_dag(job_a)
-    kinds = set(dag.edges.to_frame()["kind"].astype(str))
+    kinds = set(dag.edges.to_pandas()["kind"].astype(str))
     assert {"compute-stream", "p2p-stream", "p2p-match", "tail", "step-start", "p2p-pair", "dp-collective",
             "embedding", "clip"} <= kinds
     assert set(np.unique(dag.edges.kind)) <= set(KIND_CODE.values())

@@ -397,8 +397,8 @@ def test_outputs_json_frames_and_timelines(trace, tmp_path):
     detailed = json.loads(json.dumps(whatif_dict(result, per_step=True)))
     assert list(detailed["baseline_per_step"]) == ["0", "1", "2"]
     assert detailed["scenarios"][1]["per_step"]["2"]["speedup"] == pytest.approx(result.step_speedup[2, 1])
-    assert list(result.to_frame()["scenario"]) == ["ideal", "pp"]
-    per_step = result.per_step_frame()
+    assert list(result.frame["scenario"]) == ["ideal", "pp"]
+    per_step = result.step_frame
     assert len(per_step) == 6 and per_step.set_index(["scenario", "step"]).loc[("pp", 1), "speedup"] == result.step_speedup[1, 1]
 
     paths = write_whatif_timelines(result, tmp_path / "tl")
@@ -469,7 +469,7 @@ def test_times_are_kept_only_when_asked(trace, tmp_path):
         whatif_critical_path(lean, "pp")
     paths = whatif_critical_path(full, "pp")
     alone = scenario_critical_path(trace, "pp", scenarios=entries)
-    assert paths.step_time == alone.step_time and paths.to_frame().equals(alone.to_frame())
+    assert paths.step_time == alone.step_time and paths.elements.equals(alone.elements)
     with pytest.raises(graphwia.ArgumentError, match="times: every op's times come from a local run"):
         run_whatif(trace, entries, times=True, workers=2)
 

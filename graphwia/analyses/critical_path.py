@@ -73,10 +73,6 @@ class CriticalPaths:
     end: np.ndarray = field(repr=False)
     weight: np.ndarray = field(repr=False)
 
-    def to_frame(self) -> pd.DataFrame:
-        """One row per path element (the CSV form)."""
-        return self.elements.copy()
-
     def path(self, step: int) -> np.ndarray:
         """Node ids of the ops on ``step``'s path, first to last."""
         return self.elements.loc[self.elements["step"] == step, "op"].to_numpy()

@@ -425,15 +425,19 @@ class WhatIfResult:
         """Weights (n_ops, 1 + n_scenarios) of every column of :attr:`simulation`, built on first use."""
         return self.batch.columns(0, 1 + len(self.names))[0]
 
-    def to_frame(self):
-        """One row per scenario (a pandas DataFrame): ``scenario``, mean ``step_time``, ``speedup``."""
+    @functools.cached_property
+    def frame(self):
+        """One row per scenario (a pandas DataFrame, built on first use): ``scenario``, mean ``step_time``,
+        ``speedup``."""
         import pandas as pd
 
         return pd.DataFrame({"scenario": self.names, "step_time": self.step_time.mean(axis=0),
                              "speedup": list(self.speedup.values())})
 
-    def per_step_frame(self):
-        """One row per (scenario, step) (a pandas DataFrame): ``step_time``, ``baseline_step_time``, ``speedup``."""
+    @functools.cached_property
+    def step_frame(self):
+        """One row per (scenario, step) (a pandas DataFrame, built on first use): ``step_time``,
+        ``baseline_step_time``, ``speedup``."""
         import pandas as pd
 
         n_steps, n_scen = self.step_time.shape

@@ -49,8 +49,9 @@ class Edges:
     def __len__(self) -> int:
         return len(self.src)
 
-    def to_frame(self):
-        """Edges as a pandas DataFrame with a categorical ``kind`` column."""
+    def to_pandas(self):
+        """Edges as a pandas DataFrame with a categorical ``kind`` column (as :meth:`Table.to_pandas
+        <graphwia.utils.table.Table.to_pandas>` converts a table)."""
         return Table({"src": self.src, "dst": self.dst, "via": self.via, "kind": self.kind},
                      {"kind": EDGE_KINDS}).to_pandas()
 
