@@ -123,6 +123,15 @@ def test_stack_columns_and_real_layout(whole, monkeypatch):
     assert_same(expected, read_events(STACK_FIXTURE), lazy=True)
 
 
+def test_windows_line_breaks(trace_file, whole, pieces, tmp_path, monkeypatch):
+    target = tmp_path / "crlf.json"
+    target.write_bytes(trace_file.read_bytes().replace(b"\n", b"\r\n"))
+    expected = whole(trace_file)
+    small(monkeypatch)
+    assert_same(expected, read_events(target), same_text=False)
+    assert len(pieces["chunks"]) > 5 and not pieces["bad cuts"]
+
+
 @pytest.mark.parametrize("dumps", [{}, {"separators": (",", ":")}], ids=["compact", "minified"])
 def test_compact_json(trace_file, whole, pieces, tmp_path, monkeypatch, dumps):
     target = rewrite(trace_file, tmp_path / "compact.json", **dumps)

@@ -13,7 +13,7 @@ their records are still in the CPU cache when their fields become columns (for a
 1.4 s from the records of the whole file, 0.3-0.4 s chunk by chunk; figures of the whole read in
 ``benchmarks/bench_import.py``).
 
-A chunk ends at a ``}`` followed by ``,`` and a newline (``}, {`` or ``},{`` in compact files), and
+A chunk ends at a ``}`` followed by ``,`` and a line break (``}, {`` or ``},{`` in compact files), and
 decoding proves the cut: such a separator inside a string or a nested value leaves the chunk
 invalid JSON. After such a failure, or when the ``traceEvents`` array cannot be located, the
 rest of the file is decoded in one piece: same result, but memory is no longer bounded by a chunk.
@@ -57,8 +57,8 @@ CHUNK_BYTES = 64 << 10
 #: Bytes read (after decompression) from the file at once.
 BLOCK_BYTES = 1 << 20
 #: What ends an event inside the traceEvents array, most specific first: Kineto writes one event per
-#: line; compact JSON writers separate objects with ", " or ",".
-_SEPARATORS = (b"},\n", b"}, {", b"},{")
+#: line (CR LF on Windows); compact JSON writers separate objects with ", " or ",".
+_SEPARATORS = (b"},\n", b"},\r\n", b"}, {", b"},{")
 _ARRAY_START = re.compile(rb'"traceEvents"\s*:\s*\[')
 #: The phases of the Chrome trace event format.
 _PHASES = ("B", "E", "X", "i", "I", "C", "b", "n", "e", "S", "T", "p", "F", "s", "t", "f", "P", "N", "O", "D",
