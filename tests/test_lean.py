@@ -26,17 +26,19 @@ from graphwia.trace.optable import load_trace, read_columns
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "data" / "trace-demo.parquet"
-HEAVY = ("pandas", "matplotlib", "networkx", "pydantic")
+#: Libraries the analysis path must not import (typer >= 0.29 imports pydantic to parse arguments;
+#: graphwia itself never does: see test_the_library_imports_no_pydantic).
+HEAVY = ("pandas", "matplotlib", "networkx", "numba", "msgspec")
 
 
-def heavy_modules_after(argv: list[str]) -> list[str]:
-    """Which of :data:`HEAVY` a fresh interpreter has imported after running ``graphwia argv``."""
+def heavy_modules_after(argv: list[str], heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    """Which of ``heavy`` a fresh interpreter has imported after running ``graphwia argv``."""
     code = (
         "import json, sys\n"
         "from graphwia.cli.main import app\n"
         f"try:\n    app({argv!r})\n"
         "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
-        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+        f"print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))\n"
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -46,6 +48,15 @@ def heavy_modules_after(argv: list[str]) -> list[str]:
 def test_analyze_without_pictures_imports_no_heavy_library(tmp_path):
     assert heavy_modules_after(["analyze", str(DEMO), "--out", str(tmp_path), "--no-plots", "-q"]) == []
     assert (tmp_path / "result-demo.json").is_file()
+
+
+def test_the_library_imports_no_pydantic():
+    code = ("import sys, graphwia\n"
+            f"a = graphwia.analyze(graphwia.open_trace({str(DEMO)!r}))\n"
+            "print('pydantic' in sys.modules, 'typer' in sys.modules)\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["False", "False"]
 
 
 def test_whatif_imports_no_heavy_library():
