@@ -28,12 +28,13 @@ import gc
 import gzip
 import re
 import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Union
 
 import msgspec
 import numpy as np
@@ -70,8 +71,8 @@ _BYTE_OFFSET = re.compile(r"\(byte (\d+)\)")
 # -- what is decoded -------------------------------------------------------------------------
 
 class _Args(msgspec.Struct, frozen=True, gc=False):
-    correlation: Optional[int] = -1
-    external: Optional[int] = msgspec.field(default=-1, name="External id")
+    correlation: int | None = -1
+    external: int | None = msgspec.field(default=-1, name="External id")
     collective: Any = msgspec.field(default=None, name="Collective name")
     group_desc: Any = msgspec.field(default=None, name="Process Group Description")
     group_ranks: Any = msgspec.field(default=None, name="Process Group Ranks")
@@ -86,8 +87,8 @@ _NO_ARGS = _Args()
 class _CompleteFields(msgspec.Struct, gc=False):
     cat: str = ""
     name: str = ""
-    pid: Union[int, str] = 0
-    tid: Union[int, str] = 0
+    pid: int | str = 0
+    tid: int | str = 0
     ts: float = 0.0
     dur: float = 0.0
     args: _Args = _NO_ARGS
@@ -104,9 +105,9 @@ class _AnyComplete(_CompleteFields, gc=False):
 
 
 class _StackArgs(msgspec.Struct, frozen=True, gc=False):
-    sequence: Optional[int] = msgspec.field(default=-1, name="Sequence number")
-    python_id: Optional[int] = msgspec.field(default=-1, name="Python id")
-    python_parent: Optional[int] = msgspec.field(default=-1, name="Python parent id")
+    sequence: int | None = msgspec.field(default=-1, name="Sequence number")
+    python_id: int | None = msgspec.field(default=-1, name="Python id")
+    python_parent: int | None = msgspec.field(default=-1, name="Python parent id")
 
 
 _NO_STACK_ARGS = _StackArgs()
@@ -127,10 +128,10 @@ class _AnyStackComplete(_StackFields, gc=False):
 
 class _FlowFields(msgspec.Struct, gc=False):
     cat: str = ""
-    pid: Union[int, str] = 0
-    tid: Union[int, str] = 0
+    pid: int | str = 0
+    tid: int | str = 0
     ts: float = 0.0
-    id: Union[int, str, None] = None
+    id: int | str | None = None
 
 
 class _FlowEnd(_FlowFields, tag="f", tag_field="ph", gc=False):
@@ -146,7 +147,7 @@ class _Head(msgspec.Struct, gc=False):
 
     distributedInfo: Any = None
     baseTimeNanoseconds: int = 0
-    host_name: Optional[str] = None
+    host_name: str | None = None
 
 
 class _Pass:
@@ -359,7 +360,7 @@ class _Columns:
                 self.comms[self.rows + i] = {name: getattr(args, name) for name in _COMMS_ARGS}
         self.rows += n
 
-    def events(self, path: Path, scanned: "_Scanned") -> Events:
+    def events(self, path: Path, scanned: _Scanned) -> Events:
         """The whole file's columns."""
         dtypes = {"key": np.int32, "ts": np.float64, "dur": np.float64}
         column = {name: np.concatenate(parts) if parts else np.zeros(0, dtype=dtypes.get(name, np.int64))
@@ -590,7 +591,7 @@ class _Blocks:
         self._gzip = self._file.peek(2)[:2] == b"\x1f\x8b"
         self._stream = gzip.GzipFile(fileobj=self._file, mode="rb") if self._gzip else self._file
 
-    def __enter__(self) -> "_Blocks":
+    def __enter__(self) -> _Blocks:
         return self
 
     def __exit__(self, *exc) -> None:
