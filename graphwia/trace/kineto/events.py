@@ -155,7 +155,7 @@ class _Pass:
     the format as an empty struct (a union tagged by ``ph``); ``lenient`` (``struct``'s fields and ``ph``)
     for chunks holding an event with a phase outside the format or none."""
 
-    def __init__(self, struct: type, lenient: type):
+    def __init__(self, struct: type[msgspec.Struct], lenient: type[msgspec.Struct]):
         self.struct, self.lenient = struct, lenient
         self.phase = struct.__struct_config__.tag
         skipped = tuple(msgspec.defstruct(f"_Skip{i}", [], tag=phase, tag_field="ph", gc=False)
@@ -524,7 +524,7 @@ def _cut(buf: bytearray, start: int) -> int:
     return min(beyond) + 1 if beyond else -1
 
 
-def _decode_head(data: bytes) -> _Head | None:
+def _decode_head(data: bytes | bytearray) -> _Head | None:
     """The fields before the traceEvents array; None when those bytes are not the start of an object
     (the array's key was found inside some other value)."""
     try:
