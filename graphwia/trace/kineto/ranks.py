@@ -55,7 +55,7 @@ class RankOps:
     counts: dict = field(default_factory=dict)
 
 
-def read_rank(path: str | Path, mapping: OpMapping | None = None) -> RankOps:
+def read_rank(path: str | Path, *, mapping: OpMapping | None = None) -> RankOps:
     """The ops of one rank's trace file; a one-line TraceError names the file when it has none."""
     path = Path(path)
     events = read_events(path)
