@@ -41,10 +41,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -82,22 +82,51 @@ DEFAULT_MEMORY_GB = 10.0
 #: Issue 14 targets (issue 7's for ST): job -> [(field, limit, unit)]. Whole process, pictures off.
 TARGETS = {
     "ST": [("cli_wall_s", 0.5, "s")],
-    "AR": [("cli_wall_s", 0.36, "s"), ("whatif_wall_s", 2.0, "s"), ("export_wall_s", 3.0, "s"),
-           ("export_peak_mb", 500.0, "MB")],
+    "AR": [
+        ("cli_wall_s", 0.36, "s"),
+        ("whatif_wall_s", 2.0, "s"),
+        ("export_wall_s", 3.0, "s"),
+        ("export_peak_mb", 500.0, "MB"),
+    ],
     "SE": [("cli_wall_s", 0.30, "s")],
-    "synth-2e6": [("cli_wall_s", 8.0, "s"), ("cli_peak_mb", 2048.0, "MB"), ("eval_warm_ns_per_op", 3.0, "ns"),
-                  ("synth_s", 30.0, "s")],
+    "synth-2e6": [
+        ("cli_wall_s", 8.0, "s"),
+        ("cli_peak_mb", 2048.0, "MB"),
+        ("eval_warm_ns_per_op", 3.0, "ns"),
+        ("synth_s", 30.0, "s"),
+    ],
     "synth-1e7": [("cli_wall_s", 120.0, "s"), ("cli_peak_mb", 8192.0, "MB")],
 }
 
 #: Short names of target fields in the table's verdicts.
-SHORT = {"cli_wall_s": "wall", "cli_peak_mb": "MB", "synth_s": "synth", "eval_warm_ns_per_op": "ns/op",
-         "whatif_wall_s": "whatif", "export_wall_s": "export", "export_peak_mb": "export MB"}
+SHORT = {
+    "cli_wall_s": "wall",
+    "cli_peak_mb": "MB",
+    "synth_s": "synth",
+    "eval_warm_ns_per_op": "ns/op",
+    "whatif_wall_s": "whatif",
+    "export_wall_s": "export",
+    "export_peak_mb": "export MB",
+}
 #: Fields kept per job in bench.json's history.
-HISTORY_FIELDS = ("n_ops", "load_average_1m", "cli_wall_s", "cli_peak_mb", "cluster_wall_s", "analyze_s",
-                  "eval_warm_ns_per_op", "eval_numpy_ns_per_op", "eval_compiled_ns_per_op",
-                  "swap_numpy_ns_per_op", "swap_compiled_ns_per_op", "kernel_load_s", "whatif_wall_s",
-                  "whatif_peak_mb", "export_wall_s", "export_peak_mb")
+HISTORY_FIELDS = (
+    "n_ops",
+    "load_average_1m",
+    "cli_wall_s",
+    "cli_peak_mb",
+    "cluster_wall_s",
+    "analyze_s",
+    "eval_warm_ns_per_op",
+    "eval_numpy_ns_per_op",
+    "eval_compiled_ns_per_op",
+    "swap_numpy_ns_per_op",
+    "swap_compiled_ns_per_op",
+    "kernel_load_s",
+    "whatif_wall_s",
+    "whatif_peak_mb",
+    "export_wall_s",
+    "export_peak_mb",
+)
 
 #: Table columns: (field, header, format). Times in seconds unless the header says otherwise.
 COLUMNS = (
@@ -131,10 +160,17 @@ COLUMNS = (
 )
 
 #: Values plotted against ops: field -> legend name (time panel, then memory panel).
-TIME_SERIES = {"cli_wall_s": "graphwia analyze (whole process)", "analyze_s": "analyze() in process",
-               "cluster_wall_s": "graphwia analyze --workers N", "synth_s": "synthesize()"}
-MEMORY_SERIES = {"cli_peak_mb": "graphwia analyze peak RSS", "cluster_peak_mb": "graphwia analyze --workers N peak RSS",
-                 "phases_peak_mb": "phases child peak RSS"}
+TIME_SERIES = {
+    "cli_wall_s": "graphwia analyze (whole process)",
+    "analyze_s": "analyze() in process",
+    "cluster_wall_s": "graphwia analyze --workers N",
+    "synth_s": "synthesize()",
+}
+MEMORY_SERIES = {
+    "cli_peak_mb": "graphwia analyze peak RSS",
+    "cluster_peak_mb": "graphwia analyze --workers N peak RSS",
+    "phases_peak_mb": "phases child peak RSS",
+}
 
 
 class BenchError(Exception):
@@ -166,6 +202,7 @@ class Job:
 # Measurement inside a child process
 # ---------------------------------------------------------------------------------------------
 
+
 @contextmanager
 def timer(into: dict, key: str) -> Iterator[None]:
     """Store the wall time of the ``with`` body, in seconds, as ``into[key]``."""
@@ -183,8 +220,13 @@ def maxrss_mb(maxrss: int) -> float:
     return maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
 
 
-def measure_phases(trace_path: str | Path, meta_path: str | Path, batch: int = DEFAULT_BATCH,
-                   row: dict | None = None, per_worker: bool = True) -> dict:
+def measure_phases(
+    trace_path: str | Path,
+    meta_path: str | Path,
+    batch: int = DEFAULT_BATCH,
+    row: dict | None = None,
+    per_worker: bool = True,
+) -> dict:
     """Time each stage of the data path on one trace, in this process.
 
     Returns seconds for ``import_s`` (0 when graphwia is already imported), ``load_s`` (read
@@ -225,8 +267,14 @@ def measure_phases(trace_path: str | Path, meta_path: str | Path, batch: int = D
         compiled.evaluate(many_weights, many_delays)
     with timer(row, "eval_warm_s"):  # again, on memory already touched: the engine's own cost
         compiled.evaluate(many_weights, many_delays)
-    row.update(n_ops=dag.n_ops, n_nodes=dag.n_nodes, n_edges=len(dag.edges), n_levels=compiled.n_levels,
-               n_steps=len(dag.steps), n_workers=trace.meta.dp_size * trace.meta.pp_size)
+    row.update(
+        n_ops=dag.n_ops,
+        n_nodes=dag.n_nodes,
+        n_edges=len(dag.edges),
+        n_levels=compiled.n_levels,
+        n_steps=len(dag.steps),
+        n_workers=trace.meta.dp_size * trace.meta.pp_size,
+    )
     measure_kernels(compiled, dag, weights, many_weights, many_delays, row)
     row["phases_peak_mb"] = peak_rss_mb()
     derived(row)
@@ -266,8 +314,9 @@ def measure_kernels(compiled, dag, weights, many_weights, many_delays, row: dict
         compiled.evaluate(many_weights, many_delays, kernel=kernel, times=False)
         row[f"eval_{kernel}_ns_per_op"] = 1e9 * (time.perf_counter() - began) / (dag.n_ops * batch)
     codes = dag.table["dp_rank"].astype(np.int64) * dag.meta.pp_size + dag.table["stage"]
-    family = Swap(ideal_weight(dag, typical_weights(dag, weights)), codes, int(codes.max()) + 1,
-                  chosen_weight=weights.weight)
+    family = Swap(
+        ideal_weight(dag, typical_weights(dag, weights)), codes, int(codes.max()) + 1, chosen_weight=weights.weight
+    )
     for kernel, part in (("compiled", family), ("numpy", family.part(0, min(16, family.n_scenarios)))):
         began = time.perf_counter()
         compiled.evaluate_family(part, kernel=kernel)
@@ -378,6 +427,7 @@ def child_main(argv: list[str]) -> int:
 # Running children from the parent
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class ChildRun:
     """A finished subprocess: wall time, peak RSS (MB) from ``os.wait4``, exit code, output."""
@@ -397,14 +447,14 @@ def run_child(cmd: list[str], timeout_s: float = DEFAULT_TIMEOUT_S, memory_gb: f
     fails with MemoryError in the child instead of pushing a shared machine into swap or the
     OOM killer.
     """
+
     def cap_memory() -> None:
         limit = int(memory_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         began = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO,
-                                preexec_fn=cap_memory if memory_gb > 0 else None)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO, preexec_fn=cap_memory if memory_gb > 0 else None)
         killer = threading.Timer(timeout_s, proc.kill)
         killer.start()
         try:
@@ -451,8 +501,18 @@ def bench_command(mode: str, **options) -> list[str]:
 
 def graphwia_command(trace: Path, meta: Path, out: Path, per_worker: bool = True, *extra: str) -> list[str]:
     """``graphwia analyze`` as a user runs it: the installed script beside this interpreter."""
-    return graphwia_script() + ["analyze", str(trace), "--meta", str(meta), "--out", str(out), "--no-plots",
-                                "--quiet", "--per-worker" if per_worker else "--no-per-worker", *extra]
+    return graphwia_script() + [
+        "analyze",
+        str(trace),
+        "--meta",
+        str(meta),
+        "--out",
+        str(out),
+        "--no-plots",
+        "--quiet",
+        "--per-worker" if per_worker else "--no-per-worker",
+        *extra,
+    ]
 
 
 def graphwia_script() -> list[str]:
@@ -465,10 +525,17 @@ def write_whatif_scenarios(path: Path, n: int) -> Path:
     """A what-if file of ``n`` distinct scenarios that fit any trace (compute of every stage or the last one)."""
     import yaml
 
-    scenarios = [{"name": f"s{i}",
-                  "where": {"optype": [("forward-compute", "backward-compute")[i % 2]], **({"stage": ["last"]}
-                                                                                         if i % 3 == 0 else {})},
-                  "scale": {"duration": round(0.5 + (i + 0.5) / n, 6)}} for i in range(n)]  # never 1
+    scenarios = [
+        {
+            "name": f"s{i}",
+            "where": {
+                "optype": [("forward-compute", "backward-compute")[i % 2]],
+                **({"stage": ["last"]} if i % 3 == 0 else {}),
+            },
+            "scale": {"duration": round(0.5 + (i + 0.5) / n, 6)},
+        }
+        for i in range(n)
+    ]  # never 1
     path.write_text(yaml.safe_dump({"baseline": "nodelay", "scenarios": scenarios}, sort_keys=False))
     return path
 
@@ -518,6 +585,7 @@ def run_job(job: Job, work: Path, limits: Limits, batch: int, say) -> dict:
 
 def _measure_job(job: Job, work: Path, limits: Limits, batch: int, say, row: dict) -> None:
     """Fill ``row`` with the synth, phases and CLI measurements of ``job`` (best of the runs)."""
+
     def child(cmd: list[str], what: str) -> tuple[dict, ChildRun]:
         run = run_child(cmd, limits.timeout_s, limits.memory_gb)
         try:
@@ -535,21 +603,30 @@ def _measure_job(job: Job, work: Path, limits: Limits, batch: int, say, row: dic
     phases, cli = [], []
     for i in range(runs):
         say(f"{job.name}: phases run {i + 1}/{runs}")
-        measured, run = child(bench_command("phases", trace=job.trace_path, meta=job.meta_path, batch=batch,
-                                            per_worker=int(limits.per_worker)), "phases")
+        measured, run = child(
+            bench_command(
+                "phases", trace=job.trace_path, meta=job.meta_path, batch=batch, per_worker=int(limits.per_worker)
+            ),
+            "phases",
+        )
         phases.append(dict(measured, phases_child_wall_s=run.wall_s, phases_child_peak_mb=run.peak_mb))
         row.update(best_of(phases))  # kept if a later child fails
         say(f"{job.name}: graphwia analyze run {i + 1}/{runs}")
         with tempfile.TemporaryDirectory(dir=work) as out:
-            _, run = child(graphwia_command(job.trace_path, job.meta_path, Path(out), limits.per_worker),
-                           "graphwia analyze")
+            _, run = child(
+                graphwia_command(job.trace_path, job.meta_path, Path(out), limits.per_worker), "graphwia analyze"
+            )
         cli.append({"cli_wall_s": run.wall_s, "cli_peak_mb": run.peak_mb})
         row.update(best_of(cli))
     if job.synth and limits.cluster and row.get("synth_rows", 0) >= CLUSTER_MIN_OPS:
         say(f"{job.name}: graphwia analyze --workers {limits.cluster}")
         with tempfile.TemporaryDirectory(dir=work) as out:
-            _, run = child(graphwia_command(job.trace_path, job.meta_path, Path(out), limits.per_worker,
-                                            "--workers", str(limits.cluster)), "graphwia analyze --workers")
+            _, run = child(
+                graphwia_command(
+                    job.trace_path, job.meta_path, Path(out), limits.per_worker, "--workers", str(limits.cluster)
+                ),
+                "graphwia analyze --workers",
+            )
         row.update(cluster_wall_s=run.wall_s, cluster_peak_mb=run.peak_mb, cluster_workers=limits.cluster)
     if not job.synth and limits.extras:
         scenarios = write_whatif_scenarios(work / f"whatif-{job.name}.yaml", WHATIF_SCENARIOS)
@@ -557,28 +634,58 @@ def _measure_job(job: Job, work: Path, limits: Limits, batch: int, say, row: dic
         extra_runs = min(runs, EXTRA_RUNS)
         for i in range(extra_runs):
             say(f"{job.name}: graphwia whatif of {WHATIF_SCENARIOS} scenarios, run {i + 1}/{extra_runs}")
-            _, whatif = child(graphwia_script() + ["whatif", str(job.trace_path), "--meta", str(job.meta_path),
-                                                   "--scenarios", str(scenarios), "--json"], "graphwia whatif")
+            _, whatif = child(
+                graphwia_script()
+                + [
+                    "whatif",
+                    str(job.trace_path),
+                    "--meta",
+                    str(job.meta_path),
+                    "--scenarios",
+                    str(scenarios),
+                    "--json",
+                ],
+                "graphwia whatif",
+            )
             say(f"{job.name}: graphwia export-dag to GraphML, run {i + 1}/{extra_runs}")
             with tempfile.TemporaryDirectory(dir=work) as out:
-                _, export = child(graphwia_script() + ["export-dag", str(job.trace_path), "--meta", str(job.meta_path),
-                                                       "--out", str(Path(out) / "dag.graphml"), "--quiet"],
-                                  "graphwia export-dag")
-            extras.append({"whatif_wall_s": whatif.wall_s, "whatif_peak_mb": whatif.peak_mb,
-                           "export_wall_s": export.wall_s, "export_peak_mb": export.peak_mb})
+                _, export = child(
+                    graphwia_script()
+                    + [
+                        "export-dag",
+                        str(job.trace_path),
+                        "--meta",
+                        str(job.meta_path),
+                        "--out",
+                        str(Path(out) / "dag.graphml"),
+                        "--quiet",
+                    ],
+                    "graphwia export-dag",
+                )
+            extras.append(
+                {
+                    "whatif_wall_s": whatif.wall_s,
+                    "whatif_peak_mb": whatif.peak_mb,
+                    "export_wall_s": export.wall_s,
+                    "export_peak_mb": export.peak_mb,
+                }
+            )
             row.update(best_of(extras))
 
 
 def target_verdict(name: str, row: dict) -> str:
-    """"ok", or "MISS" with each missed target as value>limit, for this job's targets (:data:`TARGETS`).
+    """ "ok", or "MISS" with each missed target as value>limit, for this job's targets (:data:`TARGETS`).
 
     "" when the job has no target; "FAIL why" when a child failed.
     """
     if row.get("error"):
         return "FAIL " + row["error"].split(": ", 1)[-1]
     targets = TARGETS.get(name, [])
-    misses = [f"{SHORT.get(key, key)} {row[key]:.3g}>{limit:g}" for key, limit, _ in targets
-              if row.get(key) is not None and row[key] > limit]
+    misses = [
+        f"{SHORT.get(key, key)} {row[key]:.3g}>{limit:g}"
+        for key, limit, _ in targets
+        if row.get(key) is not None and row[key] > limit
+    ]
     if not targets:
         return ""
     return "MISS " + ", ".join(misses) if misses else "ok"
@@ -587,6 +694,7 @@ def target_verdict(name: str, row: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 # Jobs, fits, outputs
 # ---------------------------------------------------------------------------------------------
+
 
 def parse_sizes(text: str) -> list[float]:
     """``"small,1e6,2e6"`` → op-instance counts; ``""`` or ``"none"`` → none."""
@@ -597,8 +705,9 @@ def parse_sizes(text: str) -> list[float]:
         try:
             value = SIZE_ALIASES[part] if part in SIZE_ALIASES else float(part)
         except ValueError:
-            raise BenchError(f"--sizes: {part!r} is not a number of op instances (e.g. 1e6) or one of "
-                             f"{', '.join(SIZE_ALIASES)}") from None
+            raise BenchError(
+                f"--sizes: {part!r} is not a number of op instances (e.g. 1e6) or one of {', '.join(SIZE_ALIASES)}"
+            ) from None
         if not value >= 1:
             raise BenchError(f"--sizes: {part!r} must be at least 1 op instance")
         sizes.append(value)
@@ -608,7 +717,7 @@ def parse_sizes(text: str) -> list[float]:
 def size_name(ops: float) -> str:
     """1e6 → "1e6", 2e6 → "2e6", 150000 → "1.5e5"."""
     exponent = int(math.floor(math.log10(ops)))
-    mantissa = ops / 10 ** exponent
+    mantissa = ops / 10**exponent
     return f"{mantissa:g}e{exponent}"
 
 
@@ -661,9 +770,18 @@ def fits(rows: list[dict]) -> dict:
     """log-log slopes of every plotted series over the synthetic jobs (all jobs if < 2 synthetic)."""
     synthetic = [r for r in rows if r.get("kind") == "synth"]
     basis = synthetic if len(synthetic) >= 2 else rows
-    slopes = {key: loglog_slope([r.get("n_ops") for r in basis], [r.get(key) for r in basis])
-              for key in (*TIME_SERIES, *MEMORY_SERIES, "eval_per_scenario_ms", "eval_warm_per_scenario_ms",
-                          "eval_numpy_ns_per_op", "eval_compiled_ns_per_op", "swap_compiled_ns_per_op")}
+    slopes = {
+        key: loglog_slope([r.get("n_ops") for r in basis], [r.get(key) for r in basis])
+        for key in (
+            *TIME_SERIES,
+            *MEMORY_SERIES,
+            "eval_per_scenario_ms",
+            "eval_warm_per_scenario_ms",
+            "eval_numpy_ns_per_op",
+            "eval_compiled_ns_per_op",
+            "swap_compiled_ns_per_op",
+        )
+    }
     return {"over": "synthetic jobs" if basis is synthetic else "all jobs", "slopes": slopes}
 
 
@@ -678,14 +796,21 @@ def machine() -> dict:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
-    return {"python": platform.python_version(), "numpy": numpy.__version__, "pandas": pandas.__version__,
-            "numba": numba.__version__,
-            "graphwia": graphwia.__version__, "commit": git("rev-parse", "--short", "HEAD") or None,
-            # the engine may be measured with uncommitted edits: say so
-            "engine_dirty": bool(git("status", "--porcelain", "--", "graphwia", "cli")),
-            "platform": platform.platform(), "cpus": os.cpu_count(),
-            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "pandas": pandas.__version__,
+        "numba": numba.__version__,
+        "graphwia": graphwia.__version__,
+        "commit": git("rev-parse", "--short", "HEAD") or None,
+        # the engine may be measured with uncommitted edits: say so
+        "engine_dirty": bool(git("status", "--porcelain", "--", "graphwia", "cli")),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "load_average": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def format_cell(row: dict, key: str, fmt: str) -> str:
@@ -733,10 +858,11 @@ def write_plot(path: Path, rows: list[dict], fit: dict) -> Path:
 
 
 def _plot_series(ax, rows: list[dict], key: str, legend: str) -> None:
-    synthetic = sorted((r for r in rows if r.get("kind") == "synth" and r.get(key) and r.get("n_ops")),
-                       key=lambda r: r["n_ops"])
+    synthetic = sorted(
+        (r for r in rows if r.get("kind") == "synth" and r.get(key) and r.get("n_ops")), key=lambda r: r["n_ops"]
+    )
     real = [r for r in rows if r.get("kind") == "real" and r.get(key) and r.get("n_ops")]
-    line, = ax.plot([r["n_ops"] for r in synthetic], [r[key] for r in synthetic], "o-", label=legend)
+    (line,) = ax.plot([r["n_ops"] for r in synthetic], [r[key] for r in synthetic], "o-", label=legend)
     if real:
         ax.plot([r["n_ops"] for r in real], [r[key] for r in real], "s", color=line.get_color(), mfc="none")
         for r in real:
@@ -745,8 +871,13 @@ def _plot_series(ax, rows: list[dict], key: str, legend: str) -> None:
 
 def _plot_targets(ax, rows: list[dict], series: dict) -> None:
     """A red x at each target of the plotted fields, at the job's size."""
-    points = [(row["n_ops"], limit) for row in rows if row.get("n_ops")
-              for key, limit, _ in TARGETS.get(row["job"], []) if key in series]
+    points = [
+        (row["n_ops"], limit)
+        for row in rows
+        if row.get("n_ops")
+        for key, limit, _ in TARGETS.get(row["job"], [])
+        if key in series
+    ]
     if points:
         ax.plot(*zip(*points), "x", color="red", markersize=8, label="targets")
 
@@ -756,12 +887,19 @@ def history(previous: dict | None, current: dict) -> list[dict]:
 
     An entry keeps the commit, date, load and :data:`HISTORY_FIELDS` of every job.
     """
+
     def entry(report: dict) -> dict:
         machine_info = report.get("machine", {})
-        return {"commit": machine_info.get("commit"), "engine_dirty": machine_info.get("engine_dirty"),
-                "date": machine_info.get("date"), "load_average": machine_info.get("load_average"),
-                "jobs": {row["job"]: {k: row[k] for k in HISTORY_FIELDS if row.get(k) is not None}
-                         for row in report.get("jobs", [])}}
+        return {
+            "commit": machine_info.get("commit"),
+            "engine_dirty": machine_info.get("engine_dirty"),
+            "date": machine_info.get("date"),
+            "load_average": machine_info.get("load_average"),
+            "jobs": {
+                row["job"]: {k: row[k] for k in HISTORY_FIELDS if row.get(k) is not None}
+                for row in report.get("jobs", [])
+            },
+        }
 
     runs = []
     if isinstance(previous, dict):
@@ -774,12 +912,21 @@ def write_outputs(out: Path, rows: list[dict], fit: dict, args: argparse.Namespa
     from graphwia.utils.io import check_writable_dir, write_json
 
     check_writable_dir(out)
-    report = {"machine": machine(), "options": {"repeat": args.repeat, "batch": args.batch,
-                                                "memory_limit_gb": args.memory_limit, "synth_shape": SYNTH_SHAPE,
-                                                "size_shapes": SIZE_SHAPES, "per_worker": not args.no_per_worker,
-                                                "cluster_workers": args.cluster},
-              "targets": {job: [{"field": f, "limit": lim, "unit": u} for f, lim, u in t] for job, t in TARGETS.items()},
-              "fit": fit, "jobs": rows}
+    report = {
+        "machine": machine(),
+        "options": {
+            "repeat": args.repeat,
+            "batch": args.batch,
+            "memory_limit_gb": args.memory_limit,
+            "synth_shape": SYNTH_SHAPE,
+            "size_shapes": SIZE_SHAPES,
+            "per_worker": not args.no_per_worker,
+            "cluster_workers": args.cluster,
+        },
+        "targets": {job: [{"field": f, "limit": lim, "unit": u} for f, lim, u in t] for job, t in TARGETS.items()},
+        "fit": fit,
+        "jobs": rows,
+    }
     previous = None
     for source in (args.history, out / "bench.json"):  # the kept history first
         try:
@@ -801,33 +948,62 @@ def write_outputs(out: Path, rows: list[dict], fit: dict, args: argparse.Namespa
 # Command line
 # ---------------------------------------------------------------------------------------------
 
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory of the real traces")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where bench.json and bench.png go")
-    parser.add_argument("--sizes", default=",".join(DEFAULT_SIZES),
-                        help="synthetic job sizes in op instances, e.g. small,1e6,2e6 ('none' for none)")
+    parser.add_argument(
+        "--sizes",
+        default=",".join(DEFAULT_SIZES),
+        help="synthetic job sizes in op instances, e.g. small,1e6,2e6 ('none' for none)",
+    )
     parser.add_argument("--traces", default=",".join(REAL_TRACES), help="real traces to time, or 'none'")
     parser.add_argument("--quick", action="store_true", help="real traces and the 1e5 job only")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help=f"runs per job, best kept (jobs of >= {REPEAT_LIMIT_OPS:,} ops run once)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help=f"runs per job, best kept (jobs of >= {REPEAT_LIMIT_OPS:,} ops run once)"
+    )
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="scenarios in the batch-evaluation phase")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per child process")
-    parser.add_argument("--memory-limit", type=float, default=DEFAULT_MEMORY_GB, metavar="GB",
-                        help="address-space cap of every child; a job over it is reported as FAIL (0: no cap)")
-    parser.add_argument("--profile", action="append", default=[], metavar="JOB",
-                        help="also write OUT/profile-JOB.txt (cProfile of load + analyze, by cumtime)")
-    parser.add_argument("--no-per-worker", action="store_true",
-                        help="analyse without the exact per-worker S_w (dp x pp extra scenarios); a diagnostic, "
-                             "the targets are with it")
+    parser.add_argument(
+        "--memory-limit",
+        type=float,
+        default=DEFAULT_MEMORY_GB,
+        metavar="GB",
+        help="address-space cap of every child; a job over it is reported as FAIL (0: no cap)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="JOB",
+        help="also write OUT/profile-JOB.txt (cProfile of load + analyze, by cumtime)",
+    )
+    parser.add_argument(
+        "--no-per-worker",
+        action="store_true",
+        help="analyse without the exact per-worker S_w (dp x pp extra scenarios); a diagnostic, "
+        "the targets are with it",
+    )
     parser.add_argument("--no-plot", action="store_true", help="skip bench.png")
-    parser.add_argument("--cluster", type=int, default=2, metavar="N",
-                        help=f"also analyse synthetic jobs of >= {CLUSTER_MIN_OPS:,} ops on N local worker "
-                             "processes (0: not)")
-    parser.add_argument("--history", type=Path, default=DEFAULT_HISTORY,
-                        help="JSON file of every run's main figures, appended to (kept in git); '' for none")
-    parser.add_argument("--no-extras", action="store_true",
-                        help=f"skip the what-if ({WHATIF_SCENARIOS} scenarios) and export-dag children of real traces")
+    parser.add_argument(
+        "--cluster",
+        type=int,
+        default=2,
+        metavar="N",
+        help=f"also analyse synthetic jobs of >= {CLUSTER_MIN_OPS:,} ops on N local worker processes (0: not)",
+    )
+    parser.add_argument(
+        "--history",
+        type=Path,
+        default=DEFAULT_HISTORY,
+        help="JSON file of every run's main figures, appended to (kept in git); '' for none",
+    )
+    parser.add_argument(
+        "--no-extras",
+        action="store_true",
+        help=f"skip the what-if ({WHATIF_SCENARIOS} scenarios) and export-dag children of real traces",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.batch < 1:
         parser.error("--repeat and --batch must be at least 1")
@@ -854,8 +1030,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--child"]:
         return child_main(argv[1:])
     args = parse_args(argv)
-    limits = Limits(repeat=args.repeat, timeout_s=args.timeout, memory_gb=args.memory_limit,
-                    per_worker=not args.no_per_worker, cluster=args.cluster, extras=not args.no_extras)
+    limits = Limits(
+        repeat=args.repeat,
+        timeout_s=args.timeout,
+        memory_gb=args.memory_limit,
+        per_worker=not args.no_per_worker,
+        cluster=args.cluster,
+        extras=not args.no_extras,
+    )
     try:
         with tempfile.TemporaryDirectory(prefix="graphwia-bench-") as tmp:
             work = Path(tmp)
@@ -874,8 +1056,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     failed = [row["job"] for row in rows if row.get("error")]
     if failed:
-        print(f"bench.py: error: {len(failed)} job(s) failed: {', '.join(failed)} (see the status column)",
-              file=sys.stderr)
+        print(
+            f"bench.py: error: {len(failed)} job(s) failed: {', '.join(failed)} (see the status column)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -887,8 +1071,11 @@ def profile_job(name: str, jobs: list[Job], out: Path, limits: Limits) -> Path:
         raise BenchError(f"--profile: no job named {name!r}; jobs: {', '.join(j.name for j in jobs)}")
     path = out / f"profile-{name}.txt"
     say(f"{name}: profiling load + analyze")
-    run = run_child(bench_command("profile", trace=job.trace_path, meta=job.meta_path, profile_out=path),
-                    limits.timeout_s, limits.memory_gb)
+    run = run_child(
+        bench_command("profile", trace=job.trace_path, meta=job.meta_path, profile_out=path),
+        limits.timeout_s,
+        limits.memory_gb,
+    )
     child_json(run, f"{name} profile")
     return path
 

@@ -75,8 +75,13 @@ def read_one(path: str, repeat: int) -> dict:
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
         del ops
-    return {"file": Path(path).name, "seconds": min(walls), "cpu_seconds": min(cpus), "peak_rss_mb": peak_rss_mb(),
-            "mb": json_bytes(path) / 1e6}
+    return {
+        "file": Path(path).name,
+        "seconds": min(walls),
+        "cpu_seconds": min(cpus),
+        "peak_rss_mb": peak_rss_mb(),
+        "mb": json_bytes(path) / 1e6,
+    }
 
 
 def json_bytes(path: str) -> int:
@@ -107,8 +112,9 @@ def decode_with(path: str, decoder: str, repeat: int) -> dict:
         elif decoder == "msgspec-whole":
             decoded = events._COMPLETE_PASS.whole.decode(Path(path).read_bytes()).traceEvents
         else:
-            decoded = events._scan(Path(path), floor if decoder.endswith("empty") else events._COMPLETE_PASS,
-                                   lambda records: None)
+            decoded = events._scan(
+                Path(path), floor if decoder.endswith("empty") else events._COMPLETE_PASS, lambda records: None
+            )
         del decoded
         best = min(best, time.process_time() - start)
     size = Path(path).stat().st_size
@@ -122,8 +128,10 @@ def fresh(function, *args) -> dict:
 
 
 def report_read(r: dict) -> str:
-    return (f"read_rank {r['file']}: {r['mb']:.0f} MB in {r['seconds']:.2f} s (CPU {r['cpu_seconds']:.2f} s): "
-            f"{r['mb'] / r['cpu_seconds']:.0f} MB/s per core, peak RSS {r['peak_rss_mb']:.0f} MB")
+    return (
+        f"read_rank {r['file']}: {r['mb']:.0f} MB in {r['seconds']:.2f} s (CPU {r['cpu_seconds']:.2f} s): "
+        f"{r['mb'] / r['cpu_seconds']:.0f} MB/s per core, peak RSS {r['peak_rss_mb']:.0f} MB"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mb", type=float, default=100.0, help="approximate MB of JSON per rank")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes of the whole import")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best CPU time counts")
-    parser.add_argument("--keep", type=Path, help="write the traces here and keep them, or reuse those there "
-                                                  "(default: a temporary directory)")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="write the traces here and keep them, or reuse those there (default: a temporary directory)",
+    )
     args = parser.parse_args(argv)
     if args.ranks < 2 or args.ranks % 2:
         parser.error("--ranks must be even and at least 2")
@@ -151,16 +162,22 @@ def main(argv: list[str] | None = None) -> int:
 
         for decoder in DECODERS:
             r = fresh(decode_with, str(files[0]), decoder, args.repeat)
-            print(f"decode {files[0].name} with {decoder:21s}: {r['seconds']:.2f} s CPU, {r['mb_per_s']:4.0f} MB/s, "
-                  f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"decode {files[0].name} with {decoder:21s}: {r['seconds']:.2f} s CPU, {r['mb_per_s']:4.0f} MB/s, "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
 
         per_file = [fresh(read_one, str(path), args.repeat) for path in files]
         for r in per_file:
             print(report_read(r), flush=True)
         rates = [r["mb"] / r["cpu_seconds"] for r in per_file]
-        print(f"per core (CPU time): {min(rates):.0f}-{max(rates):.0f} MB/s; peak RSS per worker "
-              f"{min(r['peak_rss_mb'] for r in per_file):.0f}-{max(r['peak_rss_mb'] for r in per_file):.0f} MB "
-              f"for {min(r['mb'] for r in per_file):.0f}-{max(r['mb'] for r in per_file):.0f} MB files", flush=True)
+        print(
+            f"per core (CPU time): {min(rates):.0f}-{max(rates):.0f} MB/s; peak RSS per worker "
+            f"{min(r['peak_rss_mb'] for r in per_file):.0f}-{max(r['peak_rss_mb'] for r in per_file):.0f} MB "
+            f"for {min(r['mb'] for r in per_file):.0f}-{max(r['mb'] for r in per_file):.0f} MB files",
+            flush=True,
+        )
 
         packed = Path(tmp) / (files[0].name + ".gz")
         with open(files[0], "rb") as source, gzip.open(packed, "wb", compresslevel=6) as target:
@@ -176,10 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         trace, report = import_kineto(directory, workers=args.workers)
         seconds = time.perf_counter() - start
-        print(f"import_kineto, {args.workers} worker(s): {seconds:.2f} s for {total_mb:.0f} MB = "
-              f"{total_mb / seconds:.0f} MB/s, {total_mb / seconds / args.workers:.0f} MB/s per worker; "
-              f"{len(trace.table)} op instances (read {report.seconds['read']:.2f} s, "
-              f"assemble {report.seconds['assemble']:.2f} s)")
+        print(
+            f"import_kineto, {args.workers} worker(s): {seconds:.2f} s for {total_mb:.0f} MB = "
+            f"{total_mb / seconds:.0f} MB/s, {total_mb / seconds / args.workers:.0f} MB/s per worker; "
+            f"{len(trace.table)} op instances (read {report.seconds['read']:.2f} s, "
+            f"assemble {report.seconds['assemble']:.2f} s)"
+        )
     return 0
 
 

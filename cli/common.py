@@ -7,16 +7,29 @@ import os
 import signal
 import sys
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Literal
 
 import typer
 
 __all__ = [
-    "OPTION_OF_ARGUMENT", "State", "StepSelection", "Terminated", "TimeUnitChoice", "TypicalFromChoice",
-    "cli_message", "fail", "handle_termination", "progress", "reports_errors", "step_spec", "time_unit_option",
-    "tune_malloc", "typical_from_option",
+    "OPTION_OF_ARGUMENT",
+    "State",
+    "StepSelection",
+    "Terminated",
+    "TimeUnitChoice",
+    "TypicalFromChoice",
+    "cli_message",
+    "fail",
+    "handle_termination",
+    "progress",
+    "reports_errors",
+    "step_spec",
+    "time_unit_option",
+    "tune_malloc",
+    "typical_from_option",
 ]
 
 
@@ -62,6 +75,7 @@ class Terminated(KeyboardInterrupt):
 
 def handle_termination() -> None:
     """Make SIGTERM raise :class:`Terminated` in the main thread, as SIGINT raises KeyboardInterrupt."""
+
     def terminated(signum, frame):
         raise Terminated()
 
@@ -142,8 +156,10 @@ def cli_message(exc: Exception) -> str:
 def _warning_line(caught: warnings.WarningMessage) -> str:
     from graphwia.errors import first_line
 
-    return (f"graphwia: warning: {caught.category.__name__}: {first_line(caught.message, limit=200)} "
-            "(an internal warning; run with --debug for where)")
+    return (
+        f"graphwia: warning: {caught.category.__name__}: {first_line(caught.message, limit=200)} "
+        "(an internal warning; run with --debug for where)"
+    )
 
 
 def _quiet_stdout() -> None:
@@ -170,9 +186,12 @@ TypicalFromChoice = Literal["selected", "all"]
 
 def typical_from_option():
     """``--typical-from selected|all``, for the commands that take ``--steps`` (annotate it TypicalFromChoice)."""
-    return typer.Option("selected", "--typical-from",
-                        help="With --steps: take the typical op weights (the ideal) from the selected steps "
-                             "only, or from all steps of the trace.")
+    return typer.Option(
+        "selected",
+        "--typical-from",
+        help="With --steps: take the typical op weights (the ideal) from the selected steps "
+        "only, or from all steps of the trace.",
+    )
 
 
 #: Values of ``--time-unit``: graphwia.trace.optable.TIME_UNITS (spelled out so ``--help`` loads no numpy).
@@ -181,9 +200,11 @@ TimeUnitChoice = Literal["s", "ms", "us", "ns"]
 
 def time_unit_option():
     """``--time-unit s|ms|us|ns``, for the commands that read traces (annotate it Optional[TimeUnitChoice])."""
-    return typer.Option(None, "--time-unit",
-                        help="Unit of start_ts and duration (default: seconds; times that do not look like "
-                             "seconds are refused).")
+    return typer.Option(
+        None,
+        "--time-unit",
+        help="Unit of start_ts and duration (default: seconds; times that do not look like seconds are refused).",
+    )
 
 
 class StepSelection:
@@ -249,7 +270,12 @@ def progress(enabled: bool = True) -> Iterator[Callable[[str], None]]:
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
         task = bar.add_task("starting", total=None)
         yield lambda label: bar.update(task, description=label)

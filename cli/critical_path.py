@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from .common import (StepSelection, TimeUnitChoice, TypicalFromChoice, progress, reports_errors, time_unit_option,
-                     typical_from_option)
+from .common import (
+    StepSelection,
+    TimeUnitChoice,
+    TypicalFromChoice,
+    progress,
+    reports_errors,
+    time_unit_option,
+    typical_from_option,
+)
 
 __all__ = ["critical_path", "register"]
 
@@ -21,22 +27,35 @@ def register(app: typer.Typer) -> None:
 def critical_path(
     ctx: typer.Context,
     trace: Path = typer.Argument(..., help="Trace file (.parquet or .csv)."),
-    out: Path = typer.Option(..., "--out", help="Output file: .json (paths and summary) or .csv (one row per path element)."),
-    meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
-    scenario: str = typer.Option("base", "--scenario",
-                                 help="base, nodelay, ideal, or a scenario of the --whatif file."),
-    whatif: Optional[Path] = typer.Option(None, "--whatif", help="Scenario YAML (as for graphwia whatif) defining --scenario."),
-    steps: Optional[list[str]] = typer.Option(None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output file: .json (paths and summary) or .csv (one row per path element)."
+    ),
+    meta: Path | None = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
+    scenario: str = typer.Option(
+        "base", "--scenario", help="base, nodelay, ideal, or a scenario of the --whatif file."
+    ),
+    whatif: Path | None = typer.Option(
+        None, "--whatif", help="Scenario YAML (as for graphwia whatif) defining --scenario."
+    ),
+    steps: list[str] | None = typer.Option(
+        None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."
+    ),
     typical_from: TypicalFromChoice = typical_from_option(),
-    time_unit: Optional[TimeUnitChoice] = time_unit_option(),
-    timeline: Optional[Path] = typer.Option(None, "--timeline", help="Also write a Perfetto timeline (FILE.json.gz) with the paths overlaid."),
+    time_unit: TimeUnitChoice | None = time_unit_option(),
+    timeline: Path | None = typer.Option(
+        None, "--timeline", help="Also write a Perfetto timeline (FILE.json.gz) with the paths overlaid."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Critical path of every step of TRACE in one scenario: which ops on which workers set the pace."""
     from graphwia.analyses.critical_path import scenario_critical_path
-    from graphwia.outputs.critical_path import (check_output, summary_lines, write_critical_paths,
-                                                write_critical_timeline)
     from graphwia.analyses.whatif import load_scenarios
+    from graphwia.outputs.critical_path import (
+        check_output,
+        summary_lines,
+        write_critical_paths,
+        write_critical_timeline,
+    )
 
     selection = StepSelection(ctx, steps)
     check_output(path=out, timeline=timeline)
@@ -45,8 +64,7 @@ def critical_path(
         say("loading the trace")
         loaded, selected = selection.load(trace, meta)
         say(f"simulating {scenario} and walking the critical paths")
-        paths = scenario_critical_path(loaded, scenario, scenarios=scenarios, steps=selected,
-                                       typical_from=typical_from)
+        paths = scenario_critical_path(loaded, scenario, scenarios=scenarios, steps=selected, typical_from=typical_from)
         say("writing outputs")
         written = [write_critical_paths(paths, out)]
         if timeline:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,20 +19,30 @@ def register(app: typer.Typer) -> None:
 def export_chakra(
     ctx: typer.Context,
     trace: Path = typer.Argument(..., help="Trace file (.parquet or .csv)."),
-    out: Path = typer.Option(..., "--out", help="Output folder: NAME.<rank>.et per traced rank, "
-                                               "NAME.comm_groups.json and NAME.README.md."),
-    meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
-    scenario: str = typer.Option("base", "--scenario", help="base, nodelay, ideal, or a scenario of the --whatif file."),
-    whatif: Optional[Path] = typer.Option(None, "--whatif", help="Scenario YAML (as for graphwia whatif) defining --scenario."),
-    steps: Optional[list[str]] = typer.Option(None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder: NAME.<rank>.et per traced rank, NAME.comm_groups.json and NAME.README.md."
+    ),
+    meta: Path | None = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
+    scenario: str = typer.Option(
+        "base", "--scenario", help="base, nodelay, ideal, or a scenario of the --whatif file."
+    ),
+    whatif: Path | None = typer.Option(
+        None, "--whatif", help="Scenario YAML (as for graphwia whatif) defining --scenario."
+    ),
+    steps: list[str] | None = typer.Option(
+        None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."
+    ),
     typical_from: TypicalFromChoice = typical_from_option(),
-    activation_bytes: Optional[int] = typer.Option(None, "--activation-bytes", min=0,
-                                                   help="Bytes of each pipeline send/receive [default: unknown, 0]."),
-    grad_bytes: Optional[int] = typer.Option(None, "--grad-bytes", min=0,
-                                             help="Bytes of each DP collective op [default: unknown, 0]."),
-    name: Optional[str] = typer.Option(None, "--name", help="File name prefix [default: TRIAL-SCENARIO]."),
-    compact_ranks: bool = typer.Option(False, "--compact-ranks",
-                                       help="Number the files 0..n-1 in global-rank order (one per simulated NPU)."),
+    activation_bytes: int | None = typer.Option(
+        None, "--activation-bytes", min=0, help="Bytes of each pipeline send/receive [default: unknown, 0]."
+    ),
+    grad_bytes: int | None = typer.Option(
+        None, "--grad-bytes", min=0, help="Bytes of each DP collective op [default: unknown, 0]."
+    ),
+    name: str | None = typer.Option(None, "--name", help="File name prefix [default: TRIAL-SCENARIO]."),
+    compact_ranks: bool = typer.Option(
+        False, "--compact-ranks", help="Number the files 0..n-1 in global-rank order (one per simulated NPU)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors and warnings."),
 ) -> None:
     """Write one scenario of TRACE as Chakra execution traces (one per rank) that ASTRA-sim replays."""
@@ -49,13 +58,24 @@ def export_chakra(
         say("loading the trace")
         loaded, selected = selection.load(trace, meta)
         say(f"writing the {scenario} scenario as Chakra execution traces")
-        export = write_chakra(loaded, out, scenario=scenario, scenarios=scenarios, steps=selected,
-                              typical_from=typical_from, activation_bytes=activation_bytes, grad_bytes=grad_bytes, name=name,
-                              compact_ranks=compact_ranks)
+        export = write_chakra(
+            loaded,
+            out,
+            scenario=scenario,
+            scenarios=scenarios,
+            steps=selected,
+            typical_from=typical_from,
+            activation_bytes=activation_bytes,
+            grad_bytes=grad_bytes,
+            name=name,
+            compact_ranks=compact_ranks,
+        )
     for note in export.notes:
         typer.echo(f"graphwia: warning: {note}", err=True)
     if not quiet:
-        typer.echo(f"{len(export.files)} ranks, {export.n_nodes} nodes ({export.n_bytes / 1e6:.1f} MB); "
-                   f"replayed mean step time {export.replay_step_time.mean():.6f} s "
-                   f"(scenario {export.step_time.mean():.6f} s)")
+        typer.echo(
+            f"{len(export.files)} ranks, {export.n_nodes} nodes ({export.n_bytes / 1e6:.1f} MB); "
+            f"replayed mean step time {export.replay_step_time.mean():.6f} s "
+            f"(scenario {export.step_time.mean():.6f} s)"
+        )
         typer.echo(f"wrote {export.out_dir / export.name}.<rank>.et, {export.comm_groups.name}, {export.readme.name}")

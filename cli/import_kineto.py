@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,29 +12,34 @@ __all__ = ["kineto", "register"]
 
 
 def register(app: typer.Typer) -> None:
-    sub = typer.Typer(help="Convert profiler traces into graphwia's op table (trace-NAME.parquet + meta-NAME.yaml).",
-                      no_args_is_help=True)
+    sub = typer.Typer(
+        help="Convert profiler traces into graphwia's op table (trace-NAME.parquet + meta-NAME.yaml).",
+        no_args_is_help=True,
+    )
     sub.command("kineto")(kineto)
     app.add_typer(sub, name="import")
 
 
 @reports_errors
 def kineto(
-    inputs: list[Path] = typer.Argument(..., metavar="INPUT...",
-                                        help="A directory of per-rank traces (.json / .json.gz), or the files."),
+    inputs: list[Path] = typer.Argument(
+        ..., metavar="INPUT...", help="A directory of per-rank traces (.json / .json.gz), or the files."
+    ),
     out: Path = typer.Option(..., "--out", help="Output directory for trace-NAME.parquet and meta-NAME.yaml."),
     name: str = typer.Option(..., "--name", help="Trial name (file names and trial_name)."),
-    mapping: Optional[Path] = typer.Option(None, "--map", metavar="MAP.yaml",
-                                           help="Rules naming the ops of traces annotated otherwise."),
-    pp: Optional[int] = typer.Option(None, "--pp", help="Pipeline stages, when distributedInfo names no groups."),
-    dp: Optional[int] = typer.Option(None, "--dp", help="Data-parallel size (with --pp)."),
+    mapping: Path | None = typer.Option(
+        None, "--map", metavar="MAP.yaml", help="Rules naming the ops of traces annotated otherwise."
+    ),
+    pp: int | None = typer.Option(None, "--pp", help="Pipeline stages, when distributedInfo names no groups."),
+    dp: int | None = typer.Option(None, "--dp", help="Data-parallel size (with --pp)."),
     tp: int = typer.Option(1, "--tp", help="Tensor-parallel size (with --pp and --dp)."),
     order: str = typer.Option("tp-cp-ep-dp-pp", "--order", help="Rank order, fastest-varying first (Megatron's)."),
-    workers: Optional[int] = typer.Option(None, "--workers",
-                                          help="Local processes reading files (default: one per CPU; none "
-                                               "for less than 64 MB in all)."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDR",
-                                            help="Read the files on this dask scheduler's workers (tcp://host:8786)."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Local processes reading files (default: one per CPU; none for less than 64 MB in all)."
+    ),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", metavar="ADDR", help="Read the files on this dask scheduler's workers (tcp://host:8786)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Import a job's PyTorch profiler (Kineto) traces and print what was inferred."""
@@ -52,8 +56,9 @@ def kineto(
     rules = read_mapping(mapping) if mapping else None
     check_writable_dir(out)
     with progress(not quiet) as say:
-        trace, report = import_kineto(inputs, name=name, mapping=rules, layout=layout, workers=workers,
-                                      scheduler=scheduler, progress=say)
+        trace, report = import_kineto(
+            inputs, name=name, mapping=rules, layout=layout, workers=workers, scheduler=scheduler, progress=say
+        )
         say("writing the op table")
         trace_path, meta_path = write_trace(trace, out, name=name)
     if not quiet:

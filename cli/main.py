@@ -14,7 +14,17 @@ from .common import State, handle_termination, tune_malloc
 
 __all__ = ["COMMANDS", "main", "show_version"]
 
-COMMANDS = ("analyze", "whatif", "critical_path", "export_dag", "export_chakra", "fleet", "synth", "import_kineto", "reproduce")
+COMMANDS = (
+    "analyze",
+    "whatif",
+    "critical_path",
+    "export_dag",
+    "export_chakra",
+    "fleet",
+    "synth",
+    "import_kineto",
+    "reproduce",
+)
 
 app = typer.Typer(
     name="graphwia",
@@ -36,9 +46,12 @@ def show_version(value: bool) -> None:
 
 
 @app.callback()
-def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
-         version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
-                                      help="Show the version and exit.")) -> None:
+def main(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=show_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
     """graphwia: why is this training job slow, and who is to blame?"""
     State.debug = debug
     handle_termination()

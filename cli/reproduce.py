@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,15 +17,20 @@ def register(app: typer.Typer) -> None:
 
 @reports_errors
 def reproduce(
-    data: Path = typer.Option(Path("../shared/data"), "--data", help="Directory with the published traces and results."),
+    data: Path = typer.Option(
+        Path("../shared/data"), "--data", help="Directory with the published traces and results."
+    ),
     out: Path = typer.Option(Path("out/reproduce"), "--out", help="Output directory for our results."),
-    trace: Optional[list[str]] = typer.Option(None, "--trace", help="Only these traces, repeatable (default: ST, SE and AR)."),
+    trace: list[str] | None = typer.Option(
+        None, "--trace", help="Only these traces, repeatable (default: ST, SE and AR)."
+    ),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip pictures, timelines and the HTML reports."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the table."),
 ) -> None:
     """Analyse ST, SE and AR and compare every number with the published results; exit 1 on any disagreement."""
+    from graphwia.reproduce import TRACES, table_lines
+    from graphwia.reproduce import reproduce as run
     from graphwia.utils.io import check_writable_dir
-    from graphwia.reproduce import TRACES, reproduce as run, table_lines
 
     check_writable_dir(out)
     with progress(not quiet) as say:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from .common import (StepSelection, TimeUnitChoice, TypicalFromChoice, fail, progress, reports_errors,
-                     time_unit_option, typical_from_option)
+from .common import (
+    StepSelection,
+    TimeUnitChoice,
+    TypicalFromChoice,
+    fail,
+    progress,
+    reports_errors,
+    time_unit_option,
+    typical_from_option,
+)
 
 __all__ = ["register", "table_lines", "typical_note", "whatif"]
 
@@ -22,23 +29,31 @@ def whatif(
     ctx: typer.Context,
     trace: Path = typer.Argument(..., help="Trace file (.parquet or .csv)."),
     scenarios: Path = typer.Option(..., "--scenarios", help="Scenario YAML: a baseline and a list of scenarios."),
-    meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
-    steps: Optional[list[str]] = typer.Option(None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."),
+    meta: Path | None = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
+    steps: list[str] | None = typer.Option(
+        None, "--steps", help="Only these steps: numbers and ranges, e.g. --steps 12 20-23."
+    ),
     typical_from: TypicalFromChoice = typical_from_option(),
-    time_unit: Optional[TimeUnitChoice] = time_unit_option(),
+    time_unit: TimeUnitChoice | None = time_unit_option(),
     per_step: bool = typer.Option(False, "--per-step", help="Also show each step's speedups."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of a table."),
-    timelines: Optional[Path] = typer.Option(None, "--timelines", help="Write a Perfetto timeline per scenario to this directory."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
-                                            help="Simulate the scenarios on an existing dask.distributed cluster, "
-                                                 "e.g. tcp://host:8786 (same results)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1,
-                                          help="Simulate the scenarios on this many local worker processes."),
+    timelines: Path | None = typer.Option(
+        None, "--timelines", help="Write a Perfetto timeline per scenario to this directory."
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Simulate the scenarios on an existing dask.distributed cluster, e.g. tcp://host:8786 (same results).",
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Simulate the scenarios on this many local worker processes."
+    ),
 ) -> None:
     """Simulate the scenarios of --scenarios on TRACE; print step times and speedups over the baseline."""
-    from graphwia.utils.io import check_writable_dir, json_text
     from graphwia.analyses.whatif import load_scenarios, run_whatif
     from graphwia.outputs.whatif import whatif_dict, write_whatif_timelines
+    from graphwia.utils.io import check_writable_dir, json_text
 
     if workers is not None and scheduler:
         fail("--workers and --scheduler exclude each other (the cluster decides its workers)", 2)
@@ -55,11 +70,23 @@ def whatif(
     with progress(not as_json) as say:
         say("loading the trace")
         loaded, selected = selection.load(trace, meta)
-        where = (f" on the dask cluster at {scheduler}" if scheduler else
-                 f" on {workers} local worker process(es)" if workers is not None else "")
+        where = (
+            f" on the dask cluster at {scheduler}"
+            if scheduler
+            else f" on {workers} local worker process(es)"
+            if workers is not None
+            else ""
+        )
         say(f"simulating {len(scenario_set.scenarios)} scenario(s){where}")
-        result = run_whatif(loaded, scenario_set, steps=selected, typical_from=typical_from,
-                            times=timelines is not None, scheduler=scheduler, workers=workers)
+        result = run_whatif(
+            loaded,
+            scenario_set,
+            steps=selected,
+            typical_from=typical_from,
+            times=timelines is not None,
+            scheduler=scheduler,
+            workers=workers,
+        )
         written = []
         if timelines is not None:
             say("writing timelines")
@@ -85,15 +112,20 @@ def typical_note(result) -> str:
 def table_lines(result, per_step: bool) -> list[str]:
     """The summary table, and with ``per_step`` a step × scenario table of speedups."""
     width = max(len("scenario"), *(len(n) for n in result.names))
-    lines = [f"baseline {result.baseline}: mean step time {result.baseline_step_time:.4f} s "
-             f"over {len(result.steps)} step(s){typical_note(result)}",
-             f"{'scenario':<{width}}  {'step time (s)':>13}  {'speedup':>8}"]
+    lines = [
+        f"baseline {result.baseline}: mean step time {result.baseline_step_time:.4f} s "
+        f"over {len(result.steps)} step(s){typical_note(result)}",
+        f"{'scenario':<{width}}  {'step time (s)':>13}  {'speedup':>8}",
+    ]
     step_time, speedup = result.step_time.mean(axis=0), result.speedup
     lines += [f"{name:<{width}}  {step_time[i]:>13.4f}  {speedup[name]:>8.4f}" for i, name in enumerate(result.names)]
     if per_step:
         columns = [max(len(n), 8) for n in result.names]
-        lines += ["", "speedup per step", f"{'step':>6}  {'baseline (s)':>12}  "
-                  + "  ".join(f"{n:>{w}}" for n, w in zip(result.names, columns))]
+        lines += [
+            "",
+            "speedup per step",
+            f"{'step':>6}  {'baseline (s)':>12}  " + "  ".join(f"{n:>{w}}" for n, w in zip(result.names, columns)),
+        ]
         step_speedup = result.step_speedup
         for s, step in enumerate(result.steps):
             values = "  ".join(f"{step_speedup[s, i]:>{w}.4f}" for i, w in enumerate(columns))

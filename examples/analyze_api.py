@@ -27,8 +27,10 @@ print(dag.edges.to_pandas()["kind"].value_counts().to_string())
 faster = analysis.weights.weight.copy()
 faster[(dag.ops["optype"] == "backward-compute").to_numpy()] *= 0.9
 sim = analysis.compiled.evaluate(faster, 0 * faster)
-print(f"mean step time with 10% faster backward: {sim.step_time.mean():.3f} s "
-      f"(no-delay: {analysis.simulations['nodelay'].step_time.mean():.3f} s)")
+print(
+    f"mean step time with 10% faster backward: {sim.step_time.mean():.3f} s "
+    f"(no-delay: {analysis.simulations['nodelay'].step_time.mean():.3f} s)"
+)
 
 paths = graphwia.write_results(analysis, HERE.parent / "out" / "api")
 print("wrote", ", ".join(str(p) for p in paths.values()))

@@ -50,8 +50,7 @@ def one_f_one_b(stage: int, microbatches: int) -> list[tuple[str, int]]:
     if stage == 0:
         ops = [("forward-compute", 0), ("forward-send", 0)]
         for j in range(1, microbatches):
-            ops += [("forward-compute", j), ("backward-recv", j - 1), ("forward-send", j),
-                    ("backward-compute", j - 1)]
+            ops += [("forward-compute", j), ("backward-recv", j - 1), ("forward-send", j), ("backward-compute", j - 1)]
         return ops + [("backward-recv", microbatches - 1), ("backward-compute", microbatches - 1)]
     ops = []
     for j in range(microbatches):
@@ -62,8 +61,9 @@ def one_f_one_b(stage: int, microbatches: int) -> list[tuple[str, int]]:
 class Stage:
     """One worker: its half of the model, its peers and groups, and one method per optype."""
 
-    def __init__(self, rank: int, args: argparse.Namespace,
-                 dp_group: dist.ProcessGroup, pp_group: dist.ProcessGroup) -> None:
+    def __init__(
+        self, rank: int, args: argparse.Namespace, dp_group: dist.ProcessGroup, pp_group: dist.ProcessGroup
+    ) -> None:
         self.stage, dp_rank = divmod(rank, DP)
         self.dp_group, self.pp_group = dp_group, pp_group
         self.prev_rank, self.next_rank = rank - DP, rank + DP
@@ -119,7 +119,7 @@ class Stage:
         flat /= DP
         offset = 0
         for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
 
     def optimizer_clip_main_grad(self, max_norm: float = 1.0) -> None:
@@ -159,15 +159,19 @@ def run_rank(rank: int, args: argparse.Namespace, port: int) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=PP * DP)
     # new_group is collective: every rank creates every group, in the same order.
     dp_groups = [dist.new_group([s * DP + d for d in range(DP)], group_desc="DATA_PARALLEL_GROUP") for s in range(PP)]
-    pp_groups = [dist.new_group([s * DP + d for s in range(PP)], group_desc="PIPELINE_MODEL_PARALLEL_GROUP")
-                 for d in range(DP)]
+    pp_groups = [
+        dist.new_group([s * DP + d for s in range(PP)], group_desc="PIPELINE_MODEL_PARALLEL_GROUP") for d in range(DP)
+    ]
     stage, dp_rank = divmod(rank, DP)
     worker = Stage(rank, args, dp_groups[stage], pp_groups[dp_rank])
     trace = Path(args.out) / f"rank{rank}.json.gz"
     dist.barrier()
-    with profile(activities=[ProfilerActivity.CPU], with_stack=not args.annotate,
-                 schedule=schedule(wait=1, warmup=1, active=args.steps - 2, repeat=1),
-                 on_trace_ready=lambda prof: prof.export_chrome_trace(str(trace))) as prof:
+    with profile(
+        activities=[ProfilerActivity.CPU],
+        with_stack=not args.annotate,
+        schedule=schedule(wait=1, warmup=1, active=args.steps - 2, repeat=1),
+        on_trace_ready=lambda prof: prof.export_chrome_trace(str(trace)),
+    ) as prof:
         for _ in range(args.steps):
             train_step(worker, args.annotate)
             prof.step()
@@ -184,8 +188,12 @@ def free_port() -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="directory for rank{R}.json.gz")
-    parser.add_argument("--annotate", action=argparse.BooleanOptionalAction, default=True,
-                        help="record_op ranges (default), or none and Python stacks instead")
+    parser.add_argument(
+        "--annotate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="record_op ranges (default), or none and Python stacks instead",
+    )
     parser.add_argument("--slow", type=int, default=3, help="global rank of the slowed worker (default 3)")
     parser.add_argument("--slow-ms", type=float, default=40.0, help="extra sleep per compute op of --slow")
     parser.add_argument("--compute-ms", type=float, default=5.0, help="sleep per compute op of every worker")

@@ -15,16 +15,17 @@ import argparse
 from pathlib import Path
 
 import graphwia
-from graphwia.synth.generate import synthesize
 from graphwia.analyses.whatif import ScenarioSet, load_scenarios, parse_scenarios, run_whatif
+from graphwia.synth.generate import synthesize
 
 HERE = Path(__file__).resolve().parent
 
 
 def synthetic_trace() -> graphwia.Trace:
     """A 4 x 4 job whose worker (dp 2, stage 1) computes 1.6x slower and whose last stage is long."""
-    frame, meta = synthesize(dp=4, pp=4, microbatches=8, steps=4, seed=3, name="example",
-                             slow_workers=[(2, 1, 1.6)], slow_stage=(3, 1.3))
+    frame, meta = synthesize(
+        dp=4, pp=4, microbatches=8, steps=4, seed=3, name="example", slow_workers=[(2, 1, 1.6)], slow_stage=(3, 1.3)
+    )
     return graphwia.Trace.from_frame(frame, meta)
 
 
@@ -36,8 +37,11 @@ def with_python_scenario(scenarios: ScenarioSet) -> ScenarioSet:
     """
     extra = {"name": "healthy-worker-2-1", "where": {"dp_rank": [2], "stage": [1]}, "healthy": True}
     raw = {"baseline": scenarios.baseline, "scenarios": [extra]}
-    return ScenarioSet(scenarios=scenarios.scenarios + parse_scenarios(raw).scenarios,
-                       baseline=scenarios.baseline, source=scenarios.source)
+    return ScenarioSet(
+        scenarios=scenarios.scenarios + parse_scenarios(raw).scenarios,
+        baseline=scenarios.baseline,
+        source=scenarios.source,
+    )
 
 
 def main() -> None:

@@ -19,8 +19,7 @@ The data path runs one way, one subpackage per stage::
 from graphwia.analyses.standard import Analysis, analyze
 from graphwia.analyses.whatif import ScenarioError, load_scenarios, run_whatif
 from graphwia.engine.evaluate import CompiledDag, Simulation
-from graphwia.errors import (ArgumentError, GraphwiaError, MetaError, OutputError, ScheduleError, TraceError,
-                             UsageError)
+from graphwia.errors import ArgumentError, GraphwiaError, MetaError, OutputError, ScheduleError, TraceError, UsageError
 from graphwia.model.dag import Dag, build_dag
 from graphwia.model.schedule import Schedule, infer_schedule
 from graphwia.model.weights import Weights, observed_weights, typical_weights
@@ -32,8 +31,31 @@ from graphwia.trace.optable import Trace, load_trace
 __version__ = "0.2.0"
 
 __all__ = [
-    "Analysis", "ArgumentError", "CompiledDag", "Dag", "GraphwiaError", "JobMeta", "MetaError", "OutputError",
-    "Schedule", "ScenarioError", "ScheduleError", "Simulation", "Trace", "TraceError", "UsageError", "Weights",
-    "analyze", "build_dag", "infer_schedule", "load_meta", "load_scenarios", "load_trace", "observed_weights",
-    "open_trace", "run_whatif", "typical_weights", "write_results",
+    "Analysis",
+    "ArgumentError",
+    "CompiledDag",
+    "Dag",
+    "GraphwiaError",
+    "JobMeta",
+    "MetaError",
+    "OutputError",
+    "Schedule",
+    "ScenarioError",
+    "ScheduleError",
+    "Simulation",
+    "Trace",
+    "TraceError",
+    "UsageError",
+    "Weights",
+    "analyze",
+    "build_dag",
+    "infer_schedule",
+    "load_meta",
+    "load_scenarios",
+    "load_trace",
+    "observed_weights",
+    "open_trace",
+    "run_whatif",
+    "typical_weights",
+    "write_results",
 ]

@@ -7,7 +7,13 @@ step), so the CLI can print it as is, without a traceback.
 from __future__ import annotations
 
 __all__ = [
-    "ArgumentError", "GraphwiaError", "MetaError", "OutputError", "ScheduleError", "TraceError", "UsageError",
+    "ArgumentError",
+    "GraphwiaError",
+    "MetaError",
+    "OutputError",
+    "ScheduleError",
+    "TraceError",
+    "UsageError",
     "first_line",
 ]
 

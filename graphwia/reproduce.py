@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from graphwia.analyses.standard import Analysis, analyze
 from graphwia.errors import ArgumentError, UsageError
@@ -24,8 +24,20 @@ from graphwia.outputs.results import KINDS, explanation_dict, result_dict
 from graphwia.trace.optable import load_trace
 
 __all__ = [
-    "Closeness", "Comparison", "M_ATOL", "M_KEYS", "Mismatch", "RESULT_RTOL", "TRACES", "compare",
-    "compare_published", "m_close", "read_all_published", "read_published", "relative_close", "reproduce",
+    "Closeness",
+    "Comparison",
+    "M_ATOL",
+    "M_KEYS",
+    "Mismatch",
+    "RESULT_RTOL",
+    "TRACES",
+    "compare",
+    "compare_published",
+    "m_close",
+    "read_all_published",
+    "read_published",
+    "relative_close",
+    "reproduce",
     "table_lines",
 ]
 
@@ -116,10 +128,17 @@ def _compare_with(analysis: Analysis, name: str, expected: dict[str, dict]) -> C
     comparison = Comparison(
         name=name,
         ours={"S": analysis.slowdown, "M_S": analysis.Ms, "M_W": analysis.Mw},
-        published={"S": expected["result"]["blocking_slowdown"], "M_S": expected["ms"]["Ms"],
-                   "M_W": expected["mw"]["Mw"]})
-    ours = {"result": result_dict(analysis), "ms": explanation_dict(analysis.ms, "Ms"),
-            "mw": explanation_dict(analysis.mw, "Mw")}
+        published={
+            "S": expected["result"]["blocking_slowdown"],
+            "M_S": expected["ms"]["Ms"],
+            "M_W": expected["mw"]["Mw"],
+        },
+    )
+    ours = {
+        "result": result_dict(analysis),
+        "ms": explanation_dict(analysis.ms, "Ms"),
+        "mw": explanation_dict(analysis.mw, "Mw"),
+    }
     for kind, close in (("result", relative_close), ("ms", m_close), ("mw", m_close)):
         count, found = compare(expected[kind], ours[kind], close, f"{kind}-{name}.json")
         comparison.compared += count
@@ -133,8 +152,9 @@ def read_published(data_dir: str | Path, kind: str, name: str) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise ArgumentError("data_dir", data_dir, f"{path.name} not found (the directory must hold the published "
-                                                  "results)") from None
+        raise ArgumentError(
+            "data_dir", data_dir, f"{path.name} not found (the directory must hold the published results)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: cannot read the published file ({exc})") from None
 
@@ -144,8 +164,14 @@ def read_all_published(data_dir: str | Path, name: str) -> dict[str, dict]:
     return {kind: read_published(data_dir, kind, name) for kind in KINDS}
 
 
-def reproduce(data_dir: str | Path, out_dir: str | Path, *, names: Iterable[str] = TRACES, plots: bool = True,
-              progress: Callable[[str], None] | None = None) -> list[Comparison]:
+def reproduce(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    names: Iterable[str] = TRACES,
+    plots: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> list[Comparison]:
     """Analyse each published trace, write its outputs to ``out_dir``, compare with the published files."""
     say = progress or (lambda label: None)
     data_dir = Path(data_dir)
@@ -165,8 +191,10 @@ def reproduce(data_dir: str | Path, out_dir: str | Path, *, names: Iterable[str]
 
 def table_lines(comparisons: list[Comparison], *, max_mismatches: int = 5) -> list[str]:
     """The reproduction table, the first disagreements of each trace, and a final verdict."""
-    header = f"{'trace':<6} {'S ours':>9} {'published':>9}  {'M_S ours':>9} {'published':>9}  " \
-             f"{'M_W ours':>9} {'published':>9}  {'numbers':>7}  agree"
+    header = (
+        f"{'trace':<6} {'S ours':>9} {'published':>9}  {'M_S ours':>9} {'published':>9}  "
+        f"{'M_W ours':>9} {'published':>9}  {'numbers':>7}  agree"
+    )
     lines = [header, "-" * len(header)]
     for c in comparisons:
         cells = "  ".join(f"{c.ours[k]:>9.4f} {c.published[k]:>9.4f}" for k in ("S", "M_S", "M_W"))
@@ -179,8 +207,11 @@ def table_lines(comparisons: list[Comparison], *, max_mismatches: int = 5) -> li
     total = sum(c.compared for c in comparisons)
     bad = sum(len(c.mismatches) for c in comparisons)
     tolerance = f"(result: relative {RESULT_RTOL:g}; rem, add, M_S, M_W: absolute {M_ATOL:g})"
-    lines.append(f"all {total} published numbers agree {tolerance}" if not bad
-                 else f"{bad} of {total} published numbers disagree {tolerance}")
+    lines.append(
+        f"all {total} published numbers agree {tolerance}"
+        if not bad
+        else f"{bad} of {total} published numbers disagree {tolerance}"
+    )
     return lines
 
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from graphwia.cli.main import app
 from graphwia.errors import OutputError
-from graphwia.utils.io import all_or_nothing, atomic_path, write_json, write_text
 from graphwia.synth.generate import synthesize
+from graphwia.utils.io import all_or_nothing, atomic_path, write_json, write_text
 
 RUNNER = CliRunner()
 
@@ -78,7 +78,9 @@ def test_failure_while_writing_leaves_earlier_results_byte_identical(tmp_path, e
     result = analyze(write_trace(tmp_path / "other", seed=2), out, "--no-plots")
     assert result.exit_code == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip() == f"graphwia: error: {out / 'ms-t.json'}: cannot write output (No space left on device)"
+    assert (
+        result.stderr.strip() == f"graphwia: error: {out / 'ms-t.json'}: cannot write output (No space left on device)"
+    )
     assert snapshot(out) == before  # byte-identical, and no temporary left behind
 
 
@@ -111,6 +113,7 @@ def test_successful_rerun_replaces_every_result(tmp_path, earlier):
 
 
 # -- graphwia.utils.io ---------------------------------------------------------------------------------------
+
 
 def test_atomic_path_keeps_the_target_when_the_writer_fails(tmp_path):
     target = tmp_path / "x.json"

@@ -14,9 +14,22 @@ import pytest
 from graphwia.synth.generate import write_synth
 
 BENCH_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
-PHASE_FIELDS = ("load_s", "validate_s", "build_s", "weights_s", "compile_s", "eval1_s", "eval_batch_s",
-                "eval_per_scenario_ms", "eval_warm_s", "eval_warm_per_scenario_ms", "analyze_s", "analyze_us_per_op",
-                "analyze_peak_mb", "phases_peak_mb")
+PHASE_FIELDS = (
+    "load_s",
+    "validate_s",
+    "build_s",
+    "weights_s",
+    "compile_s",
+    "eval1_s",
+    "eval_batch_s",
+    "eval_per_scenario_ms",
+    "eval_warm_s",
+    "eval_warm_per_scenario_ms",
+    "analyze_s",
+    "analyze_us_per_op",
+    "analyze_peak_mb",
+    "phases_peak_mb",
+)
 SIZE_FIELDS = ("n_ops", "n_nodes", "n_edges", "n_levels", "n_steps", "n_workers")
 
 
@@ -60,8 +73,22 @@ def test_measure_synth_writes_a_loadable_trace(bench, tmp_path):
 def test_whole_harness_on_a_tiny_job_writes_table_json_and_plot(bench, tmp_path, capsys):
     """End to end with child processes (synth, phases, graphwia analyze) on one tiny synthetic job."""
     history = tmp_path / "history.json"
-    code = bench.main(["--traces", "none", "--sizes", "3e3", "--repeat", "1", "--batch", "3",
-                       "--out", str(tmp_path), "--history", str(history)])
+    code = bench.main(
+        [
+            "--traces",
+            "none",
+            "--sizes",
+            "3e3",
+            "--repeat",
+            "1",
+            "--batch",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--history",
+            str(history),
+        ]
+    )
     assert code == 0
     report = json.loads((tmp_path / "bench.json").read_text())
     assert [run["jobs"].keys() for run in report["history"]] == [{"synth-3e3"}]
@@ -104,15 +131,16 @@ def test_memory_cap_turns_a_big_allocation_into_out_of_memory(bench):
 
 
 def test_best_of_takes_the_minimum_of_every_number(bench):
-    best = bench.best_of([{"a": 2.0, "n": 5, "name": "x", "sub": {"b": 1.0}},
-                          {"a": 1.0, "n": 5, "name": "y", "sub": {"b": 0.5}}])
+    best = bench.best_of(
+        [{"a": 2.0, "n": 5, "name": "x", "sub": {"b": 1.0}}, {"a": 1.0, "n": 5, "name": "y", "sub": {"b": 0.5}}]
+    )
     assert best == {"a": 1.0, "n": 5, "name": "x", "sub": {"b": 0.5}}
 
 
 def test_loglog_slope_recovers_the_exponent(bench):
     ops = [1e5, 1e6, 2e6]
     assert bench.loglog_slope(ops, [3e-6 * o for o in ops]) == pytest.approx(1.0)
-    assert bench.loglog_slope(ops, [1e-9 * o ** 1.5 for o in ops]) == pytest.approx(1.5)
+    assert bench.loglog_slope(ops, [1e-9 * o**1.5 for o in ops]) == pytest.approx(1.5)
     assert bench.loglog_slope([1e5], [1.0]) is None
     assert bench.loglog_slope(ops, [None, 1.0, 2.0]) == pytest.approx(1.0)
 
@@ -137,7 +165,10 @@ def test_synthetic_jobs_scale_dp_ranks_only(bench, tmp_path):
 
 def test_target_verdicts(bench):
     assert bench.target_verdict("AR", {"cli_wall_s": 0.3, "whatif_wall_s": 1.0}) == "ok"
-    assert bench.target_verdict("AR", {"cli_wall_s": 1.2, "export_peak_mb": 600}) == "MISS wall 1.2>0.36, export MB 600>500"
+    assert (
+        bench.target_verdict("AR", {"cli_wall_s": 1.2, "export_peak_mb": 600})
+        == "MISS wall 1.2>0.36, export MB 600>500"
+    )
     assert bench.target_verdict("synth-2e6", {"eval_warm_ns_per_op": 4.5}) == "MISS ns/op 4.5>3"
     assert bench.target_verdict("synth-1e5", {"cli_wall_s": 9.0}) == ""
 
@@ -159,8 +190,14 @@ def test_history_keeps_earlier_runs(bench):
 
 def test_kernels_are_compared_on_the_same_batch(bench, tiny_trace):
     row = bench.measure_phases(*tiny_trace, batch=3)
-    for name in ("kernel_load_s", "eval_numpy_ns_per_op", "eval_compiled_ns_per_op", "swap_numpy_ns_per_op",
-                 "swap_compiled_ns_per_op", "eval_warm_ns_per_op"):
+    for name in (
+        "kernel_load_s",
+        "eval_numpy_ns_per_op",
+        "eval_compiled_ns_per_op",
+        "swap_numpy_ns_per_op",
+        "swap_compiled_ns_per_op",
+        "eval_warm_ns_per_op",
+    ):
         assert row[name] > 0, name
 
 

@@ -76,8 +76,9 @@ def test_launch_share_is_measured_from_the_recorded_trace():
     """ST's launch slowdown (1.019) is below the default threshold; with a lower one it is a cause."""
     analysis = graphwia.analyze(real_trace("ST"), decompose_threshold=1.01, per_worker=False)
     launch = analysis.causes.get("launch")
-    recorded, nodelay, ideal = (np.mean(t) for t in (analysis.step_time_observed, analysis.step_time_nodelay,
-                                                     analysis.step_time_ideal))
+    recorded, nodelay, ideal = (
+        np.mean(t) for t in (analysis.step_time_observed, analysis.step_time_nodelay, analysis.step_time_ideal)
+    )
     assert launch.share == pytest.approx((recorded - nodelay) / (recorded - ideal), rel=1e-12)
     assert 0 < launch.share < NAMED_SHARE
     assert "launch" not in [c.cause for c in real_analysis("ST").causes.ranked]
@@ -97,8 +98,10 @@ INJECTED = [
     *[("stage", shape, dict(slow_stage=(0, 1.4))) for shape in (S44, V2, S82, S43, D1)],
     *[("sequence-length", shape, dict(seqlen_cv=0.4)) for shape in (S44, S82, S43, P1, D1)],
     *[("gc", shape, dict(gc_pauses=[(0.3, 0.5)])) for shape in (S44, V2, S82, S43, P1)],
-    *[("communication", shape, dict(slow_links=[(min(1, shape["dp"] - 1), 0, 100)]))
-      for shape in (S44, V2, S82, S43, D1)],
+    *[
+        ("communication", shape, dict(slow_links=[(min(1, shape["dp"] - 1), 0, 100)]))
+        for shape in (S44, V2, S82, S43, D1)
+    ],
     *[("communication", shape, dict(slow_collectives=[(1, 4.0)])) for shape in (S44, V2, S43)],
 ]
 
@@ -149,8 +152,10 @@ def test_a_signature_below_the_decomposition_threshold_is_not_decomposed():
 
 
 def test_shape_rules_a_cause_out():
-    assert synthetic(**P1).causes.get("stage").evidence == {"applicable": False,
-                                                            "reason": "pp = 1: the job has one stage"}
+    assert synthetic(**P1).causes.get("stage").evidence == {
+        "applicable": False,
+        "reason": "pp = 1: the job has one stage",
+    }
     assert synthetic(**D1, slow_stage=(1, 1.5)).causes.get("worker").evidence["applicable"] is False
 
 
@@ -206,8 +211,10 @@ def test_a_slow_link_multiplies_its_transfers_only():
     ops = base.dag.table
     transfer = (ops["noop"] == 0) & np.isin(ops["optype"], [T.OPTYPE_CODE[t] for t in T.P2P_OPTYPES])
     labels = ops.labels("optype")
-    on_link = (ops["dp_rank"] == 1) & (((ops["stage"] == 1) & np.isin(labels, ["forward-send", "backward-recv"]))
-                                       | ((ops["stage"] == 2) & np.isin(labels, ["forward-recv", "backward-send"])))
+    on_link = (ops["dp_rank"] == 1) & (
+        ((ops["stage"] == 1) & np.isin(labels, ["forward-send", "backward-recv"]))
+        | ((ops["stage"] == 2) & np.isin(labels, ["forward-recv", "backward-send"]))
+    )
     ratio = slow.weights.weight / base.weights.weight
     np.testing.assert_allclose(ratio[transfer & on_link], 100, rtol=1e-6)
     np.testing.assert_allclose(ratio[transfer & ~on_link], 1, rtol=1e-6)
@@ -232,16 +239,35 @@ def test_synth_cli_injects_slow_links_and_collectives(tmp_path):
     import pandas as pd
     from typer.testing import CliRunner
 
-    args = ["synth", "--out", str(tmp_path), "--name", "c", "--dp", "2", "--pp", "3", "--microbatches", "3",
-            "--steps", "1", "--seed", "1"]
+    args = [
+        "synth",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "c",
+        "--dp",
+        "2",
+        "--pp",
+        "3",
+        "--microbatches",
+        "3",
+        "--steps",
+        "1",
+        "--seed",
+        "1",
+    ]
     result = CliRunner().invoke(cli_app(), args + ["--slow-link", "1:0:50", "--slow-collective", "2:4"])
     assert result.exit_code == 0, result.output
-    expected, _ = synthesize(dp=2, pp=3, microbatches=3, steps=1, seed=1, slow_links=[(1, 0, 50)],
-                             slow_collectives=[(2, 4)], name="c")
+    expected, _ = synthesize(
+        dp=2, pp=3, microbatches=3, steps=1, seed=1, slow_links=[(1, 0, 50)], slow_collectives=[(2, 4)], name="c"
+    )
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "trace-c.parquet"), expected)
-    for extra, option in ((["--slow-link", "0:2:5"], "--slow-link"), (["--slow-link", "0:1"], "--slow-link"),
-                          (["--slow-collective", "3:2"], "--slow-collective"),
-                          (["--slow-collective", "1:-1"], "--slow-collective")):
+    for extra, option in (
+        (["--slow-link", "0:2:5"], "--slow-link"),
+        (["--slow-link", "0:1"], "--slow-link"),
+        (["--slow-collective", "3:2"], "--slow-collective"),
+        (["--slow-collective", "1:-1"], "--slow-collective"),
+    ):
         result = CliRunner().invoke(cli_app(), args + ["--out", str(tmp_path / "bad")] + extra)
         lines = result.output.strip().splitlines()
         assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"graphwia: error: {option}")

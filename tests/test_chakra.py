@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import real_trace, requires_data
 from typer.testing import CliRunner
 
 from graphwia import Trace, UsageError
@@ -25,12 +26,11 @@ from graphwia.outputs import chakra_schema as C
 from graphwia.outputs.chakra import export_chakra
 from graphwia.synth.generate import synthesize, write_synth
 
-from conftest import real_trace, requires_data
-
 US = 1e6
 
 
 # -- reading and replaying --------------------------------------------------------------------
+
 
 def read_export(export) -> tuple[dict[int, list[dict]], dict[str, list[int]]]:
     """Every file of an export as plain node dicts, by rank, and the group file."""
@@ -38,9 +38,17 @@ def read_export(export) -> tuple[dict[int, list[dict]], dict[str, list[int]]]:
     for rank, path in zip(export.ranks, export.files):
         metadata, nodes = C.read_et(path)
         assert metadata.version and {a.name: C.attribute_value(a) for a in metadata.attr}["rank"] == rank
-        files[rank] = [{"id": n.id, "name": n.name, "type": n.type, "deps": list(n.data_deps),
-                        "dur": n.duration_micros, "attr": {a.name: C.attribute_value(a) for a in n.attr}}
-                       for n in nodes]
+        files[rank] = [
+            {
+                "id": n.id,
+                "name": n.name,
+                "type": n.type,
+                "deps": list(n.data_deps),
+                "dur": n.duration_micros,
+                "attr": {a.name: C.attribute_value(a) for a in n.attr},
+            }
+            for n in nodes
+        ]
     return files, json.loads(export.comm_groups.read_text())
 
 
@@ -130,12 +138,15 @@ def replayed_step_times(files, groups, steps) -> np.ndarray:
 
 # -- what the files should hold, from the DAG ---------------------------------------------------
 
+
 def expected_graph(chosen, rank_of_worker) -> dict[int, tuple[set, set]]:
     """Per rank: node names and (node, dep) name pairs, built from the DAG and the scenario's delays."""
     dag = chosen.dag
     table = dag.table
-    names = [f"{ALL_OPTYPES[o]}[{q}] step {s}" for o, q, s in
-             zip(table["optype"].tolist(), table["seq_id"].tolist(), table["step"].tolist())]
+    names = [
+        f"{ALL_OPTYPES[o]}[{q}] step {s}"
+        for o, q, s in zip(table["optype"].tolist(), table["seq_id"].tolist(), table["step"].tolist())
+    ]
     delayed = np.rint(np.maximum(chosen.delay, 0) * US) > 0
     entry = [("launch-delay " + n if d else n) for n, d in zip(names, delayed.tolist())]
     worker = list(zip(table["dp_rank"].tolist(), table["stage"].tolist()))
@@ -175,8 +186,9 @@ def check_structure(export, chosen, files):
     duration = {}
     for op in range(dag.n_ops):
         name = f"{ALL_OPTYPES[table['optype'][op]]}[{table['seq_id'][op]}] step {table['step'][op]}"
-        duration[(rank_of_worker[(int(table["dp_rank"][op]), int(table["stage"][op]))], name)] = \
-            int(np.rint(max(chosen.weight[op], 0) * US))
+        duration[(rank_of_worker[(int(table["dp_rank"][op]), int(table["stage"][op]))], name)] = int(
+            np.rint(max(chosen.weight[op], 0) * US)
+        )
     for rank, nodes in files.items():
         by_id = {n["id"]: n for n in nodes}
         assert [n["id"] for n in nodes] == list(range(len(nodes)))
@@ -203,13 +215,23 @@ def step_tolerance(chosen, weight, delay) -> np.ndarray:
 
 # -- the schema -------------------------------------------------------------------------------
 
+
 def test_schema_round_trip_and_stream_framing(tmp_path):
-    node = C.Node(id=7, name="x", type=C.COMM_SEND_NODE, data_deps=[1, 5], duration_micros=2**40,
-                  start_time_micros=3, attr=[C.AttributeProto(name="comm_src", int32_val=-1),
-                                             C.AttributeProto(name="comm_size", int64_val=2**40),
-                                             C.AttributeProto(name="pg_name", string_val="3"),
-                                             C.AttributeProto(name="is_cpu_op", bool_val=False),
-                                             C.AttributeProto(name="u", uint64_val=2**64 - 1)])
+    node = C.Node(
+        id=7,
+        name="x",
+        type=C.COMM_SEND_NODE,
+        data_deps=[1, 5],
+        duration_micros=2**40,
+        start_time_micros=3,
+        attr=[
+            C.AttributeProto(name="comm_src", int32_val=-1),
+            C.AttributeProto(name="comm_size", int64_val=2**40),
+            C.AttributeProto(name="pg_name", string_val="3"),
+            C.AttributeProto(name="is_cpu_op", bool_val=False),
+            C.AttributeProto(name="u", uint64_val=2**64 - 1),
+        ],
+    )
     back = C.Node.FromString(node.SerializeToString())
     assert back == node and [C.attribute_value(a) for a in back.attr] == [-1, 2**40, "3", False, 2**64 - 1]
     assert C.Node.DESCRIPTOR.full_name == "ChakraProtoMsg.Node"
@@ -230,10 +252,12 @@ def test_schema_round_trip_and_stream_framing(tmp_path):
 
 # -- synthetic jobs: structure, no-ops, ranks, sizes --------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def synth_trace() -> Trace:
-    frame, meta = synthesize(dp=2, pp=3, vpp=2, microbatches=6, steps=3, seed=5, tp=2,
-                             slow_workers=[(1, 2, 1.5)], name="sy")
+    frame, meta = synthesize(
+        dp=2, pp=3, vpp=2, microbatches=6, steps=3, seed=5, tp=2, slow_workers=[(1, 2, 1.5)], name="sy"
+    )
     return Trace.from_frame(frame, meta)
 
 
@@ -244,7 +268,9 @@ def test_synthetic_export_rebuilds_and_replays(synth_trace, tmp_path, scenario):
     files, groups = read_export(export)
     check_structure(export, chosen, files)
     assert listed(tmp_path) == sorted(
-        [f"sy-{scenario}.{r}.et" for r in export.ranks] + [f"sy-{scenario}.comm_groups.json", f"sy-{scenario}.README.md"])
+        [f"sy-{scenario}.{r}.et" for r in export.ranks]
+        + [f"sy-{scenario}.comm_groups.json", f"sy-{scenario}.README.md"]
+    )
     assert sorted(export.ranks) == sorted(set(synth_trace.table["rank"].tolist())) != list(range(6))
     used = {n["attr"]["pg_name"] for nodes in files.values() for n in nodes if n["type"] == C.COMM_COLL_NODE}
     assert used == set(groups)  # the group file covers every pg_name used, and nothing else
@@ -276,8 +302,9 @@ def test_compact_ranks_and_names(synth_trace, tmp_path):
     export = export_chakra(synth_trace, tmp_path, scenario="ideal", compact_ranks=True, name="job_1.x")
     assert list(export.ranks) == list(range(6))
     # The second export of the same name replaced the first one's files, those of ranks above 5 too.
-    assert listed(tmp_path) == sorted([p.name for p in export.files] + ["job_1.x.README.md",
-                                                                        "job_1.x.comm_groups.json"])
+    assert listed(tmp_path) == sorted(
+        [p.name for p in export.files] + ["job_1.x.README.md", "job_1.x.comm_groups.json"]
+    )
     assert [p.name for p in export.files] == [f"job_1.x.{r}.et" for r in range(6)]
     assert [g for g, _, _ in export.ranks.values()] == sorted(set(synth_trace.table["rank"].tolist()))
     files, groups = read_export(export)
@@ -300,9 +327,15 @@ def test_an_analysis_exports_as_its_trace(synth_trace, tmp_path):
 
 
 def test_whatif_scenario_replays_its_step_times(synth_trace, tmp_path):
-    scenarios = parse_scenarios({"baseline": "nodelay", "scenarios": [
-        {"name": "slow-first", "where": {"stage": [0], "dp_rank": [0]}, "scale": {"duration": 3}},
-        {"name": "quick-p2p", "where": {"optype": ["forward-send", "forward-recv"]}, "set": {"transfer": 0}}]})
+    scenarios = parse_scenarios(
+        {
+            "baseline": "nodelay",
+            "scenarios": [
+                {"name": "slow-first", "where": {"stage": [0], "dp_rank": [0]}, "scale": {"duration": 3}},
+                {"name": "quick-p2p", "where": {"optype": ["forward-send", "forward-recv"]}, "set": {"transfer": 0}},
+            ],
+        }
+    )
     result = run_whatif(synth_trace, scenarios)
     for i, name in enumerate(scenarios.names):
         export = export_chakra(synth_trace, tmp_path / name, scenario=name, scenarios=scenarios)
@@ -341,8 +374,9 @@ def real_export(name: str, scenario: str, out: Path):
 
 
 @requires_data
-@pytest.mark.parametrize("name, scenario", [("ST", "base"), ("ST", "nodelay"), ("ST", "ideal"),
-                                            ("AR", "base"), ("AR", "ideal")])
+@pytest.mark.parametrize(
+    "name, scenario", [("ST", "base"), ("ST", "nodelay"), ("ST", "ideal"), ("AR", "base"), ("AR", "ideal")]
+)
 def test_real_replay_gives_the_scenario_step_times(name, scenario, tmp_path_factory):
     export, chosen, files, groups = real_export(name, scenario, tmp_path_factory.mktemp("chakra"))
     if name == "ST":
@@ -374,8 +408,9 @@ def test_real_straggler_is_in_base_not_in_ideal(tmp_path_factory):
     for scenario in ("base", "ideal"):
         export, chosen, files, _ = real_export("AR", scenario, out)
         slow = next(rank for rank, (_, d, s) in export.ranks.items() if (d, s) == (0, 0))
-        durations = {rank: np.array([n["dur"] for n in nodes if n["name"].startswith(compute)])
-                     for rank, nodes in files.items()}
+        durations = {
+            rank: np.array([n["dur"] for n in nodes if n["name"].startswith(compute)]) for rank, nodes in files.items()
+        }
         means[scenario] = {rank: d.mean() for rank, d in durations.items()}
         others = [m for rank, m in means[scenario].items() if rank != slow]
         if scenario == "base":  # the slowed worker computes far longer than anyone else
@@ -389,6 +424,7 @@ def test_real_straggler_is_in_base_not_in_ideal(tmp_path_factory):
 
 # -- the CLI ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def synth_files(tmp_path_factory):
     return write_synth(tmp_path_factory.mktemp("synth"), "cx", dp=2, pp=2, microbatches=4, steps=3, seed=2)
@@ -401,12 +437,25 @@ def run_cli(*args):
 def test_cli_writes_the_files(synth_files, tmp_path):
     trace, _ = synth_files
     out = tmp_path / "et"
-    result = run_cli("export-chakra", trace, "--out", out, "--scenario", "ideal", "--steps", "1-2",
-                     "--activation-bytes", "4096", "--grad-bytes", "65536")
+    result = run_cli(
+        "export-chakra",
+        trace,
+        "--out",
+        out,
+        "--scenario",
+        "ideal",
+        "--steps",
+        "1-2",
+        "--activation-bytes",
+        "4096",
+        "--grad-bytes",
+        "65536",
+    )
     assert result.exit_code == 0, result.output
     written = listed(out)
-    assert written == sorted([f"cx-ideal.{r}.et" for r in range(4)] + ["cx-ideal.comm_groups.json",
-                                                                       "cx-ideal.README.md"])
+    assert written == sorted(
+        [f"cx-ideal.{r}.et" for r in range(4)] + ["cx-ideal.comm_groups.json", "cx-ideal.README.md"]
+    )
     assert "4 ranks" in result.output and "replayed mean step time" in result.output
     metadata, nodes = C.read_et(out / "cx-ideal.0.et")
     assert {a.name: C.attribute_value(a) for a in metadata.attr}["steps"] == "1-2"
@@ -414,11 +463,14 @@ def test_cli_writes_the_files(synth_files, tmp_path):
     assert "## Replaying with ASTRA-sim" in (out / "cx-ideal.README.md").read_text()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--scenario", "fastest"], "scenario 'fastest' is not one of nodelay, base, ideal"),
-    (["--name", "a/b"], "--name 'a/b' is not a valid name"),
-    (["--steps", "9"], "step 9 is not in the trace"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scenario", "fastest"], "scenario 'fastest' is not one of nodelay, base, ideal"),
+        (["--name", "a/b"], "--name 'a/b' is not a valid name"),
+        (["--steps", "9"], "step 9 is not in the trace"),
+    ],
+)
 def test_cli_bad_input_is_one_line(synth_files, tmp_path, args, message):
     trace, _ = synth_files
     result = run_cli("export-chakra", trace, "--out", tmp_path / "et", *args)

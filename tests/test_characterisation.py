@@ -7,14 +7,22 @@ import math
 import shutil
 
 import pytest
+from conftest import DATA, published, real_analysis, requires_data
 from typer.testing import CliRunner
 
 from graphwia.cli.main import app
-from conftest import DATA, published, real_analysis, requires_data
 from graphwia.outputs.heatmap import HIGHLIGHT, highlighted, worker_grid
 from graphwia.outputs.results import explanation_dict
-from graphwia.reproduce import (M_ATOL, RESULT_RTOL, Mismatch, compare, compare_published, m_close,
-                                relative_close, table_lines)
+from graphwia.reproduce import (
+    M_ATOL,
+    RESULT_RTOL,
+    Mismatch,
+    compare,
+    compare_published,
+    m_close,
+    relative_close,
+    table_lines,
+)
 
 M_KEYS = {"ms": ("rem", "add", "Ms"), "mw": ("rem", "add", "Mw")}
 T_KEYS = ("trem", "tadd", "tori", "tideal")
@@ -126,8 +134,13 @@ def test_table_reports_disagreement():
     from graphwia.reproduce import Comparison
 
     good = Comparison("ST", {"S": 1.1, "M_S": 1.2, "M_W": 0.0}, {"S": 1.1, "M_S": 1.2, "M_W": 0.0}, compared=10)
-    bad = Comparison("AR", {"S": 2.0, "M_S": 0.0, "M_W": 1.0}, {"S": 1.9, "M_S": 0.0, "M_W": 1.0}, compared=7,
-                     mismatches=[Mismatch("result-AR.json", "blocking_slowdown", 1.9, 2.0)])
+    bad = Comparison(
+        "AR",
+        {"S": 2.0, "M_S": 0.0, "M_W": 1.0},
+        {"S": 1.9, "M_S": 0.0, "M_W": 1.0},
+        compared=7,
+        mismatches=[Mismatch("result-AR.json", "blocking_slowdown", 1.9, 2.0)],
+    )
     lines = table_lines([good, bad])
     assert any(line.startswith("ST") and line.endswith("yes") for line in lines)
     assert any(line.startswith("AR") and "NO (1 differ)" in line for line in lines)
@@ -168,8 +181,14 @@ def test_cli_reproduce_agrees_and_writes_outputs(st_data, tmp_path):
     row = next(line for line in run.output.splitlines() if line.startswith("ST "))
     assert row.endswith("yes") and "1.1787" in row and "1.2194" in row
     names = {p.name for p in (tmp_path / "out").iterdir()}
-    assert {"result-ST.json", "ms-ST.json", "mw-ST.json", "heatmap-ST.png", "report-ST.html",
-            "ideal-timeline-ST.json.gz"} <= names
+    assert {
+        "result-ST.json",
+        "ms-ST.json",
+        "mw-ST.json",
+        "heatmap-ST.png",
+        "report-ST.html",
+        "ideal-timeline-ST.json.gz",
+    } <= names
 
 
 def test_cli_reproduce_fails_on_a_disagreement(st_data, tmp_path):

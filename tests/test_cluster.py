@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 import graphwia
 from graphwia.engine.distributed import ClusterEvaluator
-from graphwia.utils.cluster import connect
 from graphwia.errors import ArgumentError, UsageError
 from graphwia.synth.generate import synthesize, write_synth
+from graphwia.utils.cluster import connect
 
 distributed = pytest.importorskip("distributed")
 
@@ -23,8 +23,9 @@ SLOW = dict(dp=4, pp=2, microbatches=4, steps=3, seed=7, slow_workers=[(1, 1, 1.
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=":0") as local_cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+    ) as local_cluster:
         yield local_cluster
 
 
@@ -112,10 +113,21 @@ def test_a_thousand_what_ifs_of_a_real_trace_on_a_cluster(cluster):
     from graphwia.analyses.whatif import parse_scenarios, run_whatif
 
     trace = real_trace("AR")
-    scenarios = parse_scenarios({"scenarios": [
-        {"name": f"s{i}", "where": {"optype": [("forward-compute", "backward-compute")[i % 2]],
-                                    **({"stage": ["last"]} if i % 3 == 0 else {})},
-         "scale": {"duration": round(0.5 + (i + 0.5) / 1000, 6)}} for i in range(1000)]})
+    scenarios = parse_scenarios(
+        {
+            "scenarios": [
+                {
+                    "name": f"s{i}",
+                    "where": {
+                        "optype": [("forward-compute", "backward-compute")[i % 2]],
+                        **({"stage": ["last"]} if i % 3 == 0 else {}),
+                    },
+                    "scale": {"duration": round(0.5 + (i + 0.5) / 1000, 6)},
+                }
+                for i in range(1000)
+            ]
+        }
+    )
     assert_same_whatif(run_whatif(trace, scenarios), run_whatif(trace, scenarios, scheduler=cluster.scheduler_address))
 
 
@@ -127,8 +139,9 @@ def test_cli_whatif_on_a_cluster_prints_the_same_json(cluster, tmp_path):
     spec.write_text(json.dumps({"baseline": "base", "scenarios": WHATIF}))
     runner = CliRunner()
     local = runner.invoke(app, ["whatif", str(trace), "--scenarios", str(spec), "--json"])
-    remote = runner.invoke(app, ["whatif", str(trace), "--scenarios", str(spec), "--json",
-                                 "--scheduler", cluster.scheduler_address])
+    remote = runner.invoke(
+        app, ["whatif", str(trace), "--scenarios", str(spec), "--json", "--scheduler", cluster.scheduler_address]
+    )
     assert local.exit_code == 0 and remote.exit_code == 0, remote.output
     assert json.loads(local.stdout) == json.loads(remote.stdout) and local.stderr == remote.stderr
 
@@ -139,19 +152,35 @@ def test_cli_on_a_cluster_writes_the_same_results(cluster, tmp_path):
     trace, meta = write_synth(tmp_path, "slow", **SLOW)
     runner = CliRunner()
     local = runner.invoke(app, ["analyze", str(trace), "--out", str(tmp_path / "local"), "--no-plots", "-q"])
-    remote = runner.invoke(app, ["analyze", str(trace), "--out", str(tmp_path / "remote"), "--no-plots", "-q",
-                                 "--scheduler", cluster.scheduler_address])
+    remote = runner.invoke(
+        app,
+        [
+            "analyze",
+            str(trace),
+            "--out",
+            str(tmp_path / "remote"),
+            "--no-plots",
+            "-q",
+            "--scheduler",
+            cluster.scheduler_address,
+        ],
+    )
     assert local.exit_code == 0 and remote.exit_code == 0, remote.output
     for name in ("result-slow.json", "ms-slow.json", "mw-slow.json"):
-        assert json.loads((tmp_path / "local" / name).read_text()) == json.loads((tmp_path / "remote" / name).read_text())
+        assert json.loads((tmp_path / "local" / name).read_text()) == json.loads(
+            (tmp_path / "remote" / name).read_text()
+        )
 
 
 @pytest.mark.parametrize("command", ["analyze", "whatif"])
-@pytest.mark.parametrize("args, message", [
-    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "exclude each other"),
-    (["--scheduler", "nonsense"], "--scheduler nonsense: not a scheduler address like tcp://host:8786"),
-    (["--workers", "0"], "--workers"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "exclude each other"),
+        (["--scheduler", "nonsense"], "--scheduler nonsense: not a scheduler address like tcp://host:8786"),
+        (["--workers", "0"], "--workers"),
+    ],
+)
 def test_cli_rejects_bad_cluster_options(tmp_path, command, args, message):
     from graphwia.cli.main import app
 
@@ -169,8 +198,9 @@ def test_cli_whatif_timelines_need_a_local_run(tmp_path):
     trace, _ = write_synth(tmp_path, "tiny", dp=2, pp=2, microbatches=2, steps=1, seed=1)
     spec = tmp_path / "s.yaml"
     spec.write_text("scenarios: [{name: ideal, ideal: true}]\n")
-    result = CliRunner().invoke(app, ["whatif", str(trace), "--scenarios", str(spec), "--workers", "2",
-                                      "--timelines", str(tmp_path / "tl")])
+    result = CliRunner().invoke(
+        app, ["whatif", str(trace), "--scenarios", str(spec), "--workers", "2", "--timelines", str(tmp_path / "tl")]
+    )
     assert result.exit_code == 2 and "--timelines needs every op's times" in result.stderr
     assert not (tmp_path / "tl").exists()
 

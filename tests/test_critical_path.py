@@ -8,15 +8,18 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import real_analysis, requires_data
 from typer.testing import CliRunner
 
 from graphwia import Trace, UsageError, build_dag, observed_weights
-from graphwia.analyses.critical_path import (ELEMENT_COLUMNS, critical_path, scenario_critical_path,
-                                             simulated_critical_path)
+from graphwia.analyses.critical_path import (
+    ELEMENT_COLUMNS,
+    critical_path,
+    scenario_critical_path,
+    simulated_critical_path,
+)
 from graphwia.outputs.critical_path import critical_paths_dict, critical_timeline_events, write_critical_paths
 from graphwia.synth.generate import synthesize, write_synth
-
-from conftest import real_analysis, requires_data
 
 GROUP_LINKS = ("p2p-pair", "dp-collective", "embedding", "clip")
 SCENARIOS = ("base", "nodelay", "ideal")
@@ -35,6 +38,7 @@ def synth_trace() -> Trace:
 
 
 # -- exactness on every step of the real traces --------------------------------------------------
+
 
 @requires_data
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -64,8 +68,9 @@ def test_paths_are_exact_on_every_step(trace_name, scenario):
         # Each hop is tight: it set the next op's start, and a member entered by its start arrived last.
         intra = ~np.isin(links, GROUP_LINKS)
         handoff = path["handoff"].to_numpy()
-        np.testing.assert_allclose(path["start"].to_numpy()[1:][intra], handoff[:-1][intra] + delay[ops[1:][intra]],
-                                   rtol=0, atol=1e-9)
+        np.testing.assert_allclose(
+            path["start"].to_numpy()[1:][intra], handoff[:-1][intra] + delay[ops[1:][intra]], rtol=0, atol=1e-9
+        )
         entered_by_start = np.concatenate([[True], intra])
         for op in ops[entered_by_start & (barrier[ops] >= 0)]:
             assert paths.start[op] == group_sync[barrier[op]]
@@ -109,6 +114,7 @@ def test_last_stage_dominates_the_st_path():
 
 
 # -- API on synthetic traces ----------------------------------------------------------------------
+
 
 def test_custom_scenario_arrays_match_a_simulation(synth_trace):
     dag = build_dag(synth_trace)
@@ -162,6 +168,7 @@ def test_unknown_scenario_is_a_usage_error(synth_trace):
 
 # -- CLI ------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def synth_files(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
@@ -176,8 +183,20 @@ def run_cli(*args):
 
 def test_cli_writes_json_and_timeline(synth_files, tmp_path):
     trace, meta = synth_files
-    result = run_cli("critical-path", trace, "--meta", meta, "--scenario", "nodelay", "--out", tmp_path / "cp.json",
-                     "--timeline", tmp_path / "cp.json.gz", "--steps", "1")
+    result = run_cli(
+        "critical-path",
+        trace,
+        "--meta",
+        meta,
+        "--scenario",
+        "nodelay",
+        "--out",
+        tmp_path / "cp.json",
+        "--timeline",
+        tmp_path / "cp.json.gz",
+        "--steps",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     assert "(0,1)" in result.output
     data = json.loads((tmp_path / "cp.json").read_text())
@@ -190,17 +209,22 @@ def test_cli_whatif_scenario(synth_files, tmp_path):
     trace, meta = synth_files
     scenarios = tmp_path / "s.yaml"
     scenarios.write_text("scenarios:\n  - name: fixed\n    where: {dp_rank: [0], stage: [1]}\n    ideal: true\n")
-    result = run_cli("critical-path", trace, "--whatif", scenarios, "--scenario", "fixed", "--out", tmp_path / "cp.csv", "-q")
+    result = run_cli(
+        "critical-path", trace, "--whatif", scenarios, "--scenario", "fixed", "--out", tmp_path / "cp.csv", "-q"
+    )
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(tmp_path / "cp.csv")) > 0
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--out", "cp.txt"], "written as .json or .csv"),
-    (["--out", "cp.json", "--timeline", "t.json"], "name it *.json.gz"),
-    (["--out", "cp.json", "--scenario", "fastest"], "'fastest' is not one of"),
-    (["--out", "cp.json", "--steps", "7"], "step 7 is not in the trace"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--out", "cp.txt"], "written as .json or .csv"),
+        (["--out", "cp.json", "--timeline", "t.json"], "name it *.json.gz"),
+        (["--out", "cp.json", "--scenario", "fastest"], "'fastest' is not one of"),
+        (["--out", "cp.json", "--steps", "7"], "step 7 is not in the trace"),
+    ],
+)
 def test_cli_errors_are_one_line(synth_files, tmp_path, args, message):
     trace, _ = synth_files
     args = [str(tmp_path / a) if a.startswith(("cp.", "t.")) else a for a in args]

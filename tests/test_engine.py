@@ -17,39 +17,45 @@ import pytest
 
 import graphwia
 from graphwia import UsageError
-from graphwia.optypes import ALL_OPTYPES
 from graphwia.model.schedule import KIND_CODE
+from graphwia.optypes import ALL_OPTYPES
 from graphwia.outputs.results import result_dict
 
 F, B = "forward-compute", "backward-compute"
 FS, FR, BS, BR = "forward-send", "forward-recv", "backward-send", "backward-recv"
 PAG, RS = "params-all-gather", "grads-reduce-scatter"
-GC, LN, EMB, CLIP, OPT = "gc", "layernorm-grads-all-reduce", "embedding-grads-all-reduce", "optimizer-clip-main-grad", "optimizer"
+GC, LN, EMB, CLIP, OPT = (
+    "gc",
+    "layernorm-grads-all-reduce",
+    "embedding-grads-all-reduce",
+    "optimizer-clip-main-grad",
+    "optimizer",
+)
 
 # (stage, optype, seq_id, start, end) per dp_rank. dp_rank 1 differs from dp_rank 0
 # from stage 1's slow F0 (1.5-3.5) onwards; the DP collectives and the clip
 # barrier then hold dp_rank 0 back to dp_rank 1's pace.
 TIMES = {
     0: [
-        (0, PAG, 0, 0.0, 0.5),      # no predecessor; DP group transfer 0.5
-        (0, F, 0, 0.5, 1.5),        # after its params all-gather
-        (0, FS, 0, 1.5, 1.5),       # pairs with stage 1 FR0 (started at 0): ends at 1.5
+        (0, PAG, 0, 0.0, 0.5),  # no predecessor; DP group transfer 0.5
+        (0, F, 0, 0.5, 1.5),  # after its params all-gather
+        (0, FS, 0, 1.5, 1.5),  # pairs with stage 1 FR0 (started at 0): ends at 1.5
         (0, F, 1, 1.5, 2.5),
-        (0, FS, 1, 2.5, 2.5),       # stage 1 FR1 starts at 2.5
-        (0, BR, 0, 1.5, 4.5),       # first-backward rule: after F0; pairs with stage 1 BS0 (starts 4.5)
+        (0, FS, 1, 2.5, 2.5),  # stage 1 FR1 starts at 2.5
+        (0, BR, 0, 1.5, 4.5),  # first-backward rule: after F0; pairs with stage 1 BS0 (starts 4.5)
         (0, B, 0, 4.5, 6.5),
-        (0, BR, 1, 6.5, 7.5),       # after B0; pairs with BS1 (starts 7.5)
+        (0, BR, 1, 6.5, 7.5),  # after B0; pairs with BS1 (starts 7.5)
         (0, B, 1, 7.5, 9.5),
         (0, GC, 0, 9.5, 10.0),
         (0, LN, 0, 10.0, 10.5),
-        (0, EMB, 0, 10.5, 11.0),    # pairs with stage 1 EMB (started 8.5): 10.5 + 0.5
-        (0, RS, 0, 11.0, 12.5),     # DP group: latest start 12.0 (dp_rank 1) + 0.5
-        (0, CLIP, 0, 12.5, 13.0),   # global barrier: everyone starts 12.5
+        (0, EMB, 0, 10.5, 11.0),  # pairs with stage 1 EMB (started 8.5): 10.5 + 0.5
+        (0, RS, 0, 11.0, 12.5),  # DP group: latest start 12.0 (dp_rank 1) + 0.5
+        (0, CLIP, 0, 12.5, 13.0),  # global barrier: everyone starts 12.5
         (0, OPT, 0, 13.0, 14.0),
         (1, PAG, 0, 0.0, 0.5),
-        (1, FR, 0, 0.0, 1.5),       # no predecessor: waits for stage 0 FS0
+        (1, FR, 0, 0.0, 1.5),  # no predecessor: waits for stage 0 FS0
         (1, F, 0, 1.5, 2.5),
-        (1, FR, 1, 2.5, 2.5),       # after F0
+        (1, FR, 1, 2.5, 2.5),  # after F0
         (1, B, 0, 2.5, 4.5),
         (1, BS, 0, 4.5, 4.5),
         (1, F, 1, 4.5, 5.5),
@@ -67,7 +73,7 @@ TIMES = {
         (0, F, 0, 0.5, 1.5),
         (0, FS, 0, 1.5, 1.5),
         (0, F, 1, 1.5, 2.5),
-        (0, FS, 1, 2.5, 3.5),       # stage 1 FR1 starts only at 3.5 (after the slow F0)
+        (0, FS, 1, 2.5, 3.5),  # stage 1 FR1 starts only at 3.5 (after the slow F0)
         (0, BR, 0, 1.5, 5.5),
         (0, B, 0, 5.5, 7.5),
         (0, BR, 1, 7.5, 8.5),
@@ -80,7 +86,7 @@ TIMES = {
         (0, OPT, 0, 13.0, 14.0),
         (1, PAG, 0, 0.0, 0.5),
         (1, FR, 0, 0.0, 1.5),
-        (1, F, 0, 1.5, 3.5),        # the straggler: 2 instead of 1
+        (1, F, 0, 1.5, 3.5),  # the straggler: 2 instead of 1
         (1, FR, 1, 3.5, 3.5),
         (1, B, 0, 3.5, 5.5),
         (1, BS, 0, 5.5, 5.5),
@@ -98,8 +104,15 @@ TIMES = {
 
 # The ideal: forward compute takes its mean 9/8 = 1.125 everywhere, every other
 # weight is already typical. Derived by hand with the same edges as above.
-IDEAL_STAGE0 = {(F, 0): (0.5, 1.625), (F, 1): (1.625, 2.75), (B, 0): (4.75, 6.75), (B, 1): (7.875, 9.875),
-                (EMB, 0): (10.875, 11.375), (RS, 0): (11.375, 11.875), (OPT, 0): (12.375, 13.375)}
+IDEAL_STAGE0 = {
+    (F, 0): (0.5, 1.625),
+    (F, 1): (1.625, 2.75),
+    (B, 0): (4.75, 6.75),
+    (B, 1): (7.875, 9.875),
+    (EMB, 0): (10.875, 11.375),
+    (RS, 0): (11.375, 11.875),
+    (OPT, 0): (12.375, 13.375),
+}
 IDEAL_STEP_TIME = 13.375
 
 
@@ -108,20 +121,37 @@ def frame(times: dict, step: int = 7, epoch: float = 0.0, dtype=np.float64) -> p
     for dp_rank, ops in times.items():
         for stage, optype, seq, start, end in ops:
             compute = optype in (F, B)
-            rows.append({
-                "dp_rank": dp_rank, "stage": stage, "rank": dp_rank * 2 + stage, "step": step, "optype": optype,
-                "start_ts": epoch + start, "duration": end - start, "seq_id": seq,
-                "mc": 0 if compute or optype in (PAG, RS) else -1, "gmc": stage if compute else -1,
-                "mb_id": seq if compute else -1,
-            })
+            rows.append(
+                {
+                    "dp_rank": dp_rank,
+                    "stage": stage,
+                    "rank": dp_rank * 2 + stage,
+                    "step": step,
+                    "optype": optype,
+                    "start_ts": epoch + start,
+                    "duration": end - start,
+                    "seq_id": seq,
+                    "mc": 0 if compute or optype in (PAG, RS) else -1,
+                    "gmc": stage if compute else -1,
+                    "mb_id": seq if compute else -1,
+                }
+            )
     df = pd.DataFrame(rows)
     df["start_ts"] = df["start_ts"].astype(dtype)
     df["duration"] = df["duration"].astype(dtype)
     return df
 
 
-META_A = {"trial_name": "A", "run_id": 0, "dp_size": 2, "pp_size": 2, "tp_size": 1, "dsp_size": 1,
-          "vpp_size": 1, "world_size": 4}
+META_A = {
+    "trial_name": "A",
+    "run_id": 0,
+    "dp_size": 2,
+    "pp_size": 2,
+    "tp_size": 1,
+    "dsp_size": 1,
+    "vpp_size": 1,
+    "world_size": 4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -168,10 +198,10 @@ def test_observed_weights_are_transfer_times_and_zero_delays(job_a):
     dag = graphwia.build_dag(job_a)
     w = graphwia.observed_weights(dag)
     assert np.allclose(w.delay, 0.0)
-    assert w.weight[op_index(dag, 0, 0, FS, 0)] == 0.0        # p2p transfer 0
-    assert w.weight[op_index(dag, 0, 1, EMB, 0)] == 0.5       # 11.0 - max(10.5, 8.5)
-    assert w.weight[op_index(dag, 0, 0, RS, 0)] == 0.5        # 12.5 - 12.0
-    assert w.weight[op_index(dag, 1, 1, F, 0)] == 2.0         # local: its duration
+    assert w.weight[op_index(dag, 0, 0, FS, 0)] == 0.0  # p2p transfer 0
+    assert w.weight[op_index(dag, 0, 1, EMB, 0)] == 0.5  # 11.0 - max(10.5, 8.5)
+    assert w.weight[op_index(dag, 0, 0, RS, 0)] == 0.5  # 12.5 - 12.0
+    assert w.weight[op_index(dag, 1, 1, F, 0)] == 2.0  # local: its duration
     typical = graphwia.typical_weights(dag, w)
     assert typical[F] == pytest.approx(9 / 8)
     assert typical[FS] == 0.0 and typical[CLIP] == 0.5
@@ -216,24 +246,53 @@ def test_row_order_float32_and_epoch_do_not_matter(job_a):
 # ---------------------------------------------------------------------------
 # Job B: pp = 1, no DP. A chain per step: F0 F1 B0 B1 gc layernorm clip optimizer.
 
+
 def chain_step(step, forward1, f1_delay):
     """Observed ops of one step; F1 is launched ``f1_delay`` after F0 ends."""
-    durations = [(F, 0, 1.0), (F, 1, forward1), (B, 0, 2.0), (B, 1, 2.0), (GC, 0, 0.5), (LN, 0, 0.25),
-                 (CLIP, 0, 0.25), (OPT, 0, 1.0)]
+    durations = [
+        (F, 0, 1.0),
+        (F, 1, forward1),
+        (B, 0, 2.0),
+        (B, 1, 2.0),
+        (GC, 0, 0.5),
+        (LN, 0, 0.25),
+        (CLIP, 0, 0.25),
+        (OPT, 0, 1.0),
+    ]
     rows, t = [], 100.0 * step
     for optype, seq, duration in durations:
         if (optype, seq) == (F, 1):
             t += f1_delay
         compute = optype in (F, B)
-        rows.append({"dp_rank": 0, "stage": 0, "rank": 0, "step": step, "optype": optype, "start_ts": t,
-                     "duration": duration, "seq_id": seq, "mc": 0 if compute else -1, "gmc": 0 if compute else -1,
-                     "mb_id": seq if compute else -1})
+        rows.append(
+            {
+                "dp_rank": 0,
+                "stage": 0,
+                "rank": 0,
+                "step": step,
+                "optype": optype,
+                "start_ts": t,
+                "duration": duration,
+                "seq_id": seq,
+                "mc": 0 if compute else -1,
+                "gmc": 0 if compute else -1,
+                "mb_id": seq if compute else -1,
+            }
+        )
         t += duration
     return rows
 
 
-META_B = {"trial_name": "B", "run_id": 0, "dp_size": 1, "pp_size": 1, "tp_size": 1, "dsp_size": 1,
-          "vpp_size": 1, "world_size": 1}
+META_B = {
+    "trial_name": "B",
+    "run_id": 0,
+    "dp_size": 1,
+    "pp_size": 1,
+    "tp_size": 1,
+    "dsp_size": 1,
+    "vpp_size": 1,
+    "world_size": 1,
+}
 
 
 def job_b():
@@ -278,8 +337,17 @@ def test_steps_subset_and_unknown_steps():
 def test_edge_kinds_are_labelled(job_a):
     dag = graphwia.build_dag(job_a)
     kinds = set(dag.edges.to_pandas()["kind"].astype(str))
-    assert {"compute-stream", "p2p-stream", "p2p-match", "tail", "step-start", "p2p-pair", "dp-collective",
-            "embedding", "clip"} <= kinds
+    assert {
+        "compute-stream",
+        "p2p-stream",
+        "p2p-match",
+        "tail",
+        "step-start",
+        "p2p-pair",
+        "dp-collective",
+        "embedding",
+        "clip",
+    } <= kinds
     assert set(np.unique(dag.edges.kind)) <= set(KIND_CODE.values())
 
 

@@ -53,8 +53,7 @@ def _check_kernels(dag, compiled, weights, ideal, seed=0):
     """Dense with delays and times, and both swap forms, on all three kernels."""
     rng = np.random.default_rng(seed)
     n = dag.n_ops
-    dense_weight = np.column_stack([weights.weight, weights.weight, ideal,
-                                    weights.weight * rng.uniform(0.5, 1.5, n)])
+    dense_weight = np.column_stack([weights.weight, weights.weight, ideal, weights.weight * rng.uniform(0.5, 1.5, n)])
     dense_delay = np.column_stack([weights.delay, np.zeros(n), np.zeros(n), rng.uniform(0, 0.01, n)])
     by_numpy = compiled.evaluate(dense_weight, dense_delay, kernel="numpy")
     by_kernel = compiled.evaluate(dense_weight, dense_delay, kernel="compiled")
@@ -62,15 +61,24 @@ def _check_kernels(dag, compiled, weights, ideal, seed=0):
 
     codes = _worker_codes(dag)
     n_groups = int(codes.max()) + 1
-    families = [Swap(ideal, codes, n_groups, chosen_weight=weights.weight),
-                Swap(weights.weight, codes, n_groups, delay=np.zeros(n), chosen_delay=weights.delay)]
+    families = [
+        Swap(ideal, codes, n_groups, chosen_weight=weights.weight),
+        Swap(weights.weight, codes, n_groups, delay=np.zeros(n), chosen_delay=weights.delay),
+    ]
     for family in families:
         expected = compiled.evaluate_family(family, kernel="numpy", times=True)
         _assert_same(expected, compiled.evaluate_family(family, kernel="compiled", times=True))
         chosen_delay = None if family.delay is None else family.chosen_delays[:, None]
-        step_time, span = kernels.propagate(compiled.plan, compiled.n_steps, n_groups, family.weight[:, None],
-                                            None if family.delay is None else family.delay[:, None],
-                                            family.chosen_weights[:, None], chosen_delay, codes)
+        step_time, span = kernels.propagate(
+            compiled.plan,
+            compiled.n_steps,
+            n_groups,
+            family.weight[:, None],
+            None if family.delay is None else family.delay[:, None],
+            family.chosen_weights[:, None],
+            chosen_delay,
+            codes,
+        )
         assert np.array_equal(step_time, expected.step_time) and np.array_equal(span, expected.span)
 
 
@@ -164,8 +172,9 @@ def test_family_parts_cover_the_family_and_evaluate_to_its_columns(job_dag):
     pieces = [compiled.evaluate_family(family.part(lo, hi), kernel="compiled") for lo, hi in parts(6, 4)]
     assert np.array_equal(np.hstack([p.step_time for p in pieces]), whole.step_time)
     dense = Dense(np.column_stack([weights.weight, weights.weight * 2]))
-    assert np.array_equal(compiled.evaluate_family(dense.part(1, 2)).span[:, 0],
-                          compiled.evaluate_family(dense).span[:, 1])
+    assert np.array_equal(
+        compiled.evaluate_family(dense.part(1, 2)).span[:, 0], compiled.evaluate_family(dense).span[:, 1]
+    )
 
 
 def test_a_detached_compiled_dag_pickles_and_evaluates_the_same(job_dag):
@@ -181,8 +190,10 @@ def test_a_small_analysis_never_imports_numba():
     import subprocess
     import sys
 
-    code = ("import sys\nimport graphwia\nfrom graphwia.synth.generate import synthesize\n"
-            "graphwia.analyze(graphwia.Trace.from_frame(*synthesize(dp=4, pp=4, microbatches=8, steps=4, seed=1)))\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'llvmlite', 'distributed')))")
+    code = (
+        "import sys\nimport graphwia\nfrom graphwia.synth.generate import synthesize\n"
+        "graphwia.analyze(graphwia.Trace.from_frame(*synthesize(dp=4, pp=4, microbatches=8, steps=4, seed=1)))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'llvmlite', 'distributed')))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

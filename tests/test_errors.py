@@ -30,14 +30,16 @@ GRAPHWIA = Path(sys.executable).with_name("graphwia")
 
 # -- helpers -----------------------------------------------------------------------------
 
+
 def synth(dp=2, pp=2, vpp=1, microbatches=3, steps=2, seed=1):
     """A valid synthetic trace and its metadata dict (fresh copies)."""
     frame, meta = synthesize(dp=dp, pp=pp, vpp=vpp, microbatches=microbatches, steps=steps, seed=seed, name="t")
     return frame.copy(), dict(meta)
 
 
-def write_case(directory: Path, frame: pd.DataFrame | None, meta: dict | str | None, fmt: str = "parquet",
-               raw: bytes | None = None) -> Path:
+def write_case(
+    directory: Path, frame: pd.DataFrame | None, meta: dict | str | None, fmt: str = "parquet", raw: bytes | None = None
+) -> Path:
     """Write ``trace-t.<fmt>`` (frame, or raw bytes) and ``meta-t.yaml``; return the trace path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"trace-t.{fmt}"
@@ -66,18 +68,26 @@ def assert_clean_failure(result, code: int, *culprits: str) -> str:
     assert "Traceback" not in output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("graphwia: error: "), result.stderr
-    assert not lines[0].startswith("graphwia: error: unexpected "), lines[0]  # every bad input is a foreseen GraphwiaError
+    assert not lines[0].startswith("graphwia: error: unexpected "), lines[
+        0
+    ]  # every bad input is a foreseen GraphwiaError
     for culprit in culprits:
         assert culprit in lines[0], (culprit, lines[0])
     return lines[0]
 
 
 def sample_row(frame, optype, seq_id, stage=0, dp_rank=0, step=0):
-    return ((frame["optype"] == optype) & (frame["seq_id"] == seq_id) & (frame["stage"] == stage)
-            & (frame["dp_rank"] == dp_rank) & (frame["step"] == step))
+    return (
+        (frame["optype"] == optype)
+        & (frame["seq_id"] == seq_id)
+        & (frame["stage"] == stage)
+        & (frame["dp_rank"] == dp_rank)
+        & (frame["step"] == step)
+    )
 
 
 # -- files ---------------------------------------------------------------------------------
+
 
 def test_valid_trace_runs(tmp_path):
     frame, meta = synth()
@@ -140,6 +150,7 @@ def test_valid_csv_runs(tmp_path):
 
 # -- columns and values ------------------------------------------------------------------------
 
+
 def test_missing_column(tmp_path):
     frame, meta = synth()
     trace = write_case(tmp_path, frame.drop(columns=["mb_id", "gmc"]), meta)
@@ -158,9 +169,18 @@ def test_csv_string_in_numeric_column(tmp_path):
     frame.loc[7, "duration"] = "oops"
     row = frame.loc[7]
     trace = write_case(tmp_path, frame, meta, fmt="csv")
-    assert_clean_failure(analyze(trace), 1, str(trace), "column duration", "row 7", "'oops'",
-                         f"{row['optype']} seq_id {row['seq_id']}", f"dp_rank {row['dp_rank']}",
-                         f"stage {row['stage']}", f"step {row['step']}")
+    assert_clean_failure(
+        analyze(trace),
+        1,
+        str(trace),
+        "column duration",
+        "row 7",
+        "'oops'",
+        f"{row['optype']} seq_id {row['seq_id']}",
+        f"dp_rank {row['dp_rank']}",
+        f"stage {row['stage']}",
+        f"step {row['step']}",
+    )
 
 
 def test_csv_string_in_integer_column(tmp_path):
@@ -192,8 +212,16 @@ def test_nan_inf_value(tmp_path, column, value):
     frame.loc[11, column] = value
     row = frame.loc[11]
     trace = write_case(tmp_path, frame, meta)
-    assert_clean_failure(analyze(trace), 1, str(trace), f"column {column}", "NaN/inf", "row 11",
-                         f"{row['optype']} seq_id {row['seq_id']}", f"step {row['step']}")
+    assert_clean_failure(
+        analyze(trace),
+        1,
+        str(trace),
+        f"column {column}",
+        "NaN/inf",
+        "row 11",
+        f"{row['optype']} seq_id {row['seq_id']}",
+        f"step {row['step']}",
+    )
 
 
 def test_nan_in_integer_column(tmp_path):
@@ -209,18 +237,29 @@ def test_negative_duration(tmp_path):
     row = frame.loc[9]
     frame.loc[9, "duration"] = -0.5
     trace = write_case(tmp_path, frame, meta)
-    assert_clean_failure(analyze(trace), 1, str(trace), "negative", "duration",
-                         f"{row['optype']} seq_id {row['seq_id']} on worker (dp_rank {row['dp_rank']}, "
-                         f"stage {row['stage']}) in step {row['step']}")
+    assert_clean_failure(
+        analyze(trace),
+        1,
+        str(trace),
+        "negative",
+        "duration",
+        f"{row['optype']} seq_id {row['seq_id']} on worker (dp_rank {row['dp_rank']}, "
+        f"stage {row['stage']}) in step {row['step']}",
+    )
 
 
 def test_duplicated_op_instance(tmp_path):
     frame, meta = synth()
     row = frame.loc[13]
     trace = write_case(tmp_path, pd.concat([frame, frame.loc[[13]]], ignore_index=True), meta)
-    assert_clean_failure(analyze(trace), 1, str(trace), "duplicated op instance",
-                         f"{row['optype']} seq_id {row['seq_id']} on worker (dp_rank {row['dp_rank']}, "
-                         f"stage {row['stage']}) in step {row['step']}")
+    assert_clean_failure(
+        analyze(trace),
+        1,
+        str(trace),
+        "duplicated op instance",
+        f"{row['optype']} seq_id {row['seq_id']} on worker (dp_rank {row['dp_rank']}, "
+        f"stage {row['stage']}) in step {row['step']}",
+    )
 
 
 def test_unknown_op_type(tmp_path):
@@ -240,6 +279,7 @@ def test_missing_op_type(tmp_path):
 
 
 # -- metadata ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("field", ["dp_size", "world_size", "trial_name"])
 def test_metadata_missing_field(tmp_path, field):
@@ -277,23 +317,29 @@ def _resized(meta: dict, **sizes) -> dict:
     return meta
 
 
-@pytest.mark.parametrize("sizes,culprits", [
-    ({"dp_size": 1}, ["column dp_rank holds 1", "dp_size=1"]),
-    ({"dp_size": 3}, ["dp_size=3", "dp_rank(s) 2 have no ops"]),
-    ({"pp_size": 1}, ["column stage holds 1", "pp_size=1"]),
-    ({"pp_size": 4}, ["pp_size=4", "stage(s) 2-3 have no ops"]),
-    ({"vpp_size": 2}, ["vpp_size=2", "stage 0 has ops of model chunk(s) 0 only"]),
-])
+@pytest.mark.parametrize(
+    "sizes,culprits",
+    [
+        ({"dp_size": 1}, ["column dp_rank holds 1", "dp_size=1"]),
+        ({"dp_size": 3}, ["dp_size=3", "dp_rank(s) 2 have no ops"]),
+        ({"pp_size": 1}, ["column stage holds 1", "pp_size=1"]),
+        ({"pp_size": 4}, ["pp_size=4", "stage(s) 2-3 have no ops"]),
+        ({"vpp_size": 2}, ["vpp_size=2", "stage 0 has ops of model chunk(s) 0 only"]),
+    ],
+)
 def test_metadata_disagrees_with_trace(tmp_path, sizes, culprits):
     frame, meta = synth()
     trace = write_case(tmp_path, frame, _resized(meta, **sizes))
     assert_clean_failure(analyze(trace), 1, str(trace), *culprits)
 
 
-@pytest.mark.parametrize("vpp,culprits", [
-    (1, ["column mc holds 1", "vpp_size=1"]),
-    (3, ["vpp_size=3", "model chunk(s) 0-1 only"]),
-])
+@pytest.mark.parametrize(
+    "vpp,culprits",
+    [
+        (1, ["column mc holds 1", "vpp_size=1"]),
+        (3, ["vpp_size=3", "model chunk(s) 0-1 only"]),
+    ],
+)
 def test_metadata_vpp_disagrees_with_interleaved_trace(tmp_path, vpp, culprits):
     frame, meta = synth(dp=1, pp=2, vpp=2, microbatches=2)
     trace = write_case(tmp_path, frame, _resized(meta, vpp_size=vpp))
@@ -301,6 +347,7 @@ def test_metadata_vpp_disagrees_with_interleaved_trace(tmp_path, vpp, culprits):
 
 
 # -- the trace does not fit the model -----------------------------------------------------------------
+
 
 def test_dp_rank_missing_entirely(tmp_path):
     frame, meta = synth(dp=3)
@@ -312,8 +359,9 @@ def test_op_missing_on_one_worker(tmp_path):
     frame, meta = synth()
     drop = sample_row(frame, "forward-compute", 1, stage=1, dp_rank=1, step=1)
     trace = write_case(tmp_path, frame[~drop], meta)
-    assert_clean_failure(analyze(trace), 1, str(trace),
-                         "forward-compute seq_id 1 is missing on worker (dp_rank 1, stage 1) in step 1")
+    assert_clean_failure(
+        analyze(trace), 1, str(trace), "forward-compute seq_id 1 is missing on worker (dp_rank 1, stage 1) in step 1"
+    )
 
 
 def test_worker_missing_in_one_step(tmp_path):
@@ -327,22 +375,36 @@ def test_extra_op_not_in_the_schedule(tmp_path):
     frame, meta = synth()
     extra = frame[sample_row(frame, "gc", 0, stage=1, dp_rank=1, step=1)].assign(seq_id=1)
     trace = write_case(tmp_path, pd.concat([frame, extra], ignore_index=True), meta)
-    assert_clean_failure(analyze(trace), 1, str(trace), "gc seq_id 1 on worker (dp_rank 1, stage 1) in step 1",
-                         "not run by the sample worker")
+    assert_clean_failure(
+        analyze(trace),
+        1,
+        str(trace),
+        "gc seq_id 1 on worker (dp_rank 1, stage 1) in step 1",
+        "not run by the sample worker",
+    )
 
 
-@pytest.mark.parametrize("pp,stage,culprits", [
-    # a middle stage must have one send per compute
-    (3, 1, ["stage 1: 2 launched forward-send op(s) for 3 forward-compute op(s)", "missing in the middle"]),
-    # an edge stage may have one fewer, but then its peer's recvs cannot be paired
-    (2, 0, ["stage 0: 2 launched forward-send op(s) but stage 1 has 3 launched forward-recv op(s)"]),
-])
+@pytest.mark.parametrize(
+    "pp,stage,culprits",
+    [
+        # a middle stage must have one send per compute
+        (3, 1, ["stage 1: 2 launched forward-send op(s) for 3 forward-compute op(s)", "missing in the middle"]),
+        # an edge stage may have one fewer, but then its peer's recvs cannot be paired
+        (2, 0, ["stage 0: 2 launched forward-send op(s) but stage 1 has 3 launched forward-recv op(s)"]),
+    ],
+)
 def test_unpairable_p2p(tmp_path, pp, stage, culprits):
     frame, meta = synth(dp=1, pp=pp, microbatches=3)
     drop = sample_row(frame, "forward-send", 1, stage=stage)
     trace = write_case(tmp_path, frame[~drop], meta)
-    assert_clean_failure(analyze(trace), 1, str(trace), *culprits, "cannot be paired" if pp == 2 else "forward-send",
-                         "dp_rank 0 in step 0")
+    assert_clean_failure(
+        analyze(trace),
+        1,
+        str(trace),
+        *culprits,
+        "cannot be paired" if pp == 2 else "forward-send",
+        "dp_rank 0 in step 0",
+    )
 
 
 def test_dependency_cycle_names_the_ops(tmp_path):
@@ -354,29 +416,45 @@ def test_dependency_cycle_names_the_ops(tmp_path):
     backward = sample_row(frame, "backward-compute", 0)
     frame.loc[backward, "start_ts"] = frame.loc[forward, "start_ts"].iloc[0] - 0.001
     trace = write_case(tmp_path, frame, meta)
-    line = assert_clean_failure(analyze(trace), 1, str(trace), "dependency cycle",
-                                "backward-compute seq_id 0 (dp_rank 0, stage 0, step 0)",
-                                "forward-send seq_id 0 (dp_rank 0, stage 0, step 0)",
-                                "backward-send seq_id 0 (dp_rank 0, stage 1, step 0)")
+    line = assert_clean_failure(
+        analyze(trace),
+        1,
+        str(trace),
+        "dependency cycle",
+        "backward-compute seq_id 0 (dp_rank 0, stage 0, step 0)",
+        "forward-send seq_id 0 (dp_rank 0, stage 0, step 0)",
+        "backward-send seq_id 0 (dp_rank 0, stage 1, step 0)",
+    )
     assert line.count(" -> ") >= 3
 
 
 # -- usage and output ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("spec,culprits", [
-    (["7-9"], ["--steps: selects no step", "steps present: 0-1"]),
-    (["5"], ["step 5 is not in the trace", "steps present: 0-1"]),
-    (["x"], ["--steps", "'x'"]),
-    (["3-1"], ["--steps", "'3-1'", "empty"]),
-])
+
+@pytest.mark.parametrize(
+    "spec,culprits",
+    [
+        (["7-9"], ["--steps: selects no step", "steps present: 0-1"]),
+        (["5"], ["step 5 is not in the trace", "steps present: 0-1"]),
+        (["x"], ["--steps", "'x'"]),
+        (["3-1"], ["--steps", "'3-1'", "empty"]),
+    ],
+)
 def test_steps_that_select_nothing(tmp_path, spec, culprits):
     frame, meta = synth()
     trace = write_case(tmp_path, frame, meta)
     assert_clean_failure(analyze(trace, "--steps", *spec), 2, *culprits)
 
 
-@pytest.mark.parametrize("args", [["analyze"], ["analyze", "t.parquet", "--no-such-option"],
-                                  ["analyze", "t.parquet", "--decompose-threshold", "abc"], ["no-such-command"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["analyze"],
+        ["analyze", "t.parquet", "--no-such-option"],
+        ["analyze", "t.parquet", "--decompose-threshold", "abc"],
+        ["no-such-command"],
+    ],
+)
 def test_typer_usage_errors_exit_2(args):
     result = RUNNER.invoke(app, args)
     assert result.exit_code == 2
@@ -404,6 +482,7 @@ def test_output_file_path_is_a_directory(tmp_path):
 
 
 # -- warnings ------------------------------------------------------------------------------------
+
 
 def warning_lines(result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("graphwia: warning: ")]
@@ -455,6 +534,7 @@ def test_clean_trace_has_no_warnings(tmp_path):
 
 # -- as a real process ---------------------------------------------------------------------------
 
+
 def run_process(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, COLUMNS="100")
     return subprocess.run([str(GRAPHWIA), *args], capture_output=True, text=True, timeout=120, env=env)
@@ -480,13 +560,13 @@ def test_process_usage_error_exits_2_and_debug_shows_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "step 40 is not in the trace; steps present: 0-1" in proc.stderr
-    debug = run_process("--debug", "analyze", str(trace), "--out", str(tmp_path / "out"), "--no-plots",
-                        "--steps", "40")
+    debug = run_process("--debug", "analyze", str(trace), "--out", str(tmp_path / "out"), "--no-plots", "--steps", "40")
     assert debug.returncode != 0
     assert "Traceback" in debug.stderr and "UsageError" in debug.stderr
 
 
 # -- real traces -------------------------------------------------------------------------------------
+
 
 @requires_data
 def test_real_trace_with_wrong_metadata(tmp_path):
@@ -494,8 +574,9 @@ def test_real_trace_with_wrong_metadata(tmp_path):
     meta = yaml.safe_load((DATA / "meta-ST.yaml").read_text())
     meta = _resized(meta, dp_size=4)
     (tmp_path / "meta-ST.yaml").write_text(yaml.safe_dump(meta))
-    assert_clean_failure(analyze(tmp_path / "trace-ST.parquet"), 1, "trace-ST.parquet", "dp_size=4",
-                         "dp_rank(s) 2-3 have no ops")
+    assert_clean_failure(
+        analyze(tmp_path / "trace-ST.parquet"), 1, "trace-ST.parquet", "dp_size=4", "dp_rank(s) 2-3 have no ops"
+    )
 
 
 @requires_data

@@ -10,17 +10,16 @@ import networkx as nx
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import real_trace, requires_data
 from typer.testing import CliRunner
 
 from graphwia import Trace, UsageError, build_dag
 from graphwia.errors import ArgumentError
 from graphwia.model.graph import NODE_ATTRIBUTES, dag_to_networkx, parse_workers
+from graphwia.model.schedule import EDGE_KINDS
 from graphwia.outputs import dag_export
 from graphwia.outputs.dag_export import FORMATS, export_dag, node_table_path
-from graphwia.model.schedule import EDGE_KINDS
 from graphwia.synth.generate import synthesize, write_synth
-
-from conftest import real_trace, requires_data
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +33,7 @@ def test_graphml_of_two_st_steps_reads_back_acyclic(tmp_path):
     trace = real_trace("ST")
     dag = build_dag(trace)
     steps = [int(s) for s in dag.steps[:2]]
-    path, = export_dag(dag, tmp_path / "st.graphml", steps=steps)
+    (path,) = export_dag(dag, tmp_path / "st.graphml", steps=steps)
     graph = nx.read_graphml(path, node_type=int)
     assert nx.is_directed_acyclic_graph(graph)
     ops = [n for n, a in graph.nodes(data=True) if a["kind"] == "op"]
@@ -66,8 +65,9 @@ def test_networkx_view_carries_the_dag(dag):
 def test_selection_keeps_chosen_workers_and_their_groups(dag):
     graph = dag_to_networkx(dag, steps=[1], workers=[(0, 2), (1, None)])
     ops = {n: a for n, a in graph.nodes(data=True) if a["kind"] == "op"}
-    chosen = dag.ops[(dag.ops["step"] == 1) & (((dag.ops["dp_rank"] == 0) & (dag.ops["stage"] == 2))
-                                               | (dag.ops["dp_rank"] == 1))]
+    chosen = dag.ops[
+        (dag.ops["step"] == 1) & (((dag.ops["dp_rank"] == 0) & (dag.ops["stage"] == 2)) | (dag.ops["dp_rank"] == 1))
+    ]
     assert sorted(ops) == chosen.index.tolist()
     for node, attrs in graph.nodes(data=True):
         if attrs["kind"] == "barrier":  # kept only with a kept member
@@ -75,9 +75,14 @@ def test_selection_keeps_chosen_workers_and_their_groups(dag):
         assert attrs["step"] == 1
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("0:3", [(0, 3)]), ("0:3,1:*", [(0, 3), (1, None)]), ("*:2 4:0", [(None, 2), (4, 0)]),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("0:3", [(0, 3)]),
+        ("0:3,1:*", [(0, 3), (1, None)]),
+        ("*:2 4:0", [(None, 2), (4, 0)]),
+    ],
+)
 def test_parse_workers(text, expected):
     assert parse_workers(text) == expected
 
@@ -166,8 +171,10 @@ def test_gz_compresses_the_same_text(dag, tmp_path, suffix):
 
 
 def test_node_link_json_is_strict_and_lists_edges_for_every_networkx(dag, tmp_path):
-    data = json.loads(export_dag(dag, tmp_path / "g.json")[0].read_text(),
-                      parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    data = json.loads(
+        export_dag(dag, tmp_path / "g.json")[0].read_text(),
+        parse_constant=lambda name: pytest.fail(f"{name} is not JSON"),
+    )
     assert data["edges"] == data["links"] and len(data["edges"]) == len(dag.edges)
     assert len(data["nodes"]) == dag.n_nodes and isinstance(data["nodes"][0]["duration"], float)
 
@@ -196,8 +203,9 @@ def _read_dot(text: str) -> nx.DiGraph:
     return graph
 
 
-@pytest.mark.parametrize("name, shown", [("g.xml", ".xml"), ("g.parquet.gz", ".parquet.gz"), ("g", "(no extension)"),
-                                         ("g.gz", ".gz")])
+@pytest.mark.parametrize(
+    "name, shown", [("g.xml", ".xml"), ("g.parquet.gz", ".parquet.gz"), ("g", "(no extension)"), ("g.gz", ".gz")]
+)
 def test_unknown_extension_is_refused(dag, tmp_path, name, shown):
     with pytest.raises(UsageError, match=f"unknown graph format {re.escape(shown)}"):
         export_dag(dag, tmp_path / name)
@@ -210,14 +218,15 @@ def test_cli_export_dag(tmp_path):
     from graphwia.cli.main import app
 
     out = tmp_path / "g.graphml"
-    result = runner.invoke(app, ["export-dag", str(trace), "--out", str(out), "--steps", "1", "2",
-                                 "--workers", "0:*"])
+    result = runner.invoke(app, ["export-dag", str(trace), "--out", str(out), "--steps", "1", "2", "--workers", "0:*"])
     assert result.exit_code == 0, result.output
     graph = nx.read_graphml(out, node_type=int)
     ops = [a for _, a in graph.nodes(data=True) if a["kind"] == "op"]
     assert {a["step"] for a in ops} == {1, 2} and {a["dp_rank"] for a in ops} == {0}
-    for args, message in ((["--out", str(tmp_path / "g.txt")], "unknown graph format"),
-                          (["--out", str(out), "--workers", "0-1"], "--workers '0-1': not DP:STAGE"),
-                          (["--out", str(out), "--steps", "8"], "step 8 is not in the trace")):
+    for args, message in (
+        (["--out", str(tmp_path / "g.txt")], "unknown graph format"),
+        (["--out", str(out), "--workers", "0-1"], "--workers '0-1': not DP:STAGE"),
+        (["--out", str(out), "--steps", "8"], "step 8 is not in the trace"),
+    ):
         result = runner.invoke(app, ["export-dag", str(trace), *args])
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output

@@ -21,7 +21,6 @@ import threading
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -71,6 +70,7 @@ def visible(out: Path) -> set[str]:
 
 # -- 2. a fleet survives a dead or stuck worker --------------------------------------------------------
 
+
 @needs_proc
 def test_fleet_survives_a_killed_and_a_stopped_worker(tmp_path):
     """SIGKILL the worker that starts job "b", SIGSTOP the one that starts "d": only those two fail."""
@@ -110,8 +110,11 @@ def test_fleet_workers_end_when_the_parent_is_killed(tmp_path):
     write_synth(tmp_path / "in", "a", dp=1, pp=2, microbatches=2, steps=1)
     for seed, name in enumerate("bc"):
         write_synth(tmp_path / "in", name, dp=4, pp=4, microbatches=16, steps=6, seed=seed)
-    proc = subprocess.Popen([str(GRAPHWIA), "fleet", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
-                             "--workers", "2", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(GRAPHWIA), "fleet", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--workers", "2", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         workers: set[int] = set()
@@ -148,6 +151,7 @@ def test_cli_job_timeout_records_the_job(tmp_path):
 
 # -- 6. concurrent runs into one directory ------------------------------------------------------------
 
+
 def test_concurrent_runs_never_mix_their_sets(tmp_path, monkeypatch):
     """Renames slowed down (as on a network filesystem): two runs committing together leave one run's set.
 
@@ -175,7 +179,7 @@ def test_concurrent_runs_never_mix_their_sets(tmp_path, monkeypatch):
     for _ in range(3):
         barrier = threading.Barrier(2)
 
-        def commit(analysis):
+        def commit(analysis, barrier=barrier):
             barrier.wait()
             write_outputs(analysis, out, plots=False)
 
@@ -189,6 +193,7 @@ def test_concurrent_runs_never_mix_their_sets(tmp_path, monkeypatch):
 
 
 # -- 7. killed runs leave no garbage ----------------------------------------------------------------------
+
 
 def _temporary(directory: Path, pid: int, host: str | None = None) -> Path:
     host = host or "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:32]
@@ -223,11 +228,18 @@ def test_signal_during_writing(tmp_path, sig):
     first = run("analyze", trace, "--out", out, "-q", "--no-plots")
     assert first.exit_code == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    proc = subprocess.Popen([str(GRAPHWIA), "analyze", str(trace), "--out", str(out), "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(GRAPHWIA), "analyze", str(trace), "--out", str(out), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None and not [
-            p for p in out.glob(f".*graphwia-*-{proc.pid}-*.tmp") if not p.name.startswith(".probe.")]:
+    while (
+        time.monotonic() < deadline
+        and proc.poll() is None
+        and not [p for p in out.glob(f".*graphwia-*-{proc.pid}-*.tmp") if not p.name.startswith(".probe.")]
+    ):
         time.sleep(0.005)  # (the probe of the output directory lives for a moment only)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
@@ -245,6 +257,7 @@ def test_signal_during_writing(tmp_path, sig):
 
 # -- issue 18, item 4: a run's outputs are one consistent set ------------------------------------------
 
+
 def test_a_run_leaves_exactly_its_own_set(tmp_path):
     frame, meta = synth(steps=3)
     trace = write_case(tmp_path, frame, meta)
@@ -261,15 +274,22 @@ def test_a_run_leaves_exactly_its_own_set(tmp_path):
     assert run("analyze", tmp_path / "other" / "trace-other.parquet", "--out", out, "-q", "--no-plots").exit_code == 0
     assert run("analyze", trace, "--out", out, "-q").exit_code == 0
     full = visible(out)
-    assert {"report-t.html", "heatmap-t.png", "heatmap-worker-t.png", "timeline-t.json.gz",
-            "ideal-timeline-t.json.gz"} <= full
+    assert {
+        "report-t.html",
+        "heatmap-t.png",
+        "heatmap-worker-t.png",
+        "timeline-t.json.gz",
+        "ideal-timeline-t.json.gz",
+    } <= full
 
     assert run("analyze", trace, "--out", out, "-q", "--no-per-worker").exit_code == 0
     assert visible(out) == full - {"heatmap-worker-t.png"}
 
     assert run("analyze", trace, "--out", out, "-q", "--no-plots", "--steps", "1").exit_code == 0
-    results = {trial: {path.name for kind, path in output_paths(out, trial).items() if kind not in PICTURES}
-               for trial in ("t", "other")}
+    results = {
+        trial: {path.name for kind, path in output_paths(out, trial).items() if kind not in PICTURES}
+        for trial in ("t", "other")
+    }
     assert "result-t.json" in results["t"] and "mw-other.json" in results["other"]
     assert visible(out) == results["t"] | results["other"] | {"notes.txt", "heatmap-t.png.bak"}
 
@@ -299,6 +319,7 @@ def test_a_tampered_manifest_never_removes_files_outside(tmp_path):
 
 # -- issue 18, item 8: | head ends quietly ---------------------------------------------------------------
 
+
 @needs_entry_point
 def test_closed_stdout_ends_quietly(tmp_path):
     frame, meta = synth()
@@ -306,8 +327,13 @@ def test_closed_stdout_ends_quietly(tmp_path):
     read, write = os.pipe()
     os.close(read)  # the reader is gone before anything is written, as after `| head -0`
     try:
-        proc = subprocess.run([str(GRAPHWIA), "analyze", str(trace), "--out", str(tmp_path / "out"), "--no-plots"],
-                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+        proc = subprocess.run(
+            [str(GRAPHWIA), "analyze", str(trace), "--out", str(tmp_path / "out"), "--no-plots"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
     finally:
         os.close(write)
     assert proc.stderr == "" and proc.returncode == 141

@@ -10,15 +10,23 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
 from conftest import DATA, TRACES, has_data, real_analysis, requires_data
+from typer.testing import CliRunner
 
 from graphwia import analyze, load_trace
 from graphwia.errors import UsageError
 from graphwia.fleet.run import (
-    COLUMNS, MARKER, Job, cause_columns, discover_jobs, fleet_table, job_dir, read_fleet_csv, run_fleet,
-    wasted_gpu_hours, write_fleet,
+    COLUMNS,
+    MARKER,
+    Job,
+    cause_columns,
+    discover_jobs,
+    fleet_table,
+    job_dir,
+    read_fleet_csv,
+    run_fleet,
+    wasted_gpu_hours,
+    write_fleet,
 )
 from graphwia.synth.generate import write_synth
 
@@ -77,21 +85,26 @@ def test_manifest_lists_traces_with_optional_meta(tmp_path):
     make_fleet(tmp_path / "data", real=False)
     shutil.copy(tmp_path / "data" / "meta-clean.yaml", tmp_path / "data" / "clean meta.yaml")
     manifest = tmp_path / "fleet.txt"
-    manifest.write_text("# my jobs\n\ndata/trace-stage.parquet\n"
-                        f"{tmp_path / 'data' / 'trace-clean.parquet'} 'data/clean meta.yaml'  # quoted\n")
+    manifest.write_text(
+        "# my jobs\n\ndata/trace-stage.parquet\n"
+        f"{tmp_path / 'data' / 'trace-clean.parquet'} 'data/clean meta.yaml'  # quoted\n"
+    )
     jobs = discover_jobs(manifest)
-    assert jobs == [Job("stage", (tmp_path / "data/trace-stage.parquet").resolve(),
-                        (tmp_path / "data/meta-stage.yaml").resolve()),
-                    Job("clean", (tmp_path / "data/trace-clean.parquet").resolve(),
-                        (tmp_path / "data/clean meta.yaml").resolve())]
+    assert jobs == [
+        Job("stage", (tmp_path / "data/trace-stage.parquet").resolve(), (tmp_path / "data/meta-stage.yaml").resolve()),
+        Job("clean", (tmp_path / "data/trace-clean.parquet").resolve(), (tmp_path / "data/clean meta.yaml").resolve()),
+    ]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("a.parquet b.yaml c\n", "fleet.txt:1: expected 'TRACE [META]'"),
-    ("# nothing\n", "lists no jobs"),
-    ("x/trace-a.parquet\ny/trace-a.parquet\n", "two jobs named 'a'"),
-    ("'unclosed\n", "fleet.txt:1:"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("a.parquet b.yaml c\n", "fleet.txt:1: expected 'TRACE [META]'"),
+        ("# nothing\n", "lists no jobs"),
+        ("x/trace-a.parquet\ny/trace-a.parquet\n", "two jobs named 'a'"),
+        ("'unclosed\n", "fleet.txt:1:"),
+    ],
+)
 def test_bad_manifest_is_a_one_line_usage_error(tmp_path, content, message):
     (tmp_path / "fleet.txt").write_text(content)
     with pytest.raises(UsageError, match=re.escape(message)) as error:
@@ -111,8 +124,11 @@ def test_cause_columns_and_wasted_hours():
     from graphwia.analyses.causes import Cause, Causes
 
     ranked = (Cause("sequence-length", 0.833), Cause("stage", 0.688))
-    assert cause_columns(Causes(1.5, ranked, ())) == {"cause": "sequence-length", "cause_share": 0.833,
-                                                      "causes": "sequence-length 0.833, stage 0.688"}
+    assert cause_columns(Causes(1.5, ranked, ())) == {
+        "cause": "sequence-length",
+        "cause_share": 0.833,
+        "causes": "sequence-length 0.833, stage 0.688",
+    }
     assert cause_columns(Causes(1.5, (Cause("gc", 0.1),), ()))["cause"] == "unexplained"
     assert cause_columns(Causes(1.05, (), ())) == {"cause": "none", "cause_share": None, "causes": None}
     assert wasted_gpu_hours(2.0, 10.0) == 5.0
@@ -208,7 +224,9 @@ def test_resumed_run_does_no_work_twice(tmp_path, monkeypatch):
 
     analysed.clear()
     seen = []
-    again = run_fleet(jobs, out, workers=1, plots=False, on_done=lambda record, now: seen.append((record["row"]["name"], now)))
+    again = run_fleet(
+        jobs, out, workers=1, plots=False, on_done=lambda record, now: seen.append((record["row"]["name"], now))
+    )
     assert analysed == [] and again.analysed == ["broken"] and sorted(again.skipped) == sorted(SYNTH)
     assert sorted(seen) == sorted([(n, False) for n in SYNTH] + [("broken", True)])
     assert {name: files_of(out, name) for name in SYNTH} == before
@@ -255,11 +273,14 @@ def test_cli_runs_resumes_and_reports_failures(tmp_path):
     assert list(read_fleet_csv(out / "fleet.csv")["name"]) == sorted(SYNTH)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "exclude each other"),
-    (["--workers", "0"], "--workers"),
-    (["--scheduler", "nonsense"], "--scheduler nonsense: not a scheduler address like tcp://host:8786"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "exclude each other"),
+        (["--workers", "0"], "--workers"),
+        (["--scheduler", "nonsense"], "--scheduler nonsense: not a scheduler address like tcp://host:8786"),
+    ],
+)
 def test_cli_rejects_bad_options(tmp_path, args, message):
     make_fleet(tmp_path / "in", real=False)
     result = run_cli(tmp_path / "in", "--out", tmp_path / "out", *args)
@@ -269,7 +290,9 @@ def test_cli_rejects_bad_options(tmp_path, args, message):
 def test_cli_missing_input_is_one_line(tmp_path):
     result = run_cli(tmp_path / "nothing", "--out", tmp_path / "out")
     assert result.exit_code == 2
-    assert result.output.strip().splitlines() == [f"graphwia: error: {tmp_path / 'nothing'}: no such directory or manifest file"]
+    assert result.output.strip().splitlines() == [
+        f"graphwia: error: {tmp_path / 'nothing'}: no such directory or manifest file"
+    ]
 
 
 # -- the page renders ------------------------------------------------------------------------
@@ -284,9 +307,22 @@ def chromium() -> str | None:
 def test_fleet_page_screenshot(fleet, tmp_path):
     paths = write_fleet(fleet["local"], tmp_path)
     shot = tmp_path / "fleet.png"
-    subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400",
-                    f"--screenshot={shot}", paths["html"].as_uri()], check=True, timeout=60, capture_output=True)
+    subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,2400",
+            f"--screenshot={shot}",
+            paths["html"].as_uri(),
+        ],
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
     from matplotlib.image import imread
 
     pixels = imread(shot)

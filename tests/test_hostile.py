@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from graphwia.cli.main import app
-from graphwia.errors import GraphwiaError, MetaError
+from graphwia.errors import GraphwiaError
 from graphwia.synth.generate import synthesize, write_synth, write_trace_files
 from graphwia.utils.names import MAX_NAME_LENGTH, check_name, is_name
 from tests.test_errors import assert_clean_failure, synth, write_case
@@ -52,6 +52,7 @@ def assert_ok(result) -> None:
 
 def strict_json(path: Path):
     """The file's JSON; NaN or Infinity (not JSON) fail the test."""
+
     def refuse(constant):
         raise AssertionError(f"{path.name}: non-JSON number {constant}")
 
@@ -62,8 +63,22 @@ def strict_json(path: Path):
 
 # -- 1. names from input files -------------------------------------------------------------------
 
-HOSTILE_NAMES = ["x/../../../../escape", "..", "../escape", "", None, ["a", "b"], "two\nlines", "a b",
-                 "cost_$5_to_$6", "n" * (MAX_NAME_LENGTH + 1), "nul\x00name", "surrogate\udc80", ".hidden", 7]
+HOSTILE_NAMES = [
+    "x/../../../../escape",
+    "..",
+    "../escape",
+    "",
+    None,
+    ["a", "b"],
+    "two\nlines",
+    "a b",
+    "cost_$5_to_$6",
+    "n" * (MAX_NAME_LENGTH + 1),
+    "nul\x00name",
+    "surrogate\udc80",
+    ".hidden",
+    7,
+]
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES, ids=lambda n: ascii(n)[:20])
@@ -110,14 +125,29 @@ def test_fleet_job_with_a_hostile_trial_name_fails_alone(tmp_path):
     assert result.exit_code == 1
     errors = result.stderr.strip().splitlines()
     assert errors[0].startswith("graphwia: job evil failed:") and "trial_name" in errors[0]
-    assert all(path.resolve().is_relative_to(out.resolve()) for path in files_under(tmp_path) - files_under(tmp_path / "in"))
+    assert all(
+        path.resolve().is_relative_to(out.resolve()) for path in files_under(tmp_path) - files_under(tmp_path / "in")
+    )
     assert (out / "jobs" / "good" / "result-good.json").is_file() and not (tmp_path.parent / "escape.json").exists()
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "", "$HOME"])
 def test_synth_name_is_checked(tmp_path, name):
-    result = run("synth", "--out", tmp_path / "out", "--name", name, "--dp", "1", "--pp", "2",
-                 "--microbatches", "2", "--steps", "1")
+    result = run(
+        "synth",
+        "--out",
+        tmp_path / "out",
+        "--name",
+        name,
+        "--dp",
+        "1",
+        "--pp",
+        "2",
+        "--microbatches",
+        "2",
+        "--steps",
+        "1",
+    )
     assert_clean_failure(result, 2, "--name", "not a valid name")
     assert not (tmp_path / "out").exists() and not (tmp_path / "x").exists()
 
@@ -174,12 +204,15 @@ def _renamed(analysis, name: str):
 
 # -- 3. only finite, strict-JSON numbers ------------------------------------------------------------
 
+
 def test_all_zero_durations_is_one_line_and_no_warnings(tmp_path):
     frame, meta = synth()
     frame["duration"] = 0.0
     trace = write_case(tmp_path, frame, meta)
-    for command in (["analyze", trace, "--out", tmp_path / "out", "-q"],
-                    ["critical-path", trace, "--out", tmp_path / "cp.json", "-q"]):
+    for command in (
+        ["analyze", trace, "--out", tmp_path / "out", "-q"],
+        ["critical-path", trace, "--out", tmp_path / "cp.json", "-q"],
+    ):
         assert_clean_failure(run(*command), 1, str(trace), "step(s) 0-1", "lasts 0 s")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
     assert not (tmp_path / "cp.json").exists()
@@ -193,10 +226,13 @@ def test_end_that_overflows_is_one_line(tmp_path):
     assert_clean_failure(analyze(trace), 1, str(trace), "start_ts + duration overflows", "1 op(s)")
 
 
-@pytest.mark.parametrize("action,culprits", [
-    ("scale: {duration: 1.0e+308, transfer: 1.0e+308}", ["scenario 'big'", "its times overflow"]),
-    ("set: {duration: 0, transfer: 0}", ["scenario 'big'", "every op on its path takes 0 s"]),
-])
+@pytest.mark.parametrize(
+    "action,culprits",
+    [
+        ("scale: {duration: 1.0e+308, transfer: 1.0e+308}", ["scenario 'big'", "its times overflow"]),
+        ("set: {duration: 0, transfer: 0}", ["scenario 'big'", "every op on its path takes 0 s"]),
+    ],
+)
 def test_whatif_scenario_without_a_finite_positive_step_time(tmp_path, action, culprits):
     frame, meta = synth(microbatches=12)
     trace = write_case(tmp_path, frame, meta)
@@ -251,7 +287,7 @@ def test_library_warnings_are_one_line_without_source_paths(tmp_path, monkeypatc
 
     def noisy(trace, **kwargs):
         np.float64(1.0) / np.float64(0.0)  # a numpy RuntimeWarning, as a degenerate division gives
-        warnings.warn("something odd", UserWarning)
+        warnings.warn("something odd", UserWarning, stacklevel=2)
         return real(trace, **kwargs)
 
     monkeypatch.setattr(graphwia, "analyze", noisy)
@@ -265,20 +301,33 @@ def test_library_warnings_are_one_line_without_source_paths(tmp_path, monkeypatc
 
 # -- 4. hostile metadata is bounded ------------------------------------------------------------------
 
-LAUGHS = "\n".join(["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
-                   + [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)]
-                   + ["trial_name: *i", "run_id: 0", "dp_size: 2", "pp_size: 2", "tp_size: 1", "dsp_size: 1",
-                      "vpp_size: 1", "world_size: 4"])
+LAUGHS = "\n".join(
+    ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    + [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)]
+    + [
+        "trial_name: *i",
+        "run_id: 0",
+        "dp_size: 2",
+        "pp_size: 2",
+        "tp_size: 1",
+        "dsp_size: 1",
+        "vpp_size: 1",
+        "world_size: 4",
+    ]
+)
 
 
-@pytest.mark.parametrize("text,culprits", [
-    (LAUGHS, ["line 2", "aliases"]),
-    ("trial_name: " + "[" * 50_000 + "]" * 50_000 + "\n", ["line 1", "nested deeper than"]),
-    ("trial_name: t\nrun_id: " + "7" * 5000 + "\n", ["line 2, column 9", "5000 characters is too long"]),
-    ("trial_name: t\nrun_id: 0\ndp_size: [1, 2\n", ["line 4, column 1", "expected ',' or ']'"]),
-    ("trial_name: t\n  run_id: 0\n", ["line 2, column 9", "mapping values are not allowed"]),
-    ("x: " + "y" * (1 << 20) + "\n", ["bytes", "holds at most"]),
-])
+@pytest.mark.parametrize(
+    "text,culprits",
+    [
+        (LAUGHS, ["line 2", "aliases"]),
+        ("trial_name: " + "[" * 50_000 + "]" * 50_000 + "\n", ["line 1", "nested deeper than"]),
+        ("trial_name: t\nrun_id: " + "7" * 5000 + "\n", ["line 2, column 9", "5000 characters is too long"]),
+        ("trial_name: t\nrun_id: 0\ndp_size: [1, 2\n", ["line 4, column 1", "expected ',' or ']'"]),
+        ("trial_name: t\n  run_id: 0\n", ["line 2, column 9", "mapping values are not allowed"]),
+        ("x: " + "y" * (1 << 20) + "\n", ["bytes", "holds at most"]),
+    ],
+)
 def test_hostile_metadata_file_fails_fast(tmp_path, text, culprits):
     frame, _ = synth()
     trace = write_case(tmp_path, frame, text)
@@ -287,15 +336,18 @@ def test_hostile_metadata_file_fails_fast(tmp_path, text, culprits):
     assert time.monotonic() - started < 5 and len(line) < 500
 
 
-@pytest.mark.parametrize("changes,culprits", [
-    ({"dp_size": 2 ** 40, "world_size": 2 ** 41}, ["dp_size", "at most 2147483647"]),
-    ({"dp_size": 2 ** 30, "world_size": 2 ** 31}, ["world_size", "at most"]),
-    ({"dp_size": 2 ** 20, "world_size": 2 ** 21}, ["dp_size=1048576", "the trace has ops of 2 dp_rank value(s) only"]),
-    ({"vpp_size": 2 ** 30}, ["vpp_size=1073741824", "the trace has ops of 1 mc value(s) only"]),
-    ({"run_id": 2 ** 70}, ["run_id", "64 bits"]),
-    ({"run_id": "12"}, ["run_id must be an integer", "'12'"]),
-    ({"trial_name": "nul\x00"}, ["trial_name", "'nul\\x00'"]),
-])
+@pytest.mark.parametrize(
+    "changes,culprits",
+    [
+        ({"dp_size": 2**40, "world_size": 2**41}, ["dp_size", "at most 2147483647"]),
+        ({"dp_size": 2**30, "world_size": 2**31}, ["world_size", "at most"]),
+        ({"dp_size": 2**20, "world_size": 2**21}, ["dp_size=1048576", "the trace has ops of 2 dp_rank value(s) only"]),
+        ({"vpp_size": 2**30}, ["vpp_size=1073741824", "the trace has ops of 1 mc value(s) only"]),
+        ({"run_id": 2**70}, ["run_id", "64 bits"]),
+        ({"run_id": "12"}, ["run_id must be an integer", "'12'"]),
+        ({"trial_name": "nul\x00"}, ["trial_name", "'nul\\x00'"]),
+    ],
+)
 def test_metadata_values_are_checked_before_any_work(tmp_path, changes, culprits):
     frame, meta = synth()
     meta.update(changes)
@@ -314,6 +366,7 @@ def test_lone_surrogate_in_yaml_name(tmp_path):
 
 # -- 5. user strings in pictures are plain text ----------------------------------------------------------
 
+
 def test_dollar_signs_in_picture_texts_are_plain_text():
     from graphwia.outputs.heatmap import heatmap_figure, heatmap_png
 
@@ -324,6 +377,7 @@ def test_dollar_signs_in_picture_texts_are_plain_text():
 
 
 # -- 8. inconsistent data accepted or misreported ----------------------------------------------------------
+
 
 def test_pp1_metadata_with_p2p_ops(tmp_path):
     frame, meta = synth(dp=1, pp=2)
@@ -384,8 +438,9 @@ def test_timestamps_too_coarse_for_their_ops(tmp_path, dtype, offset):
     frame, meta = synth()
     frame["start_ts"] = (frame["start_ts"] + offset).astype(dtype)
     trace = write_case(tmp_path, frame, meta)
-    assert_clean_failure(analyze(trace), 1, str(trace), "column start_ts holds values up to",
-                         dtype.__name__, "resolves them only to")
+    assert_clean_failure(
+        analyze(trace), 1, str(trace), "column start_ts holds values up to", dtype.__name__, "resolves them only to"
+    )
 
 
 def test_epoch_ns_start_with_second_durations_is_a_unit_error(tmp_path):
@@ -418,8 +473,9 @@ def test_gzipped_csv_is_read(tmp_path):
     packed.write_bytes(gzip.compress(plain.read_bytes()))
     assert_ok(analyze(plain))
     assert_ok(analyze(packed))
-    assert (strict_json(tmp_path / "gz" / "out" / "result-t.json")
-            == strict_json(tmp_path / "plain" / "out" / "result-t.json"))
+    assert strict_json(tmp_path / "gz" / "out" / "result-t.json") == strict_json(
+        tmp_path / "plain" / "out" / "result-t.json"
+    )
 
 
 def test_symlink_loop_as_out(tmp_path):
@@ -431,6 +487,7 @@ def test_symlink_loop_as_out(tmp_path):
 
 
 # -- issue 18, item 8: errors blame the right thing ---------------------------------------------------------
+
 
 def test_missing_trace_is_blamed_before_missing_metadata(tmp_path):
     trace = tmp_path / "trace-gone.parquet"
@@ -485,10 +542,24 @@ def test_version_and_short_help():
 
 # -- 9. fail early -------------------------------------------------------------------------------------------
 
+
 def test_synth_refuses_a_trace_too_large_up_front(tmp_path):
     started = time.monotonic()
-    result = run("synth", "--out", tmp_path, "--name", "huge", "--dp", "100000", "--pp", "1000",
-                 "--microbatches", "8", "--steps", "10")
+    result = run(
+        "synth",
+        "--out",
+        tmp_path,
+        "--name",
+        "huge",
+        "--dp",
+        "100000",
+        "--pp",
+        "1000",
+        "--microbatches",
+        "8",
+        "--steps",
+        "10",
+    )
     assert time.monotonic() - started < 5
     assert_clean_failure(result, 2, "--dp/--pp/--vpp/--microbatches/--steps", "trace rows", "GB")
     assert not list(tmp_path.iterdir())

@@ -73,6 +73,7 @@ def one_line_error(error: type, match: str, call) -> str:
 
 # -- what is read ---------------------------------------------------------------------------
 
+
 def test_import_recovers_the_op_table(job):
     imported, report = import_kineto(job[0], name="k")
     same_ops(job[1], imported)
@@ -131,16 +132,25 @@ def test_gpu_user_annotation_when_no_launch_is_linked(job, tmp_path):
 def test_nccl_kernel_names_of_both_generations():
     assert nccl_kernel("ncclKernel_AllReduce_RING_LL_Sum_float") == ("ncclKernel", "AllReduce")
     assert nccl_kernel("ncclDevKernel_SendRecv") == ("ncclDevKernel", "SendRecv")
-    assert nccl_kernel("void ncclDevKernel_ReduceScatter_Sum_bf16_RING_LL(ncclDevComm*)") == \
-        ("ncclDevKernel", "ReduceScatter")
+    assert nccl_kernel("void ncclDevKernel_ReduceScatter_Sum_bf16_RING_LL(ncclDevComm*)") == (
+        "ncclDevKernel",
+        "ReduceScatter",
+    )
     assert nccl_kernel("ampere_bf16_s16816gemm") is None
 
 
 def test_mapping_file_names_ops_of_other_instrumentation(job, tmp_path):
     directory = copy_job(job, tmp_path)
-    renames = {"forward-compute": "fwd", "backward-compute": "bwd", "forward-send": "send-forward",
-               "forward-recv": "recv-forward", "backward-send": "send-backward", "backward-recv": "recv-backward",
-               "grads-reduce-scatter": "dp-reduce-scatter", "optimizer": "optimizer-step"}
+    renames = {
+        "forward-compute": "fwd",
+        "backward-compute": "bwd",
+        "forward-send": "send-forward",
+        "forward-recv": "recv-forward",
+        "backward-send": "send-backward",
+        "backward-recv": "recv-backward",
+        "grads-reduce-scatter": "dp-reduce-scatter",
+        "optimizer": "optimizer-step",
+    }
 
     def rename(document):
         for event in document["traceEvents"]:
@@ -161,7 +171,8 @@ def test_mapping_file_names_ops_of_other_instrumentation(job, tmp_path):
         "  - {match: 'send-backward', optype: backward-send}\n"
         "  - {match: 'recv-backward', optype: backward-recv}\n"
         "  - {match: 'dp-reduce-scatter( chunk=(?P<chunk>\\d+))?', optype: grads-reduce-scatter}\n"
-        "  - {match: 'optimizer-step', optype: optimizer, category: user_annotation}\n")
+        "  - {match: 'optimizer-step', optype: optimizer, category: user_annotation}\n"
+    )
     one_line_error(TraceError, "no forward-compute", lambda: import_kineto(directory))  # not without the rules
     imported, report = import_kineto(directory, mapping=read_mapping(mapping))
     same_ops(job[1], imported)
@@ -214,11 +225,15 @@ def test_incomplete_step_is_dropped_and_reported(job, tmp_path):
     directory = copy_job(job, tmp_path)
 
     def drop_one(document):
-        steps = sorted((e for e in document["traceEvents"] if e.get("name", "").startswith("ProfilerStep#")),
-                       key=lambda e: e["ts"])
+        steps = sorted(
+            (e for e in document["traceEvents"] if e.get("name", "").startswith("ProfilerStep#")), key=lambda e: e["ts"]
+        )
         s1 = steps[1]
-        victim = next(e for e in document["traceEvents"] if e.get("name") == "forward-compute mb=2"
-                      and s1["ts"] <= e["ts"] < s1["ts"] + s1["dur"])
+        victim = next(
+            e
+            for e in document["traceEvents"]
+            if e.get("name") == "forward-compute mb=2" and s1["ts"] <= e["ts"] < s1["ts"] + s1["dur"]
+        )
         document["traceEvents"].remove(victim)
 
     edit(directory / "rank2.json", drop_one)
@@ -247,6 +262,7 @@ def test_clock_offsets_between_hosts(tmp_path):
 
 # -- errors: one line naming the file ------------------------------------------------------
 
+
 def test_missing_rank(job, tmp_path):
     directory = copy_job(job, tmp_path)
     (directory / "rank3.json").unlink()
@@ -273,12 +289,15 @@ def test_two_jobs_in_one_directory(job, tmp_path):
     assert "zz-rank0.json" in message
 
 
-@pytest.mark.parametrize("damage,match", [
-    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "truncated"),
-    (lambda p: p.write_text("rank 0 was here\n"), "not valid JSON"),
-    (lambda p: p.write_text('{"traceEvents": 3}'), "not a PyTorch profiler trace"),
-    (lambda p: p.write_bytes(gzip.compress(p.read_bytes())[:4000]), "gzip"),
-])
+@pytest.mark.parametrize(
+    "damage,match",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "truncated"),
+        (lambda p: p.write_text("rank 0 was here\n"), "not valid JSON"),
+        (lambda p: p.write_text('{"traceEvents": 3}'), "not a PyTorch profiler trace"),
+        (lambda p: p.write_bytes(gzip.compress(p.read_bytes())[:4000]), "gzip"),
+    ],
+)
 def test_broken_file(job, tmp_path, damage, match):
     directory = copy_job(job, tmp_path)
     damage(directory / "rank2.json")
@@ -288,8 +307,12 @@ def test_broken_file(job, tmp_path, damage, match):
 
 def test_trace_without_steps(job, tmp_path):
     directory = copy_job(job, tmp_path)
-    edit(directory / "rank1.json", lambda d: d.update(traceEvents=[
-        e for e in d["traceEvents"] if not e.get("name", "").startswith("ProfilerStep#")]))
+    edit(
+        directory / "rank1.json",
+        lambda d: d.update(
+            traceEvents=[e for e in d["traceEvents"] if not e.get("name", "").startswith("ProfilerStep#")]
+        ),
+    )
     message = one_line_error(TraceError, "no ProfilerStep", lambda: import_kineto(directory))
     assert "rank1.json" in message
 
@@ -313,14 +336,20 @@ def test_no_distributed_info(job, tmp_path):
     assert "rank0.json" in one_line_error(TraceError, "distributedInfo", lambda: import_kineto(directory))
 
 
-@pytest.mark.parametrize("rules,match", [
-    ("rules:\n  - {match: 'fwd(', optype: forward-compute}\n", "rule 1: invalid regular expression"),
-    ("rules:\n  - {match: 'a', optype: forward-compute}\n  - {match: 'b', optype: fwd}\n", "rule 2: unknown optype"),
-    ("rules:\n  - {match: '(?P<micro>\\d+)', optype: forward-compute}\n", "rule 1: named group"),
-    ("rules:\n  - {match: 'a', optype: gc, cat: kernel}\n", "rule 1: unknown key"),
-    ("rules:\n  - {optype: gc}\n", "rule 1: expected a mapping with 'match'"),
-    ("rules: []\n", "a mapping file holds"),
-])
+@pytest.mark.parametrize(
+    "rules,match",
+    [
+        ("rules:\n  - {match: 'fwd(', optype: forward-compute}\n", "rule 1: invalid regular expression"),
+        (
+            "rules:\n  - {match: 'a', optype: forward-compute}\n  - {match: 'b', optype: fwd}\n",
+            "rule 2: unknown optype",
+        ),
+        ("rules:\n  - {match: '(?P<micro>\\d+)', optype: forward-compute}\n", "rule 1: named group"),
+        ("rules:\n  - {match: 'a', optype: gc, cat: kernel}\n", "rule 1: unknown key"),
+        ("rules:\n  - {optype: gc}\n", "rule 1: expected a mapping with 'match'"),
+        ("rules: []\n", "a mapping file holds"),
+    ],
+)
 def test_invalid_mapping_file(tmp_path, rules, match):
     path = tmp_path / "map.yaml"
     path.write_text(rules)
@@ -329,6 +358,7 @@ def test_invalid_mapping_file(tmp_path, rules, match):
 
 
 # -- entry points ---------------------------------------------------------------------------
+
 
 def test_open_trace_dispatches(job, tmp_path):
     opened = open_trace(job[0])
@@ -346,8 +376,9 @@ def test_cli_import_then_analyze(job, tmp_path):
     assert (tmp_path / "imp" / "trace-k.parquet").is_file() and (tmp_path / "imp" / "meta-k.yaml").is_file()
     loaded = open_trace(tmp_path / "imp" / "trace-k.parquet")
     same_ops(job[1], loaded)
-    result = runner.invoke(app, ["analyze", str(job[0]), "--out", str(tmp_path / "a"), "--no-plots", "-q",
-                                 "--no-per-worker"])
+    result = runner.invoke(
+        app, ["analyze", str(job[0]), "--out", str(tmp_path / "a"), "--no-plots", "-q", "--no-per-worker"]
+    )
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "a" / "result-job.json").is_file()
 
@@ -355,13 +386,13 @@ def test_cli_import_then_analyze(job, tmp_path):
 def test_cli_import_errors_are_one_line(job, tmp_path):
     directory = copy_job(job, tmp_path)
     (directory / "rank0.json").unlink()
-    result = CliRunner().invoke(app, ["import", "kineto", str(directory), "--out", str(tmp_path / "o"),
-                                      "--name", "k"])
+    result = CliRunner().invoke(app, ["import", "kineto", str(directory), "--out", str(tmp_path / "o"), "--name", "k"])
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("graphwia: error:") and "rank 0" in lines[0], result.stderr
-    result = CliRunner().invoke(app, ["import", "kineto", str(directory), "--out", str(tmp_path / "o"),
-                                      "--name", "k", "--pp", "2"])
+    result = CliRunner().invoke(
+        app, ["import", "kineto", str(directory), "--out", str(tmp_path / "o"), "--name", "k", "--pp", "2"]
+    )
     assert result.exit_code == 2 and "--pp and --dp" in result.stderr
 
 
@@ -371,8 +402,9 @@ def test_ranks_read_on_local_processes_and_on_dask(job):
     here, _ = import_kineto(job[0])
     local, _ = import_kineto(job[0], workers=2)
     same_ops(here, local, atol=0)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                  dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
         remote, _ = import_kineto(job[0], scheduler=cluster.scheduler_address)
     same_ops(here, remote, atol=0)
     one_line_error(UsageError, "not a scheduler address", lambda: import_kineto(job[0], scheduler="nonsense"))
@@ -385,9 +417,13 @@ def test_clock_offset_known_answer():
 
     ms = 1_000_000
     ops = {  # stage 0 on host 0 sends forward at 10 ms; stage 1 (host 1) receives, and sends backward
-        "dp_rank": np.zeros(4, np.int64), "stage": np.array([0, 1, 1, 0]), "step": np.zeros(4, np.int64),
+        "dp_rank": np.zeros(4, np.int64),
+        "stage": np.array([0, 1, 1, 0]),
+        "step": np.zeros(4, np.int64),
         "optype": np.array([4, 5, 6, 7]),  # forward-send, forward-recv, backward-send, backward-recv
-        "mb": np.zeros(4, np.int64), "chunk": np.full(4, -1), "host": np.array([0, 1, 1, 0]),
+        "mb": np.zeros(4, np.int64),
+        "chunk": np.full(4, -1),
+        "host": np.array([0, 1, 1, 0]),
         "start": np.array([10, 10 - 50 + 0.2, 20 - 50, 19.4]) * ms,
         "end": np.array([10.5, 10.5 - 50, 20.4 - 50, 20.5]) * ms,
     }

@@ -37,10 +37,12 @@ def trace_file(tmp_path_factory) -> Path:
 @pytest.fixture
 def whole(monkeypatch):
     """Read a file as one piece (no chunk is ever cut)."""
+
     def read(path: Path) -> Events:
         with monkeypatch.context() as m:
             m.setattr(kineto_events, "CHUNK_BYTES", 1 << 40)
             return read_events(path)
+
     return read
 
 
@@ -144,6 +146,7 @@ def test_compact_json(trace_file, whole, pieces, tmp_path, monkeypatch, dumps):
 def test_cut_inside_an_event_is_detected(trace_file, whole, pieces, tmp_path, monkeypatch):
     """Indented JSON with ``args`` first puts ``},`` + newline inside events, and names holding ``}, {``
     put it inside strings: such a cut fails to decode, and the rest is decoded whole."""
+
     def args_first(document):
         document["traceEvents"] = [{"args": e.pop("args", {}), **e} for e in document["traceEvents"]]
         for e in document["traceEvents"]:
@@ -162,11 +165,12 @@ def test_cut_inside_an_event_is_detected(trace_file, whole, pieces, tmp_path, mo
 
 def test_phases_outside_the_format_and_keys_in_any_order(trace_file, whole, tmp_path, monkeypatch):
     """An event with an unknown phase or none is no complete event; ``ph`` may come last."""
+
     def change(document):
         events = document["traceEvents"]
         for k, e in enumerate(events):
             events[k] = {key: e[key] for key in sorted(e, reverse=True)}  # "ph" after the others
-        events[len(events) // 2: len(events) // 2] = [{"ph": "Z", "name": "x", "ts": 1}, {"name": "no phase"}]
+        events[len(events) // 2 : len(events) // 2] = [{"ph": "Z", "name": "x", "ts": 1}, {"name": "no phase"}]
 
     target = rewrite(trace_file, tmp_path / "phases.json", change)
     expected = whole(trace_file)
@@ -207,7 +211,7 @@ def test_errors_give_the_byte_and_event_of_the_whole_file(trace_file, tmp_path, 
     data = trace_file.read_bytes()
     at = data.index(b'"ts"', len(data) // 2)
     broken = tmp_path / "broken.json"
-    broken.write_bytes(data[:at] + b"#" + data[at + 1:])
+    broken.write_bytes(data[:at] + b"#" + data[at + 1 :])
     small(monkeypatch)
     with pytest.raises(TraceError, match=rf"broken.json: not valid JSON: .*\(byte {at}\)"):
         read_events(broken)

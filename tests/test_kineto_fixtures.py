@@ -27,8 +27,10 @@ pytestmark = pytest.mark.skipif(not (DATA / "annotated").is_dir(), reason=f"reco
 
 SLOW_RANK, SLOW_WORKER = 3, (1, 1)  # dp_rank, stage
 #: The ranges the recording annotates (tests/data/kineto/README.md), read here independently of the importer.
-ANNOTATION = re.compile(r"((?:forward|backward)-(?:compute|send|recv))(?: mb=\d+)?|grads-reduce-scatter"
-                        r"|optimizer-clip-main-grad|optimizer")
+ANNOTATION = re.compile(
+    r"((?:forward|backward)-(?:compute|send|recv))(?: mb=\d+)?|grads-reduce-scatter"
+    r"|optimizer-clip-main-grad|optimizer"
+)
 
 _cache: dict = {}
 
@@ -53,8 +55,11 @@ def annotated_counts() -> Counter:
         document = json.loads(gzip.decompress(path.read_bytes()))
         rank = document["distributedInfo"]["rank"]
         events = [e for e in document["traceEvents"] if e.get("ph") == "X"]
-        steps = [(int(e["name"].split("#")[1]), e["ts"], e["ts"] + e["dur"]) for e in events
-                 if e["name"].startswith("ProfilerStep#")]
+        steps = [
+            (int(e["name"].split("#")[1]), e["ts"], e["ts"] + e["dur"])
+            for e in events
+            if e["name"].startswith("ProfilerStep#")
+        ]
         for e in events:
             match = ANNOTATION.fullmatch(e["name"]) if e.get("cat") == "user_annotation" else None
             if match:
@@ -65,8 +70,12 @@ def annotated_counts() -> Counter:
 
 def table_counts(kind: str) -> Counter:
     ops = imported(kind)[0].ops
-    return Counter({(int(r), int(s), str(o)): int(n) for (r, s, o), n in
-                    ops.groupby(["rank", "step", "optype"], observed=True).size().items()})
+    return Counter(
+        {
+            (int(r), int(s), str(o)): int(n)
+            for (r, s, o), n in ops.groupby(["rank", "step", "optype"], observed=True).size().items()
+        }
+    )
 
 
 def test_ops_equal_the_annotated_ranges():

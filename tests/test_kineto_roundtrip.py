@@ -33,8 +33,11 @@ CASES = {
 
 
 def published(analysis) -> dict:
-    return {"result": result_dict(analysis), "ms": explanation_dict(analysis.ms, "Ms"),
-            "mw": explanation_dict(analysis.mw, "Mw")}
+    return {
+        "result": result_dict(analysis),
+        "ms": explanation_dict(analysis.ms, "Ms"),
+        "mw": explanation_dict(analysis.mw, "Mw"),
+    }
 
 
 def assert_close(expected, got, path="") -> None:
@@ -53,8 +56,7 @@ def assert_close(expected, got, path="") -> None:
 @pytest.mark.parametrize("case", list(CASES))
 def test_roundtrip_equals_direct_analysis(case, tmp_path):
     layout, nccl = CASES[case]
-    frame, meta = synthesize(name="rt", seed=3, slow_workers=[(1, layout["pp"] - 1, 1.5)], seqlen_cv=0.1,
-                             **layout)
+    frame, meta = synthesize(name="rt", seed=3, slow_workers=[(1, layout["pp"] - 1, 1.5)], seqlen_cv=0.1, **layout)
     direct = Trace.from_frame(frame, meta)
     paths = write_kineto(direct, tmp_path, nccl=nccl, compress=case.endswith("nccl"))
     assert len(paths) == layout["dp"] * layout["pp"]

@@ -9,8 +9,8 @@ import pytest
 
 import graphwia
 from graphwia.outputs.heatmap import worker_grid
-from graphwia.synth.generate import synthesize
 from graphwia.outputs.summary import verdict
+from graphwia.synth.generate import synthesize
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data"
 
@@ -20,12 +20,15 @@ def analyze(**kwargs):
     return graphwia.analyze(graphwia.Trace.from_frame(frame, meta))
 
 
-@pytest.mark.parametrize("layout", [
-    dict(dp=4, pp=4, microbatches=8),
-    dict(dp=2, pp=4, vpp=2, microbatches=8),   # interleaved 1F1B
-    dict(dp=4, pp=1, microbatches=4),          # no pipeline
-    dict(dp=2, pp=4, microbatches=8, dp_overlap=False),
-])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        dict(dp=4, pp=4, microbatches=8),
+        dict(dp=2, pp=4, vpp=2, microbatches=8),  # interleaved 1F1B
+        dict(dp=4, pp=1, microbatches=4),  # no pipeline
+        dict(dp=2, pp=4, microbatches=8, dp_overlap=False),
+    ],
+)
 def test_healthy_jobs_have_no_significant_slowdown(layout):
     analysis = analyze(**layout)
     assert analysis.warnings == []
@@ -37,7 +40,7 @@ def test_one_slow_worker_is_found():
     analysis = analyze(dp=4, pp=4, microbatches=8, slow_workers=[(2, 1, 1.5)])
     assert analysis.slowdown >= 1.2
     assert analysis.Mw >= 0.8
-    grid = worker_grid(analysis.workers, column="score")          # the numbers behind the heatmap
+    grid = worker_grid(analysis.workers, column="score")  # the numbers behind the heatmap
     stage, dp_rank = np.unravel_index(np.nanargmax(grid.to_numpy()), grid.shape)
     assert (int(grid.columns[dp_rank]), int(grid.index[stage])) == (2, 1)
     exact = worker_grid(analysis.workers, column="S_worker")

@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from graphwia.synth.generate import synthesize
-from graphwia.utils.arrow import to_numpy
 from graphwia.trace.optable import load_trace, read_columns
+from graphwia.utils.arrow import to_numpy
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "data" / "trace-demo.parquet"
@@ -51,9 +51,11 @@ def test_analyze_without_pictures_imports_no_heavy_library(tmp_path):
 
 
 def test_the_library_imports_no_pydantic():
-    code = ("import sys, graphwia\n"
-            f"a = graphwia.analyze(graphwia.open_trace({str(DEMO)!r}))\n"
-            "print('pydantic' in sys.modules, 'typer' in sys.modules)\n")
+    code = (
+        "import sys, graphwia\n"
+        f"a = graphwia.analyze(graphwia.open_trace({str(DEMO)!r}))\n"
+        "print('pydantic' in sys.modules, 'typer' in sys.modules)\n"
+    )
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["False", "False"]
@@ -64,16 +66,19 @@ def test_whatif_imports_no_heavy_library():
     assert heavy_modules_after(["whatif", str(DEMO), "--scenarios", str(scenarios)]) == []
 
 
-@pytest.mark.parametrize("array", [
-    pa.array([3, None, -7, 2**40], pa.int64()),
-    pa.array([1, 2, 3, 4, 5, 6], pa.int32()).slice(2, 3),
-    pa.array([1, None, 3, None, 5, 6, 7, 8, 9, None], pa.int16()).slice(3, 6),
-    pa.array([250, 1], pa.uint8()),
-    pa.array([0.5, None, float("inf")], pa.float32()),
-    pa.array([1.25, -2.0], pa.float64()),
-    pa.array([True, False, True, True, False, False, True, False, True], pa.bool_()).slice(1, 7),
-    pa.array([], pa.int32()),
-])
+@pytest.mark.parametrize(
+    "array",
+    [
+        pa.array([3, None, -7, 2**40], pa.int64()),
+        pa.array([1, 2, 3, 4, 5, 6], pa.int32()).slice(2, 3),
+        pa.array([1, None, 3, None, 5, 6, 7, 8, 9, None], pa.int16()).slice(3, 6),
+        pa.array([250, 1], pa.uint8()),
+        pa.array([0.5, None, float("inf")], pa.float32()),
+        pa.array([1.25, -2.0], pa.float64()),
+        pa.array([True, False, True, True, False, False, True, False, True], pa.bool_()).slice(1, 7),
+        pa.array([], pa.int32()),
+    ],
+)
 def test_arrow_buffers_read_like_pyarrow(array):
     expected = array.to_numpy(zero_copy_only=False)
     got = to_numpy(array)

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import DATA, real_analysis, requires_data
+
 from graphwia import Trace, analyze
 from graphwia.outputs.heatmap import MAX_COLUMNS, heatmap_figure, highlighted, worker_grid, write_heatmap
 from graphwia.outputs.job import ideal_timeline_events, observed_timeline_events, output_paths, write_outputs
-from graphwia.synth.generate import synthesize
 from graphwia.outputs.timeline import CATEGORIES, STEP_GAP
+from graphwia.synth.generate import synthesize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -145,10 +145,17 @@ def event_frame(events):
     """Bars keyed by (process, thread name, op, step, seq_id), times relative to the step."""
     names = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e["name"] == "thread_name"}
     bars = complete(events)
-    frame = pd.DataFrame({
-        "pid": [e["pid"] for e in bars], "thread": [names[e["pid"], e["tid"]] for e in bars],
-        "name": [e["name"] for e in bars], "step": [e["args"]["step"] for e in bars],
-        "seq": [e["args"]["seq_id"] for e in bars], "ts": [e["ts"] for e in bars], "dur": [e["dur"] for e in bars]})
+    frame = pd.DataFrame(
+        {
+            "pid": [e["pid"] for e in bars],
+            "thread": [names[e["pid"], e["tid"]] for e in bars],
+            "name": [e["name"] for e in bars],
+            "step": [e["args"]["step"] for e in bars],
+            "seq": [e["args"]["seq_id"] for e in bars],
+            "ts": [e["ts"] for e in bars],
+            "dur": [e["dur"] for e in bars],
+        }
+    )
     frame["rel"] = frame["ts"] - frame.groupby("step")["ts"].transform("min")
     return frame.set_index(["pid", "thread", "name", "step", "seq"]).sort_index()
 
@@ -157,8 +164,9 @@ def event_frame(events):
 @pytest.mark.parametrize("kind", ["ideal-timeline", "timeline"])
 def test_st_timelines_match_the_published_ones(kind):
     analysis = real_analysis("ST")
-    ours = event_frame(ideal_timeline_events(analysis) if kind == "ideal-timeline"
-                       else observed_timeline_events(analysis))
+    ours = event_frame(
+        ideal_timeline_events(analysis) if kind == "ideal-timeline" else observed_timeline_events(analysis)
+    )
     theirs = event_frame(json.load(gzip.open(DATA / f"{kind}-ST.json.gz")))
     assert ours.index.equals(theirs.index)
     np.testing.assert_allclose(ours["dur"], theirs["dur"], atol=1.0)  # microseconds
@@ -180,10 +188,13 @@ def test_write_outputs_writes_every_file(synthetic, tmp_path):
 
 def test_no_plots_writes_only_the_results(synthetic, tmp_path):
     written = write_outputs(synthetic, tmp_path, plots=False)
-    assert sorted(p.name for p in written) == sorted(f"{k}-{synthetic.name}.json"
-                                                     for k in ("result", "ms", "mw", "causes"))
-    assert (sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".graphwia"))  # not its bookkeeping
-            == sorted(p.name for p in written))
+    assert sorted(p.name for p in written) == sorted(
+        f"{k}-{synthetic.name}.json" for k in ("result", "ms", "mw", "causes")
+    )
+    assert (
+        sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".graphwia"))  # not its bookkeeping
+        == sorted(p.name for p in written)
+    )
 
 
 def test_without_per_worker_attribution_there_is_no_worker_heatmap(tmp_path):

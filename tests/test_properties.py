@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,8 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow], der
 
 def examples(n: int) -> int:
     return max(1, int(n * SCALE))
+
+
 NUMERIC = ["dp_rank", "stage", "rank", "step", "start_ts", "duration", "seq_id", "mc", "gmc", "mb_id"]
 COLUMNS = NUMERIC + ["optype"]
 
@@ -46,11 +48,18 @@ def shapes(draw) -> dict:
     pp = draw(st.integers(1, 3))
     microbatches = draw(st.integers(1, 4))
     vpp = draw(st.sampled_from([1, 2])) if pp > 1 and microbatches % pp == 0 else 1
-    return dict(dp=draw(st.integers(1, 3)), pp=pp, vpp=vpp, microbatches=microbatches, steps=draw(st.integers(1, 3)),
-                seed=draw(st.integers(0, 3)), dp_overlap=draw(st.booleans()))
+    return dict(
+        dp=draw(st.integers(1, 3)),
+        pp=pp,
+        vpp=vpp,
+        microbatches=microbatches,
+        steps=draw(st.integers(1, 3)),
+        seed=draw(st.integers(0, 3)),
+        dp_overlap=draw(st.booleans()),
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _synth(**shape) -> tuple[pd.DataFrame, dict]:
     return synthesize(name="p", **shape)
 
@@ -92,6 +101,7 @@ def assert_handled(result) -> None:
 
 # -- valid traces ----------------------------------------------------------------------------------
 
+
 @settings(max_examples=examples(20), **SETTINGS)
 @given(shape=shapes(), fmt=st.sampled_from(["parquet", "csv"]), order_seed=st.integers(0, 2**16))
 def test_valid_traces_of_any_shape_and_row_order_are_analysed(shape, fmt, order_seed):
@@ -109,6 +119,7 @@ def test_valid_traces_of_any_shape_and_row_order_are_analysed(shape, fmt, order_
 
 
 # -- corrupted traces ------------------------------------------------------------------------------
+
 
 def _row(draw, frame) -> int:
     return draw(st.integers(0, len(frame) - 1))
@@ -182,7 +193,9 @@ def retype_column(draw, frame):
     elif kind == "bool" and column != "optype":
         frame[column] = values.astype(float) > 0
     else:
-        frame[column] = values.astype(str if kind in ("str", "bool") else float) if column != "optype" else values.astype(str)
+        frame[column] = (
+            values.astype(str if kind in ("str", "bool") else float) if column != "optype" else values.astype(str)
+        )
     return frame
 
 
@@ -190,8 +203,17 @@ def drop_column(draw, frame):
     return frame.drop(columns=[_column(draw, frame)])
 
 
-FRAME_CORRUPTIONS = [drop_rows, duplicate_row, shuffle_rows, nan_cell, odd_value, shift_time, swap_optype,
-                     retype_column, drop_column]
+FRAME_CORRUPTIONS = [
+    drop_rows,
+    duplicate_row,
+    shuffle_rows,
+    nan_cell,
+    odd_value,
+    shift_time,
+    swap_optype,
+    retype_column,
+    drop_column,
+]
 
 
 def corrupt_meta(draw, meta):
@@ -213,8 +235,9 @@ def corrupt_meta(draw, meta):
 @given(shape=shapes(), data=st.data())
 def test_corrupted_traces_are_reported_not_raised(shape, data):
     frame, meta = synth(shape)
-    for corruption in data.draw(st.lists(st.sampled_from(FRAME_CORRUPTIONS), min_size=1, max_size=3),
-                                label="corruptions"):
+    for corruption in data.draw(
+        st.lists(st.sampled_from(FRAME_CORRUPTIONS), min_size=1, max_size=3), label="corruptions"
+    ):
         if len(frame) == 0 or len(frame.columns) == 0:
             break
         frame = corruption(data.draw, frame)
@@ -237,7 +260,7 @@ def garblers(draw):
         if kind == "truncate":
             return raw[:at]
         if kind == "flip":
-            return raw[:at] + junk + raw[at + len(junk):]
+            return raw[:at] + junk + raw[at + len(junk) :]
         return raw + junk
 
     return garble

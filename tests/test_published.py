@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from conftest import published, real_analysis, real_trace, requires_data
 
 import graphwia
-from conftest import published, real_analysis, real_trace, requires_data
 from graphwia.outputs.results import result_dict
 
 REL = 1e-4
@@ -68,8 +68,9 @@ def test_steps_subset_keeps_per_step_numbers():
 @requires_data
 def test_shuffled_rows_give_the_same_result():
     trace = real_trace("ST")
-    shuffled = graphwia.Trace.from_frame(trace.ops.drop(columns="end").sample(frac=1.0, random_state=7),
-                                         trace.meta.to_dict())
+    shuffled = graphwia.Trace.from_frame(
+        trace.ops.drop(columns="end").sample(frac=1.0, random_state=7), trace.meta.to_dict()
+    )
     assert_same(published_fields(result_dict(graphwia.analyze(shuffled))), published("result", "ST"))
 
 
@@ -77,13 +78,26 @@ def test_shuffled_rows_give_the_same_result():
 def test_cli_analyze_writes_the_published_result(tmp_path):
     import json
 
+    from conftest import DATA
     from typer.testing import CliRunner
 
     from graphwia.cli.main import app
-    from conftest import DATA
 
-    run = CliRunner().invoke(app, ["analyze", str(DATA / "trace-ST.parquet"), "--meta", str(DATA / "meta-ST.yaml"),
-                                   "--out", str(tmp_path), "--no-plots", "--steps", "23", "25-36"])
+    run = CliRunner().invoke(
+        app,
+        [
+            "analyze",
+            str(DATA / "trace-ST.parquet"),
+            "--meta",
+            str(DATA / "meta-ST.yaml"),
+            "--out",
+            str(tmp_path),
+            "--no-plots",
+            "--steps",
+            "23",
+            "25-36",
+        ],
+    )
     assert run.exit_code == 0, run.output
     assert "slowdown S" in run.output
     written = json.loads((tmp_path / "result-ST.json").read_text())

@@ -29,27 +29,34 @@ RECORDED_STEPS = {"annotated": [2, 3, 4, 5], "stack": [2, 3]}
 
 # -- the naming convention ----------------------------------------------------------------
 
-@pytest.mark.parametrize(("optype", "mb", "chunk", "name"), [
-    ("optimizer", None, None, "optimizer"),
-    ("grads-reduce-scatter", None, None, "grads-reduce-scatter"),
-    ("forward-compute", 3, None, "forward-compute mb=3"),
-    ("backward-recv", 2, 1, "backward-recv mb=2 chunk=1"),
-    ("params-all-gather", None, 1, "params-all-gather chunk=1"),
-])
+
+@pytest.mark.parametrize(
+    ("optype", "mb", "chunk", "name"),
+    [
+        ("optimizer", None, None, "optimizer"),
+        ("grads-reduce-scatter", None, None, "grads-reduce-scatter"),
+        ("forward-compute", 3, None, "forward-compute mb=3"),
+        ("backward-recv", 2, 1, "backward-recv mb=2 chunk=1"),
+        ("params-all-gather", None, 1, "params-all-gather chunk=1"),
+    ],
+)
 def test_op_name(optype, mb, chunk, name):
     assert op_name(optype, mb=mb, chunk=chunk) == name
     assert parse_op_name(name) == (optype, mb, chunk)
 
 
-@pytest.mark.parametrize(("optype", "fields", "message"), [
-    ("forward", {}, "unknown optype 'forward'; expected one of: forward-compute"),
-    ("Optimizer", {}, "unknown optype 'Optimizer'"),
-    ("optimizer", {"mb": 0}, "optimizer does not belong to a microbatch, so it takes no mb (got mb=0)"),
-    ("forward-send", {"mb": -1}, "mb must be a non-negative integer, got -1"),
-    ("forward-send", {"mb": True}, "mb must be a non-negative integer, got True"),
-    ("forward-send", {"chunk": 1.0}, "chunk must be a non-negative integer, got 1.0"),
-    ("forward-send", {"chunk": "1"}, "chunk must be a non-negative integer, got '1'"),
-])
+@pytest.mark.parametrize(
+    ("optype", "fields", "message"),
+    [
+        ("forward", {}, "unknown optype 'forward'; expected one of: forward-compute"),
+        ("Optimizer", {}, "unknown optype 'Optimizer'"),
+        ("optimizer", {"mb": 0}, "optimizer does not belong to a microbatch, so it takes no mb (got mb=0)"),
+        ("forward-send", {"mb": -1}, "mb must be a non-negative integer, got -1"),
+        ("forward-send", {"mb": True}, "mb must be a non-negative integer, got True"),
+        ("forward-send", {"chunk": 1.0}, "chunk must be a non-negative integer, got 1.0"),
+        ("forward-send", {"chunk": "1"}, "chunk must be a non-negative integer, got '1'"),
+    ],
+)
 def test_op_name_rejects(optype, fields, message):
     with pytest.raises(ValueError, match="^" + re.escape(message)):
         op_name(optype, **fields)
@@ -57,16 +64,30 @@ def test_op_name_rejects(optype, fields, message):
 
 def test_every_name_round_trips():
     for optype in ALL_OPTYPES:
-        for mb in ((None, 0, 12) if optype in MICROBATCH_OPTYPES else (None,)):
+        for mb in (None, 0, 12) if optype in MICROBATCH_OPTYPES else (None,):
             for chunk in (None, 0, 3):
                 assert parse_op_name(op_name(optype, mb=mb, chunk=chunk)) == (optype, mb, chunk)
 
 
-@pytest.mark.parametrize("name", [
-    "ProfilerStep#2", "Optimizer.step#SGD.step", "gloo:send", "forward", "optimizer state offload",
-    "forward-compute mb=03", "forward-compute chunk=1 mb=2", "forward-compute mb=1 mb=2", "forward-compute mb=",
-    "forward-compute mb=-1", "forward-compute mb=²", "forward-compute  mb=1", "optimizer mb=1", "forward-compute ",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ProfilerStep#2",
+        "Optimizer.step#SGD.step",
+        "gloo:send",
+        "forward",
+        "optimizer state offload",
+        "forward-compute mb=03",
+        "forward-compute chunk=1 mb=2",
+        "forward-compute mb=1 mb=2",
+        "forward-compute mb=",
+        "forward-compute mb=-1",
+        "forward-compute mb=²",
+        "forward-compute  mb=1",
+        "optimizer mb=1",
+        "forward-compute ",
+    ],
+)
 def test_parse_op_name_takes_only_op_names(name):
     assert parse_op_name(name) is None
 
@@ -103,6 +124,7 @@ def test_record_op_opens_a_profiler_range():
 
 # -- the recorded fixtures ------------------------------------------------------------------
 
+
 def load(kind: str, rank: int) -> dict:
     with gzip.open(KINETO / kind / f"rank{rank}.json.gz", "rt") as f:
         return json.load(f)
@@ -110,8 +132,11 @@ def load(kind: str, rank: int) -> dict:
 
 def step_ranges(trace: dict) -> dict[int, tuple[float, float]]:
     """Step number → (start, end) of its ``ProfilerStep#N`` range, in µs."""
-    return {int(e["name"].removeprefix("ProfilerStep#")): (e["ts"], e["ts"] + e["dur"])
-            for e in trace["traceEvents"] if e.get("name", "").startswith("ProfilerStep#")}
+    return {
+        int(e["name"].removeprefix("ProfilerStep#")): (e["ts"], e["ts"] + e["dur"])
+        for e in trace["traceEvents"]
+        if e.get("name", "").startswith("ProfilerStep#")
+    }
 
 
 def ops(trace: dict) -> list[tuple[int, str, int | None, float]]:
@@ -150,17 +175,33 @@ def test_annotated_fixture_has_every_op_of_1f1b(rank):
     stage = rank // DP
     p2p = ("forward-send", "backward-recv") if stage == 0 else ("forward-recv", "backward-send")
     per_microbatch = ("forward-compute", "backward-compute", *p2p)
-    expected = Counter({(step, optype, mb): 1 for step in RECORDED_STEPS["annotated"]
-                        for optype in per_microbatch for mb in range(MICROBATCHES)})
-    expected.update({(step, optype, None): 1 for step in RECORDED_STEPS["annotated"]
-                     for optype in ("grads-reduce-scatter", "optimizer-clip-main-grad", "optimizer")})
+    expected = Counter(
+        {
+            (step, optype, mb): 1
+            for step in RECORDED_STEPS["annotated"]
+            for optype in per_microbatch
+            for mb in range(MICROBATCHES)
+        }
+    )
+    expected.update(
+        {
+            (step, optype, None): 1
+            for step in RECORDED_STEPS["annotated"]
+            for optype in ("grads-reduce-scatter", "optimizer-clip-main-grad", "optimizer")
+        }
+    )
     assert Counter(op[:3] for op in ops(load("annotated", rank))) == expected
 
 
 def test_annotated_fixture_has_the_straggler():
     """Rank 3 (dp_rank 1, stage 1) computes ~40 ms longer than the others (~5 ms)."""
-    median_ms = {rank: statistics.median(dur for _, optype, _, dur in ops(load("annotated", rank))
-                                         if optype.endswith("-compute")) / 1000 for rank in range(PP * DP)}
+    median_ms = {
+        rank: statistics.median(
+            dur for _, optype, _, dur in ops(load("annotated", rank)) if optype.endswith("-compute")
+        )
+        / 1000
+        for rank in range(PP * DP)
+    }
     assert median_ms[SLOW_RANK] > 40
     assert all(5 <= ms < 15 for rank, ms in median_ms.items() if rank != SLOW_RANK), median_ms
 
@@ -172,5 +213,7 @@ def test_stack_fixture_has_python_stacks_and_no_annotation(rank):
     names = Counter(e["name"] for e in trace["traceEvents"] if e.get("cat") == "python_function")
     steps = len(RECORDED_STEPS["stack"])
     assert names["nn.Module: Sequential_0"] == steps * MICROBATCHES  # one forward per microbatch
-    backward = sum(n for name, n in names.items() if name.startswith("torch/_tensor.py(") and name.endswith("): backward"))
+    backward = sum(
+        n for name, n in names.items() if name.startswith("torch/_tensor.py(") and name.endswith("): backward")
+    )
     assert backward == steps * MICROBATCHES  # Tensor.backward, once per microbatch

@@ -38,9 +38,15 @@ def test_report_is_self_contained_with_every_section(analysis, report_dir):
     page = output_paths(report_dir, analysis.name)["report"].read_text()
     images = IMAGE.findall(page)
     # S per step, the causes, attribution by op type / DP rank / stage, the two heatmaps.
-    assert [alt for alt, _ in images] == ["S per step", "causes", "S by op type", "S by DP rank", "S by stage",
-                                         "Worker score min(S_dp_rank, S_stage), as ranked by M_W",
-                                         "Exact per-worker slowdown S_w"]
+    assert [alt for alt, _ in images] == [
+        "S per step",
+        "causes",
+        "S by op type",
+        "S by DP rank",
+        "S by stage",
+        "Worker score min(S_dp_rank, S_stage), as ranked by M_W",
+        "Exact per-worker slowdown S_w",
+    ]
     assert all(base64.b64decode(data)[:8] == PNG_MAGIC for _, data in images)
     assert page.count("<img") == len(images)  # no image from anywhere else
     assert not re.search(r"""(src|href)=['"](?!data:|#|timeline-|ideal-timeline-|https://ui\.perfetto\.dev)""", page)
@@ -62,7 +68,7 @@ def test_report_below_threshold_says_there_is_no_attribution():
 
 def test_report_ranks_the_causes_and_says_what_was_ruled_out(analysis):
     page = report_html(analysis, {}, {})
-    section = page[page.index("<h2>Causes</h2>"):page.index("<h2>Characterisation")]
+    section = page[page.index("<h2>Causes</h2>") : page.index("<h2>Characterisation")]
     first = analysis.causes.ranked[0]
     assert first.cause == "worker"
     assert f"<td><strong>worker</strong></td><td>{percent(first.share)}</td>" in section
@@ -83,9 +89,17 @@ def test_report_escapes_names(analysis):
 
 # -- headless Chromium ---------------------------------------------------------------
 def chromium(*args, tmp_path) -> subprocess.CompletedProcess:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'chromium-profile'}"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ]
     return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
 
 
@@ -119,4 +133,3 @@ def test_the_image_check_fails_on_a_broken_image(analysis, report_dir, tmp_path)
     broken = tmp_path / "broken.html"
     broken.write_text(page.replace("base64,iVBOR", "base64,AAAA", 1))
     assert body_data(broken.as_uri(), tmp_path) == {"image-count": "7", "images-loaded": "false"}
-

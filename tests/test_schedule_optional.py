@@ -21,11 +21,34 @@ from graphwia.trace.optable import Trace
 
 def trace_of(rows: list[tuple], dp: int, pp: int = 1) -> Trace:
     """rows: (dp_rank, stage, optype, start, end[, seq_id, mc]) of one step."""
-    frame = pd.DataFrame([{"dp_rank": r[0], "stage": r[1], "rank": r[1] * dp + r[0], "step": 0, "optype": r[2],
-                           "start_ts": r[3], "duration": r[4] - r[3], "seq_id": r[5] if len(r) > 5 else 0,
-                           "mc": r[6] if len(r) > 6 else 0, "gmc": r[1], "mb_id": 0} for r in rows])
-    meta = {"trial_name": "t", "run_id": 0, "dp_size": dp, "pp_size": pp, "tp_size": 1, "dsp_size": 1,
-            "vpp_size": 1, "world_size": dp * pp}
+    frame = pd.DataFrame(
+        [
+            {
+                "dp_rank": r[0],
+                "stage": r[1],
+                "rank": r[1] * dp + r[0],
+                "step": 0,
+                "optype": r[2],
+                "start_ts": r[3],
+                "duration": r[4] - r[3],
+                "seq_id": r[5] if len(r) > 5 else 0,
+                "mc": r[6] if len(r) > 6 else 0,
+                "gmc": r[1],
+                "mb_id": 0,
+            }
+            for r in rows
+        ]
+    )
+    meta = {
+        "trial_name": "t",
+        "run_id": 0,
+        "dp_size": dp,
+        "pp_size": pp,
+        "tp_size": 1,
+        "dsp_size": 1,
+        "vpp_size": 1,
+        "world_size": dp * pp,
+    }
     return Trace.from_frame(frame, meta)
 
 
@@ -43,13 +66,24 @@ def test_plain_dp_all_reduce_without_gc_layernorm_clip():
     and ends at 5.5, the optimizer at 6: S = 7 / 6. Without the edge B → all-reduce the
     all-reduce would float to the step start and S would be 7 / 2.
     """
-    trace = trace_of([(0, 0, "forward-compute", 0, 1), (0, 0, "backward-compute", 1, 3),
-                      (0, 0, "grads-reduce-scatter", 3, 6.5), (0, 0, "optimizer", 6.5, 7),
-                      (1, 0, "forward-compute", 0, 1), (1, 0, "backward-compute", 1, 5),
-                      (1, 0, "grads-reduce-scatter", 5, 6.5), (1, 0, "optimizer", 6.5, 7)], dp=2)
-    assert edges(trace) == {("forward-compute", "backward-compute", "compute-stream"),
-                            ("backward-compute", "grads-reduce-scatter", "tail"),
-                            ("grads-reduce-scatter", "optimizer", "tail")}
+    trace = trace_of(
+        [
+            (0, 0, "forward-compute", 0, 1),
+            (0, 0, "backward-compute", 1, 3),
+            (0, 0, "grads-reduce-scatter", 3, 6.5),
+            (0, 0, "optimizer", 6.5, 7),
+            (1, 0, "forward-compute", 0, 1),
+            (1, 0, "backward-compute", 1, 5),
+            (1, 0, "grads-reduce-scatter", 5, 6.5),
+            (1, 0, "optimizer", 6.5, 7),
+        ],
+        dp=2,
+    )
+    assert edges(trace) == {
+        ("forward-compute", "backward-compute", "compute-stream"),
+        ("backward-compute", "grads-reduce-scatter", "tail"),
+        ("grads-reduce-scatter", "optimizer", "tail"),
+    }
     result = analyze(trace)
     assert math.isclose(result.step_time_observed[0], 7.0)
     assert math.isclose(result.slowdown, 7 / 6)
@@ -61,10 +95,18 @@ def test_only_the_optimizer_left_in_the_tail():
     """pp 2, dp 1, one microbatch: stage 0 F [0, 1] → send [1, 1.2] ... the optimizer of each stage
     follows that stage's last-ending compute; S = 1 with nothing slow, and the base simulation
     reproduces the observed step time 4.2."""
-    rows = [(0, 0, "forward-compute", 0, 1), (0, 0, "forward-send", 1, 1.2),
-            (0, 1, "forward-recv", 0.1, 1.2), (0, 1, "forward-compute", 1.2, 2.2), (0, 1, "backward-compute", 2.2, 3),
-            (0, 1, "backward-send", 3, 3.2), (0, 0, "backward-recv", 1.2, 3.2), (0, 0, "backward-compute", 3.2, 4),
-            (0, 0, "optimizer", 4, 4.2), (0, 1, "optimizer", 3.2, 3.4)]
+    rows = [
+        (0, 0, "forward-compute", 0, 1),
+        (0, 0, "forward-send", 1, 1.2),
+        (0, 1, "forward-recv", 0.1, 1.2),
+        (0, 1, "forward-compute", 1.2, 2.2),
+        (0, 1, "backward-compute", 2.2, 3),
+        (0, 1, "backward-send", 3, 3.2),
+        (0, 0, "backward-recv", 1.2, 3.2),
+        (0, 0, "backward-compute", 3.2, 4),
+        (0, 0, "optimizer", 4, 4.2),
+        (0, 1, "optimizer", 3.2, 3.4),
+    ]
     trace = trace_of(rows, dp=1, pp=2)
     assert ("backward-compute", "optimizer", "tail") in edges(trace, 0)
     assert ("backward-compute", "optimizer", "tail") in edges(trace, 1)
@@ -78,9 +120,14 @@ def test_overlapped_dp_without_gc_and_layernorm():
     depends on both the last compute and the last reduce-scatter."""
     rows = []
     for d in range(2):
-        rows += [(d, 0, "params-all-gather", 0, 0.5), (d, 0, "forward-compute", 0.5, 1.5),
-                 (d, 0, "backward-compute", 1.5, 3.5), (d, 0, "grads-reduce-scatter", 3.5, 4.5),
-                 (d, 0, "separate-grads-all-reduce", 4.5, 5), (d, 0, "optimizer", 5, 5.5)]
+        rows += [
+            (d, 0, "params-all-gather", 0, 0.5),
+            (d, 0, "forward-compute", 0.5, 1.5),
+            (d, 0, "backward-compute", 1.5, 3.5),
+            (d, 0, "grads-reduce-scatter", 3.5, 4.5),
+            (d, 0, "separate-grads-all-reduce", 4.5, 5),
+            (d, 0, "optimizer", 5, 5.5),
+        ]
     trace = trace_of(rows, dp=2)
     got = edges(trace)
     assert ("backward-compute", "separate-grads-all-reduce", "tail") in got

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import DATA, real_analysis, real_trace
 from typer.testing import CliRunner
 
 import graphwia
@@ -18,8 +19,6 @@ from graphwia.analyses.critical_path import scenario_critical_path
 from graphwia.errors import UsageError
 from graphwia.outputs.results import explanation_dict, result_dict
 from graphwia.trace.steps import checked_steps
-
-from conftest import DATA, real_analysis, real_trace
 
 #: Per trace: a window holding its first step and one without it (step ranges, inclusive).
 WINDOWS = {"ST": ((23, 36), (259, 288)), "SE": ((16, 39), (403, 437)), "AR": ((16, 39), (404, 439))}
@@ -119,12 +118,14 @@ def test_cli_steps_and_typical_from(tmp_path):
     expected = result_dict(graphwia.analyze(trace, steps=steps, typical_from="all"))
     assert written["blocking_slowdown"] == pytest.approx(expected["blocking_slowdown"], rel=1e-12)
 
-    run = CliRunner().invoke(app, ["analyze", str(DATA / "trace-ST.parquet"), "--no-plots", "--out",
-                                   str(tmp_path / "whole")])
+    run = CliRunner().invoke(
+        app, ["analyze", str(DATA / "trace-ST.parquet"), "--no-plots", "--out", str(tmp_path / "whole")]
+    )
     assert run.exit_code == 0 and "typical weights" not in run.stdout  # every step analysed: nothing to say
 
 
 # -- steps as the API takes them --------------------------------------------------------------------
+
 
 def test_a_bare_step_number_works_wherever_steps_are_taken():
     from graphwia.synth.generate import synthesize
@@ -156,15 +157,37 @@ def test_critical_paths_of_some_steps_take_typical_weights_from_them(tmp_path):
     write_synth(tmp_path, "job", dp=2, pp=2, microbatches=2, steps=3, seed=4, slow_workers=[(0, 1, 1.5)])
     for choice in ("selected", "all"):
         out = tmp_path / f"cp-{choice}.json"
-        run = CliRunner().invoke(app, ["critical-path", str(tmp_path / "trace-job.parquet"), "--scenario", "ideal",
-                                       "--steps", "1-2", "--typical-from", choice, "--out", str(out), "-q"])
+        run = CliRunner().invoke(
+            app,
+            [
+                "critical-path",
+                str(tmp_path / "trace-job.parquet"),
+                "--scenario",
+                "ideal",
+                "--steps",
+                "1-2",
+                "--typical-from",
+                choice,
+                "--out",
+                str(out),
+                "-q",
+            ],
+        )
         assert run.exit_code == 0, run.output
     assert (tmp_path / "cp-selected.json").read_text() != (tmp_path / "cp-all.json").read_text()
 
 
-@pytest.mark.parametrize("steps, named", [
-    ("12", "'12'"), (1.0, "1.0"), ([1, 2.5], "2.5"), (True, "True"), ([], "no steps were selected"), (7, "7"),
-])
+@pytest.mark.parametrize(
+    "steps, named",
+    [
+        ("12", "'12'"),
+        (1.0, "1.0"),
+        ([1, 2.5], "2.5"),
+        (True, "True"),
+        ([], "no steps were selected"),
+        (7, "7"),
+    ],
+)
 def test_steps_that_are_not_step_numbers_are_refused(steps, named):
     with pytest.raises(UsageError) as err:
         checked_steps(steps, np.arange(3), "t")

@@ -56,12 +56,13 @@ def matched_p2p(ops: pd.DataFrame, optype: str, n_chunks: int) -> list[tuple[int
         records = records[records.start_ts + records.duration >= (computes.start_ts + computes.duration).min() - EPS]
     skipped = len(computes) - len(records)
     assert skipped in (0, 1) or len(records) == 0, f"{optype}: {len(records)} records for {len(computes)} computes"
-    matched = computes.iloc[skipped:skipped + len(records)]
+    matched = computes.iloc[skipped : skipped + len(records)]
     peer_offset = {"forward-send": 1, "forward-recv": -1, "backward-send": -1, "backward-recv": 1}[optype]
     return [(g, mb) for g, mb in zip(matched.gmc, matched.mb_id) if 0 <= g + peer_offset < n_chunks]
 
 
 # -- schema and determinism -----------------------------------------------------------------
+
 
 def test_schema_dtypes_and_metadata():
     trace, meta = synth(dp=2, pp=4, vpp=1, microbatches=4, steps=2, tp=2, name="x")
@@ -71,8 +72,16 @@ def test_schema_dtypes_and_metadata():
             assert isinstance(trace[column].dtype, pd.CategoricalDtype)
         else:
             assert trace[column].dtype == dtype, column
-    assert meta == {"trial_name": "x", "run_id": 0, "dp_size": 2, "pp_size": 4, "tp_size": 2,
-                    "dsp_size": 1, "vpp_size": 1, "world_size": 16}
+    assert meta == {
+        "trial_name": "x",
+        "run_id": 0,
+        "dp_size": 2,
+        "pp_size": 4,
+        "tp_size": 2,
+        "dsp_size": 1,
+        "vpp_size": 1,
+        "world_size": 16,
+    }
     ranks = trace.drop_duplicates(["dp_rank", "stage"])
     assert (ranks["rank"] == (ranks.stage * 2 + ranks.dp_rank) * 2).all()
     assert (trace.duration > 0).all()
@@ -101,23 +110,38 @@ def test_same_seed_same_trace_other_seed_other_times():
 
 def test_steps_laid_end_to_end():
     trace, _ = synth(dp=2, pp=4, vpp=1, microbatches=4, steps=2)
-    bounds = trace.assign(end=trace.start_ts + trace.duration).groupby("step").agg(lo=("start_ts", "min"), hi=("end", "max"))
+    bounds = (
+        trace.assign(end=trace.start_ts + trace.duration).groupby("step").agg(lo=("start_ts", "min"), hi=("end", "max"))
+    )
     assert bounds.lo.iloc[0] >= 0
     assert bounds.hi.iloc[0] < bounds.lo.iloc[1]
 
 
 # -- schedule shape ---------------------------------------------------------------------------
 
+
 def test_op_counts_per_stage_mirror_a_real_1f1b_trace():
     # the layout of the published ST trace: dp 2, pp 4, 4 microbatches, reduce-scatter in the tail
     table = counts(synth(dp=2, pp=4, vpp=1, microbatches=4, steps=2, dp_overlap=False)[0])
     expected = {
-        "forward-compute": [4, 4, 4, 4], "backward-compute": [4, 4, 4, 4],
-        "forward-recv": [None, 4, 4, 4], "forward-send": [4, 4, 4, None],
-        "backward-recv": [4, 4, 4, None], "backward-send": [None, 4, 4, 4],
+        "forward-compute": [4, 4, 4, 4],
+        "backward-compute": [4, 4, 4, 4],
+        "forward-recv": [None, 4, 4, 4],
+        "forward-send": [4, 4, 4, None],
+        "backward-recv": [4, 4, 4, None],
+        "backward-send": [None, 4, 4, 4],
         "embedding-grads-all-reduce": [1, None, None, 1],
-        **{t: [1, 1, 1, 1] for t in ("gc", "grads-reduce-scatter", "layernorm-grads-all-reduce", "optimizer",
-                                     "optimizer-clip-main-grad", "params-all-gather")},
+        **{
+            t: [1, 1, 1, 1]
+            for t in (
+                "gc",
+                "grads-reduce-scatter",
+                "layernorm-grads-all-reduce",
+                "optimizer",
+                "optimizer-clip-main-grad",
+                "params-all-gather",
+            )
+        },
     }
     assert set(table.index) == set(expected)
     for optype, per_stage in expected.items():
@@ -204,16 +228,23 @@ def test_dp_collectives_overlapped_and_in_the_tail():
     overlapped = worker(synth(dp=2, pp=pp, vpp=vpp, microbatches=m, steps=1)[0], 0, 1, 0)
     gc_start = overlapped[overlapped.optype == "gc"].start_ts.iloc[0]
     scatters = overlapped[overlapped.optype == "grads-reduce-scatter"].sort_values("seq_id")
-    assert list(scatters.mc) == [1, 0]                 # chunk 1's backwards finish first
-    assert scatters.start_ts.iloc[0] < gc_start       # overlapped with the remaining backwards
+    assert list(scatters.mc) == [1, 0]  # chunk 1's backwards finish first
+    assert scatters.start_ts.iloc[0] < gc_start  # overlapped with the remaining backwards
     assert (overlapped.optype == "separate-grads-all-reduce").sum() == 1
     assert list(overlapped[overlapped.optype == "params-all-gather"].mc) == [0, 1]
 
     tail = worker(synth(dp=2, pp=pp, vpp=vpp, microbatches=m, steps=1, dp_overlap=False)[0], 0, 0, 0)
     assert "separate-grads-all-reduce" not in set(tail.optype)
     order = list(tail.optype[tail.start_ts >= tail[tail.optype == "gc"].start_ts.iloc[0]])
-    assert order == ["gc", "layernorm-grads-all-reduce", "embedding-grads-all-reduce", "grads-reduce-scatter",
-                     "grads-reduce-scatter", "optimizer-clip-main-grad", "optimizer"]
+    assert order == [
+        "gc",
+        "layernorm-grads-all-reduce",
+        "embedding-grads-all-reduce",
+        "grads-reduce-scatter",
+        "grads-reduce-scatter",
+        "optimizer-clip-main-grad",
+        "optimizer",
+    ]
 
 
 @pytest.mark.parametrize("dp, pp", [(1, 1), (3, 1), (1, 3)])
@@ -229,6 +260,7 @@ def test_small_layouts(dp, pp):
 
 
 # -- injected causes --------------------------------------------------------------------------
+
 
 def test_slow_worker_and_slow_stage_scale_compute():
     trace, _ = synth(dp=4, pp=2, vpp=1, microbatches=4, steps=4, slow_workers=[(1, 1, 1.6)], slow_stage=(0, 1.3))
@@ -257,16 +289,19 @@ def test_gc_pauses_hit_with_their_probability():
     assert gc[gc < 0.4].max() < 0.01
 
 
-@pytest.mark.parametrize("kwargs, argument", [
-    (dict(dp=0), "dp"),
-    (dict(vpp=2, microbatches=6), "microbatches"),
-    (dict(vpp=2, pp=1), "vpp"),
-    (dict(slow_workers=[(2, 0, 1.5)]), "slow_workers"),
-    (dict(slow_stage=(4, 1.5)), "slow_stage"),
-    (dict(slow_stage=(0, 0.0)), "slow_stage"),
-    (dict(seqlen_cv=-1), "seqlen_cv"),
-    (dict(gc_pauses=[(1.5, 1.0)]), "gc_pauses"),
-])
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        (dict(dp=0), "dp"),
+        (dict(vpp=2, microbatches=6), "microbatches"),
+        (dict(vpp=2, pp=1), "vpp"),
+        (dict(slow_workers=[(2, 0, 1.5)]), "slow_workers"),
+        (dict(slow_stage=(4, 1.5)), "slow_stage"),
+        (dict(slow_stage=(0, 0.0)), "slow_stage"),
+        (dict(seqlen_cv=-1), "seqlen_cv"),
+        (dict(gc_pauses=[(1.5, 1.0)]), "gc_pauses"),
+    ],
+)
 def test_bad_arguments_name_themselves(kwargs, argument):
     args = dict(dp=2, pp=4, microbatches=4, steps=1) | kwargs
     with pytest.raises(ValueError) as caught:
@@ -275,6 +310,7 @@ def test_bad_arguments_name_themselves(kwargs, argument):
 
 
 # -- files and CLI ----------------------------------------------------------------------------
+
 
 def test_write_synth_writes_both_files_whole(tmp_path):
     trace_path, meta_path = write_synth(tmp_path / "out", "demo", dp=2, pp=2, microbatches=2, steps=1, seed=3)
@@ -299,28 +335,83 @@ def cli_app() -> typer.Typer:
 
 
 def test_cli_writes_a_trace(tmp_path):
-    result = CliRunner().invoke(cli_app(), [
-        "synth", "--out", str(tmp_path), "--name", "c", "--dp", "2", "--pp", "2", "--microbatches", "2",
-        "--steps", "1", "--seed", "1", "--slow-worker", "1:0:1.5", "--slow-worker", "0:1:1.2",
-        "--slow-stage", "1:1.1", "--seqlen-cv", "0.1", "--gc-pause", "0.5:0.2", "--no-dp-overlap"])
+    result = CliRunner().invoke(
+        cli_app(),
+        [
+            "synth",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "c",
+            "--dp",
+            "2",
+            "--pp",
+            "2",
+            "--microbatches",
+            "2",
+            "--steps",
+            "1",
+            "--seed",
+            "1",
+            "--slow-worker",
+            "1:0:1.5",
+            "--slow-worker",
+            "0:1:1.2",
+            "--slow-stage",
+            "1:1.1",
+            "--seqlen-cv",
+            "0.1",
+            "--gc-pause",
+            "0.5:0.2",
+            "--no-dp-overlap",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    expected, _ = synthesize(dp=2, pp=2, microbatches=2, steps=1, seed=1, slow_workers=[(1, 0, 1.5), (0, 1, 1.2)],
-                             slow_stage=(1, 1.1), seqlen_cv=0.1, gc_pauses=[(0.5, 0.2)], dp_overlap=False, name="c")
+    expected, _ = synthesize(
+        dp=2,
+        pp=2,
+        microbatches=2,
+        steps=1,
+        seed=1,
+        slow_workers=[(1, 0, 1.5), (0, 1, 1.2)],
+        slow_stage=(1, 1.1),
+        seqlen_cv=0.1,
+        gc_pauses=[(0.5, 0.2)],
+        dp_overlap=False,
+        name="c",
+    )
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "trace-c.parquet"), expected)
 
 
-@pytest.mark.parametrize("extra, option", [
-    (["--slow-worker", "1:0"], "--slow-worker"),
-    (["--slow-worker", "a:0:2"], "--slow-worker"),
-    (["--slow-worker", "5:0:2"], "--slow-worker"),
-    (["--slow-stage", "1"], "--slow-stage"),
-    (["--gc-pause", "0.1"], "--gc-pause"),
-    (["--gc-pause", "2:1"], "--gc-pause"),
-    (["--vpp", "2", "--microbatches", "3"], "--microbatches"),
-    (["--dp", "0"], "--dp"),
-])
+@pytest.mark.parametrize(
+    "extra, option",
+    [
+        (["--slow-worker", "1:0"], "--slow-worker"),
+        (["--slow-worker", "a:0:2"], "--slow-worker"),
+        (["--slow-worker", "5:0:2"], "--slow-worker"),
+        (["--slow-stage", "1"], "--slow-stage"),
+        (["--gc-pause", "0.1"], "--gc-pause"),
+        (["--gc-pause", "2:1"], "--gc-pause"),
+        (["--vpp", "2", "--microbatches", "3"], "--microbatches"),
+        (["--dp", "0"], "--dp"),
+    ],
+)
 def test_cli_malformed_values_give_one_line(tmp_path, extra, option):
-    args = ["synth", "--out", str(tmp_path), "--name", "c", "--dp", "2", "--pp", "2", "--microbatches", "2", "--steps", "1"]
+    args = [
+        "synth",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "c",
+        "--dp",
+        "2",
+        "--pp",
+        "2",
+        "--microbatches",
+        "2",
+        "--steps",
+        "1",
+    ]
     result = CliRunner().invoke(cli_app(), args + extra)
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
@@ -330,6 +421,7 @@ def test_cli_malformed_values_give_one_line(tmp_path, extra, option):
 
 # -- the engine accepts the traces and its base simulation reproduces them ---------------------
 
+
 def analyze(**kwargs):
     graphwia = pytest.importorskip("graphwia")
     if not hasattr(graphwia, "analyze"):
@@ -338,15 +430,18 @@ def analyze(**kwargs):
     return graphwia.analyze(graphwia.Trace.from_frame(trace, meta), per_worker=False)
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(dp=2, pp=4, vpp=1, microbatches=4, steps=2, dp_overlap=False),
-    dict(dp=2, pp=4, vpp=1, microbatches=2, steps=2),
-    dict(dp=2, pp=4, vpp=2, microbatches=8, steps=2),
-    dict(dp=2, pp=3, vpp=3, microbatches=3, steps=2, dp_overlap=False),
-    dict(dp=2, pp=2, vpp=2, microbatches=2, steps=2),
-    dict(dp=1, pp=1, vpp=1, microbatches=3, steps=2),
-    dict(dp=3, pp=1, vpp=1, microbatches=2, steps=2),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(dp=2, pp=4, vpp=1, microbatches=4, steps=2, dp_overlap=False),
+        dict(dp=2, pp=4, vpp=1, microbatches=2, steps=2),
+        dict(dp=2, pp=4, vpp=2, microbatches=8, steps=2),
+        dict(dp=2, pp=3, vpp=3, microbatches=3, steps=2, dp_overlap=False),
+        dict(dp=2, pp=2, vpp=2, microbatches=2, steps=2),
+        dict(dp=1, pp=1, vpp=1, microbatches=3, steps=2),
+        dict(dp=3, pp=1, vpp=1, microbatches=2, steps=2),
+    ],
+)
 def test_base_simulation_reproduces_observed_step_times(kwargs):
     analysis = analyze(**kwargs)
     observed = analysis.step_time_observed

@@ -20,11 +20,16 @@ import numpy as np
 import pytest
 
 from graphwia import Trace, analyze
-from graphwia.utils.io import all_or_nothing
-from graphwia.outputs.job import _ideal_bars, _observed_bars, ideal_timeline_events, observed_timeline_events, \
-    write_timelines
-from graphwia.synth.generate import synthesize
+from graphwia.outputs.job import (
+    _ideal_bars,
+    _observed_bars,
+    ideal_timeline_events,
+    observed_timeline_events,
+    write_timelines,
+)
 from graphwia.outputs.timeline import _float_json, timeline_events, timeline_json, write_timeline_json
+from graphwia.synth.generate import synthesize
+from graphwia.utils.io import all_or_nothing
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,8 +48,10 @@ def dumped(events) -> bytes:
 def marked_overlay(dag, seed: int = 0):
     """A random mask and two chains of ops in it, one per step, as the critical-path writer passes them."""
     rng = np.random.default_rng(seed)
-    flows = [np.sort(rng.choice(dag.ops_per_step, 6, replace=False)) + step * dag.ops_per_step
-             for step in range(len(dag.steps))]
+    flows = [
+        np.sort(rng.choice(dag.ops_per_step, 6, replace=False)) + step * dag.ops_per_step
+        for step in range(len(dag.steps))
+    ]
     marked = rng.random(dag.n_ops) < 0.3
     for chain in flows:
         marked[chain] = True
@@ -94,8 +101,22 @@ def test_floats_read_back_bit_for_bit():
     rng = np.random.default_rng(7)
     bits = rng.integers(0, 2**64, 20_000, dtype=np.uint64, endpoint=False).view(np.float64)
     scaled = rng.random(20_000) * 10.0 ** rng.integers(-8, 20, 20_000)
-    special = [0.0, -0.0, 1e-4, 9.999999999999999e-05, 1e16, 1e16 - 2, 5e-324, 1e308, 0.1, 1 / 3, 123.0,
-               np.nan, np.inf, -np.inf]
+    special = [
+        0.0,
+        -0.0,
+        1e-4,
+        9.999999999999999e-05,
+        1e16,
+        1e16 - 2,
+        5e-324,
+        1e308,
+        0.1,
+        1 / 3,
+        123.0,
+        np.nan,
+        np.inf,
+        -np.inf,
+    ]
     values = np.concatenate([bits, scaled, special])
     text = _float_json(values)
     expected = [json.dumps(value, allow_nan=True) for value in values.tolist()]

@@ -44,8 +44,10 @@ def test_a_slow_first_stage_has_a_cause():
     assert 1.05 < analysis.slowdown < 1.1 and analysis.Ms < 0  # M_S looks at the last stage only
     text = verdict(analysis)
     assert "no significant straggling" not in text
-    assert text.startswith(f"small slowdown (S = {analysis.slowdown:.3f} < 1.1), caused by stage partitioning "
-                           "imbalance: stage 0 of 4 computes")
+    assert text.startswith(
+        f"small slowdown (S = {analysis.slowdown:.3f} < 1.1), caused by stage partitioning "
+        "imbalance: stage 0 of 4 computes"
+    )
 
 
 def test_gc_as_the_top_op_type_is_named():
@@ -73,15 +75,19 @@ def test_shares_over_100_percent_are_explained():
     assert not any("over 100%" in text for text in summary_lines(within))
 
 
-@pytest.mark.parametrize("value, text", [(-0.0004, "0.0%"), (0.0004, "0.0%"), (-0.0012, "-0.1%"), (1.0432, "104.3%"),
-                                         (float("nan"), "n/a")])
+@pytest.mark.parametrize(
+    "value, text", [(-0.0004, "0.0%"), (0.0004, "0.0%"), (-0.0012, "-0.1%"), (1.0432, "104.3%"), (float("nan"), "n/a")]
+)
 def test_percent_never_prints_minus_zero(value, text):
     assert percent(value) == text
 
 
 def test_no_summary_prints_minus_zero():
-    jobs = [synthetic(dp=4, pp=4, microbatches=8, slow_workers=[(2, 1, 1.5)]),
-            synthetic(dp=8, pp=2, microbatches=8, seqlen_cv=0.4), synthetic(dp=2, pp=2, microbatches=4)]
+    jobs = [
+        synthetic(dp=4, pp=4, microbatches=8, slow_workers=[(2, 1, 1.5)]),
+        synthetic(dp=8, pp=2, microbatches=8, seqlen_cv=0.4),
+        synthetic(dp=2, pp=2, microbatches=4),
+    ]
     for analysis in jobs:
         assert not any(re.search(r"-0\.0%", text) for text in summary_lines(analysis))
 
@@ -89,7 +95,9 @@ def test_no_summary_prints_minus_zero():
 def test_the_verdict_states_what_was_measured():
     analysis = synthetic(dp=8, pp=2, microbatches=8, seqlen_cv=0.4)
     text = verdict(analysis)
-    assert text.startswith("sequence-length imbalance: a microbatch's compute varies from microbatch to microbatch (CV ")
+    assert text.startswith(
+        "sequence-length imbalance: a microbatch's compute varies from microbatch to microbatch (CV "
+    )
     assert "alike on every stage of a replica (correlation 1.00)" in text
     share = analysis.causes.ranked[0].share
     assert f"explaining {percent(share)} of the slowdown" in text
@@ -106,4 +114,7 @@ def test_real_verdicts_name_the_dominant_op_type():
     assert "most of S is in backward-compute" in verdict(real_analysis("AR"))
     assert "most of S is in" not in verdict(real_analysis("ST"))  # forward and backward share it
     se = verdict(real_analysis("SE"))
-    assert se.startswith("sequence-length imbalance") and "; then stage partitioning imbalance: stage 1 of 2 (the last)" in se
+    assert (
+        se.startswith("sequence-length imbalance")
+        and "; then stage partitioning imbalance: stage 1 of 2 (the last)" in se
+    )

@@ -9,18 +9,17 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import published, real_trace, requires_data
 from typer.testing import CliRunner
 
 import graphwia
-from graphwia.synth.generate import synthesize, write_synth
 from graphwia import optypes as T
 from graphwia.analyses import whatif
 from graphwia.analyses.critical_path import scenario_critical_path, whatif_critical_path
 from graphwia.analyses.whatif import ScenarioError, load_scenarios, masked, parse_scenarios, run_whatif
 from graphwia.outputs.whatif import whatif_dict, write_whatif_timelines
+from graphwia.synth.generate import synthesize, write_synth
 from graphwia.utils import io
-
-from conftest import published, real_trace, requires_data
 
 COMPUTE = ["forward-compute", "backward-compute"]
 P2P = ["forward-send", "forward-recv", "backward-send", "backward-recv"]
@@ -55,32 +54,35 @@ def one(trace, entry, baseline="nodelay"):
 GOOD = {"name": "x", "where": {"optype": COMPUTE}, "scale": {"duration": 0.5}}
 
 
-@pytest.mark.parametrize("raw, named", [
-    ([GOOD], "expected a mapping"),
-    ({"scenarios": [GOOD], "baseline": "fastest"}, "'fastest'"),
-    ({"scenarios": [GOOD], "extra": 1}, "'extra'"),
-    ({"scenarios": []}, "'scenarios'"),
-    ({"scenarios": [dict(GOOD, colour="red")]}, "'colour'"),
-    ({"scenarios": [dict(GOOD, where={"worker": 3})]}, "'worker'"),
-    ({"scenarios": [dict(GOOD, where={"optype": ["forward-compute", "fwd"]})]}, "'fwd'"),
-    ({"scenarios": [dict(GOOD, where={"stage": ["first"]})]}, "'first'"),
-    ({"scenarios": [dict(GOOD, where={"dp_rank": [-1]})]}, "where.dp_rank"),
-    ({"scenarios": [dict(GOOD, where={"step": []})]}, "where.step"),
-    ({"scenarios": [dict(GOOD, where=["stage"])]}, "'where'"),
-    ({"scenarios": [dict(GOOD, scale={"time": 0.5})]}, "'time'"),
-    ({"scenarios": [dict(GOOD, scale={"duration": -1})]}, "scale.duration"),
-    ({"scenarios": [dict(GOOD, scale={"duration": True})]}, "scale.duration"),
-    ({"scenarios": [dict(GOOD, scale={"duration": "fast"})]}, "scale.duration"),
-    ({"scenarios": [dict(GOOD, set={"duration": 0.1})]}, "duration is both set and scaled"),
-    ({"scenarios": [{"name": "x", "where": {"stage": [0]}}]}, "no action"),
-    ({"scenarios": [dict(GOOD, ideal="yes")]}, "'ideal'"),
-    ({"scenarios": [dict(GOOD, healthy=1)]}, "'healthy'"),
-    ({"scenarios": [dict(GOOD, ideal=True, healthy=True)]}, "'ideal' and 'healthy' are both true"),
-    ({"scenarios": [dict(GOOD, where={"optype": [["forward-compute"]]})]}, "unknown optype"),
-    ({"scenarios": [dict(GOOD, name="two words")]}, "'two words'"),
-    ({"scenarios": [{k: v for k, v in GOOD.items() if k != "name"}]}, "scenario #1"),
-    ({"scenarios": [GOOD, GOOD]}, "used twice"),
-])
+@pytest.mark.parametrize(
+    "raw, named",
+    [
+        ([GOOD], "expected a mapping"),
+        ({"scenarios": [GOOD], "baseline": "fastest"}, "'fastest'"),
+        ({"scenarios": [GOOD], "extra": 1}, "'extra'"),
+        ({"scenarios": []}, "'scenarios'"),
+        ({"scenarios": [dict(GOOD, colour="red")]}, "'colour'"),
+        ({"scenarios": [dict(GOOD, where={"worker": 3})]}, "'worker'"),
+        ({"scenarios": [dict(GOOD, where={"optype": ["forward-compute", "fwd"]})]}, "'fwd'"),
+        ({"scenarios": [dict(GOOD, where={"stage": ["first"]})]}, "'first'"),
+        ({"scenarios": [dict(GOOD, where={"dp_rank": [-1]})]}, "where.dp_rank"),
+        ({"scenarios": [dict(GOOD, where={"step": []})]}, "where.step"),
+        ({"scenarios": [dict(GOOD, where=["stage"])]}, "'where'"),
+        ({"scenarios": [dict(GOOD, scale={"time": 0.5})]}, "'time'"),
+        ({"scenarios": [dict(GOOD, scale={"duration": -1})]}, "scale.duration"),
+        ({"scenarios": [dict(GOOD, scale={"duration": True})]}, "scale.duration"),
+        ({"scenarios": [dict(GOOD, scale={"duration": "fast"})]}, "scale.duration"),
+        ({"scenarios": [dict(GOOD, set={"duration": 0.1})]}, "duration is both set and scaled"),
+        ({"scenarios": [{"name": "x", "where": {"stage": [0]}}]}, "no action"),
+        ({"scenarios": [dict(GOOD, ideal="yes")]}, "'ideal'"),
+        ({"scenarios": [dict(GOOD, healthy=1)]}, "'healthy'"),
+        ({"scenarios": [dict(GOOD, ideal=True, healthy=True)]}, "'ideal' and 'healthy' are both true"),
+        ({"scenarios": [dict(GOOD, where={"optype": [["forward-compute"]]})]}, "unknown optype"),
+        ({"scenarios": [dict(GOOD, name="two words")]}, "'two words'"),
+        ({"scenarios": [{k: v for k, v in GOOD.items() if k != "name"}]}, "scenario #1"),
+        ({"scenarios": [GOOD, GOOD]}, "used twice"),
+    ],
+)
 def test_invalid_scenarios_name_the_culprit(raw, named):
     with pytest.raises(ScenarioError) as err:
         parse_scenarios(raw, source="s.yaml")
@@ -95,7 +97,8 @@ def test_errors_inside_a_scenario_name_it():
 
 def test_load_scenarios_reads_yaml_and_defaults(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         scenarios:
           - name: last-stage-faster
             where: {stage: last, optype: [forward-compute, backward-compute]}
@@ -105,7 +108,8 @@ def test_load_scenarios_reads_yaml_and_defaults(tmp_path):
           - name: healthy
             where: {optype: forward-pp-comm}
             healthy: true
-    """))
+    """)
+    )
     loaded = load_scenarios(path)
     assert loaded.baseline == "nodelay"
     assert loaded.names == ["last-stage-faster", "typical", "healthy"]
@@ -133,28 +137,44 @@ def test_load_scenarios_file_errors(tmp_path):
 
 # -- run-time errors: the scenario does not fit the trace -------------------------------------
 
-@pytest.mark.parametrize("entry, named", [
-    ({"name": "far", "where": {"stage": [5]}, "scale": {"duration": 2}}, "where.stage: 5 not in the analysed ops"),
-    ({"name": "late", "where": {"step": [99]}, "scale": {"duration": 2}}, "where.step: 99"),
-    ({"name": "none", "where": {"optype": ["forward-recv"], "stage": [0]}, "scale": {"duration": 2}}, "where selects no op"),
-    ({"name": "p2p", "where": {"optype": P2P}, "set": {"duration": 0}}, "set.duration changes nothing"),
-    ({"name": "fwd", "where": {"optype": COMPUTE}, "scale": {"transfer": 0}}, "scale.transfer changes nothing"),
-])
+
+@pytest.mark.parametrize(
+    "entry, named",
+    [
+        ({"name": "far", "where": {"stage": [5]}, "scale": {"duration": 2}}, "where.stage: 5 not in the analysed ops"),
+        ({"name": "late", "where": {"step": [99]}, "scale": {"duration": 2}}, "where.step: 99"),
+        (
+            {"name": "none", "where": {"optype": ["forward-recv"], "stage": [0]}, "scale": {"duration": 2}},
+            "where selects no op",
+        ),
+        ({"name": "p2p", "where": {"optype": P2P}, "set": {"duration": 0}}, "set.duration changes nothing"),
+        ({"name": "fwd", "where": {"optype": COMPUTE}, "scale": {"transfer": 0}}, "scale.transfer changes nothing"),
+    ],
+)
 def test_scenarios_that_do_not_fit_the_trace(trace, entry, named):
     with pytest.raises(ScenarioError) as err:
         run_whatif(trace, scenarios(entry))
     assert named in str(err.value) and f"scenario {entry['name']!r}" in str(err.value)
 
 
-@pytest.mark.parametrize("entry, baseline, why", [
-    ({"name": "same", "scale": {"duration": 1, "transfer": 1}}, "nodelay",
-     "scale.duration changes nothing: a factor of 1"),
-    ({"name": "no-delay", "set": {"launch_delay": 0}}, "nodelay", "this baseline has no launch delays"),
-    ({"name": "no-delay", "where": {"stage": [1]}, "scale": {"launch_delay": 0.5}}, "ideal", "no launch delays"),
-    ({"name": "typical", "ideal": True}, "ideal", "ideal: true changes nothing"),
-    ({"name": "late", "set": {"launch_delay": 0.001}, "scale": {"transfer": 1}}, "base",
-     "scale.transfer changes nothing: a factor of 1"),
-])
+@pytest.mark.parametrize(
+    "entry, baseline, why",
+    [
+        (
+            {"name": "same", "scale": {"duration": 1, "transfer": 1}},
+            "nodelay",
+            "scale.duration changes nothing: a factor of 1",
+        ),
+        ({"name": "no-delay", "set": {"launch_delay": 0}}, "nodelay", "this baseline has no launch delays"),
+        ({"name": "no-delay", "where": {"stage": [1]}, "scale": {"launch_delay": 0.5}}, "ideal", "no launch delays"),
+        ({"name": "typical", "ideal": True}, "ideal", "ideal: true changes nothing"),
+        (
+            {"name": "late", "set": {"launch_delay": 0.001}, "scale": {"transfer": 1}},
+            "base",
+            "scale.transfer changes nothing: a factor of 1",
+        ),
+    ],
+)
 def test_an_action_that_changes_nothing_is_an_error(trace, entry, baseline, why):
     """The README's promise: an action leaving every selected value as it was stops with an error."""
     with pytest.raises(ScenarioError) as err:
@@ -173,10 +193,12 @@ def test_optypes_absent_from_the_trace_are_allowed(trace):
 
 # -- semantics --------------------------------------------------------------------------------
 
+
 def test_steps_a_scenario_leaves_alone_have_speedup_one(trace):
     for baseline in ("nodelay", "base", "ideal"):
-        _, result = one(trace, {"name": "step-0", "where": {"step": [0]}, "scale": {"duration": 2, "transfer": 2}},
-                        baseline)
+        _, result = one(
+            trace, {"name": "step-0", "where": {"step": [0]}, "scale": {"duration": 2, "transfer": 2}}, baseline
+        )
         assert result.step_speedup[0, 0] < 0.9
         np.testing.assert_allclose(result.step_speedup[1:, 0], 1.0, atol=1e-12)
 
@@ -197,8 +219,10 @@ def test_no_launch_delay_from_base_reproduces_the_launch_slowdown(trace, analysi
 def test_healing_the_slow_worker_helps_more_than_a_healthy_one(trace):
     dp, stage, factor = SLOW
     heal = {"where": {"dp_rank": [dp], "stage": [stage], "optype": COMPUTE}, "scale": {"duration": 1 / factor}}
-    result = run_whatif(trace, scenarios(dict(heal, name="slow"),
-                                         dict(heal, name="healthy", where=dict(heal["where"], dp_rank=[1 - dp]))))
+    result = run_whatif(
+        trace,
+        scenarios(dict(heal, name="slow"), dict(heal, name="healthy", where=dict(heal["where"], dp_rank=[1 - dp]))),
+    )
     assert result.speedup["slow"] > 1.05
     assert result.speedup["slow"] > result.speedup["healthy"] + 0.05
 
@@ -223,7 +247,9 @@ def test_actions_touch_only_what_they_select(trace):
 
 
 def test_steps_subset_with_typical_weights_from_all_steps_matches_the_full_run(trace):
-    entries = scenarios({"name": "ideal", "ideal": True}, {"name": "pp", "where": {"optype": P2P}, "set": {"transfer": 0}})
+    entries = scenarios(
+        {"name": "ideal", "ideal": True}, {"name": "pp", "where": {"optype": P2P}, "set": {"transfer": 0}}
+    )
     full = run_whatif(trace, entries)
     part = run_whatif(trace, entries, steps=[1, 2], typical_from="all")
     rows = [full.steps.index(s) for s in part.steps]
@@ -234,8 +260,9 @@ def test_steps_subset_with_typical_weights_from_all_steps_matches_the_full_run(t
 
 def test_steps_subset_takes_typical_weights_from_those_steps(trace):
     """By default a subset is simulated as the trace cut down to it would be (SPEC §5)."""
-    entries = scenarios({"name": "ideal", "ideal": True},
-                        {"name": "healthy", "where": {"dp_rank": [1]}, "healthy": True})
+    entries = scenarios(
+        {"name": "ideal", "ideal": True}, {"name": "healthy", "where": {"dp_rank": [1]}, "healthy": True}
+    )
     part = run_whatif(trace, entries, steps=[0, 2])
     cut = graphwia.Trace.from_frame(trace.ops.drop(columns="end").query("step in [0, 2]"), trace.meta.to_dict())
     np.testing.assert_array_equal(part.weight, run_whatif(cut, entries).weight)
@@ -247,19 +274,23 @@ def test_steps_subset_takes_typical_weights_from_those_steps(trace):
 def test_a_single_step_number_is_a_step_selection(trace):
     entries = scenarios({"name": "ideal", "ideal": True})
     assert run_whatif(trace, entries, steps=1).steps == [1]
-    np.testing.assert_array_equal(run_whatif(trace, entries, steps=1).step_time,
-                                  run_whatif(trace, entries, steps=[1]).step_time)
+    np.testing.assert_array_equal(
+        run_whatif(trace, entries, steps=1).step_time, run_whatif(trace, entries, steps=[1]).step_time
+    )
     assert scenario_critical_path(trace, "ideal", steps=np.int64(1)).steps == [1]
     with pytest.raises(graphwia.UsageError, match="steps must be"):
         run_whatif(trace, entries, steps="1")
 
 
 def test_attribution_groups_select_both_p2p_optypes_of_a_direction(trace):
-    result = run_whatif(trace, scenarios(
-        {"name": "group", "where": {"optype": ["forward-pp-comm"]}, "set": {"transfer": 0}},
-        {"name": "both", "where": {"optype": ["forward-send", "forward-recv"]}, "set": {"transfer": 0}},
-        {"name": "backward", "where": {"optype": ["backward-pp-comm"]}, "set": {"transfer": 0}},
-    ))
+    result = run_whatif(
+        trace,
+        scenarios(
+            {"name": "group", "where": {"optype": ["forward-pp-comm"]}, "set": {"transfer": 0}},
+            {"name": "both", "where": {"optype": ["forward-send", "forward-recv"]}, "set": {"transfer": 0}},
+            {"name": "backward", "where": {"optype": ["backward-pp-comm"]}, "set": {"transfer": 0}},
+        ),
+    )
     ops = result.dag.ops["optype"].astype(str)
     np.testing.assert_array_equal(result.weight[:, 1], result.weight[:, 2])
     changed = result.weight[:, 1] != result.weight[:, 0]
@@ -269,6 +300,7 @@ def test_attribution_groups_select_both_p2p_optypes_of_a_direction(trace):
 
 
 # -- healthy: typical among the op's peers on its own stage ---------------------------------------
+
 
 @pytest.fixture(scope="module")
 def slow_stage_trace():
@@ -284,8 +316,12 @@ def column(result, name: str) -> np.ndarray:
 
 def test_healthy_gives_the_typical_weight_of_the_op_s_peers_on_its_stage(slow_stage_trace):
     worker = {"dp_rank": [0], "stage": [1]}
-    result = run_whatif(slow_stage_trace, scenarios({"name": "healthy", "where": worker, "healthy": True},
-                                                    {"name": "ideal", "where": worker, "ideal": True}))
+    result = run_whatif(
+        slow_stage_trace,
+        scenarios(
+            {"name": "healthy", "where": worker, "healthy": True}, {"name": "ideal", "where": worker, "ideal": True}
+        ),
+    )
     optype, stage = column(result, "optype"), column(result, "stage")
     selected = (column(result, "dp_rank") == 0) & (stage == 1)
     for name in np.unique(optype[selected]):
@@ -305,10 +341,14 @@ def test_healthy_gives_the_typical_weight_of_the_op_s_peers_on_its_stage(slow_st
 def test_healthy_heals_a_slow_worker_like_its_peers(trace):
     dp, stage, factor = SLOW
     worker = {"dp_rank": [dp], "stage": [stage]}
-    result = run_whatif(trace, scenarios(
-        {"name": "healthy", "where": worker, "healthy": True},
-        {"name": "healed", "where": dict(worker, optype=COMPUTE), "scale": {"duration": 1 / factor}},
-        {"name": "healthy-peer", "where": {"dp_rank": [1 - dp], "stage": [stage]}, "healthy": True}))
+    result = run_whatif(
+        trace,
+        scenarios(
+            {"name": "healthy", "where": worker, "healthy": True},
+            {"name": "healed", "where": dict(worker, optype=COMPUTE), "scale": {"duration": 1 / factor}},
+            {"name": "healthy-peer", "where": {"dp_rank": [1 - dp], "stage": [stage]}, "healthy": True},
+        ),
+    )
     # its own slow ops do not count in the typical weight it gets: it is healed all the way
     assert result.speedup["healthy"] == pytest.approx(result.speedup["healed"], rel=0.02)
     assert result.speedup["healthy"] > result.speedup["healthy-peer"] + 0.05
@@ -325,20 +365,23 @@ def test_healthy_takes_typical_weights_from_the_analysed_steps(slow_stage_trace)
     peers = (ops["stage"] == 0) & (ops["dp_rank"] == 1) & (ops["optype"].astype(str) == "forward-compute")
     for typical_from, steps in (("selected", [2]), ("all", [0, 1, 2])):
         result = run_whatif(slow_stage_trace, scenarios(entry), steps=[2], typical_from=typical_from)
-        forward = (column(result, "dp_rank") == 0) & (column(result, "stage") == 0) \
+        forward = (
+            (column(result, "dp_rank") == 0)
+            & (column(result, "stage") == 0)
             & (column(result, "optype") == "forward-compute")
+        )
         expected = ops.loc[peers & ops["step"].isin(steps), "duration"].mean()
         np.testing.assert_allclose(result.weight[forward, 1], expected, rtol=1e-12)
 
 
 # -- baseline base: recorded launch delays can mask a change -------------------------------------
 
+
 def blocked_peer_trace():
     """pp = 1, dp = 2; worker (1, 0) computes 1.5x slower and worker (0, 0), instead of waiting
     inside the first grads-reduce-scatter, launches it only when (1, 0) does: its wait for the
     straggler is recorded as a launch delay."""
-    frame, meta = synthesize(dp=2, pp=1, microbatches=4, steps=3, seed=5, slow_workers=[(1, 0, 1.5)],
-                             dp_overlap=False)
+    frame, meta = synthesize(dp=2, pp=1, microbatches=4, steps=3, seed=5, slow_workers=[(1, 0, 1.5)], dp_overlap=False)
     first_rs = frame.index[(frame["optype"] == "grads-reduce-scatter") & (frame["seq_id"] == 0)]
     rs = frame.loc[first_rs]
     slow_start = rs[rs["dp_rank"] == 1].set_index("step")["start_ts"]
@@ -365,14 +408,22 @@ def test_base_warns_when_recorded_launch_delays_mask_a_change():
 
 
 def test_base_does_not_warn_when_delays_mask_nothing(trace):
-    result = run_whatif(trace, scenarios(dict(HEAL, where={"dp_rank": [1], "stage": [0], "optype": COMPUTE}),
-                                         baseline="base"))
+    result = run_whatif(
+        trace, scenarios(dict(HEAL, where={"dp_rank": [1], "stage": [0], "optype": COMPUTE}), baseline="base")
+    )
     assert result.speedup["heal"] > 1.05 and not result.warnings
 
 
-@pytest.mark.parametrize("with_delays, without, expected", [
-    (-0.01, -1.0, True), (-0.6, -1.0, False), (0.2, -1.0, True), (-0.001, -0.005, False), (0.4, 1.0, True),
-])
+@pytest.mark.parametrize(
+    "with_delays, without, expected",
+    [
+        (-0.01, -1.0, True),
+        (-0.6, -1.0, False),
+        (0.2, -1.0, True),
+        (-0.001, -0.005, False),
+        (0.4, 1.0, True),
+    ],
+)
 def test_masked_criterion(with_delays, without, expected):
     assert masked(with_delays, without, step_time=10.0) is expected
 
@@ -388,18 +439,26 @@ def test_analysis_input_gives_the_same_result(trace, analysis):
 
 
 def test_outputs_json_frames_and_timelines(trace, tmp_path):
-    result = run_whatif(trace, scenarios({"name": "ideal", "ideal": True},
-                                         {"name": "pp", "where": {"optype": P2P}, "set": {"transfer": 0}}), times=True)
+    result = run_whatif(
+        trace,
+        scenarios({"name": "ideal", "ideal": True}, {"name": "pp", "where": {"optype": P2P}, "set": {"transfer": 0}}),
+        times=True,
+    )
     plain = whatif_dict(result)
     assert set(plain) == {"baseline", "baseline_step_time", "scenarios"}
     assert [set(s) for s in plain["scenarios"]] == [{"name", "step_time", "speedup"}] * 2
-    assert plain["scenarios"][0]["speedup"] == pytest.approx(plain["baseline_step_time"] / plain["scenarios"][0]["step_time"])
+    assert plain["scenarios"][0]["speedup"] == pytest.approx(
+        plain["baseline_step_time"] / plain["scenarios"][0]["step_time"]
+    )
     detailed = json.loads(json.dumps(whatif_dict(result, per_step=True)))
     assert list(detailed["baseline_per_step"]) == ["0", "1", "2"]
     assert detailed["scenarios"][1]["per_step"]["2"]["speedup"] == pytest.approx(result.step_speedup[2, 1])
     assert list(result.frame["scenario"]) == ["ideal", "pp"]
     per_step = result.step_frame
-    assert len(per_step) == 6 and per_step.set_index(["scenario", "step"]).loc[("pp", 1), "speedup"] == result.step_speedup[1, 1]
+    assert (
+        len(per_step) == 6
+        and per_step.set_index(["scenario", "step"]).loc[("pp", 1), "speedup"] == result.step_speedup[1, 1]
+    )
 
     paths = write_whatif_timelines(result, tmp_path / "tl")
     assert [p.name for p in paths] == ["whatif-ideal-synth.json.gz", "whatif-pp-synth.json.gz"]
@@ -448,8 +507,10 @@ def test_a_batch_gives_each_scenario_the_numbers_it_has_alone(trace, baseline, m
 
 def test_a_batch_holds_edits_not_columns(trace):
     """What a batch keeps (and a cluster is sent) grows with the distinct selections, not with ops × scenarios."""
-    many = [{"name": f"s{i}", "where": {"optype": [COMPUTE[i % 2]]}, "scale": {"duration": 0.5 + i / 200}}
-            for i in range(100)]
+    many = [
+        {"name": f"s{i}", "where": {"optype": [COMPUTE[i % 2]]}, "scale": {"duration": 0.5 + i / 200}}
+        for i in range(100)
+    ]
     batch = run_whatif(trace, scenarios(*many)).batch
     held = sum(a.nbytes for a in (batch.weight, batch.column, batch.value, *batch.targets, *batch.values))
     assert batch.n_scenarios == 101 and len(batch.targets) == 2 * 3  # two selections: all, local, members
@@ -457,7 +518,9 @@ def test_a_batch_holds_edits_not_columns(trace):
 
 
 def test_times_are_kept_only_when_asked(trace, tmp_path):
-    entries = scenarios({"name": "ideal", "ideal": True}, {"name": "pp", "where": {"optype": P2P}, "set": {"transfer": 0}})
+    entries = scenarios(
+        {"name": "ideal", "ideal": True}, {"name": "pp", "where": {"optype": P2P}, "set": {"transfer": 0}}
+    )
     lean, full = run_whatif(trace, entries), run_whatif(trace, entries, times=True)
     assert lean.simulation.start is None and lean.simulation.end is None
     assert full.simulation.start.shape == full.simulation.end.shape == (lean.dag.n_ops, 3)
@@ -493,8 +556,14 @@ def many_scenarios(n: int) -> str:
     """A scenario file of ``n`` scenarios, as the benchmark writes it."""
     import yaml
 
-    entries = [{"name": f"s{i}", "where": {"optype": [COMPUTE[i % 2]], **({"stage": ["last"]} if i % 3 == 0 else {})},
-                "scale": {"duration": round(0.5 + (i + 0.5) / n, 6)}} for i in range(n)]
+    entries = [
+        {
+            "name": f"s{i}",
+            "where": {"optype": [COMPUTE[i % 2]], **({"stage": ["last"]} if i % 3 == 0 else {})},
+            "scale": {"duration": round(0.5 + (i + 0.5) / n, 6)},
+        }
+        for i in range(n)
+    ]
     return yaml.safe_dump({"baseline": "nodelay", "scenarios": entries}, sort_keys=False)
 
 
@@ -513,9 +582,11 @@ def test_a_thousand_scenario_file_loads_with_every_yaml_guard_on(tmp_path):
     for loader in (*fast, reference):
         assert io._load_yaml(loader, text) == yaml.safe_load(text)
     end = text.count("\n") + 1  # the line a tail starts on
-    for tail, culprit in [("extra: &a [1]\nagain: *a\n", f"line {end + 1}, column 8: aliases (*name) are not allowed"),
-                          ("extra: " + "[" * 40 + "]" * 40 + "\n", f"line {end}, column 39: nested deeper than 32"),
-                          ("extra: " + "7" * 50 + "\n", f"line {end}, column 8: integer of 50 characters is too long")]:
+    for tail, culprit in [
+        ("extra: &a [1]\nagain: *a\n", f"line {end + 1}, column 8: aliases (*name) are not allowed"),
+        ("extra: " + "[" * 40 + "]" * 40 + "\n", f"line {end}, column 39: nested deeper than 32"),
+        ("extra: " + "7" * 50 + "\n", f"line {end}, column 8: integer of 50 characters is too long"),
+    ]:
         path.write_text(text + tail)
         with pytest.raises(ScenarioError, match=f"many.yaml: not a readable YAML file \\({re.escape(culprit)}"):
             load_scenarios(path)
@@ -524,12 +595,15 @@ def test_a_thousand_scenario_file_loads_with_every_yaml_guard_on(tmp_path):
                 io._load_yaml(loader, text + tail)
 
 
-@pytest.mark.parametrize("text", [
-    "scenarios: [\n",  # libyaml: "did not find expected ',' or ']'"
-    "scenarios:\n\t- name: x\n",  # libyaml: "found character that cannot start any token"
-    'scenarios:\n  - name: "bad\\udc80"\n    ideal: true\n',  # libyaml refuses an escaped lone surrogate
-    "scenarios:\n  - name: a\x07\n",  # a control character
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "scenarios: [\n",  # libyaml: "did not find expected ',' or ']'"
+        "scenarios:\n\t- name: x\n",  # libyaml: "found character that cannot start any token"
+        'scenarios:\n  - name: "bad\\udc80"\n    ideal: true\n',  # libyaml refuses an escaped lone surrogate
+        "scenarios:\n  - name: a\x07\n",  # a control character
+    ],
+)
 def test_yaml_errors_and_data_are_pyyaml_s_own(tmp_path, text):
     """Where libyaml words an error differently or refuses what PyYAML reads, read_yaml says what PyYAML says."""
     import yaml
@@ -550,13 +624,17 @@ def test_yaml_errors_and_data_are_pyyaml_s_own(tmp_path, text):
 
 # -- the published trace ST ------------------------------------------------------------------
 
+
 @requires_data
 def test_st_communication_what_ifs():
-    result = run_whatif(real_trace("ST"), scenarios(
-        {"name": "no-pp-comm", "where": {"optype": P2P}, "set": {"transfer": 0}},
-        {"name": "no-dp-comm", "where": {"optype": DP_COMM}, "set": {"transfer": 0}},
-        {"name": "all-ideal", "ideal": True},
-    ))
+    result = run_whatif(
+        real_trace("ST"),
+        scenarios(
+            {"name": "no-pp-comm", "where": {"optype": P2P}, "set": {"transfer": 0}},
+            {"name": "no-dp-comm", "where": {"optype": DP_COMM}, "set": {"transfer": 0}},
+            {"name": "all-ideal", "ideal": True},
+        ),
+    )
     assert result.speedup["no-pp-comm"] == pytest.approx(1.0012517, abs=1e-6)
     assert result.speedup["no-dp-comm"] == pytest.approx(1.0392969, abs=1e-6)
     assert result.speedup["all-ideal"] == pytest.approx(published("result", "ST")["blocking_slowdown"], rel=1e-4)
@@ -565,8 +643,12 @@ def test_st_communication_what_ifs():
 @requires_data
 def test_st_healthy_worker_unlike_ideal_does_not_slow_the_job():
     worker = {"dp_rank": [0], "stage": [0]}
-    result = run_whatif(real_trace("ST"), scenarios({"name": "ideal", "where": worker, "ideal": True},
-                                                    {"name": "healthy", "where": worker, "healthy": True}))
+    result = run_whatif(
+        real_trace("ST"),
+        scenarios(
+            {"name": "ideal", "where": worker, "ideal": True}, {"name": "healthy", "where": worker, "healthy": True}
+        ),
+    )
     # Stage 0's forwards (0.067 s) are faster than the job-wide mean (0.085 s): ideal slows (0, 0) down.
     assert result.speedup["ideal"] < 0.995
     # (0, 0) is a healthy worker: making it typical of its stage changes the job by less than 0.1%
@@ -586,13 +668,16 @@ def test_ar_healing_the_straggler_under_base_warns():
 
 # -- the command line --------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     out = tmp_path_factory.mktemp("whatif-cli")
     write_synth(out, "job", dp=2, pp=2, microbatches=4, steps=3, seed=7, slow_workers=[SLOW])
     good = out / "good.yaml"
-    good.write_text("scenarios:\n  - {name: ideal, ideal: true}\n"
-                    "  - {name: no-pp, where: {optype: [forward-send, forward-recv]}, set: {transfer: 0}}\n")
+    good.write_text(
+        "scenarios:\n  - {name: ideal, ideal: true}\n"
+        "  - {name: no-pp, where: {optype: [forward-send, forward-recv]}, set: {transfer: 0}}\n"
+    )
     bad = out / "bad.yaml"
     bad.write_text("scenarios:\n  - {name: oops, where: {optype: [fwd]}, set: {transfer: 0}}\n")
     return out
@@ -613,12 +698,23 @@ def test_cli_json_and_table(files, tmp_path):
     expected = run_whatif(graphwia.load_trace(trace_path, meta_path), load_scenarios(files / "good.yaml"))
     assert data["scenarios"][0]["speedup"] == pytest.approx(expected.speedup["ideal"], rel=1e-12)
 
-    run = invoke("whatif", trace_path, "--scenarios", files / "good.yaml", "--per-step", "--steps", "1-2",
-                 "--timelines", tmp_path / "tl")
+    run = invoke(
+        "whatif",
+        trace_path,
+        "--scenarios",
+        files / "good.yaml",
+        "--per-step",
+        "--steps",
+        "1-2",
+        "--timelines",
+        tmp_path / "tl",
+    )
     assert run.exit_code == 0, run.output
     assert "no-pp" in run.stdout and "speedup per step" in run.stdout
-    assert (sorted(p.name for p in (tmp_path / "tl").iterdir() if not p.name.startswith(".graphwia"))
-            == ["whatif-ideal-job.json.gz", "whatif-no-pp-job.json.gz"])
+    assert sorted(p.name for p in (tmp_path / "tl").iterdir() if not p.name.startswith(".graphwia")) == [
+        "whatif-ideal-job.json.gz",
+        "whatif-no-pp-job.json.gz",
+    ]
 
 
 def test_cli_prints_warnings_on_stderr_one_line_each(tmp_path):

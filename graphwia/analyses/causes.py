@@ -48,9 +48,25 @@ from graphwia import optypes as T
 from graphwia.analyses.standard import Analysis
 
 __all__ = [
-    "CAUSES", "COMM_SLOW", "COMPUTE_SPIKE", "Cause", "Causes", "Examined", "GC_PAUSE", "LABELS", "LISTED",
-    "NAMED_SHARE", "SEQLEN_ATYPICAL", "SEQLEN_CORRELATION", "SEQLEN_CV", "STAGE_EXCESS", "STRAGGLER_S", "Thresholds",
-    "WORKER_EXCESS", "WORKER_STANDARD_ERRORS", "find_causes",
+    "CAUSES",
+    "COMM_SLOW",
+    "COMPUTE_SPIKE",
+    "Cause",
+    "Causes",
+    "Examined",
+    "GC_PAUSE",
+    "LABELS",
+    "LISTED",
+    "NAMED_SHARE",
+    "SEQLEN_ATYPICAL",
+    "SEQLEN_CORRELATION",
+    "SEQLEN_CV",
+    "STAGE_EXCESS",
+    "STRAGGLER_S",
+    "Thresholds",
+    "WORKER_EXCESS",
+    "WORKER_STANDARD_ERRORS",
+    "find_causes",
 ]
 
 #: The causes this module looks for, in the order ties are ranked.
@@ -187,20 +203,28 @@ def find_causes(analysis: Analysis, *, thresholds: Thresholds = Thresholds()) ->
     facts = _Facts(analysis)
     worker = _worker(facts, thresholds)  # first: it marks the slow workers the stage and gc checks set aside
     seqlen = _sequence_length(facts, thresholds)
-    examined = [worker, _stage(facts, thresholds), seqlen, _gc(facts, thresholds, seqlen[1]),
-                _communication(facts, thresholds)]
+    examined = [
+        worker,
+        _stage(facts, thresholds),
+        seqlen,
+        _gc(facts, thresholds, seqlen[1]),
+        _communication(facts, thresholds),
+    ]
     t_ori, t_ideal = float(np.mean(analysis.step_time_nodelay)), float(np.mean(analysis.step_time_ideal))
     if analysis.slowdown >= analysis.decompose_threshold and t_ori > t_ideal:
         masks = [mask for _, mask, _ in examined if mask is not None]
         shares = iter(_rem(analysis, masks, t_ori, t_ideal)) if masks else iter(())
         causes = [Cause(name, None if mask is None else next(shares), evidence) for name, mask, evidence in examined]
     else:
-        causes = [Cause(name, None, evidence if mask is None else dict(evidence, below_threshold=True))
-                  for name, mask, evidence in examined]
+        causes = [
+            Cause(name, None, evidence if mask is None else dict(evidence, below_threshold=True))
+            for name, mask, evidence in examined
+        ]
     causes.append(_launch(analysis))
     ranked = sorted((c for c in causes if c.found), key=lambda c: (-c.share, CAUSES.index(c.cause)))
-    return Causes(slowdown=float(analysis.slowdown), ranked=tuple(ranked),
-                  ruled_out=tuple(c for c in causes if not c.found))
+    return Causes(
+        slowdown=float(analysis.slowdown), ranked=tuple(ranked), ruled_out=tuple(c for c in causes if not c.found)
+    )
 
 
 def _rem(analysis: Analysis, masks: list[np.ndarray], t_ori: float, t_ideal: float) -> list[float]:
@@ -223,15 +247,17 @@ class _Facts:
         self.n_dp = int(ops["dp_rank"].max()) + 1
         self.n_steps = len(analysis.steps)
         code = ops["optype"]
-        self.compute = np.flatnonzero((code == T.OPTYPE_CODE[T.FORWARD_COMPUTE])
-                                      | (code == T.OPTYPE_CODE[T.BACKWARD_COMPUTE]))
+        self.compute = np.flatnonzero(
+            (code == T.OPTYPE_CODE[T.FORWARD_COMPUTE]) | (code == T.OPTYPE_CODE[T.BACKWARD_COMPUTE])
+        )
         c = self.compute
         self.weight, self.typical = analysis.weights.weight[c], analysis.ideal[c]
         self.worker_of_compute = ops["dp_rank"][c].astype(np.int64) * self.pp + ops["stage"][c]
         n_workers = self.n_dp * self.pp
         with np.errstate(invalid="ignore", divide="ignore"):
-            factor = (np.bincount(self.worker_of_compute, self.weight, n_workers)
-                      / np.bincount(self.worker_of_compute, self.typical, n_workers))
+            factor = np.bincount(self.worker_of_compute, self.weight, n_workers) / np.bincount(
+                self.worker_of_compute, self.typical, n_workers
+            )
         #: compute factor of worker (dp_rank, stage), NaN for a worker without compute
         self.worker_factor = factor.reshape(self.n_dp, self.pp)
         self.slow_worker = np.zeros((self.n_dp, self.pp), dtype=bool)  # set by the worker check
@@ -258,8 +284,9 @@ class _Facts:
         if len(values) < 2:
             return None
         cv = values.std(axis=0) / values.mean(axis=0)
-        return _Microbatches(row_of_compute=row, factor=factor, complete=complete, cv=cv,
-                             per_worker=int(complete.sum()) / self.n_dp)
+        return _Microbatches(
+            row_of_compute=row, factor=factor, complete=complete, cv=cv, per_worker=int(complete.sum()) / self.n_dp
+        )
 
     def op_mask(self, rows: np.ndarray) -> np.ndarray:
         mask = np.zeros(self.n_ops, dtype=bool)
@@ -310,14 +337,15 @@ def _worker(facts: _Facts, limits: Thresholds) -> Examined:
     slow = np.nan_to_num(ratio) >= 1 + margin
     facts.slow_worker = slow
     order = np.argsort(-np.nan_to_num(ratio, nan=-np.inf), axis=None)
-    evidence = {"threshold": 1 + margin, "of_workers": int(np.isfinite(ratio).sum()),
-                "slow_workers": int(slow.sum())}
+    evidence = {"threshold": 1 + margin, "of_workers": int(np.isfinite(ratio).sum()), "slow_workers": int(slow.sum())}
     if not slow.any():
         evidence["largest_vs_stage_peers"] = float(np.nanmax(ratio))
         return "worker", None, evidence
     listed = [int(i) for i in order[: min(int(slow.sum()), LISTED)]]
-    evidence["workers"] = [{"dp_rank": i // facts.pp, "stage": i % facts.pp,
-                            "compute_vs_stage_peers": float(ratio.flat[i])} for i in listed]
+    evidence["workers"] = [
+        {"dp_rank": i // facts.pp, "stage": i % facts.pp, "compute_vs_stage_peers": float(ratio.flat[i])}
+        for i in listed
+    ]
     others = ratio[~slow & np.isfinite(ratio)]
     evidence["largest_other_vs_stage_peers"] = float(others.max()) if others.size else None
     return "worker", facts.in_slow_worker(), evidence
@@ -332,8 +360,7 @@ def _stage(facts: _Facts, limits: Thresholds) -> Examined:
     factor = np.full(facts.pp, np.nan)
     factor[counted] = np.nanmedian(healthy[:, counted], axis=0)
     long = np.nan_to_num(factor) >= 1 + limits.stage_excess
-    evidence = {"threshold": 1 + limits.stage_excess,
-                "stage_compute_vs_typical": [_finite(f) for f in factor]}
+    evidence = {"threshold": 1 + limits.stage_excess, "stage_compute_vs_typical": [_finite(f) for f in factor]}
     if not long.any():
         return "stage", None, evidence
     stages = np.flatnonzero(long)
@@ -347,18 +374,28 @@ def _sequence_length(facts: _Facts, limits: Thresholds) -> Examined:
     """Microbatch compute that varies, alike along each replica; X: the microbatches atypical everywhere."""
     table = facts.microbatches
     if table is None:
-        return "sequence-length", None, {"applicable": False,
-                                         "reason": "compute ops carry no microbatch id (or too few microbatches)"}
+        return (
+            "sequence-length",
+            None,
+            {"applicable": False, "reason": "compute ops carry no microbatch id (or too few microbatches)"},
+        )
     correlation = _neighbour_correlation(table.factor[table.complete]) if facts.pp > 1 else None
-    evidence = {"cv_per_stage": [_finite(x) for x in table.cv], "cross_stage_correlation": correlation,
-                "thresholds": {"cv": limits.seqlen_cv, "correlation": limits.seqlen_correlation,
-                               "atypical": limits.seqlen_atypical}}
+    evidence = {
+        "cv_per_stage": [_finite(x) for x in table.cv],
+        "cross_stage_correlation": correlation,
+        "thresholds": {
+            "cv": limits.seqlen_cv,
+            "correlation": limits.seqlen_correlation,
+            "atypical": limits.seqlen_atypical,
+        },
+    }
     shared = correlation is None or correlation >= limits.seqlen_correlation
     if not (np.median(table.cv) >= limits.seqlen_cv and shared):
         return "sequence-length", None, evidence
     deviation = np.where(table.complete[:, None], table.factor - 1, 0.0)
-    atypical = table.complete & (((deviation >= limits.seqlen_atypical).all(axis=1))
-                                 | ((deviation <= -limits.seqlen_atypical).all(axis=1)))
+    atypical = table.complete & (
+        ((deviation >= limits.seqlen_atypical).all(axis=1)) | ((deviation <= -limits.seqlen_atypical).all(axis=1))
+    )
     evidence.update(atypical_microbatches=int(atypical.sum()), of_microbatches=int(table.complete.sum()))
     if not atypical.any():
         return "sequence-length", None, evidence
@@ -383,8 +420,12 @@ def _gc(facts: _Facts, limits: Thresholds, seqlen_mask: np.ndarray | None) -> Ex
     spike &= ~facts.in_slow_worker()[c]
     if seqlen_mask is not None:
         spike &= ~seqlen_mask[c]
-    evidence = {"gc_pauses": int(pause.sum()), "of_gc_ops": int(gc.size), "compute_outliers": int(spike.sum()),
-                "thresholds": {"pause_s": limits.gc_pause * forward, "outlier": 1 + limits.compute_spike}}
+    evidence = {
+        "gc_pauses": int(pause.sum()),
+        "of_gc_ops": int(gc.size),
+        "compute_outliers": int(spike.sum()),
+        "thresholds": {"pause_s": limits.gc_pause * forward, "outlier": 1 + limits.compute_spike},
+    }
     if pause.any():
         evidence["mean_pause_s"] = float(excess[pause].mean())
     if not (pause.any() or spike.any()):
@@ -404,16 +445,22 @@ def _communication(facts: _Facts, limits: Thresholds) -> Examined:
     count = np.bincount(channel, minlength=facts.n_dp * facts.pp * n_types)
     slow_share = np.bincount(channel, ratio >= limits.comm_slow, len(count)) / np.maximum(count, 1)
     slow = slow_share >= 0.5  # the channel's median transfer takes ≥ comm_slow times the typical
-    evidence = {"threshold": limits.comm_slow, "slow_channels": int(slow.sum()),
-                "of_channels": int((count > 0).sum())}
+    evidence = {"threshold": limits.comm_slow, "slow_channels": int(slow.sum()), "of_channels": int((count > 0).sum())}
     if not slow.any():
         evidence["largest_slow_share"] = float(slow_share.max()) if comm.size else None
         return "communication", None, evidence
     mean_ratio = np.bincount(channel, ratio, len(count)) / np.maximum(count, 1)
     listed = np.flatnonzero(slow)[np.argsort(-mean_ratio[slow], kind="stable")][:LISTED]
-    evidence["channels"] = [{"dp_rank": int(c // n_types // facts.pp), "stage": int(c // n_types % facts.pp),
-                             "optype": T.ALL_OPTYPES[c % n_types], "mean_vs_typical": float(mean_ratio[c]),
-                             "slow_share": float(slow_share[c])} for c in listed]
+    evidence["channels"] = [
+        {
+            "dp_rank": int(c // n_types // facts.pp),
+            "stage": int(c // n_types % facts.pp),
+            "optype": T.ALL_OPTYPES[c % n_types],
+            "mean_vs_typical": float(mean_ratio[c]),
+            "slow_share": float(slow_share[c]),
+        }
+        for c in listed
+    ]
     return "communication", facts.op_mask(comm[slow[channel]]), evidence
 
 
@@ -426,7 +473,7 @@ def _launch(analysis: Analysis) -> Cause:
         return Cause("launch", None, evidence)
     by_optype = analysis.launch.get("optype")
     if by_optype is not None:
-        (name, value), = by_optype.top(1)
+        ((name, value),) = by_optype.top(1)
         evidence["top_optype"] = {"optype": str(name), "launch_slowdown": float(value)}
     return Cause("launch", (t_recorded - t_nodelay) / (t_recorded - t_ideal), evidence)
 
@@ -449,7 +496,7 @@ def _median_of_others(values: np.ndarray) -> np.ndarray:
 def _neighbour_correlation(values: np.ndarray) -> float | None:
     """Mean Pearson correlation of neighbouring columns (stages s and s + 1) of ``values``."""
     centred = values - values.mean(axis=0)
-    norm = np.sqrt((centred ** 2).sum(axis=0))
+    norm = np.sqrt((centred**2).sum(axis=0))
     with np.errstate(invalid="ignore", divide="ignore"):
         pairs = (centred[:, :-1] * centred[:, 1:]).sum(axis=0) / (norm[:-1] * norm[1:])
     return _finite(float(np.nanmean(pairs))) if np.isfinite(pairs).any() else None

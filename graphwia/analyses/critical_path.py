@@ -27,26 +27,41 @@ only the walk along a path (a few hundred hops at most) is a Python loop.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from graphwia.model.dag import Dag
-from graphwia.errors import UsageError
 from graphwia.engine.evaluate import CompiledDag, Simulation
+from graphwia.errors import UsageError
+from graphwia.model.dag import Dag
 from graphwia.model.schedule import EDGE_KINDS
 from graphwia.trace.steps import Steps, checked_steps
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphwia.analyses.standard import Analysis
-    from graphwia.trace.optable import Trace
     from graphwia.analyses.whatif import ScenarioSet, WhatIfResult
     from graphwia.model.weights import TypicalFrom
+    from graphwia.trace.optable import Trace
 
 #: Columns of one path element, in output order (``step`` and ``hop`` lead in tables).
-ELEMENT_COLUMNS = ("op", "optype", "seq_id", "dp_rank", "stage", "rank", "mb_id", "chunk", "start", "end",
-                   "weight", "delay", "handoff", "on_path", "link")
+ELEMENT_COLUMNS = (
+    "op",
+    "optype",
+    "seq_id",
+    "dp_rank",
+    "stage",
+    "rank",
+    "mb_id",
+    "chunk",
+    "start",
+    "end",
+    "weight",
+    "delay",
+    "handoff",
+    "on_path",
+    "link",
+)
 _ID_COLUMNS = ("optype", "seq_id", "dp_rank", "stage", "rank", "mb_id", "chunk")
 #: Edge kinds of group membership: a hop through a barrier hands off at the group's sync time.
 _GROUP_CODES = [EDGE_KINDS.index(k) for k in ("p2p-pair", "dp-collective", "embedding", "clip")]
@@ -102,8 +117,16 @@ class CriticalPaths:
             "by_worker": by_worker,
         }
 
-def critical_path(dag: Dag, compiled: CompiledDag, weight: np.ndarray, delay: np.ndarray,
-                  *, steps: Steps | None = None, scenario: str = "custom") -> CriticalPaths:
+
+def critical_path(
+    dag: Dag,
+    compiled: CompiledDag,
+    weight: np.ndarray,
+    delay: np.ndarray,
+    *,
+    steps: Steps | None = None,
+    scenario: str = "custom",
+) -> CriticalPaths:
     """Simulate one scenario (``weight``, ``delay`` of shape (n_ops,)) and walk its critical paths.
 
     ``steps`` limits the walk to some steps of ``dag`` (default: all).
@@ -112,8 +135,15 @@ def critical_path(dag: Dag, compiled: CompiledDag, weight: np.ndarray, delay: np
     return simulated_critical_path(dag, compiled.evaluate(weight, delay), weight, steps=steps, scenario=scenario)
 
 
-def simulated_critical_path(dag: Dag, simulation: Simulation, weight: np.ndarray, *, column: int = 0,
-                            steps: Steps | None = None, scenario: str = "custom") -> CriticalPaths:
+def simulated_critical_path(
+    dag: Dag,
+    simulation: Simulation,
+    weight: np.ndarray,
+    *,
+    column: int = 0,
+    steps: Steps | None = None,
+    scenario: str = "custom",
+) -> CriticalPaths:
     """Critical paths of scenario ``column`` of an existing simulation run with ``weight``.
 
     ``weight`` is that scenario's weight array (n_ops,) (launch delays are not
@@ -130,29 +160,44 @@ def simulated_critical_path(dag: Dag, simulation: Simulation, weight: np.ndarray
     elements = _elements(dag, walked, rows, start, end, weight, latest)
     step_pos = np.searchsorted(dag.steps, walked)
     step_time = {int(s): float(simulation.step_time[p, column]) for s, p in zip(walked, step_pos)}
-    return CriticalPaths(scenario=scenario, steps=[int(s) for s in walked], step_time=step_time, elements=elements,
-                         dag=dag, start=start, end=end, weight=weight)
+    return CriticalPaths(
+        scenario=scenario,
+        steps=[int(s) for s in walked],
+        step_time=step_time,
+        elements=elements,
+        dag=dag,
+        start=start,
+        end=end,
+        weight=weight,
+    )
 
 
-def whatif_critical_path(result: "WhatIfResult", scenario: str, *, steps: Steps | None = None) -> CriticalPaths:
+def whatif_critical_path(result: WhatIfResult, scenario: str, *, steps: Steps | None = None) -> CriticalPaths:
     """Critical paths of a what-if run's baseline (by its name) or of one of its scenarios.
 
     The run must have kept every op's times (``run_whatif(..., times=True)``).
     """
     names = [result.baseline] + list(result.names)
     if scenario not in names:
-        raise UsageError(f"scenario {scenario!r} is not in {result.scenarios.source}; "
-                         f"choose one of: {', '.join(names)}")
+        raise UsageError(
+            f"scenario {scenario!r} is not in {result.scenarios.source}; choose one of: {', '.join(names)}"
+        )
     if result.simulation.start is None:
         raise UsageError("critical paths are walked on every op's times: run the scenarios with times=True")
     column = names.index(scenario)
-    return simulated_critical_path(result.dag, result.simulation, result.column_weight(column), column=column,
-                                   steps=steps, scenario=scenario)
+    return simulated_critical_path(
+        result.dag, result.simulation, result.column_weight(column), column=column, steps=steps, scenario=scenario
+    )
 
 
-def scenario_critical_path(source: Union["Trace", "Analysis"], scenario: str = "base", *,
-                           scenarios: "ScenarioSet | None" = None, steps: Steps | None = None,
-                           typical_from: "TypicalFrom | None" = None) -> CriticalPaths:
+def scenario_critical_path(
+    source: Trace | Analysis,
+    scenario: str = "base",
+    *,
+    scenarios: ScenarioSet | None = None,
+    steps: Steps | None = None,
+    typical_from: TypicalFrom | None = None,
+) -> CriticalPaths:
     """Critical paths of a named scenario of a trace or an analysis.
 
     ``scenario`` is ``base``, ``nodelay`` or ``ideal`` (weights as in
@@ -162,17 +207,20 @@ def scenario_critical_path(source: Union["Trace", "Analysis"], scenario: str = "
     :func:`graphwia.analyze`); the paths of an analysis are walked on
     ``steps`` of those it analysed, with its own typical weights.
     """
-    from graphwia.trace.optable import Trace
     from graphwia.analyses.whatif import choose_scenario
+    from graphwia.trace.optable import Trace
 
     is_trace = isinstance(source, Trace)  # a trace simulates only the chosen steps
-    chosen = choose_scenario(source, scenario, scenarios=scenarios, steps=steps if is_trace else None,
-                             typical_from=typical_from)
-    return critical_path(chosen.dag, chosen.compiled, chosen.weight, chosen.delay,
-                         steps=None if is_trace else steps, scenario=scenario)
+    chosen = choose_scenario(
+        source, scenario, scenarios=scenarios, steps=steps if is_trace else None, typical_from=typical_from
+    )
+    return critical_path(
+        chosen.dag, chosen.compiled, chosen.weight, chosen.delay, steps=None if is_trace else steps, scenario=scenario
+    )
 
 
 # -- the vectorised part --------------------------------------------------------------
+
 
 def _node_times(dag: Dag, start: np.ndarray) -> np.ndarray:
     """Time of every node: ops their start, barriers the latest member start, step sources 0."""
@@ -180,7 +228,7 @@ def _node_times(dag: Dag, start: np.ndarray) -> np.ndarray:
     time[: dag.n_ops] = start
     barrier = dag.ops["barrier"].to_numpy()
     members = np.flatnonzero(barrier >= 0)
-    time[dag.n_ops: dag.n_ops + dag.n_barriers] = -np.inf
+    time[dag.n_ops : dag.n_ops + dag.n_barriers] = -np.inf
     np.maximum.at(time, barrier[members], start[members])
     return time
 
@@ -234,8 +282,9 @@ def _walk(op: int, dag: Dag, node_time, pred_src, pred_via, pred_kind) -> list[t
     return hops[::-1]
 
 
-def _elements(dag: Dag, steps: np.ndarray, paths: list[list[tuple[int, int]]], start, end, weight,
-              latest_arrival) -> pd.DataFrame:
+def _elements(
+    dag: Dag, steps: np.ndarray, paths: list[list[tuple[int, int]]], start, end, weight, latest_arrival
+) -> pd.DataFrame:
     """The element table of all walked paths (see :class:`CriticalPaths`)."""
     ops = np.array([op for path in paths for op, _ in path], dtype=np.int64)
     link = np.array([kind for path in paths for _, kind in path], dtype=np.int64)
@@ -250,13 +299,20 @@ def _elements(dag: Dag, steps: np.ndarray, paths: list[list[tuple[int, int]]], s
     for column in _ID_COLUMNS:
         frame[column] = table[column].to_numpy()
     frame["optype"] = frame["optype"].astype(str)
-    frame = frame.assign(start=start[ops], end=end[ops], weight=weight[ops], delay=start[ops] - latest_arrival[ops],
-                         handoff=handoff, on_path=handoff - previous,
-                         link=np.array([""] + list(EDGE_KINDS), dtype=object)[link + 1])
+    frame = frame.assign(
+        start=start[ops],
+        end=end[ops],
+        weight=weight[ops],
+        delay=start[ops] - latest_arrival[ops],
+        handoff=handoff,
+        on_path=handoff - previous,
+        link=np.array([""] + list(EDGE_KINDS), dtype=object)[link + 1],
+    )
     return frame
 
 
 # -- helpers --------------------------------------------------------------------------
+
 
 def _walked_steps(dag: Dag, steps: Steps | None) -> np.ndarray:
     return dag.steps if steps is None else checked_steps(steps, dag.steps, "critical path", where="analysed")
@@ -282,5 +338,7 @@ def step_picker(dag: Dag, steps: list[int]):
 def _time_by(on_path: pd.Series, key: pd.Series, n_steps: int, total: float) -> dict[str, dict]:
     """Per key: mean seconds per step on the path and share of all path time, largest first."""
     sums = on_path.groupby(key.to_numpy()).sum().sort_values(ascending=False)
-    return {str(k): {"time": float(v) / n_steps, "share": float(v) / total if total else float("nan")}
-            for k, v in sums.items()}
+    return {
+        str(k): {"time": float(v) / n_steps, "share": float(v) / total if total else float("nan")}
+        for k, v in sums.items()
+    }

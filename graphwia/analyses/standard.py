@@ -11,23 +11,35 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Union
+from typing import Union
 
 import numpy as np
 
 from graphwia import optypes as T
-from graphwia.model.dag import Dag
 from graphwia.engine.evaluate import CompiledDag, Simulation
 from graphwia.engine.scenarios import Dense, Family, Swap
-from graphwia.utils.table import Table
+from graphwia.model.dag import Dag
+from graphwia.model.weights import DEFAULT_TYPICAL_FROM, TypicalFrom, Weights, ideal_weight, weighted_dag
 from graphwia.trace.meta import JobMeta
 from graphwia.trace.optable import Trace
-from graphwia.model.weights import DEFAULT_TYPICAL_FROM, TypicalFrom, Weights, ideal_weight, weighted_dag
+from graphwia.utils.table import Table
 
 __all__ = [
-    "Analysis", "Attribution", "BASE_TOLERANCE", "DEFAULT_DECOMPOSE_THRESHOLD", "Explanation", "GROUPINGS",
-    "GroupKey", "Progress", "TOP_WORKER_PERCENT", "analyze", "descending", "ranked_workers", "ratio_of_means",
+    "Analysis",
+    "Attribution",
+    "BASE_TOLERANCE",
+    "DEFAULT_DECOMPOSE_THRESHOLD",
+    "Explanation",
+    "GROUPINGS",
+    "GroupKey",
+    "Progress",
+    "TOP_WORKER_PERCENT",
+    "analyze",
+    "descending",
+    "ranked_workers",
+    "ratio_of_means",
 ]
 
 DEFAULT_DECOMPOSE_THRESHOLD = 1.03
@@ -158,11 +170,17 @@ class Analysis:
         return self.mw.rem
 
 
-def analyze(trace: Trace, *, steps: int | Iterable[int] | None = None,
-            typical_from: TypicalFrom = DEFAULT_TYPICAL_FROM,
-            decompose_threshold: float = DEFAULT_DECOMPOSE_THRESHOLD, per_worker: bool = True,
-            progress: Progress | None = None, scheduler: str | None = None,
-            workers: int | None = None) -> Analysis:
+def analyze(
+    trace: Trace,
+    *,
+    steps: int | Iterable[int] | None = None,
+    typical_from: TypicalFrom = DEFAULT_TYPICAL_FROM,
+    decompose_threshold: float = DEFAULT_DECOMPOSE_THRESHOLD,
+    per_worker: bool = True,
+    progress: Progress | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+) -> Analysis:
     """Run the full what-if analysis of SPEC §5 on ``trace``.
 
     Parameters
@@ -198,15 +216,35 @@ def analyze(trace: Trace, *, steps: int | Iterable[int] | None = None,
     n_scenarios = 3 + trace.meta.dp_size + trace.meta.pp_size + len(T.ALL_OPTYPES) + 4 + per_worker * n_workers
     kernel = "compiled" if compiled.use_compiled("auto", n_scenarios) else "auto"
     if scheduler is None and workers is None:
-        analysis = _Analyzer(trace, dag, compiled, weights, typical, decompose_threshold, per_worker, say,
-                             functools.partial(compiled.evaluate_family, kernel=kernel), kernel).run()
+        analysis = _Analyzer(
+            trace,
+            dag,
+            compiled,
+            weights,
+            typical,
+            decompose_threshold,
+            per_worker,
+            say,
+            functools.partial(compiled.evaluate_family, kernel=kernel),
+            kernel,
+        ).run()
     else:
         from graphwia.engine.distributed import ClusterEvaluator  # uuid and dask only when asked for
 
         say("connecting to the dask scheduler" if scheduler else f"starting {workers} local worker process(es)")
         with ClusterEvaluator(scheduler=scheduler, workers=workers) as cluster:
-            analysis = _Analyzer(trace, dag, compiled, weights, typical, decompose_threshold, per_worker, say,
-                                 functools.partial(cluster.evaluate, compiled), kernel).run()
+            analysis = _Analyzer(
+                trace,
+                dag,
+                compiled,
+                weights,
+                typical,
+                decompose_threshold,
+                per_worker,
+                say,
+                functools.partial(cluster.evaluate, compiled),
+                kernel,
+            ).run()
     analysis.typical_from = typical_from
     return analysis
 
@@ -214,8 +252,19 @@ def analyze(trace: Trace, *, steps: int | Iterable[int] | None = None,
 class _Analyzer:
     """One analysis run; holds the arrays every phase shares."""
 
-    def __init__(self, trace, dag, compiled, weights, typical, threshold, per_worker, say,
-                 evaluate: Callable[[Family], Simulation], kernel: str):
+    def __init__(
+        self,
+        trace,
+        dag,
+        compiled,
+        weights,
+        typical,
+        threshold,
+        per_worker,
+        say,
+        evaluate: Callable[[Family], Simulation],
+        kernel: str,
+    ):
         self.trace, self.dag, self.compiled = trace, dag, compiled
         self.evaluate = evaluate  # step times and spans of a scenario family, here or on a cluster
         self.kernel = kernel  # of the base, no-delay and ideal simulations (always here: they keep times)
@@ -229,9 +278,12 @@ class _Analyzer:
     def run(self) -> Analysis:
         w, d = self.weights.weight, self.weights.delay
         self.say("simulating base, no-delay and ideal")
-        sims = self._split(self.compiled.evaluate(np.column_stack([w, w, self.ideal]),
-                                                  np.column_stack([d, self.zero, self.zero]), kernel=self.kernel),
-                           ["base", "nodelay", "ideal"])
+        sims = self._split(
+            self.compiled.evaluate(
+                np.column_stack([w, w, self.ideal]), np.column_stack([d, self.zero, self.zero]), kernel=self.kernel
+            ),
+            ["base", "nodelay", "ideal"],
+        )
         self.sims = sims
         observed_span = self.compiled.spans(self.dag.table["start"][:, None], self.dag.table["end"][:, None])[:, 0]
         self._check_base(sims["base"], observed_span)
@@ -242,13 +294,16 @@ class _Analyzer:
         launch = ratio_of_means(observed_span, nd_time)
 
         groupings = self._groupings()
-        blocking_parts = {name: self._attribute(codes, labels, launch=False, name=name)
-                          for name, (codes, labels) in groupings.items()}
+        blocking_parts = {
+            name: self._attribute(codes, labels, launch=False, name=name) for name, (codes, labels) in groupings.items()
+        }
         launch_parts = {}
         if launch >= self.threshold:
             launch_groupings = dict(groupings, optype=self._optype_codes(first_op=True))
-            launch_parts = {name: self._attribute(codes, labels, launch=True, name=name)
-                            for name, (codes, labels) in launch_groupings.items()}
+            launch_parts = {
+                name: self._attribute(codes, labels, launch=True, name=name)
+                for name, (codes, labels) in launch_groupings.items()
+            }
         workers, by_worker = self._worker_table(blocking_parts)
         self.say("characterising: M_S and M_W")
         ms, mw = self._characterise(workers)
@@ -257,13 +312,30 @@ class _Analyzer:
         blocking_kept = {name: blocking_parts[name] for name in GROUPINGS} if keep_blocking else {}
         if keep_blocking and by_worker is not None:
             blocking_kept["worker"] = by_worker
-        return Analysis(trace=self.trace, dag=self.dag, compiled=self.compiled, weights=self.weights,
-                        typical=self.typical, ideal=self.ideal, simulations=sims, steps=np.asarray(self.steps),
-                        step_time_observed=observed_span, step_time_nodelay=nd_span,
-                        step_time_ideal=sims["ideal"].span[:, 0], slowdown=blocking, step_slowdown=nd_span / ideal_time,
-                        launch_slowdown=launch, launch_step_slowdown=observed_span / nd_time,
-                        blocking=blocking_kept, launch=launch_parts, ms=ms, mw=mw, worker_table=workers,
-                        decompose_threshold=self.threshold, warnings=self.warnings)
+        return Analysis(
+            trace=self.trace,
+            dag=self.dag,
+            compiled=self.compiled,
+            weights=self.weights,
+            typical=self.typical,
+            ideal=self.ideal,
+            simulations=sims,
+            steps=np.asarray(self.steps),
+            step_time_observed=observed_span,
+            step_time_nodelay=nd_span,
+            step_time_ideal=sims["ideal"].span[:, 0],
+            slowdown=blocking,
+            step_slowdown=nd_span / ideal_time,
+            launch_slowdown=launch,
+            launch_step_slowdown=observed_span / nd_time,
+            blocking=blocking_kept,
+            launch=launch_parts,
+            ms=ms,
+            mw=mw,
+            worker_table=workers,
+            decompose_threshold=self.threshold,
+            warnings=self.warnings,
+        )
 
     # -- scenarios ------------------------------------------------------------------
     def _attribute(self, codes: np.ndarray, labels: list, launch: bool, name: str) -> Attribution:
@@ -277,8 +349,10 @@ class _Analyzer:
         reference = self.sims["nodelay" if launch else "ideal"].step_time[:, 0]
         overall = {label: ratio_of_means(sim.step_time[:, i], reference) for i, label in enumerate(labels)}
         per_step_ratio = sim.step_time / reference[:, None]
-        per_step = {step: descending({label: float(per_step_ratio[s, i]) for i, label in enumerate(labels)})
-                    for s, step in enumerate(self.steps)}
+        per_step = {
+            step: descending({label: float(per_step_ratio[s, i]) for i, label in enumerate(labels)})
+            for s, step in enumerate(self.steps)
+        }
         return Attribution(overall=descending(overall), per_step=per_step)
 
     def _groupings(self) -> dict[str, tuple[np.ndarray, list[str]]]:
@@ -304,8 +378,10 @@ class _Analyzer:
         """The first forward compute on stage 0 and the first forward-recv on later stages."""
         ops = self.dag.table
         stage, optype = ops["stage"], ops["optype"]
-        return (ops["seq_id"] == 0) & (((stage == 0) & (optype == T.OPTYPE_CODE[T.FORWARD_COMPUTE]))
-                                       | ((stage > 0) & (optype == T.OPTYPE_CODE[T.FORWARD_RECV])))
+        return (ops["seq_id"] == 0) & (
+            ((stage == 0) & (optype == T.OPTYPE_CODE[T.FORWARD_COMPUTE]))
+            | ((stage > 0) & (optype == T.OPTYPE_CODE[T.FORWARD_RECV]))
+        )
 
     def _worker_key(self, ops: Table) -> np.ndarray:
         """dp_rank · pp + stage: one number per worker, in (dp_rank, stage) order."""
@@ -326,13 +402,22 @@ class _Analyzer:
         if self.per_worker:
             codes, present = _codes_of(self._worker_key(ops))
             pp = self.trace.meta.pp_size
-            by_worker = self._attribute(codes, [(int(k) // pp, int(k) % pp) for k in present],
-                                        launch=False, name="worker")
+            by_worker = self._attribute(
+                codes, [(int(k) // pp, int(k) % pp) for k in present], launch=False, name="worker"
+            )
             exact = by_worker.overall
             s_worker = np.array([exact[(int(d), int(s))] for d, s in zip(dp_rank, stage)], dtype=np.float64)
-        table = Table({"dp_rank": dp_rank, "stage": stage, "rank": first_step["rank"][first],
-                      "S_dp_rank": s_dp_rank, "S_stage": s_stage_of, "score": np.minimum(s_dp_rank, s_stage_of),
-                      "S_worker": s_worker})
+        table = Table(
+            {
+                "dp_rank": dp_rank,
+                "stage": stage,
+                "rank": first_step["rank"][first],
+                "S_dp_rank": s_dp_rank,
+                "S_stage": s_stage_of,
+                "score": np.minimum(s_dp_rank, s_stage_of),
+                "S_worker": s_worker,
+            }
+        )
         return table, by_worker
 
     def _characterise(self, workers: Table) -> tuple[Explanation, Explanation]:
@@ -353,8 +438,10 @@ class _Analyzer:
         t_ori = float(self.sims["nodelay"].span[:, 0].mean())
         t_ideal = float(self.sims["ideal"].span[:, 0].mean())
         means = sim.span.mean(axis=0)
-        return [Explanation(trem=float(means[i]), tadd=float(means[len(masks) + i]), tori=t_ori, tideal=t_ideal)
-                for i in range(len(masks))]
+        return [
+            Explanation(trem=float(means[i]), tadd=float(means[len(masks) + i]), tori=t_ori, tideal=t_ideal)
+            for i in range(len(masks))
+        ]
 
     # -- helpers ----------------------------------------------------------------------
     def _check_base(self, base: Simulation, observed_span: np.ndarray) -> None:
@@ -362,14 +449,20 @@ class _Analyzer:
         if error.max() > BASE_TOLERANCE:
             worst = [i for i in np.argsort(error)[::-1][:3] if error[i] > BASE_TOLERANCE]
             named = ", ".join(f"step {self.steps[i]} ({error[i]:.2%})" for i in worst)
-            self.warnings.append(f"base simulation differs from the observed step time by more than "
-                                 f"{BASE_TOLERANCE:.1%} in {(error > BASE_TOLERANCE).sum()} step(s); worst: {named}")
+            self.warnings.append(
+                f"base simulation differs from the observed step time by more than "
+                f"{BASE_TOLERANCE:.1%} in {(error > BASE_TOLERANCE).sum()} step(s); worst: {named}"
+            )
         if self.weights.clamped_delay:
-            self.warnings.append(f"{self.weights.clamped_delay} launch delay(s) <= -0.01 s set to 0 (clock skew); "
-                                 f"worst: {self.weights.worst_delay}")
+            self.warnings.append(
+                f"{self.weights.clamped_delay} launch delay(s) <= -0.01 s set to 0 (clock skew); "
+                f"worst: {self.weights.worst_delay}"
+            )
         if self.weights.clamped_transfer:
-            self.warnings.append(f"{self.weights.clamped_transfer} transfer time(s) <= -0.01 s set to 0 (clock skew); "
-                                 f"worst: {self.weights.worst_transfer}")
+            self.warnings.append(
+                f"{self.weights.clamped_transfer} transfer time(s) <= -0.01 s set to 0 (clock skew); "
+                f"worst: {self.weights.worst_transfer}"
+            )
 
     def _split(self, sim: Simulation, names: list[str]) -> dict[str, Simulation]:
         return {name: sim.select([i]) for i, name in enumerate(names)}

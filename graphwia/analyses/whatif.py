@@ -64,30 +64,65 @@ import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from graphwia.model.dag import Dag
-from graphwia.errors import ArgumentError, UsageError
 from graphwia.engine.evaluate import CompiledDag, Simulation
 from graphwia.engine.scenarios import Dense, parts
+from graphwia.errors import ArgumentError, UsageError
+from graphwia.model.dag import Dag
+from graphwia.model.weights import (
+    DEFAULT_TYPICAL_FROM,
+    TypicalFrom,
+    Weights,
+    check_typical_from,
+    healthy_weight,
+    ideal_weight,
+    stage_typical_weights,
+    typical_source,
+    weighted_dag,
+)
+from graphwia.optypes import ALL_OPTYPES, ATTRIBUTION_GROUP, OPTYPE_CODE
+from graphwia.trace.optable import Trace
+from graphwia.trace.steps import Steps, format_ranges
 from graphwia.utils.io import read_yaml
 from graphwia.utils.names import check_name
-from graphwia.optypes import ALL_OPTYPES, ATTRIBUTION_GROUP, OPTYPE_CODE
-from graphwia.trace.steps import Steps, format_ranges
-from graphwia.trace.optable import Trace
-from graphwia.model.weights import (DEFAULT_TYPICAL_FROM, TypicalFrom, Weights, check_typical_from, healthy_weight,
-                                    ideal_weight, stage_typical_weights, typical_source, weighted_dag)
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphwia.analyses.standard import Analysis
 
 __all__ = [
-    "ACTIONS", "BASELINES", "CHUNK_BYTES", "ChosenScenario", "DEFAULT_BASELINE", "DELAY", "LAST", "MASKED_SHARE",
-    "MASK_MIN_EFFECT", "MIN_CHUNK_COLUMNS", "OPTYPE_GROUPS", "QUANTITIES", "SCALE", "SCENARIO_KEYS", "SELECTORS", "SET",
-    "Scenario", "ScenarioError", "ScenarioSet", "TOP_KEYS", "VALUES", "WEIGHT", "WhatIfBatch", "WhatIfResult",
-    "choose_scenario", "load_scenarios", "masked", "parse_scenarios", "run_whatif", "select_ops",
+    "ACTIONS",
+    "BASELINES",
+    "CHUNK_BYTES",
+    "ChosenScenario",
+    "DEFAULT_BASELINE",
+    "DELAY",
+    "LAST",
+    "MASKED_SHARE",
+    "MASK_MIN_EFFECT",
+    "MIN_CHUNK_COLUMNS",
+    "OPTYPE_GROUPS",
+    "QUANTITIES",
+    "SCALE",
+    "SCENARIO_KEYS",
+    "SELECTORS",
+    "SET",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioSet",
+    "TOP_KEYS",
+    "VALUES",
+    "WEIGHT",
+    "WhatIfBatch",
+    "WhatIfResult",
+    "choose_scenario",
+    "load_scenarios",
+    "masked",
+    "parse_scenarios",
+    "run_whatif",
+    "select_ops",
 ]
 
 BASELINES = ("nodelay", "base", "ideal")
@@ -101,8 +136,11 @@ TOP_KEYS = ("baseline", "scenarios")
 LAST = "last"
 #: Names ``where.optype`` accepts besides the optypes: the attribution groups of SPEC §5.4 that
 #: stand for several optypes (``forward-pp-comm``: forward-send and forward-recv; likewise backward).
-OPTYPE_GROUPS = {group: tuple(t for t in ALL_OPTYPES if ATTRIBUTION_GROUP[t] == group)
-                 for group in dict.fromkeys(ATTRIBUTION_GROUP.values()) if group not in ALL_OPTYPES}
+OPTYPE_GROUPS = {
+    group: tuple(t for t in ALL_OPTYPES if ATTRIBUTION_GROUP[t] == group)
+    for group in dict.fromkeys(ATTRIBUTION_GROUP.values())
+    if group not in ALL_OPTYPES
+}
 #: Under baseline ``base``, a scenario whose weight changes move the mean step time by at least
 #: MASK_MIN_EFFECT (relative) without launch delays, but by less than MASKED_SHARE of that
 #: (same direction) with the recorded delays, gets a warning: the delays mask the change.
@@ -147,6 +185,7 @@ class ScenarioSet:
 
 
 # -- reading and validating -----------------------------------------------------------
+
 
 def load_scenarios(path: str | Path) -> ScenarioSet:
     """Read and validate a scenario YAML file (see module docstring)."""
@@ -219,8 +258,9 @@ def _parse_where(raw: object, where: str) -> dict[str, tuple]:
 def _check_selector_value(key: str, value: object, where: str) -> None:
     if key == "optype":
         if not isinstance(value, str) or (value not in ALL_OPTYPES and value not in OPTYPE_GROUPS):
-            raise ScenarioError(f"{where}: where.optype: unknown optype {value!r}; "
-                                f"valid: {', '.join((*ALL_OPTYPES, *OPTYPE_GROUPS))}")
+            raise ScenarioError(
+                f"{where}: where.optype: unknown optype {value!r}; valid: {', '.join((*ALL_OPTYPES, *OPTYPE_GROUPS))}"
+            )
         return
     if key == "stage" and value == LAST:
         return
@@ -347,8 +387,16 @@ class WhatIfBatch:
             if self.delay is not None:
                 delay[:, delayed] = self.delay[:, None]
             arrays.append(delay)
-        keys = np.stack([position[self.column[edits]], self.source[edits], self.kind[edits], self.target[edits],
-                         self.array[edits], self.kind[edits] != VALUES])
+        keys = np.stack(
+            [
+                position[self.column[edits]],
+                self.source[edits],
+                self.kind[edits],
+                self.target[edits],
+                self.array[edits],
+                self.kind[edits] != VALUES,
+            ]
+        )
         order = np.lexsort(keys)
         keys, edits = keys[1:, order], edits[order]
         starts = np.flatnonzero(np.any(keys[:, 1:] != keys[:, :-1], axis=0)) + 1
@@ -431,8 +479,9 @@ class WhatIfResult:
         ``speedup``."""
         import pandas as pd
 
-        return pd.DataFrame({"scenario": self.names, "step_time": self.step_time.mean(axis=0),
-                             "speedup": list(self.speedup.values())})
+        return pd.DataFrame(
+            {"scenario": self.names, "step_time": self.step_time.mean(axis=0), "speedup": list(self.speedup.values())}
+        )
 
     @functools.cached_property
     def step_frame(self):
@@ -441,13 +490,15 @@ class WhatIfResult:
         import pandas as pd
 
         n_steps, n_scen = self.step_time.shape
-        return pd.DataFrame({
-            "scenario": np.repeat(self.names, n_steps),
-            "step": np.tile(self.steps, n_scen),
-            "step_time": self.step_time.T.ravel(),
-            "baseline_step_time": np.tile(self.baseline_span, n_scen),
-            "speedup": self.step_speedup.T.ravel(),
-        })
+        return pd.DataFrame(
+            {
+                "scenario": np.repeat(self.names, n_steps),
+                "step": np.tile(self.steps, n_scen),
+                "step_time": self.step_time.T.ravel(),
+                "baseline_step_time": np.tile(self.baseline_span, n_scen),
+                "speedup": self.step_speedup.T.ravel(),
+            }
+        )
 
 
 @dataclass
@@ -485,14 +536,23 @@ class _Inputs:
         if np.isnan(values).any():
             op = ops[np.argmax(np.isnan(values))]
             stage, optype = int(self.dag.table["stage"][op]), ALL_OPTYPES[self.dag.table["optype"][op]]
-            raise ScenarioError(f"{where}: healthy: it selects every {optype} of stage {stage}, leaving no peer "
-                                f"to take a typical weight from (ideal: true takes the job-wide one)")
+            raise ScenarioError(
+                f"{where}: healthy: it selects every {optype} of stage {stage}, leaving no peer "
+                f"to take a typical weight from (ideal: true takes the job-wide one)"
+            )
         return values
 
 
-def run_whatif(source: Union[Trace, "Analysis"], scenarios: ScenarioSet, *, steps: Steps | None = None,
-               typical_from: TypicalFrom | None = None, times: bool = False, scheduler: str | None = None,
-               workers: int | None = None) -> WhatIfResult:
+def run_whatif(
+    source: Trace | Analysis,
+    scenarios: ScenarioSet,
+    *,
+    steps: Steps | None = None,
+    typical_from: TypicalFrom | None = None,
+    times: bool = False,
+    scheduler: str | None = None,
+    workers: int | None = None,
+) -> WhatIfResult:
     """Evaluate ``scenarios`` on a trace (or an existing analysis) as one batch.
 
     ``steps`` limits a trace to some steps (one step number or several);
@@ -513,8 +573,9 @@ def run_whatif(source: Union[Trace, "Analysis"], scenarios: ScenarioSet, *, step
     """
     on_cluster = scheduler is not None or workers is not None
     if times and on_cluster:
-        raise ArgumentError("times", None, "every op's times come from a local run only (a cluster returns step "
-                            "times and spans)")
+        raise ArgumentError(
+            "times", None, "every op's times come from a local run only (a cluster returns step times and spans)"
+        )
     inputs = _inputs(source, steps=steps, typical_from=typical_from)
     batch, checks = _scenario_batch(inputs, scenarios)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowing scenario is named just below
@@ -527,15 +588,24 @@ def run_whatif(source: Union[Trace, "Analysis"], scenarios: ScenarioSet, *, step
                 sim = cluster.evaluate(inputs.compiled, batch)
     sim = _in_column_order(sim, batch.order)
     n_columns = 1 + len(scenarios.scenarios)
-    _check_step_times(sim.step_time[:, :n_columns], [scenarios.baseline, *scenarios.names], inputs.dag.steps,
-                      scenarios.source)
+    _check_step_times(
+        sim.step_time[:, :n_columns], [scenarios.baseline, *scenarios.names], inputs.dag.steps, scenarios.source
+    )
     warnings = []
     if checks:
         warnings = _masking_warnings(sim, checks, scenarios)
         sim = sim.select(range(n_columns))
-    return WhatIfResult(scenarios=scenarios, steps=[int(s) for s in inputs.dag.steps], baseline_span=sim.span[:, 0],
-                        step_time=sim.step_time[:, 1:], dag=inputs.dag, simulation=sim, batch=batch,
-                        warnings=warnings, typical_from=inputs.typical_from)
+    return WhatIfResult(
+        scenarios=scenarios,
+        steps=[int(s) for s in inputs.dag.steps],
+        baseline_span=sim.span[:, 0],
+        step_time=sim.step_time[:, 1:],
+        dag=inputs.dag,
+        simulation=sim,
+        batch=batch,
+        warnings=warnings,
+        typical_from=inputs.typical_from,
+    )
 
 
 def _simulate_batch(compiled: CompiledDag, batch: WhatIfBatch, *, times: bool = False) -> Simulation:
@@ -549,8 +619,12 @@ def _simulate_batch(compiled: CompiledDag, batch: WhatIfBatch, *, times: bool = 
     kernel = "compiled" if compiled.use_compiled("auto", batch.n_scenarios) else "auto"
     column_bytes = 8 * compiled.n_ops * (1 if batch.delay is None else 2)
     width = max(MIN_CHUNK_COLUMNS, CHUNK_BYTES // column_bytes)
-    return Simulation.concatenate([compiled.evaluate_family(batch.part(lo, hi), times=times, kernel=kernel)
-                                   for lo, hi in parts(batch.n_scenarios, -(-batch.n_scenarios // width))])
+    return Simulation.concatenate(
+        [
+            compiled.evaluate_family(batch.part(lo, hi), times=times, kernel=kernel)
+            for lo, hi in parts(batch.n_scenarios, -(-batch.n_scenarios // width))
+        ]
+    )
 
 
 def _in_column_order(sim: Simulation, order: np.ndarray) -> Simulation:
@@ -563,8 +637,12 @@ def _in_column_order(sim: Simulation, order: np.ndarray) -> Simulation:
     def reordered(times: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(times[:, inverse])
 
-    return Simulation(None if sim.start is None else reordered(sim.start), None if sim.end is None else
-                      reordered(sim.end), reordered(sim.step_time), reordered(sim.span))
+    return Simulation(
+        None if sim.start is None else reordered(sim.start),
+        None if sim.end is None else reordered(sim.end),
+        reordered(sim.step_time),
+        reordered(sim.span),
+    )
 
 
 def _check_step_times(step_time: np.ndarray, names: list[str], steps: np.ndarray, source: str) -> None:
@@ -574,8 +652,10 @@ def _check_step_times(step_time: np.ndarray, names: list[str], steps: np.ndarray
         step, column = (int(i) for i in np.argwhere(bad)[0])
         value = step_time[step, column]
         why = "every op on its path takes 0 s" if value == 0 else "its times overflow"
-        raise ScenarioError(f"{source}: scenario {names[column]!r} simulates step {int(steps[step])} to {value} s "
-                            f"({why}); a speedup needs a positive, finite step time")
+        raise ScenarioError(
+            f"{source}: scenario {names[column]!r} simulates step {int(steps[step])} to {value} s "
+            f"({why}); a speedup needs a positive, finite step time"
+        )
 
 
 def _masking_warnings(sim: Simulation, checks: list[tuple[int, int]], scenarios: ScenarioSet) -> list[str]:
@@ -600,7 +680,8 @@ def _masking_warnings(sim: Simulation, checks: list[tuple[int, int]], scenarios:
             f"delays mask its change: the mean step time changes by {with_delays + 0.0:+.3f} s "
             f"({with_delays / span[0]:+.1%}) with them but by {without:+.3f} s ({without / nodelay_span:+.1%}) "
             f"without (as under baseline nodelay); a recorded delay stays as it was, even where it was time "
-            f"spent waiting for the ops this scenario changes")
+            f"spent waiting for the ops this scenario changes"
+        )
     return warnings
 
 
@@ -621,13 +702,23 @@ def _inputs(source, *, steps, typical_from) -> _Inputs:
     if isinstance(source, Trace):
         typical_from = check_typical_from(DEFAULT_TYPICAL_FROM if typical_from is None else typical_from)
         dag, weights, typical = weighted_dag(source, steps=steps, typical_from=typical_from)
-        return _Inputs(dag=dag, compiled=dag.compile(), weights=weights, ideal=ideal_weight(dag, typical),
-                       typical_from=typical_from)
+        return _Inputs(
+            dag=dag,
+            compiled=dag.compile(),
+            weights=weights,
+            ideal=ideal_weight(dag, typical),
+            typical_from=typical_from,
+        )
     for option, value in (("steps", steps), ("typical_from", typical_from)):
         if value is not None:
             raise UsageError(f"{option} cannot be chosen for an existing analysis; analyse with that {option} instead")
-    return _Inputs(dag=source.dag, compiled=source.compiled, weights=source.weights, ideal=source.ideal,
-                   typical_from=source.typical_from)
+    return _Inputs(
+        dag=source.dag,
+        compiled=source.compiled,
+        weights=source.weights,
+        ideal=source.ideal,
+        typical_from=source.typical_from,
+    )
 
 
 @dataclass
@@ -641,9 +732,14 @@ class ChosenScenario:
     delay: np.ndarray
 
 
-def choose_scenario(source: Union[Trace, "Analysis"], scenario: str = "base", *,
-                    scenarios: ScenarioSet | None = None, steps: Steps | None = None,
-                    typical_from: TypicalFrom | None = None) -> ChosenScenario:
+def choose_scenario(
+    source: Trace | Analysis,
+    scenario: str = "base",
+    *,
+    scenarios: ScenarioSet | None = None,
+    steps: Steps | None = None,
+    typical_from: TypicalFrom | None = None,
+) -> ChosenScenario:
     """The weights of one scenario of a trace or an analysis, by name.
 
     ``scenario`` is ``base``, ``nodelay`` or ``ideal`` (see the module
@@ -653,8 +749,9 @@ def choose_scenario(source: Union[Trace, "Analysis"], scenario: str = "base", *,
     """
     if scenarios is None:
         if scenario not in BASELINES:
-            raise UsageError(f"scenario {scenario!r} is not one of {', '.join(BASELINES)} "
-                             f"(a custom scenario needs a scenario file)")
+            raise UsageError(
+                f"scenario {scenario!r} is not one of {', '.join(BASELINES)} (a custom scenario needs a scenario file)"
+            )
         scenarios = ScenarioSet(scenarios=(), baseline=scenario)
     names = [scenarios.baseline, *scenarios.names]
     if scenario not in names and scenario not in BASELINES:
@@ -664,8 +761,9 @@ def choose_scenario(source: Union[Trace, "Analysis"], scenario: str = "base", *,
         weight, delay = _baseline_weights(inputs, scenario)
     else:
         chosen = scenarios.scenarios[scenarios.names.index(scenario)]
-        batch, _ = _scenario_batch(inputs, ScenarioSet(scenarios=(chosen,), baseline=scenarios.baseline,
-                                                      source=scenarios.source), checks=False)
+        batch, _ = _scenario_batch(
+            inputs, ScenarioSet(scenarios=(chosen,), baseline=scenarios.baseline, source=scenarios.source), checks=False
+        )
         weights, delays = batch.columns(1, 2)
         weight, delay = weights[:, 0], np.zeros(inputs.dag.n_ops) if delays is None else delays[:, 0]
     return ChosenScenario(name=scenario, dag=inputs.dag, compiled=inputs.compiled, weight=weight, delay=delay)
@@ -683,8 +781,9 @@ def _baseline_weights(inputs: _Inputs, baseline: str) -> tuple[np.ndarray, np.nd
     raise ScenarioError(f"baseline {baseline!r} is not one of {', '.join(BASELINES)}")
 
 
-def _scenario_batch(inputs: _Inputs, scenarios: ScenarioSet, *,
-                   checks: bool = True) -> tuple[WhatIfBatch, list[tuple[int, int]]]:
+def _scenario_batch(
+    inputs: _Inputs, scenarios: ScenarioSet, *, checks: bool = True
+) -> tuple[WhatIfBatch, list[tuple[int, int]]]:
     """The baseline (column 0) and ``scenarios`` (columns 1 …) as a :class:`WhatIfBatch`.
 
     Under baseline ``base`` (and with ``checks``), columns that measure how
@@ -730,7 +829,7 @@ def _with_masking_columns(batch: WhatIfBatch) -> tuple[WhatIfBatch, list[tuple[i
     acted[batch.column[on_weight & (batch.kind != VALUES)]] = True
     ambiguous = np.flatnonzero(replaced & acted)
     for lo in range(0, len(ambiguous), MIN_CHUNK_COLUMNS):
-        columns = ambiguous[lo:lo + MIN_CHUNK_COLUMNS]
+        columns = ambiguous[lo : lo + MIN_CHUNK_COLUMNS]
         weight, _ = batch.take(columns)
         changes[columns] = np.any(weight != batch.weight[:, None], axis=0)
     changing = np.flatnonzero(changes)
@@ -748,9 +847,19 @@ def _with_masking_columns(batch: WhatIfBatch) -> tuple[WhatIfBatch, list[tuple[i
     def three(values):
         return np.concatenate([values, values[copied], values[copied]])
 
-    checked = WhatIfBatch(weight=batch.weight, delay=batch.delay, zero_delay=zero_delay, targets=batch.targets,
-                          values=batch.values, column=column, array=three(batch.array), target=three(batch.target),
-                          kind=three(batch.kind), source=three(batch.source), value=three(batch.value))
+    checked = WhatIfBatch(
+        weight=batch.weight,
+        delay=batch.delay,
+        zero_delay=zero_delay,
+        targets=batch.targets,
+        values=batch.values,
+        column=column,
+        array=three(batch.array),
+        target=three(batch.target),
+        kind=three(batch.kind),
+        source=three(batch.source),
+        value=three(batch.value),
+    )
     return checked, [(int(c) - 1, int(first_check[c])) for c in changing]
 
 
@@ -795,8 +904,10 @@ class _BatchBuilder:
             flag = "ideal" if scenario.ideal else "healthy"
             replaced, unchanged = self._replacement(scenario, selection, flag, where)
             if unchanged:
-                raise ScenarioError(f"{where}: {flag}: true changes nothing: the selected ops already have "
-                                    f"their {flag} weights in this baseline")
+                raise ScenarioError(
+                    f"{where}: {flag}: true changes nothing: the selected ops already have "
+                    f"their {flag} weights in this baseline"
+                )
             self.edits.append((column, WEIGHT, selection.ops, VALUES, replaced, math.nan, -1))
         checks: list = []
         targets = {"duration": selection.local, "transfer": selection.member, "launch_delay": selection.ops}
@@ -807,8 +918,9 @@ class _BatchBuilder:
                     continue
                 array = DELAY if quantity == "launch_delay" else WEIGHT
                 checks.append((len(self.edits), action, quantity, value))
-                self.edits.append((column, array, targets[quantity], kind, -1, value,
-                                   replaced if array == WEIGHT else -1))
+                self.edits.append(
+                    (column, array, targets[quantity], kind, -1, value, replaced if array == WEIGHT else -1)
+                )
         self.problems.append((where, checks))
 
     def check(self) -> None:
@@ -820,8 +932,10 @@ class _BatchBuilder:
                     raise ScenarioError(check)
                 edit, action, quantity, value = check
                 if unchanged[edit]:
-                    raise ScenarioError(f"{where}: {action}.{quantity} changes nothing: "
-                                        f"{_why_unchanged(action, quantity, value, has_delays=self._has_delays)}")
+                    raise ScenarioError(
+                        f"{where}: {action}.{quantity} changes nothing: "
+                        f"{_why_unchanged(action, quantity, value, has_delays=self._has_delays)}"
+                    )
 
     @property
     def _has_delays(self) -> bool:
@@ -829,13 +943,22 @@ class _BatchBuilder:
 
     def batch(self, n_columns: int) -> WhatIfBatch:
         """The batch of the baseline and the columns added."""
-        column, array, target, kind, source, value, _ = (list(field) for field in zip(*self.edits)) if self.edits \
-            else ([],) * 7
-        return WhatIfBatch(weight=self.weight, delay=self.delay, zero_delay=np.zeros(n_columns, dtype=bool),
-                           targets=tuple(self.targets), values=tuple(values for values, _ in self.values),
-                           column=np.array(column, dtype=np.int64), array=np.array(array, dtype=np.int8),
-                           target=np.array(target, dtype=np.int64), kind=np.array(kind, dtype=np.int8),
-                           source=np.array(source, dtype=np.int64), value=np.array(value, dtype=float))
+        column, array, target, kind, source, value, _ = (
+            (list(field) for field in zip(*self.edits)) if self.edits else ([],) * 7
+        )
+        return WhatIfBatch(
+            weight=self.weight,
+            delay=self.delay,
+            zero_delay=np.zeros(n_columns, dtype=bool),
+            targets=tuple(self.targets),
+            values=tuple(values for values, _ in self.values),
+            column=np.array(column, dtype=np.int64),
+            array=np.array(array, dtype=np.int8),
+            target=np.array(target, dtype=np.int64),
+            kind=np.array(kind, dtype=np.int8),
+            source=np.array(source, dtype=np.int64),
+            value=np.array(value, dtype=float),
+        )
 
     def _target(self, ops: np.ndarray) -> int:
         self.targets.append(ops)
@@ -965,11 +1088,13 @@ class _Selector:
             wanted = self._codes(key, values)
             order, column = self._column(key)
             if key != "optype":
-                present = np.unique(column[np.searchsorted(column, 0):])  # mb_id is -1 on ops without a microbatch
+                present = np.unique(column[np.searchsorted(column, 0) :])  # mb_id is -1 on ops without a microbatch
                 missing = [v for v in wanted if v not in present]
                 if missing:
-                    return (f"where.{key}: {', '.join(map(str, missing))} not in the analysed ops "
-                            f"(present: {format_ranges(present)})")
+                    return (
+                        f"where.{key}: {', '.join(map(str, missing))} not in the analysed ops "
+                        f"(present: {format_ranges(present)})"
+                    )
             codes = np.unique(np.asarray(wanted, dtype=np.int64))
             picks.append((key, codes, order, np.searchsorted(column, codes), np.searchsorted(column, codes, "right")))
         # the most selective key picks the candidates, the other keys keep some of them

@@ -51,11 +51,11 @@ class ClusterEvaluator:
         if workers is not None and workers < 1:
             raise ArgumentError("workers", workers, "local workers must be at least 1")
         self.scheduler, self.workers = scheduler, workers
-        self._client: "Client | None" = None
+        self._client: Client | None = None
         self._cluster = None
         self._shipped: tuple[int, object] | None = None  # (id of the CompiledDag, its future)
 
-    def __enter__(self) -> "ClusterEvaluator":
+    def __enter__(self) -> ClusterEvaluator:
         if self.scheduler is not None:
             self._client = connect(self.scheduler)
             return self
@@ -63,8 +63,9 @@ class ClusterEvaluator:
             from distributed import Client, LocalCluster
         except ImportError:
             raise UsageError(f"local workers run on dask.distributed: {INSTALL_HINT}") from None
-        self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                     dashboard_address=":0", silence_logs=50)  # ":0": no fixed port to clash
+        self._cluster = LocalCluster(
+            n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
+        )  # ":0": no fixed port to clash
         self._client = Client(self._cluster, set_as_default=False)
         return self
 
@@ -80,7 +81,7 @@ class ClusterEvaluator:
         """Workers of the cluster now (at least 1)."""
         return max(1, len(self._client.scheduler_info(n_workers=-1).get("workers", {})))
 
-    def evaluate(self, compiled: "CompiledDag", family: Family) -> "Simulation":
+    def evaluate(self, compiled: CompiledDag, family: Family) -> Simulation:
         """Step times and spans of every scenario of ``family`` (``start``/``end`` are not kept)."""
         from graphwia.engine.evaluate import Simulation
 
@@ -91,24 +92,28 @@ class ClusterEvaluator:
         shared = self._client.scatter(family, broadcast=True, hash=False)
         threads = max(1, (os.cpu_count() or 1) // n_workers) if self._cluster is not None else None
         tag = uuid.uuid4().hex[:8]
-        futures = [self._client.submit(_evaluate_part, dag, shared, lo, hi, threads, pure=False,
-                                       key=f"graphwia-scenarios-{lo}-{hi}-{tag}")
-                   for lo, hi in parts(family.n_scenarios, PARTS_PER_WORKER * n_workers)]
+        futures = [
+            self._client.submit(
+                _evaluate_part, dag, shared, lo, hi, threads, pure=False, key=f"graphwia-scenarios-{lo}-{hi}-{tag}"
+            )
+            for lo, hi in parts(family.n_scenarios, PARTS_PER_WORKER * n_workers)
+        ]
         try:
             results = self._client.gather(futures)
         finally:
             self._client.cancel(futures + [shared])
         return Simulation(None, None, np.hstack([r[0] for r in results]), np.hstack([r[1] for r in results]))
 
-    def _ship(self, compiled: "CompiledDag"):
+    def _ship(self, compiled: CompiledDag):
         """The compiled DAG on every worker (sent once per DAG)."""
         if self._shipped is None or self._shipped[0] != id(compiled):
             self._shipped = (id(compiled), self._client.scatter(compiled.detached(), broadcast=True, hash=False))
         return self._shipped[1]
 
 
-def _evaluate_part(compiled: "CompiledDag", family: Family, lo: int, hi: int,
-                   threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _evaluate_part(
+    compiled: CompiledDag, family: Family, lo: int, hi: int, threads: int | None
+) -> tuple[np.ndarray, np.ndarray]:
     """On a worker: (step_time, span) of scenarios lo … hi−1 of ``family``."""
     if threads is not None and compiled.use_compiled("auto", hi - lo):
         import numba

@@ -25,13 +25,21 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from graphwia.errors import ScheduleError
 from graphwia.engine.scenarios import Dense, Family, Swap
+from graphwia.errors import ScheduleError
 from graphwia.optypes import OPTIMIZER, OPTYPE_CODE
 
 __all__ = [
-    "COMPILED_MIN_WORK", "CompiledDag", "DEFAULT_CHUNK_BYTES", "KERNELS", "MIN_CHUNK_COLUMNS", "SPARSE_MIN_GROUPS",
-    "Simulation", "StepGraph", "first_step", "topological_levels",
+    "COMPILED_MIN_WORK",
+    "CompiledDag",
+    "DEFAULT_CHUNK_BYTES",
+    "KERNELS",
+    "MIN_CHUNK_COLUMNS",
+    "SPARSE_MIN_GROUPS",
+    "Simulation",
+    "StepGraph",
+    "first_step",
+    "topological_levels",
 ]
 
 #: Target size of one chunk's node times (see CompiledDag.evaluate_family). Every byte of a
@@ -73,14 +81,17 @@ class Simulation:
     def n_scenarios(self) -> int:
         return self.step_time.shape[1]
 
-    def select(self, columns) -> "Simulation":
+    def select(self, columns) -> Simulation:
         """The simulation of some scenarios only (a list of column indices)."""
         columns = list(columns)
-        pick = (lambda times: None if times is None else times[:, columns])
+
+        def pick(times: np.ndarray | None) -> np.ndarray | None:
+            return None if times is None else times[:, columns]
+
         return Simulation(pick(self.start), pick(self.end), self.step_time[:, columns], self.span[:, columns])
 
     @classmethod
-    def concatenate(cls, parts: list["Simulation"]) -> "Simulation":
+    def concatenate(cls, parts: list[Simulation]) -> Simulation:
         """Scenarios of several simulations side by side."""
         if len(parts) == 1:
             return parts[0]
@@ -143,7 +154,7 @@ class CompiledDag:
         edges = self.dag.edges
         return topological_levels(self.dag.n_nodes, edges.src, edges.dst, dag=self.dag)
 
-    def detached(self) -> "CompiledDag":
+    def detached(self) -> CompiledDag:
         """The same evaluator without its DAG (and so without the trace): small to send to other processes.
 
         It evaluates as this one does; :attr:`dag`, :attr:`provider` and :attr:`levels` are gone.
@@ -164,11 +175,18 @@ class CompiledDag:
         self._local = threading.local()
 
     @classmethod
-    def from_dag(cls, dag) -> "CompiledDag":
+    def from_dag(cls, dag) -> CompiledDag:
         return cls(dag, dag if len(dag.steps) == 1 else first_step(dag))
 
-    def evaluate(self, weight: np.ndarray, delay: np.ndarray | None, *, times: bool = True,
-                 kernel: str = "auto", chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Simulation:
+    def evaluate(
+        self,
+        weight: np.ndarray,
+        delay: np.ndarray | None,
+        *,
+        times: bool = True,
+        kernel: str = "auto",
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> Simulation:
         """Simulate scenarios: ``weight`` and ``delay`` of shape (n_ops,) or (n_ops, n_scenarios).
 
         ``delay`` None means no launch delays. With ``times=False`` only step
@@ -179,8 +197,9 @@ class CompiledDag:
         family = Dense(weight, None if delay is None else _as_batch(delay, self.n_ops))
         return self.evaluate_family(family, times=times, kernel=kernel, chunk_bytes=chunk_bytes)
 
-    def evaluate_family(self, family: Family, *, times: bool = False, kernel: str = "auto",
-                        chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Simulation:
+    def evaluate_family(
+        self, family: Family, *, times: bool = False, kernel: str = "auto", chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    ) -> Simulation:
         """Simulate every scenario of ``family`` (:mod:`graphwia.engine.scenarios`) on every step.
 
         The numpy kernel makes the family's columns chunk by chunk, sized so one
@@ -197,8 +216,11 @@ class CompiledDag:
         parts = []
         for lo in range(0, family.n_scenarios, chunk):
             weight, delay = family.columns(lo, min(family.n_scenarios, lo + chunk))
-            parts.append(self._evaluate_batch(_as_batch(weight, self.n_ops),
-                                              None if delay is None else _as_batch(delay, self.n_ops), times))
+            parts.append(
+                self._evaluate_batch(
+                    _as_batch(weight, self.n_ops), None if delay is None else _as_batch(delay, self.n_ops), times
+                )
+            )
         return Simulation.concatenate(parts)
 
     def use_compiled(self, kernel: str, n_scenarios: int) -> bool:
@@ -215,28 +237,50 @@ class CompiledDag:
         from graphwia.engine.kernels import make_plan
 
         via = np.where(self._via == self.per_step, -1, self._via)
-        return make_plan(self.n_step_nodes, self.per_step, self._src, self._dst, via, self.step_provider,
-                         self._optimizer)
+        return make_plan(
+            self.n_step_nodes, self.per_step, self._src, self._dst, via, self.step_provider, self._optimizer
+        )
 
     def _evaluate_compiled(self, family: Family, times: bool) -> Simulation:
         from graphwia.engine import kernels
 
         if isinstance(family, Swap) and not times and family.n_groups >= SPARSE_MIN_GROUPS:
             step_time, span = kernels.propagate(
-                self.plan, self.n_steps, family.n_scenarios, family.weight[:, None],
-                None if family.delay is None else family.delay[:, None], family.chosen_weights[:, None],
-                None if family.delay is None else family.chosen_delays[:, None], family.group, first_group=family.first)
+                self.plan,
+                self.n_steps,
+                family.n_scenarios,
+                family.weight[:, None],
+                None if family.delay is None else family.delay[:, None],
+                family.chosen_weights[:, None],
+                None if family.delay is None else family.chosen_delays[:, None],
+                family.group,
+                first_group=family.first,
+            )
             return Simulation(None, None, step_time, span)
         if isinstance(family, Swap):
-            result = kernels.run(self.plan, self.n_steps, family.n_scenarios, kernels.SWAP, family.weight[:, None],
-                                 None if family.delay is None else family.delay[:, None],
-                                 chosen_weight=family.chosen_weights[:, None],
-                                 chosen_delay=None if family.delay is None else family.chosen_delays[:, None],
-                                 group=family.group, first_group=family.first, times=times)
+            result = kernels.run(
+                self.plan,
+                self.n_steps,
+                family.n_scenarios,
+                kernels.SWAP,
+                family.weight[:, None],
+                None if family.delay is None else family.delay[:, None],
+                chosen_weight=family.chosen_weights[:, None],
+                chosen_delay=None if family.delay is None else family.chosen_delays[:, None],
+                group=family.group,
+                first_group=family.first,
+                times=times,
+            )
         else:
-            result = kernels.run(self.plan, self.n_steps, family.n_scenarios, kernels.DENSE,
-                                 _as_batch(family.weight, self.n_ops),
-                                 None if family.delay is None else _as_batch(family.delay, self.n_ops), times=times)
+            result = kernels.run(
+                self.plan,
+                self.n_steps,
+                family.n_scenarios,
+                kernels.DENSE,
+                _as_batch(family.weight, self.n_ops),
+                None if family.delay is None else _as_batch(family.delay, self.n_ops),
+                times=times,
+            )
         step_time, span, start, end = result
         return Simulation(start, end, step_time, span)
 
@@ -282,7 +326,7 @@ class CompiledDag:
         if workspace is None or workspace.size < rows * width:
             workspace = self._local.workspace = np.empty(rows * width)
         time = workspace[: self.n_step_nodes * width].reshape(self.n_step_nodes, width)
-        weight = workspace[self.n_step_nodes * width: rows * width].reshape(self.per_step + 1, width)
+        weight = workspace[self.n_step_nodes * width : rows * width].reshape(self.per_step + 1, width)
         return time, weight
 
     def spans(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -303,7 +347,7 @@ class StepGraph:
 
     n_nodes: int
     n_ops: int
-    edges: "SimpleNamespace"
+    edges: SimpleNamespace
     provider: np.ndarray
     table: object
     trace: object
@@ -320,8 +364,14 @@ def first_step(dag) -> StepGraph:
     edges = dag.edges
     kept = local[edges.dst] >= 0
     cut = SimpleNamespace(src=local[edges.src[kept]], dst=local[edges.dst[kept]], via=edges.via[kept])
-    return StepGraph(n_nodes=per_step + len(barriers) + 1, n_ops=per_step, edges=cut,
-                     provider=local[dag.provider[:per_step]], table=dag.table, trace=dag.trace)
+    return StepGraph(
+        n_nodes=per_step + len(barriers) + 1,
+        n_ops=per_step,
+        edges=cut,
+        provider=local[dag.provider[:per_step]],
+        table=dag.table,
+        trace=dag.trace,
+    )
 
 
 @dataclass(frozen=True)
@@ -415,8 +465,9 @@ def _describe_cycle(stuck: np.ndarray, src, dst, dag) -> str:
     ops = [n for n in names if n is not None]
     source = getattr(getattr(dag, "trace", None), "source", None)
     shown = ops[:12] + (["…"] if len(ops) > 12 else []) + ops[:1]  # end where it started: a cycle
-    return (f"{source}: " if source else "") + "dependency cycle, the trace does not fit the model: " + \
-        " -> ".join(shown)
+    return (
+        (f"{source}: " if source else "") + "dependency cycle, the trace does not fit the model: " + " -> ".join(shown)
+    )
 
 
 def _node_name(node: int, dag) -> str | None:
@@ -425,8 +476,10 @@ def _node_name(node: int, dag) -> str | None:
     if node >= dag.n_ops:
         return None  # barriers and sources are implementation detail
     ops = dag.table
-    return (f"{ops.label('optype', node)} seq_id {ops['seq_id'][node]} (dp_rank {ops['dp_rank'][node]}, "
-            f"stage {ops['stage'][node]}, step {ops['step'][node]})")
+    return (
+        f"{ops.label('optype', node)} seq_id {ops['seq_id'][node]} (dp_rank {ops['dp_rank'][node]}, "
+        f"stage {ops['stage'][node]}, step {ops['step'][node]})"
+    )
 
 
 def _as_batch(values: np.ndarray, n_ops: int) -> np.ndarray:

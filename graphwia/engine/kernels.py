@@ -74,8 +74,15 @@ class Plan:
     out_dst: np.ndarray
 
 
-def make_plan(n_nodes: int, per_step: int, src: np.ndarray, dst: np.ndarray, via: np.ndarray,
-              provider: np.ndarray, optimizer: np.ndarray) -> Plan:
+def make_plan(
+    n_nodes: int,
+    per_step: int,
+    src: np.ndarray,
+    dst: np.ndarray,
+    via: np.ndarray,
+    provider: np.ndarray,
+    optimizer: np.ndarray,
+) -> Plan:
     """The :class:`Plan` of one step's graph: edges ``src → dst`` adding the weight of ``via`` (−1: none).
 
     Nodes are ordered topologically, but as close to node-id order as the
@@ -88,8 +95,9 @@ def make_plan(n_nodes: int, per_step: int, src: np.ndarray, dst: np.ndarray, via
     key = np.where(np.arange(n_nodes) < per_step, op_key, first_member * 2 + 1)
     order = np.argsort(src, kind="stable")
     out_ptr = np.searchsorted(src[order], np.arange(n_nodes + 1)).astype(np.int64)
-    nodes = _priority_order(n_nodes, key, out_ptr, dst[order].astype(np.int64),
-                            np.bincount(dst, minlength=n_nodes).astype(np.int64))
+    nodes = _priority_order(
+        n_nodes, key, out_ptr, dst[order].astype(np.int64), np.bincount(dst, minlength=n_nodes).astype(np.int64)
+    )
     position = np.empty(n_nodes, dtype=np.int64)
     position[nodes] = np.arange(n_nodes)
     n_sources = int(np.sum(np.bincount(dst, minlength=n_nodes) == 0))
@@ -106,11 +114,19 @@ def make_plan(n_nodes: int, per_step: int, src: np.ndarray, dst: np.ndarray, via
     safe_op = np.maximum(target_op, 0)
     slot = (2 * np.where(ends, position[np.maximum(via, 0)], position[src]) + ends).astype(np.int64)
     by_slot = np.argsort(slot, kind="stable")
-    return Plan(n_nodes=n_nodes, n_sources=n_sources, ptr=np.append(first, len(dst)).astype(np.int64), src=slot,
-                target_op=target_op.astype(np.int64), local=(target_op >= 0) & (provider[safe_op] == safe_op),
-                op_at=op_at, optimizer=flags, finisher=position[provider].astype(np.int64),
-                out_ptr=np.searchsorted(slot[by_slot], np.arange(2 * n_nodes + 1)).astype(np.int64),
-                out_dst=position[dst][by_slot].astype(np.int64))
+    return Plan(
+        n_nodes=n_nodes,
+        n_sources=n_sources,
+        ptr=np.append(first, len(dst)).astype(np.int64),
+        src=slot,
+        target_op=target_op.astype(np.int64),
+        local=(target_op >= 0) & (provider[safe_op] == safe_op),
+        op_at=op_at,
+        optimizer=flags,
+        finisher=position[provider].astype(np.int64),
+        out_ptr=np.searchsorted(slot[by_slot], np.arange(2 * n_nodes + 1)).astype(np.int64),
+        out_dst=position[dst][by_slot].astype(np.int64),
+    )
 
 
 @numba.njit(cache=True)
@@ -135,10 +151,20 @@ def _priority_order(n_nodes, key, out_ptr, out_dst, indegree):
     return order
 
 
-def run(plan: Plan, n_steps: int, n_scenarios: int, mode: int, weight: np.ndarray, delay: np.ndarray | None,
-        *, chosen_weight: np.ndarray | None = None, chosen_delay: np.ndarray | None = None,
-        group: np.ndarray | None = None, first_group: int = 0,
-        times: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+def run(
+    plan: Plan,
+    n_steps: int,
+    n_scenarios: int,
+    mode: int,
+    weight: np.ndarray,
+    delay: np.ndarray | None,
+    *,
+    chosen_weight: np.ndarray | None = None,
+    chosen_delay: np.ndarray | None = None,
+    group: np.ndarray | None = None,
+    first_group: int = 0,
+    times: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Evaluate ``n_scenarios`` scenarios of every step: (step_time, span, start, end).
 
     ``step_time`` / ``span`` have shape (n_steps, n_scenarios); ``start`` / ``end``
@@ -163,9 +189,32 @@ def run(plan: Plan, n_steps: int, n_scenarios: int, mode: int, weight: np.ndarra
     start = np.empty((n_scenarios, n_ops)) if times else dummy
     end = np.empty((n_scenarios, n_ops)) if times else dummy
     with _LOCK:
-        _relax(plan.n_nodes, plan.n_sources, plan.ptr, plan.src, plan.target_op, plan.local, plan.op_at,
-               plan.optimizer, n_steps, n_scenarios, numba.get_num_threads(), mode, weight, delay, has_delay, chosen_weight,
-              chosen_delay, group, first_group, times, step_time, span, start, end)
+        _relax(
+            plan.n_nodes,
+            plan.n_sources,
+            plan.ptr,
+            plan.src,
+            plan.target_op,
+            plan.local,
+            plan.op_at,
+            plan.optimizer,
+            n_steps,
+            n_scenarios,
+            numba.get_num_threads(),
+            mode,
+            weight,
+            delay,
+            has_delay,
+            chosen_weight,
+            chosen_delay,
+            group,
+            first_group,
+            times,
+            step_time,
+            span,
+            start,
+            end,
+        )
     return step_time, span, (start.T if times else None), (end.T if times else None)
 
 
@@ -196,9 +245,32 @@ _FAST = {"nnan", "nsz"}
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FAST)
-def _relax(n_nodes, n_sources, ptr, src, target_op, local, op_at, optimizer, n_steps, n_cols, n_threads,
-           mode, weight, delay, has_delay, chosen_weight, chosen_delay, group, first_group, times,
-           step_time, span, start, end):
+def _relax(
+    n_nodes,
+    n_sources,
+    ptr,
+    src,
+    target_op,
+    local,
+    op_at,
+    optimizer,
+    n_steps,
+    n_cols,
+    n_threads,
+    mode,
+    weight,
+    delay,
+    has_delay,
+    chosen_weight,
+    chosen_delay,
+    group,
+    first_group,
+    times,
+    step_time,
+    span,
+    start,
+    end,
+):
     per_step = len(optimizer)
     n_blocks = (n_cols + BLOCK - 1) // BLOCK
     n_items = n_steps * n_blocks
@@ -236,16 +308,42 @@ def _relax(n_nodes, n_sources, ptr, src, target_op, local, op_at, optimizer, n_s
                         for b in range(width):
                             start[k0 + b, base + op] = latest[b]
                     if local[i]:
-                        _finish(weights, op, latest, values, slot + 1, optimizer[op], last_end, last_optimizer,
-                                times, end, base, k0, width)
+                        _finish(
+                            weights,
+                            op,
+                            latest,
+                            values,
+                            slot + 1,
+                            optimizer[op],
+                            last_end,
+                            last_optimizer,
+                            times,
+                            end,
+                            base,
+                            k0,
+                            width,
+                        )
                 else:  # a barrier: its members end now
                     for b in range(BLOCK):
                         values[slot, b] = latest[b]
                     for e in range(ptr[i], ptr[i + 1]):
                         member = src[e] // 2
                         member_op = op_at[member]
-                        _finish(weights, member_op, latest, values, 2 * member + 1, optimizer[member_op], last_end,
-                                last_optimizer, times, end, base, k0, width)
+                        _finish(
+                            weights,
+                            member_op,
+                            latest,
+                            values,
+                            2 * member + 1,
+                            optimizer[member_op],
+                            last_end,
+                            last_optimizer,
+                            times,
+                            end,
+                            base,
+                            k0,
+                            width,
+                        )
             for b in range(width):
                 span[step, k0 + b] = last_end[b] - first_start[b]
                 step_time[step, k0 + b] = last_optimizer[b] if has_optimizer else span[step, k0 + b]
@@ -268,9 +366,18 @@ def _finish(weights, op, ready, values, slot, is_optimizer, last_end, last_optim
             end[k0 + b, base + op] = values[slot, b]
 
 
-def propagate(plan: Plan, n_steps: int, n_scenarios: int, weight: np.ndarray, delay: np.ndarray | None,
-              chosen_weight: np.ndarray, chosen_delay: np.ndarray | None, group: np.ndarray,
-              *, first_group: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def propagate(
+    plan: Plan,
+    n_steps: int,
+    n_scenarios: int,
+    weight: np.ndarray,
+    delay: np.ndarray | None,
+    chosen_weight: np.ndarray,
+    chosen_delay: np.ndarray | None,
+    group: np.ndarray,
+    *,
+    first_group: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """A swap family's (step_time, span), each (n_steps, n_scenarios), by propagating changes only.
 
     Each step is evaluated once with ``weight`` / ``delay`` everywhere (the
@@ -293,18 +400,66 @@ def propagate(plan: Plan, n_steps: int, n_scenarios: int, weight: np.ndarray, de
     step_time = np.empty((n_steps, n_scenarios))
     span = np.empty((n_steps, n_scenarios))
     with _LOCK:
-        _propagate(plan.n_nodes, plan.n_sources, plan.ptr, plan.src, plan.target_op, plan.local, plan.op_at,
-                   plan.optimizer, plan.finisher, plan.out_ptr, plan.out_dst, n_steps, n_scenarios,
-                   numba.get_num_threads(), f64(weight), f64(delay) if has_delay else dummy, has_delay,
-                   f64(chosen_weight), f64(chosen_delay) if has_delay else dummy, group, first_group,
-                   members_ptr.astype(np.int64), members.astype(np.int64), _DE_BRUIJN_INDEX, step_time, span)
+        _propagate(
+            plan.n_nodes,
+            plan.n_sources,
+            plan.ptr,
+            plan.src,
+            plan.target_op,
+            plan.local,
+            plan.op_at,
+            plan.optimizer,
+            plan.finisher,
+            plan.out_ptr,
+            plan.out_dst,
+            n_steps,
+            n_scenarios,
+            numba.get_num_threads(),
+            f64(weight),
+            f64(delay) if has_delay else dummy,
+            has_delay,
+            f64(chosen_weight),
+            f64(chosen_delay) if has_delay else dummy,
+            group,
+            first_group,
+            members_ptr.astype(np.int64),
+            members.astype(np.int64),
+            _DE_BRUIJN_INDEX,
+            step_time,
+            span,
+        )
     return step_time, span
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FAST)
-def _propagate(n_nodes, n_sources, ptr, src, target_op, local, op_at, optimizer, finisher, out_ptr, out_dst,
-               n_steps, n_cols, n_threads, weight, delay, has_delay, chosen_weight, chosen_delay, group, first_group,
-               members_ptr, members, bit_index, step_time, span):
+def _propagate(
+    n_nodes,
+    n_sources,
+    ptr,
+    src,
+    target_op,
+    local,
+    op_at,
+    optimizer,
+    finisher,
+    out_ptr,
+    out_dst,
+    n_steps,
+    n_cols,
+    n_threads,
+    weight,
+    delay,
+    has_delay,
+    chosen_weight,
+    chosen_delay,
+    group,
+    first_group,
+    members_ptr,
+    members,
+    bit_index,
+    step_time,
+    span,
+):
     per_step = len(optimizer)
     op_pos = np.empty(per_step, dtype=np.int64)
     for position in range(n_nodes):
@@ -367,25 +522,31 @@ def _propagate(n_nodes, n_sources, ptr, src, target_op, local, op_at, optimizer,
                         if has_delay:
                             latest += chosen_delay[row, 0] if group[row] == g else delay[row, 0]
                         if latest != reference[slot]:
-                            last_word = _change(slot, latest, scenario_id, current, stamp, out_ptr, out_dst, dirty, last_word)
+                            last_word = _change(
+                                slot, latest, scenario_id, current, stamp, out_ptr, out_dst, dirty, last_word
+                            )
                             changed_start = min(changed_start, latest)
                         if local[i]:
                             end = latest + (chosen_weight[row, 0] if group[row] == g else weight[row, 0])
                             if end != reference[slot + 1]:
-                                last_word = _change(slot + 1, end, scenario_id, current, stamp, out_ptr, out_dst, dirty,
-                                                    last_word)
+                                last_word = _change(
+                                    slot + 1, end, scenario_id, current, stamp, out_ptr, out_dst, dirty, last_word
+                                )
                                 changed_end = max(changed_end, end)
                                 optimizer_changed |= optimizer[op]
                     else:
                         if latest != reference[slot]:
-                            last_word = _change(slot, latest, scenario_id, current, stamp, out_ptr, out_dst, dirty, last_word)
+                            last_word = _change(
+                                slot, latest, scenario_id, current, stamp, out_ptr, out_dst, dirty, last_word
+                            )
                         for e in range(ptr[i], ptr[i + 1]):
                             member = src[e] // 2
                             row = base + op_at[member]
                             end = latest + (chosen_weight[row, 0] if group[row] == g else weight[row, 0])
                             if end != reference[2 * member + 1]:
-                                last_word = _change(2 * member + 1, end, scenario_id, current, stamp, out_ptr,
-                                                    out_dst, dirty, last_word)
+                                last_word = _change(
+                                    2 * member + 1, end, scenario_id, current, stamp, out_ptr, out_dst, dirty, last_word
+                                )
                                 changed_end = max(changed_end, end)
                                 optimizer_changed |= optimizer[op_at[member]]
                 # Extremes over the step: changed ops' new values, and the best unchanged reference one.

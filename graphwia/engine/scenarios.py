@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
@@ -43,7 +42,7 @@ class Dense:
         """(weight, delay) of scenarios lo … hi−1, each (n_ops, hi − lo)."""
         return self.weight[:, lo:hi], None if self.delay is None else self.delay[:, lo:hi]
 
-    def part(self, lo: int, hi: int) -> "Dense":
+    def part(self, lo: int, hi: int) -> Dense:
         """Scenarios lo … hi−1 as a family of their own."""
         weight, delay = self.columns(lo, hi)
         return Dense(np.ascontiguousarray(weight), None if delay is None else np.ascontiguousarray(delay))
@@ -91,12 +90,12 @@ class Swap:
         delay = None if self.delay is None else np.where(chosen, self.chosen_delays[:, None], self.delay[:, None])
         return weight, delay
 
-    def part(self, lo: int, hi: int) -> "Swap":
+    def part(self, lo: int, hi: int) -> Swap:
         """Scenarios lo … hi−1 as a family of their own (the same vectors)."""
         return dataclasses.replace(self, first=self.first + lo, n_scenarios=hi - lo)
 
 
-Family = Union[Dense, Swap]
+Family = Dense | Swap
 
 
 def parts(n_scenarios: int, n_parts: int) -> list[tuple[int, int]]:

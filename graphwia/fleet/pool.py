@@ -18,10 +18,11 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing import get_context
 from multiprocessing.connection import wait
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from graphwia.errors import GraphwiaError, first_line
 
@@ -50,9 +51,15 @@ class _Worker:
     since: float = 0.0
 
 
-def run_isolated(function: Callable, tasks: Sequence[tuple], *, workers: int, timeout: float | None = None,
-                 warm_up: Sequence[str] = (), on_start: Callable[[int, int], None] | None = None
-                 ) -> Iterator[tuple[int, Any]]:
+def run_isolated(
+    function: Callable,
+    tasks: Sequence[tuple],
+    *,
+    workers: int,
+    timeout: float | None = None,
+    warm_up: Sequence[str] = (),
+    on_start: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[int, Any]]:
     """Run ``function(*tasks[i])`` on ``workers`` processes; yield ``(i, result)`` as each task ends.
 
     ``result`` is what the function returned, or a :class:`Failure` when the
@@ -73,8 +80,9 @@ def run_isolated(function: Callable, tasks: Sequence[tuple], *, workers: int, ti
             raise GraphwiaError(f"worker processes end before they take a task ({failed_starts} in a row)")
         parent, child = context.Pipe()
         line_read, line_write = context.Pipe(duplex=False)
-        process = context.Process(target=_worker_main, args=(child, line_read, function, tuple(warm_up)),
-                                  daemon=True, name="graphwia-worker")
+        process = context.Process(
+            target=_worker_main, args=(child, line_read, function, tuple(warm_up)), daemon=True, name="graphwia-worker"
+        )
         process.start()
         child.close()
         line_read.close()
@@ -94,8 +102,10 @@ def run_isolated(function: Callable, tasks: Sequence[tuple], *, workers: int, ti
                     if on_start is not None:
                         on_start(worker.task, worker.process.pid)
             deadlines = [w.since + timeout - time.monotonic() for w in pool if w.task is not None and timeout]
-            wait([w.conn for w in pool] + [w.process.sentinel for w in pool],
-                 timeout=max(0.0, min(deadlines)) if deadlines else None)
+            wait(
+                [w.conn for w in pool] + [w.process.sentinel for w in pool],
+                timeout=max(0.0, min(deadlines)) if deadlines else None,
+            )
             for worker in list(pool):
                 event = _look(worker, timeout)
                 if event is None:

@@ -23,14 +23,23 @@ from graphwia.outputs.summary import CAUSE_TITLE, percent
 from graphwia.utils.io import write_text
 
 __all__ = [
-    "CAUSE_LABEL", "PAGE", "TOP_JOBS", "cause_summary", "fleet_summary", "optype_summary", "optype_table",
-    "render_fleet_html", "write_fleet_report",
+    "CAUSE_LABEL",
+    "PAGE",
+    "TOP_JOBS",
+    "cause_summary",
+    "fleet_summary",
+    "optype_summary",
+    "optype_table",
+    "render_fleet_html",
+    "write_fleet_report",
 ]
 
 #: What each value of the cause column means on the page.
-CAUSE_LABEL = {**{cause: f"{cause}: {title}" for cause, title in CAUSE_TITLE.items()},
-               "unexplained": f"unexplained: S ≥ {STRAGGLER_S}, no cause explains {NAMED_SHARE:.0%}",
-               "none": f"none: S < {STRAGGLER_S} and no cause explains {NAMED_SHARE:.0%}"}
+CAUSE_LABEL = {
+    **{cause: f"{cause}: {title}" for cause, title in CAUSE_TITLE.items()},
+    "unexplained": f"unexplained: S ≥ {STRAGGLER_S}, no cause explains {NAMED_SHARE:.0%}",
+    "none": f"none: S < {STRAGGLER_S} and no cause explains {NAMED_SHARE:.0%}",
+}
 TOP_JOBS = 25
 
 
@@ -40,9 +49,14 @@ def fleet_summary(table: pd.DataFrame) -> dict:
     gpu, wasted = float(ok["gpu_hours"].sum()), float(ok["wasted_gpu_hours"].sum())
     stragglers = int((ok["S"] >= STRAGGLER_S).sum())
     return {
-        "jobs": len(table), "ok": len(ok), "failed": len(table) - len(ok),
-        "stragglers": stragglers, "straggler_share": stragglers / len(ok) if len(ok) else float("nan"),
-        "gpu_hours": gpu, "wasted_gpu_hours": wasted, "wasted_share": wasted / gpu if gpu else float("nan"),
+        "jobs": len(table),
+        "ok": len(ok),
+        "failed": len(table) - len(ok),
+        "stragglers": stragglers,
+        "straggler_share": stragglers / len(ok) if len(ok) else float("nan"),
+        "gpu_hours": gpu,
+        "wasted_gpu_hours": wasted,
+        "wasted_share": wasted / gpu if gpu else float("nan"),
     }
 
 
@@ -67,14 +81,20 @@ def optype_summary(attribution: dict[str, dict[str, float]]) -> pd.DataFrame:
     top = long.loc[long.groupby("job")["S_t"].idxmax(), "optype"].value_counts()
     by = long.groupby("optype")["S_t"]
     hits = (long["S_t"] >= STRAGGLER_S).groupby(long["optype"]).sum()
-    summary = pd.DataFrame({"top_in_jobs": top, "jobs_st_ge_threshold": hits,
-                            "median_S_t": by.median(), "max_S_t": by.max()})
+    summary = pd.DataFrame(
+        {"top_in_jobs": top, "jobs_st_ge_threshold": hits, "median_S_t": by.median(), "max_S_t": by.max()}
+    )
     summary["top_in_jobs"] = summary["top_in_jobs"].fillna(0).astype(int)
     return summary.sort_values(["top_in_jobs", "median_S_t"], ascending=False).rename_axis("optype").reset_index()
 
 
-def write_fleet_report(path: str | Path, table: pd.DataFrame, attribution: dict[str, dict[str, float]],
-                       *, links: dict[str, str] | None = None) -> Path:
+def write_fleet_report(
+    path: str | Path,
+    table: pd.DataFrame,
+    attribution: dict[str, dict[str, float]],
+    *,
+    links: dict[str, str] | None = None,
+) -> Path:
     """Write the fleet page atomically.
 
     ``table`` holds the fleet rows, ``attribution`` each job's S by op type (jobs that
@@ -92,8 +112,10 @@ def render_fleet_html(table: pd.DataFrame, attribution: dict[str, dict[str, floa
         _section("How often: CDF of the slowdown S", _img(_plot_cdf(ok["S"].to_numpy(float)), "CDF of S")),
         _section("How much: wasted GPU hours", _img(_plot_waste(ok), "wasted GPU hours per job")),
         _section("Why: causes", _img(_plot_causes(causes), "causes") + _cause_table(causes)),
-        _section("Where: attribution of S by op type across jobs",
-                 _img(_plot_optypes(optype_table(attribution)), "S_t by op type") + _optype_html(attribution)),
+        _section(
+            "Where: attribution of S by op type across jobs",
+            _img(_plot_optypes(optype_table(attribution)), "S_t by op type") + _optype_html(attribution),
+        ),
         _section("Jobs", _jobs_html(table, links)),
     ]
     return PAGE.format(title=f"graphwia fleet: {summary['jobs']} job(s)", body="\n".join(sections))
@@ -161,7 +183,7 @@ def _plot_causes(causes: pd.DataFrame):
 
 
 def _plot_optypes(long: pd.DataFrame):
-    optypes = (long.groupby("optype")["S_t"].median().sort_values().index.tolist() if not long.empty else [])
+    optypes = long.groupby("optype")["S_t"].median().sort_values().index.tolist() if not long.empty else []
     fig = _figure(7.0, 0.8 + 0.35 * max(3, len(optypes)))
     ax = fig.add_subplot()
     if not optypes:
@@ -199,8 +221,10 @@ def _headline(s: dict) -> str:
         ("GPU hours", f"{s['gpu_hours']:,.2f}"),
         ("wasted GPU hours", f"{s['wasted_gpu_hours']:,.2f} ({_pct(s['wasted_share'])})"),
     ]
-    cells = "".join(f'<div class="kpi"><div class="v">{html.escape(v)}</div><div class="k">{html.escape(k)}</div></div>'
-                    for k, v in items)
+    cells = "".join(
+        f'<div class="kpi"><div class="v">{html.escape(v)}</div><div class="k">{html.escape(k)}</div></div>'
+        for k, v in items
+    )
     return f'<div class="kpis">{cells}</div>'
 
 
@@ -211,7 +235,10 @@ def _cause_table(causes: pd.DataFrame) -> str:
 
 def _optype_html(attribution: dict) -> str:
     summary = optype_summary(attribution)
-    rows = [[r.optype, r.top_in_jobs, r.jobs_st_ge_threshold, f"{r.median_S_t:.3f}", f"{r.max_S_t:.3f}"] for r in summary.itertuples()]
+    rows = [
+        [r.optype, r.top_in_jobs, r.jobs_st_ge_threshold, f"{r.median_S_t:.3f}", f"{r.max_S_t:.3f}"]
+        for r in summary.itertuples()
+    ]
     return _table(["op type", "top op type in jobs", f"jobs with S_t ≥ {STRAGGLER_S}", "median S_t", "max S_t"], rows)
 
 
@@ -222,14 +249,34 @@ def _jobs_html(table: pd.DataFrame, links: dict[str, str]) -> str:
         href = links.get(r.name, f"jobs/{r.name}")
         link = f'<a href="{html.escape(quote(href))}">{html.escape(str(r.name))}</a>'
         if r.status != "ok":
-            rows.append([link, _raw(f'<span class="err">failed: {html.escape(str(r.error))}</span>')]
-                        + [""] * 8)
+            rows.append([link, _raw(f'<span class="err">failed: {html.escape(str(r.error))}</span>')] + [""] * 8)
             continue
-        rows.append([link, r.status, f"{r.S:.4f}", f"{r.launch_slowdown:.4f}", _pct(r.Ms), _pct(r.Mw), r.cause,
-                     _ranking(r.causes), "" if pd.isna(r.top_optype) else r.top_optype,
-                     f"{r.wasted_gpu_hours:,.2f} / {r.gpu_hours:,.2f}"])
-    header = ["job", "status", "S", "launch slowdown", "M_S", "M_W", "cause", "causes found (share)", "top op type",
-              "wasted / GPU hours"]
+        rows.append(
+            [
+                link,
+                r.status,
+                f"{r.S:.4f}",
+                f"{r.launch_slowdown:.4f}",
+                _pct(r.Ms),
+                _pct(r.Mw),
+                r.cause,
+                _ranking(r.causes),
+                "" if pd.isna(r.top_optype) else r.top_optype,
+                f"{r.wasted_gpu_hours:,.2f} / {r.gpu_hours:,.2f}",
+            ]
+        )
+    header = [
+        "job",
+        "status",
+        "S",
+        "launch slowdown",
+        "M_S",
+        "M_W",
+        "cause",
+        "causes found (share)",
+        "top op type",
+        "wasted / GPU hours",
+    ]
     return _table(header, rows, raw_first=True)
 
 

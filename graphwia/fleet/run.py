@@ -28,9 +28,9 @@ from __future__ import annotations
 import os
 import shlex
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -48,11 +48,23 @@ WARM_UP = ("graphwia.analyses.standard", "graphwia.outputs.job", "graphwia.trace
 
 #: fleet.csv columns, in order, and their dtypes.
 COLUMNS = {
-    "name": "string", "status": "string", "error": "string",
-    "S": "float64", "launch_slowdown": "float64", "Ms": "float64", "Mw": "float64",
-    "cause": "string", "cause_share": "float64", "causes": "string",
-    "top_optype": "string", "top_dp_rank": "Int64", "top_stage": "Int64",
-    "steps": "Int64", "workers": "Int64", "gpu_hours": "float64", "wasted_gpu_hours": "float64",
+    "name": "string",
+    "status": "string",
+    "error": "string",
+    "S": "float64",
+    "launch_slowdown": "float64",
+    "Ms": "float64",
+    "Mw": "float64",
+    "cause": "string",
+    "cause_share": "float64",
+    "causes": "string",
+    "top_optype": "string",
+    "top_dp_rank": "Int64",
+    "top_stage": "Int64",
+    "steps": "Int64",
+    "workers": "Int64",
+    "gpu_hours": "float64",
+    "wasted_gpu_hours": "float64",
 }
 
 
@@ -96,8 +108,9 @@ def discover_jobs(source: str | Path) -> list[Job]:
     """
     source = Path(source)
     if source.is_dir():
-        traces = sorted(p for p in source.iterdir()
-                        if p.name.startswith("trace-") and p.name.lower().endswith(TRACE_SUFFIXES))
+        traces = sorted(
+            p for p in source.iterdir() if p.name.startswith("trace-") and p.name.lower().endswith(TRACE_SUFFIXES)
+        )
         from graphwia.trace.files import is_rank_directory
 
         traces += sorted(p for p in source.iterdir() if is_rank_directory(p))  # a job per directory of rank traces
@@ -140,16 +153,19 @@ def _job(trace: Path, meta: Path | None, source: str) -> Job:
 
     stem = trace.name.split(".")[0]
     name = check_name(stem.removeprefix("trace-") or stem, what="job name (from the trace file name)", source=source)
-    return Job(name=name, trace=trace.resolve(),
-               meta=None if trace.is_dir() else (meta or default_meta_path(trace)).resolve())
+    return Job(
+        name=name, trace=trace.resolve(), meta=None if trace.is_dir() else (meta or default_meta_path(trace)).resolve()
+    )
 
 
 def _check_unique(jobs: list[Job], source: Path) -> None:
     seen: dict[str, Job] = {}
     for job in jobs:
         if job.name in seen:
-            raise UsageError(f"{source}: two jobs named {job.name!r} ({seen[job.name].trace} and {job.trace}); "
-                             "job names must be unique")
+            raise UsageError(
+                f"{source}: two jobs named {job.name!r} ({seen[job.name].trace} and {job.trace}); "
+                "job names must be unique"
+            )
         seen[job.name] = job
 
 
@@ -176,9 +192,14 @@ def run_job(job: Job, out_dir: str | Path, *, plots: bool = True, time_unit: str
         analysis = analyze(open_trace(job.trace, job.meta, time_unit=time_unit))
         directory = job_dir(out_dir, job.name)
         write_outputs(analysis, directory, plots=plots)
-        record = {"version": MARKER_VERSION, "inputs": inputs, "plots": plots,
-                  "row": job_row(job.name, analysis), "optype": _overall(analysis, "optype"),
-                  "warnings": list(analysis.warnings) + undefined_values(analysis)}
+        record = {
+            "version": MARKER_VERSION,
+            "inputs": inputs,
+            "plots": plots,
+            "row": job_row(job.name, analysis),
+            "optype": _overall(analysis, "optype"),
+            "warnings": list(analysis.warnings) + undefined_values(analysis),
+        }
         write_json(directory / MARKER, record)
         return record
     except GraphwiaError as exc:
@@ -192,14 +213,21 @@ def job_row(name: str, analysis) -> dict:
     s, ms, mw = analysis.slowdown, analysis.Ms, analysis.Mw
     gpu_hours = analysis.meta.world_size * float(analysis.step_time_observed.sum()) / 3600
     return {
-        "name": name, "status": "ok", "error": None,
-        "S": s, "launch_slowdown": analysis.launch_slowdown, "Ms": ms, "Mw": mw,
+        "name": name,
+        "status": "ok",
+        "error": None,
+        "S": s,
+        "launch_slowdown": analysis.launch_slowdown,
+        "Ms": ms,
+        "Mw": mw,
         **cause_columns(analysis.causes),
         "top_optype": _top(analysis, "optype"),
         "top_dp_rank": _top(analysis, "dp_rank"),
         "top_stage": _top(analysis, "stage"),
-        "steps": len(analysis.steps), "workers": len(analysis.worker_table),
-        "gpu_hours": gpu_hours, "wasted_gpu_hours": wasted_gpu_hours(s, gpu_hours),
+        "steps": len(analysis.steps),
+        "workers": len(analysis.worker_table),
+        "gpu_hours": gpu_hours,
+        "wasted_gpu_hours": wasted_gpu_hours(s, gpu_hours),
     }
 
 
@@ -208,8 +236,11 @@ def cause_columns(causes) -> dict:
     ``cause_share`` (its share; missing for ``unexplained`` and ``none``) and ``causes`` (every cause
     found, ranked: ``"sequence-length 0.833, stage 0.688"``; missing when none was found)."""
     named = causes.named
-    return {"cause": causes.label, "cause_share": named[0].share if named else None,
-            "causes": ", ".join(f"{c.cause} {c.share:.3f}" for c in causes.ranked) or None}
+    return {
+        "cause": causes.label,
+        "cause_share": named[0].share if named else None,
+        "causes": ", ".join(f"{c.cause} {c.share:.3f}" for c in causes.ranked) or None,
+    }
 
 
 def wasted_gpu_hours(s: float, gpu_hours: float) -> float:
@@ -225,6 +256,7 @@ def failed_record(job: Job, error: str) -> dict:
 
 def input_fingerprint(job: Job) -> dict:
     """Path, size and mtime of the job's inputs: a changed input makes its marker stale."""
+
     def stat(path: Path):
         try:
             st = path.stat()
@@ -259,10 +291,18 @@ def completed_record(job: Job, out_dir: str | Path, plots: bool) -> dict | None:
 OnDone = Callable[[dict, bool], None]
 
 
-def run_fleet(jobs: Iterable[Job], out_dir: str | Path, *, workers: int | None = None,
-              scheduler: str | None = None, plots: bool = True, job_timeout: float | None = None,
-              time_unit: str | None = None, on_done: OnDone | None = None,
-              on_start: Callable[[Job, int], None] | None = None) -> FleetRun:
+def run_fleet(
+    jobs: Iterable[Job],
+    out_dir: str | Path,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    plots: bool = True,
+    job_timeout: float | None = None,
+    time_unit: str | None = None,
+    on_done: OnDone | None = None,
+    on_start: Callable[[Job, int], None] | None = None,
+) -> FleetRun:
     """Run every job not yet complete; return all records, in job order.
 
     Parameters
@@ -301,18 +341,28 @@ def run_fleet(jobs: Iterable[Job], out_dir: str | Path, *, workers: int | None =
             notify(done, False)
     skipped = [job.name for job in jobs if job.name in records]
     if pending:
-        results = (_run_dask(pending, out_dir, plots, time_unit, scheduler) if scheduler
-                   else _run_local(pending, out_dir, plots, time_unit, workers or os.cpu_count() or 1, job_timeout,
-                                   on_start))
+        results = (
+            _run_dask(pending, out_dir, plots, time_unit, scheduler)
+            if scheduler
+            else _run_local(pending, out_dir, plots, time_unit, workers or os.cpu_count() or 1, job_timeout, on_start)
+        )
         for record in results:
             records[record["row"]["name"]] = record
             notify(record, True)
-    return FleetRun(records=[records[job.name] for job in jobs], analysed=[job.name for job in pending],
-                    skipped=skipped)
+    return FleetRun(
+        records=[records[job.name] for job in jobs], analysed=[job.name for job in pending], skipped=skipped
+    )
 
 
-def _run_local(jobs: list[Job], out_dir: Path, plots: bool, time_unit: str | None, workers: int,
-               job_timeout: float | None, on_start: Callable[[Job, int], None] | None) -> Iterator[dict]:
+def _run_local(
+    jobs: list[Job],
+    out_dir: Path,
+    plots: bool,
+    time_unit: str | None,
+    workers: int,
+    job_timeout: float | None,
+    on_start: Callable[[Job, int], None] | None,
+) -> Iterator[dict]:
     if workers <= 1 and job_timeout is None:
         for job in jobs:
             if on_start is not None:
@@ -321,8 +371,9 @@ def _run_local(jobs: list[Job], out_dir: Path, plots: bool, time_unit: str | Non
         return
     tasks = [(job, out_dir, plots, time_unit) for job in jobs]
     started = None if on_start is None else (lambda index, pid: on_start(jobs[index], pid))
-    for index, result in run_isolated(_run_job_task, tasks, workers=workers, timeout=job_timeout, warm_up=WARM_UP,
-                                      on_start=started):
+    for index, result in run_isolated(
+        _run_job_task, tasks, workers=workers, timeout=job_timeout, warm_up=WARM_UP, on_start=started
+    ):
         yield failed_record(jobs[index], result.reason) if isinstance(result, Failure) else result
 
 
@@ -339,8 +390,19 @@ def _run_dask(jobs: list[Job], out_dir: Path, plots: bool, time_unit: str | None
 
     with client:
         tag = uuid.uuid4().hex[:8]
-        futures = {client.submit(run_job, job, out_dir, plots=plots, time_unit=time_unit,
-                                 key=f"graphwia-fleet-{job.name}-{tag}", pure=False, retries=0): job for job in jobs}
+        futures = {
+            client.submit(
+                run_job,
+                job,
+                out_dir,
+                plots=plots,
+                time_unit=time_unit,
+                key=f"graphwia-fleet-{job.name}-{tag}",
+                pure=False,
+                retries=0,
+            ): job
+            for job in jobs
+        }
         try:
             for future in dask_completed(list(futures), loop=client.loop):
                 yield _outcome(futures[future], future.result)
@@ -408,5 +470,18 @@ def _overall(analysis, grouping: str) -> dict[str, float] | None:
     return None if parts is None else {str(k): float(v) for k, v in parts.overall.items()}
 
 
-__all__ = ["COLUMNS", "FleetRun", "Job", "cause_columns", "completed_record", "discover_jobs", "fleet_table",
-           "job_row", "read_fleet_csv", "run_fleet", "run_job", "wasted_gpu_hours", "write_fleet"]
+__all__ = [
+    "COLUMNS",
+    "FleetRun",
+    "Job",
+    "cause_columns",
+    "completed_record",
+    "discover_jobs",
+    "fleet_table",
+    "job_row",
+    "read_fleet_csv",
+    "run_fleet",
+    "run_job",
+    "wasted_gpu_hours",
+    "write_fleet",
+]

@@ -18,17 +18,18 @@ its barrier time plus its transfer time). Membership edges go member → barrier
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from graphwia.errors import TraceError
-from graphwia.optypes import ALL_OPTYPES
 from graphwia.model.schedule import EDGE_KINDS, KIND_CODE, Schedule, infer_schedule
+from graphwia.optypes import ALL_OPTYPES
+from graphwia.trace.optable import Trace, describe_op
 from graphwia.trace.steps import checked_steps
 from graphwia.utils.table import Table
-from graphwia.trace.optable import Trace, describe_op
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphwia.engine.evaluate import CompiledDag
@@ -52,8 +53,9 @@ class Edges:
     def to_pandas(self):
         """Edges as a pandas DataFrame with a categorical ``kind`` column (as :meth:`Table.to_pandas
         <graphwia.utils.table.Table.to_pandas>` converts a table)."""
-        return Table({"src": self.src, "dst": self.dst, "via": self.via, "kind": self.kind},
-                     {"kind": EDGE_KINDS}).to_pandas()
+        return Table(
+            {"src": self.src, "dst": self.dst, "via": self.via, "kind": self.kind}, {"kind": EDGE_KINDS}
+        ).to_pandas()
 
 
 @dataclass
@@ -119,17 +121,17 @@ class Dag:
         """Node whose time an op's end is measured from: itself, or its barrier."""
         return _provider(self.table["barrier"])
 
-    def compile(self) -> "CompiledDag":
+    def compile(self) -> CompiledDag:
         """Topologically level the DAG once for fast batched evaluation."""
         from graphwia.engine.evaluate import CompiledDag
 
         return CompiledDag.from_dag(self)
 
-    def select_steps(self, steps: Iterable[int]) -> "Dag":
+    def select_steps(self, steps: Iterable[int]) -> Dag:
         """The same DAG restricted to some of its steps (same schedule)."""
         return build_dag(self.trace, steps=steps, schedule=self.schedule)
 
-    def to_networkx(self, *, steps: Iterable[int] | int | None = None, workers: "Workers | None" = None):
+    def to_networkx(self, *, steps: Iterable[int] | int | None = None, workers: Workers | None = None):
         """A networkx DiGraph view of (part of) the DAG; see :mod:`graphwia.model.graph`.
 
         ``workers`` as the CLI takes them (``"0:3,1:*"``) or (dp_rank, stage) pairs, None matching any.
@@ -194,8 +196,10 @@ def _place_ops(ops: Table, steps: np.ndarray, layout: _Layout, schedule: Schedul
     position = lookup.positions(ops)
     unknown = position < 0
     if unknown.any():
-        raise TraceError(f"{source}: {describe_op(ops, int(np.argmax(unknown)))} "
-                         f"is not run by the sample worker (dp_rank 0) of that stage")
+        raise TraceError(
+            f"{source}: {describe_op(ops, int(np.argmax(unknown)))} "
+            f"is not run by the sample worker (dp_rank 0) of that stage"
+        )
     step_pos = np.searchsorted(steps, ops["step"])
     ids = layout.op_id(step_pos, ops["stage"].astype(np.int64), ops["dp_rank"].astype(np.int64), position)
     counts = np.bincount(ids, minlength=layout.n_ops)
@@ -207,13 +211,15 @@ def _place_ops(ops: Table, steps: np.ndarray, layout: _Layout, schedule: Schedul
     node_position = position[order]
     stage = node_ops["stage"]
     start, end = _relative_times(node_ops, layout)
-    return node_ops.with_columns({
-        "position": node_position.astype(np.int32),
-        "noop": lookup.noop[stage, node_position],
-        "chunk": lookup.chunk[stage, node_position],
-        "start": start,
-        "end": end,
-    })
+    return node_ops.with_columns(
+        {
+            "position": node_position.astype(np.int32),
+            "noop": lookup.noop[stage, node_position],
+            "chunk": lookup.chunk[stage, node_position],
+            "start": start,
+            "end": end,
+        }
+    )
 
 
 class _ScheduleLookup:
@@ -252,7 +258,8 @@ def _raise_missing(counts, layout, steps, schedule: Schedule, source) -> None:
     raise TraceError(
         f"{source}: {named.label('optype', position)} seq_id {named['seq_id'][position]} is missing on worker "
         f"(dp_rank {dp_rank}, stage {stage}) "
-        f"in step {steps[step_pos]} ({len(missing)} op instance(s) missing in all)")
+        f"in step {steps[step_pos]} ({len(missing)} op instance(s) missing in all)"
+    )
 
 
 def _relative_times(node_ops: Table, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
@@ -286,11 +293,14 @@ def _replicate_groups(schedule: Schedule, layout: _Layout, steps: np.ndarray):
     ad_kind = _group_kinds(across)
     kinds = np.concatenate([np.tile(pw_kind, layout.n_steps * layout.dp), np.tile(ad_kind, layout.n_steps)])
     barrier_step = np.concatenate([np.repeat(steps, layout.dp * n_pw), np.repeat(steps, n_ad)])
-    barriers = Table({
-        "kind": kinds.astype(np.int8),
-        "step": barrier_step,
-        "size": np.bincount(members_barrier, minlength=len(kinds)),
-    }, {"kind": EDGE_KINDS})
+    barriers = Table(
+        {
+            "kind": kinds.astype(np.int8),
+            "step": barrier_step,
+            "size": np.bincount(members_barrier, minlength=len(kinds)),
+        },
+        {"kind": EDGE_KINDS},
+    )
     return members_op, members_barrier, barriers
 
 
@@ -300,8 +310,9 @@ def _group_kinds(members: Table) -> np.ndarray:
     return members["kind"][first]
 
 
-def _edges(schedule: Schedule, layout: _Layout, barrier_of: np.ndarray, members_op, members_barrier,
-           barriers: Table) -> Edges:
+def _edges(
+    schedule: Schedule, layout: _Layout, barrier_of: np.ndarray, members_op, members_barrier, barriers: Table
+) -> Edges:
     """All edges: intra-worker (from the templates), membership, and step-start."""
     src, dst, kind = [], [], []
     has_pred = np.zeros(layout.n_ops, dtype=bool)
@@ -326,8 +337,7 @@ def _edges(schedule: Schedule, layout: _Layout, barrier_of: np.ndarray, members_
         src=np.concatenate([provider[intra_src], members_op, source]).astype(np.int64),
         dst=np.concatenate([intra_dst, layout.n_ops + members_barrier, orphan]).astype(np.int64),
         via=np.concatenate([intra_src, np.full(len(members_op) + len(orphan), -1)]).astype(np.int64),
-        kind=np.concatenate([intra_kind, member_kind,
-                             np.full(len(orphan), KIND_CODE["step-start"])]).astype(np.int8),
+        kind=np.concatenate([intra_kind, member_kind, np.full(len(orphan), KIND_CODE["step-start"])]).astype(np.int8),
     )
 
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from graphwia import optypes as T
 from graphwia.errors import ScheduleError, TraceError
-from graphwia.utils.table import Table
 from graphwia.trace.optable import Trace
+from graphwia.utils.table import Table
 
 __all__ = ["EDGE_KINDS", "GroupTemplate", "KIND_CODE", "NOOP_EPSILON", "Schedule", "StageTemplate", "infer_schedule"]
 
@@ -125,8 +125,9 @@ def _infer_schedule(trace: Trace) -> Schedule:
 # One stage's template
 
 
-def _stage_template(rows: Table, stage: int, pp: int, vpp: int, uses_dp: bool,
-                    has_separate_reduce: bool) -> StageTemplate:
+def _stage_template(
+    rows: Table, stage: int, pp: int, vpp: int, uses_dp: bool, has_separate_reduce: bool
+) -> StageTemplate:
     # Sample order: by start, ties by seq_id, then by optype name.
     order = np.lexsort((_NAME_RANK[rows["optype"]], rows["seq_id"], rows["start_ts"]))
     ordered = rows.take(order)
@@ -183,8 +184,17 @@ class _EdgeBuilder:
     def template(self) -> Table:
         """The template ops with matched chunks and no-op classes filled in."""
         rows = self.rows
-        return Table({"optype": rows["optype"], "seq_id": rows["seq_id"], "mc": self.mc, "gmc": self.gmc,
-                      "mb_id": rows["mb_id"], "noop": self.noop}, rows.categories)
+        return Table(
+            {
+                "optype": rows["optype"],
+                "seq_id": rows["seq_id"],
+                "mc": self.mc,
+                "gmc": self.gmc,
+                "mb_id": rows["mb_id"],
+                "noop": self.noop,
+            },
+            rows.categories,
+        )
 
     def edge_array(self) -> np.ndarray:
         if not self.edges:
@@ -222,7 +232,8 @@ class _EdgeBuilder:
                 comp = compute_by_seq.get(first_seq + k)
                 if comp is None:
                     raise ScheduleError(
-                        f"stage {self.stage}: {self.op_name(pos)} has no {direction}-compute seq_id {first_seq + k} to match")
+                        f"stage {self.stage}: {self.op_name(pos)} has no {direction}-compute seq_id {first_seq + k} to match"
+                    )
                 self._match(pos, comp, compute_by_seq, direction, is_recv)
 
     def _first_matched_seq(self, n_p2p: int, n_compute: int, direction: str, is_recv: bool) -> int:
@@ -237,7 +248,8 @@ class _EdgeBuilder:
         kind = f"{direction}-{'recv' if is_recv else 'send'}"
         raise ScheduleError(
             f"stage {self.stage}: {n_p2p} launched {kind} op(s) for {n_compute} {direction}-compute op(s); "
-            f"a {kind} is missing in the middle of the pipeline")
+            f"a {kind} is missing in the middle of the pipeline"
+        )
 
     def _match(self, pos: int, comp: int, compute_by_seq: dict, direction: str, is_recv: bool) -> None:
         gmc = int(self.gmc[comp])
@@ -266,8 +278,10 @@ class _EdgeBuilder:
             return
         anchor = int(order[i - 2])
         if self.optype[anchor] != T.FORWARD_COMPUTE:
-            raise ScheduleError(f"stage {self.stage}: {self.op_name(anchor)} precedes the first backward compute "
-                                f"by two places but is not a forward compute")
+            raise ScheduleError(
+                f"stage {self.stage}: {self.op_name(anchor)} precedes the first backward compute "
+                f"by two places but is not a forward compute"
+            )
         for optype in (T.BACKWARD_RECV, T.BACKWARD_SEND):
             self.add(anchor, self.named(optype, 0), "first-backward-p2p")
 
@@ -344,7 +358,8 @@ def _group_template(stages: list[StageTemplate], meta) -> GroupTemplate:
             if len(sends) != len(recvs):
                 raise ScheduleError(
                     f"stage {stage}: {len(sends)} launched {direction}-send op(s) but stage {peer_stage} has "
-                    f"{len(recvs)} launched {direction}-recv op(s); the p2p records cannot be paired")
+                    f"{len(recvs)} launched {direction}-recv op(s); the p2p records cannot be paired"
+                )
             for send, recv in zip(sends, recvs):
                 per_worker_groups.append([(stage, int(send)), (peer_stage, int(recv))])
                 per_worker_kinds.append(KIND_CODE["p2p-pair"])
@@ -370,8 +385,10 @@ def _group_template(stages: list[StageTemplate], meta) -> GroupTemplate:
     if clip_members and len(clip_members) * meta.dp_size > 1:
         across_groups.append(clip_members)
         across_kinds.append(KIND_CODE["clip"])
-    return GroupTemplate(per_worker=_members_table(per_worker_groups, per_worker_kinds),
-                         across_dp=_members_table(across_groups, across_kinds))
+    return GroupTemplate(
+        per_worker=_members_table(per_worker_groups, per_worker_kinds),
+        across_dp=_members_table(across_groups, across_kinds),
+    )
 
 
 def _live(tpl: StageTemplate, optype: str) -> np.ndarray:
@@ -381,6 +398,7 @@ def _live(tpl: StageTemplate, optype: str) -> np.ndarray:
 
 
 def _members_table(groups: list[list[tuple[int, int]]], kinds: list[int]) -> Table:
-    rows = np.array([(g, stage, pos, kinds[g]) for g, members in enumerate(groups) for stage, pos in members],
-                    dtype=np.int64).reshape(-1, 4)
+    rows = np.array(
+        [(g, stage, pos, kinds[g]) for g, members in enumerate(groups) for stage, pos in members], dtype=np.int64
+    ).reshape(-1, 4)
     return Table({name: rows[:, i] for i, name in enumerate(("group", "stage", "pos", "kind"))})

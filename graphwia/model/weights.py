@@ -27,9 +27,19 @@ from graphwia.trace.optable import Trace, describe_op
 from graphwia.trace.steps import Steps
 
 __all__ = [
-    "CLOCK_NOISE", "DEFAULT_TYPICAL_FROM", "TYPICAL_FROM", "TypicalFrom", "Weights", "check_typical_from",
-    "healthy_weight", "ideal_weight", "observed_weights", "stage_typical_weights", "typical_source",
-    "typical_weights", "weighted_dag",
+    "CLOCK_NOISE",
+    "DEFAULT_TYPICAL_FROM",
+    "TYPICAL_FROM",
+    "TypicalFrom",
+    "Weights",
+    "check_typical_from",
+    "healthy_weight",
+    "ideal_weight",
+    "observed_weights",
+    "stage_typical_weights",
+    "typical_source",
+    "typical_weights",
+    "weighted_dag",
 ]
 
 #: Values at or below this are clock noise and become 0 (SPEC §3).
@@ -89,8 +99,14 @@ def observed_weights(dag: Dag) -> Weights:
         i = int(np.argmin(delay))
         worst = f"{describe_op(ops, i)}: {delay[i]:.4f} s"
     delay = np.where(noise, 0.0, delay)
-    return Weights(weight=weight, delay=delay, clamped_transfer=clamped_transfer, clamped_delay=int(noise.sum()),
-                   worst_delay=worst, worst_transfer=worst_transfer)
+    return Weights(
+        weight=weight,
+        delay=delay,
+        clamped_transfer=clamped_transfer,
+        clamped_delay=int(noise.sum()),
+        worst_delay=worst,
+        worst_transfer=worst_transfer,
+    )
 
 
 def _latest(n: int, index: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -107,8 +123,9 @@ def check_typical_from(typical_from: str) -> TypicalFrom:
     return typical_from
 
 
-def weighted_dag(trace: Trace, *, steps: Steps | None = None,
-                 typical_from: TypicalFrom = DEFAULT_TYPICAL_FROM) -> tuple[Dag, Weights, dict[str, float]]:
+def weighted_dag(
+    trace: Trace, *, steps: Steps | None = None, typical_from: TypicalFrom = DEFAULT_TYPICAL_FROM
+) -> tuple[Dag, Weights, dict[str, float]]:
     """The DAG of the analysed ``steps`` with its observed weights, and the typical weights.
 
     The schedule is always inferred from the trace's first step (SPEC §2),
@@ -145,7 +162,9 @@ def typical_weights(dag: Dag, weights: Weights) -> dict[str, float]:
     return {T.ALL_OPTYPES[code]: float(values[code]) for code in np.unique(codes)}
 
 
-def stage_typical_weights(dag: Dag, weights: Weights, *, among: np.ndarray | None = None) -> dict[tuple[int, str], float]:
+def stage_typical_weights(
+    dag: Dag, weights: Weights, *, among: np.ndarray | None = None
+) -> dict[tuple[int, str], float]:
     """Typical weight of each optype on each stage, over the ops of ``dag`` where ``among`` is true (default: all).
 
     ``(stage, optype) → value``, with the statistic of SPEC §5.3 (mean for

@@ -60,7 +60,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -80,7 +80,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from graphwia.trace.optable import Trace
 
 __all__ = [
-    "COMM_TYPE", "ChakraExport", "LAUNCH_DELAY", "STEP_BOUNDARY", "US", "export_chakra", "readme_text",
+    "COMM_TYPE",
+    "ChakraExport",
+    "LAUNCH_DELAY",
+    "STEP_BOUNDARY",
+    "US",
+    "export_chakra",
+    "readme_text",
     "template_order",
 ]
 
@@ -130,11 +136,19 @@ class ChakraExport:
     notes: list[str]
 
 
-def export_chakra(source: Union["Trace", "Analysis"], out_dir: str | Path, *, scenario: str = "base",
-                  scenarios: ScenarioSet | None = None, steps: Steps | None = None,
-                  typical_from: TypicalFrom | None = None, activation_bytes: int | None = None,
-                  grad_bytes: int | None = None, name: str | None = None,
-                  compact_ranks: bool = False) -> ChakraExport:
+def export_chakra(
+    source: Trace | Analysis,
+    out_dir: str | Path,
+    *,
+    scenario: str = "base",
+    scenarios: ScenarioSet | None = None,
+    steps: Steps | None = None,
+    typical_from: TypicalFrom | None = None,
+    activation_bytes: int | None = None,
+    grad_bytes: int | None = None,
+    name: str | None = None,
+    compact_ranks: bool = False,
+) -> ChakraExport:
     """Write the Chakra execution traces of one scenario of a trace (or an analysis) to ``out_dir``.
 
     ``scenario`` and ``scenarios`` choose the weights, ``steps`` and
@@ -147,8 +161,9 @@ def export_chakra(source: Union["Trace", "Analysis"], out_dir: str | Path, *, sc
     file per NPU; TP peers are not traced).
     """
     for option, value in (("activation_bytes", activation_bytes), ("grad_bytes", grad_bytes)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                                  or not 0 <= value < 1 << 63):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 1 << 63
+        ):
             raise UsageError(f"{option} must be a whole number of bytes in [0, 2^63), got {value!r}")
     where = f"Chakra traces in {out_dir}"
     if name is not None:
@@ -171,10 +186,23 @@ def export_chakra(source: Union["Trace", "Analysis"], out_dir: str | Path, *, sc
             n_bytes += len(data)
         write_json(groups_path, {str(pg): ranks for pg, ranks in plan.groups.items()}, indent=2)
         export = ChakraExport(
-            out_dir=out_dir, name=name, scenario=scenario, steps=[int(s) for s in chosen.dag.steps], files=files,
-            comm_groups=groups_path, readme=readme_path, ranks=plan.rank_workers(), groups=plan.groups,
-            group_uses=plan.group_uses, n_nodes=n_nodes, n_bytes=n_bytes, step_time=plan.step_time,
-            replay_step_time=plan.replay_step_time, makespan=plan.makespan, notes=plan.notes())
+            out_dir=out_dir,
+            name=name,
+            scenario=scenario,
+            steps=[int(s) for s in chosen.dag.steps],
+            files=files,
+            comm_groups=groups_path,
+            readme=readme_path,
+            ranks=plan.rank_workers(),
+            groups=plan.groups,
+            group_uses=plan.group_uses,
+            n_nodes=n_nodes,
+            n_bytes=n_bytes,
+            step_time=plan.step_time,
+            replay_step_time=plan.replay_step_time,
+            makespan=plan.makespan,
+            notes=plan.notes(),
+        )
         write_text(readme_path, readme_text(export, plan.dag))
     return export
 
@@ -182,8 +210,9 @@ def export_chakra(source: Union["Trace", "Analysis"], out_dir: str | Path, *, sc
 class _Plan:
     """Everything the files hold, as arrays over the DAG's ops, and the nodes of one rank at a time."""
 
-    def __init__(self, chosen: ChosenScenario, *, activation_bytes: int | None, grad_bytes: int | None,
-                 compact_ranks: bool):
+    def __init__(
+        self, chosen: ChosenScenario, *, activation_bytes: int | None, grad_bytes: int | None, compact_ranks: bool
+    ):
         self.chosen = chosen
         self.dag = dag = chosen.dag
         self.activation_bytes, self.grad_bytes = activation_bytes, grad_bytes
@@ -207,14 +236,25 @@ class _Plan:
         self.emission = self._emission_order()
         self.worker_cuts = np.concatenate([[0], np.cumsum(np.bincount(self.worker_of, minlength=self.n_workers))])
         names = table.categories["optype"]
-        self.op_names = [f"{names[code]}[{seq}] step {step}" for code, seq, step in
-                         zip(table["optype"].tolist(), table["seq_id"].tolist(), table["step"].tolist())]
+        self.op_names = [
+            f"{names[code]}[{seq}] step {step}"
+            for code, seq, step in zip(table["optype"].tolist(), table["seq_id"].tolist(), table["step"].tolist())
+        ]
         self._attributes: dict[tuple[str, object], object] = {}
         #: Per-op values the node loop reads, as Python lists.
-        self.columns = (self.node_type.tolist(), self.duration_us.tolist(), self.delay_us.tolist(),
-                        self.start_us.tolist())
-        self._comm = (self.comm_size.tolist(), self.comm_type.tolist(), self.pg.tolist(), self.peer_rank.tolist(),
-                      self.tag.tolist())
+        self.columns = (
+            self.node_type.tolist(),
+            self.duration_us.tolist(),
+            self.delay_us.tolist(),
+            self.start_us.tolist(),
+        )
+        self._comm = (
+            self.comm_size.tolist(),
+            self.comm_type.tolist(),
+            self.pg.tolist(),
+            self.peer_rank.tolist(),
+            self.tag.tolist(),
+        )
 
     # -- values -------------------------------------------------------------------------------
 
@@ -250,8 +290,10 @@ class _Plan:
         mixed = np.flatnonzero(self.global_rank[self.worker_of] != rank)
         if len(mixed):
             worker = int(self.worker_of[mixed[0]])
-            raise TraceError(f"{source}: worker (dp_rank {worker // meta.pp_size}, stage {worker % meta.pp_size}) "
-                             f"has ops under more than one rank")
+            raise TraceError(
+                f"{source}: worker (dp_rank {worker // meta.pp_size}, stage {worker % meta.pp_size}) "
+                f"has ops under more than one rank"
+            )
         ranks, counts = np.unique(self.global_rank, return_counts=True)
         if (counts > 1).any():
             raise TraceError(f"{source}: rank {int(ranks[np.argmax(counts > 1)])} is the rank of several workers")
@@ -266,8 +308,9 @@ class _Plan:
 
     def rank_workers(self) -> dict[int, tuple[int, int, int]]:
         pp = self.dag.meta.pp_size
-        return {int(self.file_rank[w]): (int(self.global_rank[w]), int(w) // pp, int(w) % pp)
-                for w in self.worker_order}
+        return {
+            int(self.file_rank[w]): (int(self.global_rank[w]), int(w) // pp, int(w) % pp) for w in self.worker_order
+        }
 
     def _node_types(self) -> None:
         table = self.dag.table
@@ -345,9 +388,11 @@ class _Plan:
         size[p2p] = self.activation_bytes or 0
         size[dp] = self.grad_bytes or 0
         self.comm_size = size
-        self.unsized = {"p2p messages (activation_bytes)": bool(p2p.any()) and self.activation_bytes is None,
-                        "DP collectives (grad_bytes)": bool(dp.any()) and self.grad_bytes is None,
-                        "embedding and clip all-reduces": bool((self.node_type[~dp] == C.COMM_COLL_NODE).any())}
+        self.unsized = {
+            "p2p messages (activation_bytes)": bool(p2p.any()) and self.activation_bytes is None,
+            "DP collectives (grad_bytes)": bool(dp.any()) and self.grad_bytes is None,
+            "embedding and clip all-reduces": bool((self.node_type[~dp] == C.COMM_COLL_NODE).any()),
+        }
 
     def _emission_order(self) -> np.ndarray:
         """Op ids sorted by worker, step, then a topological order of the stage's template."""
@@ -365,18 +410,24 @@ class _Plan:
         for what, values in self.negative.items():
             if len(values):
                 change = (self.replay_step_time - self.step_time).mean() * US
-                notes.append(f"{len(values)} negative {what}(s) (clock noise, down to {values.min() * US:.1f} µs) "
-                             f"written as 0: Chakra durations are unsigned; the files replay a mean step time "
-                             f"{change:+.1f} µs from the scenario's")
+                notes.append(
+                    f"{len(values)} negative {what}(s) (clock noise, down to {values.min() * US:.1f} µs) "
+                    f"written as 0: Chakra durations are unsigned; the files replay a mean step time "
+                    f"{change:+.1f} µs from the scenario's"
+                )
         unsized = [what for what, missing in self.unsized.items() if missing]
         if unsized:
-            notes.append(f"message sizes unknown, comm_size written as 0 for: {', '.join(unsized)}; "
-                         f"replaying by duration is unaffected")
+            notes.append(
+                f"message sizes unknown, comm_size written as 0 for: {', '.join(unsized)}; "
+                f"replaying by duration is unaffected"
+            )
         meta = self.dag.meta
         if not self.compact and self.file_ranks != list(range(len(self.file_ranks))):
-            notes.append(f"files are named by global rank ({len(self.file_ranks)} of {meta.world_size} ranks "
-                         f"traced): a simulator wants one file per NPU 0…n−1; compact ranks number them "
-                         f"0…{len(self.file_ranks) - 1}")
+            notes.append(
+                f"files are named by global rank ({len(self.file_ranks)} of {meta.world_size} ranks "
+                f"traced): a simulator wants one file per NPU 0…n−1; compact ranks number them "
+                f"0…{len(self.file_ranks) - 1}"
+            )
         return notes
 
     # -- nodes of one rank ------------------------------------------------------------------------
@@ -392,19 +443,36 @@ class _Plan:
         boundary_step = {node: i for i, node in enumerate(boundary.tolist())}
         steps, boundary_us = self.dag.steps.tolist(), self.boundary_us.tolist()
         for node, (op, delayed) in enumerate(zip(node_op.tolist(), is_delay.tolist())):
-            data_deps = dep_list[starts[node]:starts[node + 1]]
+            data_deps = dep_list[starts[node] : starts[node + 1]]
             if op < 0:
                 step = boundary_step[node]
-                message = C.Node(id=node, name=f"{STEP_BOUNDARY} after step {steps[step]}", type=C.COMM_COLL_NODE,
-                                 data_deps=data_deps, start_time_micros=boundary_us[step],
-                                 attr=self._boundary_attributes())
+                message = C.Node(
+                    id=node,
+                    name=f"{STEP_BOUNDARY} after step {steps[step]}",
+                    type=C.COMM_COLL_NODE,
+                    data_deps=data_deps,
+                    start_time_micros=boundary_us[step],
+                    attr=self._boundary_attributes(),
+                )
             elif delayed:
-                message = C.Node(id=node, name=f"{LAUNCH_DELAY} {names[op]}", type=C.COMP_NODE, data_deps=data_deps,
-                                 duration_micros=delay[op], start_time_micros=max(start[op] - delay[op], 0))
+                message = C.Node(
+                    id=node,
+                    name=f"{LAUNCH_DELAY} {names[op]}",
+                    type=C.COMP_NODE,
+                    data_deps=data_deps,
+                    duration_micros=delay[op],
+                    start_time_micros=max(start[op] - delay[op], 0),
+                )
             else:
-                message = C.Node(id=node, name=names[op], type=node_type[op], data_deps=data_deps,
-                                 duration_micros=duration[op], start_time_micros=start[op],
-                                 attr=self._op_attributes(op, rank))
+                message = C.Node(
+                    id=node,
+                    name=names[op],
+                    type=node_type[op],
+                    data_deps=data_deps,
+                    duration_micros=duration[op],
+                    start_time_micros=start[op],
+                    attr=self._op_attributes(op, rank),
+                )
             payloads.append(message.SerializeToString())
         return payloads
 
@@ -415,7 +483,7 @@ class _Plan:
         op's launch delay, the boundary node ids, and the data deps as a CSR
         (deps, starts: the deps of node k are deps[starts[k]:starts[k + 1]]).
         """
-        ops = self.emission[self.worker_cuts[worker]:self.worker_cuts[worker + 1]]
+        ops = self.emission[self.worker_cuts[worker] : self.worker_cuts[worker + 1]]
         delayed = self.has_delay[ops]
         step = self.step_pos[ops]
         node_id = np.cumsum(1 + delayed.astype(np.int64)) - 1 + step  # one boundary before each later step
@@ -435,10 +503,8 @@ class _Plan:
         src, dst = self.edge_src[lo:hi], self.edge_dst[lo:hi]
         sinks = ops[~self.has_succ[ops] & (step < self.n_steps - 1)]
         sources = ops[~self.has_pred[ops] & (step > 0)]
-        node = np.concatenate([entry[dst], local[ops[delayed]], boundary[self.step_pos[sinks]],
-                               entry[sources]])
-        dep = np.concatenate([local[src], local[ops[delayed]] - 1, local[sinks],
-                              boundary[self.step_pos[sources] - 1]])
+        node = np.concatenate([entry[dst], local[ops[delayed]], boundary[self.step_pos[sinks]], entry[sources]])
+        dep = np.concatenate([local[src], local[ops[delayed]] - 1, local[sinks], boundary[self.step_pos[sources] - 1]])
         order = np.lexsort((dep, node))
         node, dep = node[order], dep[order]
         starts = np.searchsorted(node, np.arange(n_nodes + 1))
@@ -446,13 +512,24 @@ class _Plan:
 
     def _metadata(self, worker: int):
         meta = self.dag.meta
-        values = (("trial_name", meta.trial_name), ("scenario", self.chosen.name),
-                  ("steps", format_ranges(self.dag.steps)), ("rank", int(self.file_rank[worker])),
-                  ("global_rank", int(self.global_rank[worker])), ("dp_rank", int(worker) // meta.pp_size),
-                  ("stage", int(worker) % meta.pp_size))
-        return C.GlobalMetadata(version=C.SCHEMA_VERSION, attr=[
-            C.AttributeProto(name=key, string_val=value) if isinstance(value, str)
-            else C.AttributeProto(name=key, int64_val=value) for key, value in values])
+        values = (
+            ("trial_name", meta.trial_name),
+            ("scenario", self.chosen.name),
+            ("steps", format_ranges(self.dag.steps)),
+            ("rank", int(self.file_rank[worker])),
+            ("global_rank", int(self.global_rank[worker])),
+            ("dp_rank", int(worker) // meta.pp_size),
+            ("stage", int(worker) % meta.pp_size),
+        )
+        return C.GlobalMetadata(
+            version=C.SCHEMA_VERSION,
+            attr=[
+                C.AttributeProto(name=key, string_val=value)
+                if isinstance(value, str)
+                else C.AttributeProto(name=key, int64_val=value)
+                for key, value in values
+            ],
+        )
 
     def _attribute(self, name: str, kind: str, value):
         """An attribute message, made once per distinct (name, value)."""
@@ -469,17 +546,26 @@ class _Plan:
         comm_size, comm_type, pg, peer_rank, tag = self._comm
         size = self._attribute("comm_size", "int64_val", comm_size[op])
         if kind == C.COMM_COLL_NODE:
-            return [self._attribute("comm_type", "int64_val", comm_type[op]), size,
-                    self._attribute("pg_name", "string_val", str(pg[op]))]
+            return [
+                self._attribute("comm_type", "int64_val", comm_type[op]),
+                size,
+                self._attribute("pg_name", "string_val", str(pg[op])),
+            ]
         peer = peer_rank[op]
         src, dst = (rank, peer) if kind == C.COMM_SEND_NODE else (peer, rank)
-        return [self._attribute("comm_src", "int32_val", src), self._attribute("comm_dst", "int32_val", dst),
-                C.AttributeProto(name="comm_tag", int32_val=tag[op]), size]
+        return [
+            self._attribute("comm_src", "int32_val", src),
+            self._attribute("comm_dst", "int32_val", dst),
+            C.AttributeProto(name="comm_tag", int32_val=tag[op]),
+            size,
+        ]
 
     def _boundary_attributes(self) -> list:
-        return [self._attribute("comm_type", "int64_val", C.COLLECTIVE_TYPES["ALL_REDUCE"]),
-                self._attribute("comm_size", "int64_val", 0),
-                self._attribute("pg_name", "string_val", str(self.boundary_pg))]
+        return [
+            self._attribute("comm_type", "int64_val", C.COLLECTIVE_TYPES["ALL_REDUCE"]),
+            self._attribute("comm_size", "int64_val", 0),
+            self._attribute("pg_name", "string_val", str(self.boundary_pg)),
+        ]
 
 
 def template_order(template: StageTemplate) -> np.ndarray:
@@ -508,8 +594,10 @@ def readme_text(export: ChakraExport, dag: Dag) -> str:
     meta = dag.meta
     n = len(export.files)
     rank_rows = "\n".join(f"| {rank} | {g} | {d} | {s} |" for rank, (g, d, s) in export.ranks.items())
-    group_rows = "\n".join(f"| {pg} | {', '.join(map(str, ranks))} | {'; '.join(export.group_uses[pg])} |"
-                           for pg, ranks in export.groups.items())
+    group_rows = "\n".join(
+        f"| {pg} | {', '.join(map(str, ranks))} | {'; '.join(export.group_uses[pg])} |"
+        for pg, ranks in export.groups.items()
+    )
     notes = "\n".join(f"- {note}" for note in export.notes) or "- none"
     return f"""# Chakra execution traces of {meta.trial_name}, scenario `{export.scenario}`
 

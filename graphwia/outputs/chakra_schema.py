@@ -15,8 +15,8 @@ copy of the schema loaded in the same process.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
@@ -24,9 +24,24 @@ from google.protobuf.message import DecodeError
 from graphwia.errors import UsageError
 
 __all__ = [
-    "AttributeProto", "COLLECTIVE_TYPES", "COMM_COLL_NODE", "COMM_RECV_NODE", "COMM_SEND_NODE", "COMP_NODE",
-    "GlobalMetadata", "IOInfo", "NODE_TYPES", "Node", "PACKAGE", "SCHEMA_VERSION", "attribute_value",
-    "encode_delimited", "file_descriptor", "read_et", "split_delimited", "varint",
+    "AttributeProto",
+    "COLLECTIVE_TYPES",
+    "COMM_COLL_NODE",
+    "COMM_RECV_NODE",
+    "COMM_SEND_NODE",
+    "COMP_NODE",
+    "GlobalMetadata",
+    "IOInfo",
+    "NODE_TYPES",
+    "Node",
+    "PACKAGE",
+    "SCHEMA_VERSION",
+    "attribute_value",
+    "encode_delimited",
+    "file_descriptor",
+    "read_et",
+    "split_delimited",
+    "varint",
 ]
 
 PACKAGE = "ChakraProtoMsg"
@@ -35,13 +50,27 @@ SCHEMA_VERSION = "0.0.4"
 
 #: NodeType values.
 NODE_TYPES = {
-    "INVALID_NODE": 0, "METADATA_NODE": 1, "MEM_LOAD_NODE": 2, "MEM_STORE_NODE": 3,
-    "COMP_NODE": 4, "COMM_SEND_NODE": 5, "COMM_RECV_NODE": 6, "COMM_COLL_NODE": 7,
+    "INVALID_NODE": 0,
+    "METADATA_NODE": 1,
+    "MEM_LOAD_NODE": 2,
+    "MEM_STORE_NODE": 3,
+    "COMP_NODE": 4,
+    "COMM_SEND_NODE": 5,
+    "COMM_RECV_NODE": 6,
+    "COMM_COLL_NODE": 7,
 }
 #: CollectiveCommType values.
 COLLECTIVE_TYPES = {
-    "ALL_REDUCE": 0, "REDUCE": 1, "ALL_GATHER": 2, "GATHER": 3, "SCATTER": 4, "BROADCAST": 5,
-    "ALL_TO_ALL": 6, "REDUCE_SCATTER": 7, "REDUCE_SCATTER_BLOCK": 8, "BARRIER": 9,
+    "ALL_REDUCE": 0,
+    "REDUCE": 1,
+    "ALL_GATHER": 2,
+    "GATHER": 3,
+    "SCATTER": 4,
+    "BROADCAST": 5,
+    "ALL_TO_ALL": 6,
+    "REDUCE_SCATTER": 7,
+    "REDUCE_SCATTER_BLOCK": 8,
+    "BARRIER": 9,
 }
 COMP_NODE = NODE_TYPES["COMP_NODE"]
 COMM_SEND_NODE = NODE_TYPES["COMM_SEND_NODE"]
@@ -59,10 +88,12 @@ _ATTRIBUTE_VALUES = (
 )
 
 
-def _field(message, name: str, number: int, kind: int, *, repeated: bool = False, type_name: str = "",
-           oneof: int | None = None) -> None:
-    field = message.field.add(name=name, number=number, type=kind,
-                              label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL)
+def _field(
+    message, name: str, number: int, kind: int, *, repeated: bool = False, type_name: str = "", oneof: int | None = None
+) -> None:
+    field = message.field.add(
+        name=name, number=number, type=kind, label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
+    )
     if type_name:
         field.type_name = f".{PACKAGE}.{type_name}"
     if oneof is not None:
@@ -110,8 +141,10 @@ def file_descriptor() -> descriptor_pb2.FileDescriptorProto:
 def _message_classes() -> dict[str, type]:
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file_descriptor())
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{PACKAGE}.{name}"))
-            for name in ("AttributeProto", "GlobalMetadata", "IOInfo", "Node")}
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{PACKAGE}.{name}"))
+        for name in ("AttributeProto", "GlobalMetadata", "IOInfo", "Node")
+    }
 
 
 _CLASSES = _message_classes()
@@ -122,6 +155,7 @@ Node = _CLASSES["Node"]
 
 
 # -- the length-delimited stream ------------------------------------------------------------
+
 
 def varint(value: int) -> bytes:
     """``value`` (≥ 0) as a protobuf base-128 varint."""
@@ -160,11 +194,11 @@ def split_delimited(data: bytes, *, source: str = "<stream>") -> Iterator[bytes]
                 break
         if pos + length > end:
             raise UsageError(f"{source}: message of {length} bytes at byte {pos} runs past the end of the file")
-        yield data[pos:pos + length]
+        yield data[pos : pos + length]
         pos += length
 
 
-def read_et(path: str | Path) -> tuple["GlobalMetadata", list["Node"]]:
+def read_et(path: str | Path) -> tuple[GlobalMetadata, list[Node]]:
     """Read a Chakra ET file: its GlobalMetadata and its nodes, in file order."""
     path = Path(path)
     try:
@@ -183,7 +217,7 @@ def read_et(path: str | Path) -> tuple["GlobalMetadata", list["Node"]]:
     return metadata, nodes
 
 
-def attribute_value(attribute: "AttributeProto"):
+def attribute_value(attribute: AttributeProto):
     """The value of an attribute, whichever kind it holds (None when it holds none)."""
     kind = attribute.WhichOneof("value")
     return None if kind is None else getattr(attribute, kind)

@@ -10,8 +10,15 @@ from graphwia.analyses.critical_path import ELEMENT_COLUMNS, CriticalPaths, step
 from graphwia.errors import ArgumentError
 from graphwia.utils.io import atomic_path, write_json
 
-__all__ = ["OUTPUT_FORMATS", "check_output", "critical_paths_dict", "critical_timeline_events", "summary_lines",
-           "write_critical_paths", "write_critical_timeline"]
+__all__ = [
+    "OUTPUT_FORMATS",
+    "check_output",
+    "critical_paths_dict",
+    "critical_timeline_events",
+    "summary_lines",
+    "write_critical_paths",
+    "write_critical_timeline",
+]
 
 #: Output formats of :func:`write_critical_paths`, by extension.
 OUTPUT_FORMATS = (".json", ".csv")
@@ -22,8 +29,9 @@ def critical_paths_dict(paths: CriticalPaths) -> dict:
     columns = list(ELEMENT_COLUMNS)
     steps = []
     for step, rows in paths.elements.groupby("step", sort=True):
-        path = [_json_element(dict(zip(columns, values)))
-                for values in rows[columns].itertuples(index=False, name=None)]
+        path = [
+            _json_element(dict(zip(columns, values))) for values in rows[columns].itertuples(index=False, name=None)
+        ]
         steps.append({"step": int(step), "step_time": paths.step_time[int(step)], "path": path})
     return {"scenario": paths.scenario, "steps": steps, "summary": paths.summary()}
 
@@ -92,13 +100,16 @@ def write_critical_timeline(paths: CriticalPaths, path: str | Path) -> Path:
 def summary_lines(paths: CriticalPaths, *, top: int = 3) -> list[str]:
     """A few lines: step time, path length, and who is on the path most."""
     summary = paths.summary()
-    lines = [f"critical paths ({paths.scenario}) of {summary['steps']} step(s): mean step time "
-             f"{summary['mean_step_time']:.3f} s, {summary['mean_path_length']:.1f} ops per path"]
+    lines = [
+        f"critical paths ({paths.scenario}) of {summary['steps']} step(s): mean step time "
+        f"{summary['mean_step_time']:.3f} s, {summary['mean_path_length']:.1f} ops per path"
+    ]
     for key, title in (("by_optype", "op types"), ("by_stage", "stages")):
         parts = ", ".join(f"{name} {entry['share']:.1%}" for name, entry in list(summary[key].items())[:top])
         lines.append(f"  time on path, {title:<9} {parts}")
     workers = list(summary["by_worker"].items())
-    parts = ", ".join(f"({name}) {entry['step_fraction']:.0%} of steps, {entry['share']:.1%} of time"
-                      for name, entry in workers[:top])
+    parts = ", ".join(
+        f"({name}) {entry['step_fraction']:.0%} of steps, {entry['share']:.1%} of time" for name, entry in workers[:top]
+    )
     lines.append(f"  workers most on path    {parts}")
     return lines

@@ -26,8 +26,21 @@ from matplotlib.figure import Figure
 from graphwia.utils.io import atomic_path
 
 __all__ = [
-    "BAR_WIDTH", "COLOUR_MAP", "COLOUR_RANGE", "DPI", "FONT", "HIGHLIGHT", "MAX_ANNOTATED", "MAX_COLUMNS",
-    "MIN_WIDTH", "figure_png", "heatmap_figure", "heatmap_png", "highlighted", "worker_grid", "write_heatmap",
+    "BAR_WIDTH",
+    "COLOUR_MAP",
+    "COLOUR_RANGE",
+    "DPI",
+    "FONT",
+    "HIGHLIGHT",
+    "MAX_ANNOTATED",
+    "MAX_COLUMNS",
+    "MIN_WIDTH",
+    "figure_png",
+    "heatmap_figure",
+    "heatmap_png",
+    "highlighted",
+    "worker_grid",
+    "write_heatmap",
     "write_png",
 ]
 
@@ -84,10 +97,9 @@ def heatmap_figure(grid: pd.DataFrame, *, title: str = "", label: str = "") -> F
     annotate = grid.size <= MAX_ANNOTATED
     mesh = None
     for panel in range(n_panels):
-        part = grid.iloc[:, panel * MAX_COLUMNS:(panel + 1) * MAX_COLUMNS]
+        part = grid.iloc[:, panel * MAX_COLUMNS : (panel + 1) * MAX_COLUMNS]
         bottom = height - HEAD - (panel + 1) * panel_h + PANEL_FOOT
-        ax = fig.add_axes((left / width, bottom / height, part.shape[1] * CELL_W / width,
-                           n_stages * CELL_H / height))
+        ax = fig.add_axes((left / width, bottom / height, part.shape[1] * CELL_W / width, n_stages * CELL_H / height))
         mesh = _draw_panel(ax, part, norm, annotate)
     bar_w = min(max(grid_w, BAR_WIDTH[0]), BAR_WIDTH[1])  # centred over the grid
     bar_left = max(0.3, left + (grid_w - bar_w) / 2)
@@ -98,8 +110,9 @@ def heatmap_figure(grid: pd.DataFrame, *, title: str = "", label: str = "") -> F
     if label:
         bar.ax.set_xlabel(label, fontsize=FONT, parse_math=False)
     if title:
-        fig.text(0.5, 1 - 0.12 / height, title, ha="center", va="top", fontsize=FONT + 1.5, weight="bold",
-                 parse_math=False)
+        fig.text(
+            0.5, 1 - 0.12 / height, title, ha="center", va="top", fontsize=FONT + 1.5, weight="bold", parse_math=False
+        )
     return fig
 
 
@@ -121,8 +134,15 @@ def _draw_panel(ax, part: pd.DataFrame, norm: Normalize, annotate: bool):
         dark = norm(filled) > 0.6  # white text on dark red
         for (row, col), value in np.ndenumerate(filled):
             if np.isfinite(value):
-                ax.text(col + 0.5, row + 0.5, f"{value:.2f}", ha="center", va="center", fontsize=FONT,
-                        color="white" if dark[row, col] else "black")
+                ax.text(
+                    col + 0.5,
+                    row + 0.5,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=FONT,
+                    color="white" if dark[row, col] else "black",
+                )
     return mesh
 
 

@@ -32,8 +32,14 @@ from graphwia.utils.io import nonfinite_fields, output_set
 from graphwia.utils.names import check_name
 
 __all__ = [
-    "PICTURES", "ideal_timeline_events", "observed_timeline_events", "output_paths", "undefined_values",
-    "write_outputs", "write_pictures", "write_timelines",
+    "PICTURES",
+    "ideal_timeline_events",
+    "observed_timeline_events",
+    "output_paths",
+    "undefined_values",
+    "write_outputs",
+    "write_pictures",
+    "write_timelines",
 ]
 
 PICTURES = {
@@ -50,7 +56,11 @@ def output_paths(out_dir: str | Path, trial: str) -> dict[str, Path]:
     :func:`graphwia.utils.names.check_name`), by kind."""
     out_dir = Path(out_dir)
     check_name(trial, what="trial name", source=f"outputs in {out_dir}")
-    return {**result_paths(out_dir, trial), "causes": causes_path(out_dir, trial), **{kind: out_dir / name.format(trial) for kind, name in PICTURES.items()}}
+    return {
+        **result_paths(out_dir, trial),
+        "causes": causes_path(out_dir, trial),
+        **{kind: out_dir / name.format(trial) for kind, name in PICTURES.items()},
+    }
 
 
 def write_outputs(analysis: Analysis, out_dir: str | Path, *, plots: bool = True) -> list[Path]:
@@ -70,15 +80,19 @@ def write_outputs(analysis: Analysis, out_dir: str | Path, *, plots: bool = True
 
 def undefined_values(analysis: Analysis) -> list[str]:
     """A warning for each result file of ``analysis`` that holds values which are not numbers (written as null)."""
-    files = {"result": result_dict(analysis), "ms": explanation_dict(analysis.ms, "Ms"),
-             "mw": explanation_dict(analysis.mw, "Mw")}
+    files = {
+        "result": result_dict(analysis),
+        "ms": explanation_dict(analysis.ms, "Ms"),
+        "mw": explanation_dict(analysis.mw, "Mw"),
+    }
     warnings = []
     for kind, data in files.items():
         fields = nonfinite_fields(data)
         if fields:
             shown = ", ".join(fields[:3]) + (f" and {len(fields) - 3} more" if len(fields) > 3 else "")
-            warnings.append(f"{kind}-{analysis.name}.json: {shown} undefined (a ratio with a zero denominator), "
-                            "written as null")
+            warnings.append(
+                f"{kind}-{analysis.name}.json: {shown} undefined (a ratio with a zero denominator), written as null"
+            )
     return warnings
 
 
@@ -89,13 +103,25 @@ def write_pictures(analysis: Analysis, out_dir: str | Path) -> list[Path]:
     from graphwia.outputs.report import write_report
 
     paths = output_paths(out_dir, analysis.name)
-    heatmaps = {"Worker score min(S_dp_rank, S_stage), as ranked by M_W": (
-        paths["heatmap"], heatmap_png(worker_grid(analysis.workers, column="score"),
-                                      title=f"{analysis.name}: worker score", label="min(S_dp_rank, S_stage)"))}
+    heatmaps = {
+        "Worker score min(S_dp_rank, S_stage), as ranked by M_W": (
+            paths["heatmap"],
+            heatmap_png(
+                worker_grid(analysis.workers, column="score"),
+                title=f"{analysis.name}: worker score",
+                label="min(S_dp_rank, S_stage)",
+            ),
+        )
+    }
     if analysis.workers["S_worker"].notna().any():
         heatmaps["Exact per-worker slowdown S_w"] = (
-            paths["heatmap-worker"], heatmap_png(worker_grid(analysis.workers, column="S_worker"),
-                                                 title=f"{analysis.name}: exact per-worker S_w", label="S_w"))
+            paths["heatmap-worker"],
+            heatmap_png(
+                worker_grid(analysis.workers, column="S_worker"),
+                title=f"{analysis.name}: exact per-worker S_w",
+                label="S_w",
+            ),
+        )
     written = [write_png(path, png) for path, png in heatmaps.values()]
     written += write_timelines(analysis, paths["timeline"], paths["ideal-timeline"])
     links = {"The trace as recorded": paths["timeline"].name, "The simulated ideal": paths["ideal-timeline"].name}
@@ -128,8 +154,10 @@ def write_timelines(analysis: Analysis, observed_path: str | Path, ideal_path: s
     from graphwia.outputs.timeline import write_bars_timeline
 
     # Streamed as JSON text without building a dict per op (AR: ~4x faster), a chunk of ops at a time.
-    return [write_bars_timeline(observed_path, analysis.dag, *_observed_bars(analysis)),
-            write_bars_timeline(ideal_path, analysis.dag, *_ideal_bars(analysis))]
+    return [
+        write_bars_timeline(observed_path, analysis.dag, *_observed_bars(analysis)),
+        write_bars_timeline(ideal_path, analysis.dag, *_ideal_bars(analysis)),
+    ]
 
 
 def _ideal_bars(analysis: Analysis) -> tuple[np.ndarray, np.ndarray]:

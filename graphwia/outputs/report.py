@@ -38,15 +38,32 @@ from graphwia.outputs.summary import (
 from graphwia.utils.io import write_text
 
 __all__ = [
-    "BAR", "CAUSE_COLOR", "DPI", "SCRIPT", "STYLE", "attribution_png", "causes_png", "png_img", "report_html",
-    "step_curve_png", "write_report",
+    "BAR",
+    "CAUSE_COLOR",
+    "DPI",
+    "SCRIPT",
+    "STYLE",
+    "attribution_png",
+    "causes_png",
+    "png_img",
+    "report_html",
+    "step_curve_png",
+    "write_report",
 ]
 
 BAR = "#c0392b"
 DPI = 100
 #: One colour per cause, shared with the fleet page.
-CAUSE_COLOR = {"worker": "#d62728", "stage": "#ff7f0e", "sequence-length": "#9467bd", "gc": "#8c564b",
-               "communication": "#1f77b4", "launch": "#17becf", "unexplained": "#7f7f7f", "none": "#bbbbbb"}
+CAUSE_COLOR = {
+    "worker": "#d62728",
+    "stage": "#ff7f0e",
+    "sequence-length": "#9467bd",
+    "gc": "#8c564b",
+    "communication": "#1f77b4",
+    "launch": "#17becf",
+    "unexplained": "#7f7f7f",
+    "none": "#bbbbbb",
+}
 
 
 # -- charts -------------------------------------------------------------------------
@@ -57,8 +74,7 @@ def step_curve_png(analysis: Analysis) -> bytes:
     fig = Figure(figsize=(7.5, 2.8), dpi=DPI)
     ax = fig.add_subplot()
     ax.plot(x, analysis.step_slowdown, "o-", color=BAR, ms=3, lw=1.2, label="S per step")
-    ax.plot(x, analysis.launch_step_slowdown, "s-", color="#7f8c8d", ms=2.5, lw=0.8,
-            label="launch slowdown per step")
+    ax.plot(x, analysis.launch_step_slowdown, "s-", color="#7f8c8d", ms=2.5, lw=0.8, label="launch slowdown per step")
     ax.axhline(analysis.slowdown, color=BAR, ls="--", lw=0.8, label=f"S = {analysis.slowdown:.3f}")
     ax.axhline(1.0, color="black", lw=0.6)
     every = max(1, len(steps) // 16)
@@ -208,45 +224,63 @@ def png_img(png: bytes, alt: str) -> str:
 
 
 def _step_time_table(analysis: Analysis) -> str:
-    rows = [("trace as recorded", analysis.step_time_observed), ("no launch delays", analysis.step_time_nodelay),
-            ("ideal (no blocking)", analysis.step_time_ideal)]
+    rows = [
+        ("trace as recorded", analysis.step_time_observed),
+        ("no launch delays", analysis.step_time_nodelay),
+        ("ideal (no blocking)", analysis.step_time_ideal),
+    ]
     body = "".join(f"<tr><td>{name}</td><td>{np.mean(t):.3f} s</td></tr>" for name, t in rows)
     return f"<table><tr><th>mean step time</th><th></th></tr>{body}</table>"
 
 
 def _m_table(analysis: Analysis) -> str:
     e = html.escape
-    rows = [("M_S", "every op of the last stage", analysis.ms, analysis.meta.pp_size > 1),
-            ("M_W", f"every op of {top_workers_text(analysis)} (the top {TOP_WORKER_PERCENT}%)", analysis.mw, True)]
+    rows = [
+        ("M_S", "every op of the last stage", analysis.ms, analysis.meta.pp_size > 1),
+        ("M_W", f"every op of {top_workers_text(analysis)} (the top {TOP_WORKER_PERCENT}%)", analysis.mw, True),
+    ]
     body = "".join(
         f"<tr><td><strong>{name}</strong></td><td class='what'>{e(what)}</td>"
-        + (f"<td><strong>{percent(m.rem)}</strong></td><td>{percent(m.add)}</td><td>{m.trem:.3f} s</td>"
-           f"<td>{m.tadd:.3f} s</td>" if applies else f"<td colspan='4' class='what'>{e(ms_text(analysis))}</td>")
+        + (
+            f"<td><strong>{percent(m.rem)}</strong></td><td>{percent(m.add)}</td><td>{m.trem:.3f} s</td>"
+            f"<td>{m.tadd:.3f} s</td>"
+            if applies
+            else f"<td colspan='4' class='what'>{e(ms_text(analysis))}</td>"
+        )
         + "</tr>"
-        for name, what, m, applies in rows)
-    head = ("<tr><th></th><th class='what'>set of ops X</th><th>rem (explains)</th><th>add</th><th>t_rem</th><th>t_add</th></tr>")
-    note = (f"<p class='meta'>t_ori = {analysis.ms.tori:.3f} s (no-delay), t_ideal = {analysis.ms.tideal:.3f} s. "
-            "rem: share of the slowdown that disappears when X is made typical; add: share that appears when only "
-            "X keeps its recorded weights." + (f" ({e(OVER_100)}.)" if over_100(analysis) else "") + "</p>")
+        for name, what, m, applies in rows
+    )
+    head = "<tr><th></th><th class='what'>set of ops X</th><th>rem (explains)</th><th>add</th><th>t_rem</th><th>t_add</th></tr>"
+    note = (
+        f"<p class='meta'>t_ori = {analysis.ms.tori:.3f} s (no-delay), t_ideal = {analysis.ms.tideal:.3f} s. "
+        "rem: share of the slowdown that disappears when X is made typical; add: share that appears when only "
+        "X keeps its recorded weights." + (f" ({e(OVER_100)}.)" if over_100(analysis) else "") + "</p>"
+    )
     return f"<table>{head}{body}</table>{note}"
 
 
 def _causes_section(analysis: Analysis) -> list[str]:
     e = html.escape
     causes = analysis.causes
-    parts = ["<p>Each cause is looked for by its signature in the trace; a cause found gets the share of the "
-             "slowdown it explains: the part of (no-delay − ideal) step time that disappears when the ops carrying "
-             "it are made typical. Shares overlap and need not add up to 100%.</p>"]
+    parts = [
+        "<p>Each cause is looked for by its signature in the trace; a cause found gets the share of the "
+        "slowdown it explains: the part of (no-delay − ideal) step time that disappears when the ops carrying "
+        "it are made typical. Shares overlap and need not add up to 100%.</p>"
+    ]
     if causes.ranked:
         parts.append(png_img(causes_png(causes), "causes"))
-        rows = "".join(f"<tr><td><strong>{e(c.cause)}</strong></td><td>{percent(c.share)}</td>"
-                       f"<td class='what'>{e(CAUSE_TITLE[c.cause])}: {e(evidence_text(c, analysis))} "
-                       f"({e(share_text(c))})</td></tr>" for c in causes.ranked)
+        rows = "".join(
+            f"<tr><td><strong>{e(c.cause)}</strong></td><td>{percent(c.share)}</td>"
+            f"<td class='what'>{e(CAUSE_TITLE[c.cause])}: {e(evidence_text(c, analysis))} "
+            f"({e(share_text(c))})</td></tr>"
+            for c in causes.ranked
+        )
         parts.append(f"<table><tr><th>cause</th><th>share</th><th class='what'>evidence</th></tr>{rows}</table>")
     else:
         parts.append("<p><strong>No cause found.</strong></p>")
-    ruled = "".join(f"<li><strong>{e(c.cause)}</strong>: {e(ruled_out_text(c, analysis))}</li>"
-                    for c in causes.ruled_out)
+    ruled = "".join(
+        f"<li><strong>{e(c.cause)}</strong>: {e(ruled_out_text(c, analysis))}</li>" for c in causes.ruled_out
+    )
     if ruled:
         parts.append(f"<p class='meta'>Ruled out:</p><ul class='meta'>{ruled}</ul>")
     return parts

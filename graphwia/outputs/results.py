@@ -46,8 +46,15 @@ def result_dict(analysis: Analysis) -> dict:
 
 def explanation_dict(explanation: Explanation, metric: str) -> dict:
     """The ``ms-``/``mw-`` schema: the four mean spans, rem, add and the metric (= rem) called ``metric``."""
-    return {"trem": explanation.trem, "tadd": explanation.tadd, "tori": explanation.tori,
-            "tideal": explanation.tideal, "rem": explanation.rem, "add": explanation.add, metric: explanation.rem}
+    return {
+        "trem": explanation.trem,
+        "tadd": explanation.tadd,
+        "tori": explanation.tori,
+        "tideal": explanation.tideal,
+        "rem": explanation.rem,
+        "add": explanation.add,
+        metric: explanation.rem,
+    }
 
 
 def result_paths(out_dir: str | Path, trial: str) -> dict[str, Path]:
@@ -82,4 +89,3 @@ def _per_step(attribution: Attribution | None) -> dict[str, dict[str, float]] | 
 
 def _by_step(steps: np.ndarray, values: np.ndarray) -> dict[str, float]:
     return {str(int(step)): float(v) for step, v in zip(steps, values)}
-

@@ -16,9 +16,23 @@ from graphwia.analyses.causes import NAMED_SHARE, STRAGGLER_S, Cause
 from graphwia.analyses.standard import TOP_WORKER_PERCENT, Analysis
 
 __all__ = [
-    "CAUSE_TITLE", "DOMINANT_OPTYPE", "NAMED_MEMBERS", "OVER_100", "TOP", "describe", "dominant_optype",
-    "evidence_text", "ms_text", "mw_text", "over_100", "percent", "ruled_out_text", "share_text", "summary_lines",
-    "top_workers_text", "verdict",
+    "CAUSE_TITLE",
+    "DOMINANT_OPTYPE",
+    "NAMED_MEMBERS",
+    "OVER_100",
+    "TOP",
+    "describe",
+    "dominant_optype",
+    "evidence_text",
+    "ms_text",
+    "mw_text",
+    "over_100",
+    "percent",
+    "ruled_out_text",
+    "share_text",
+    "summary_lines",
+    "top_workers_text",
+    "verdict",
 ]
 
 TOP = 3
@@ -62,8 +76,9 @@ def summary_lines(analysis: Analysis) -> list[str]:
             top = ", ".join(f"{name} {value:.3f}" for name, value in analysis.blocking[key].top(TOP))
             lines.append(f"  top {title:<12}{top}")
     if "worker" in analysis.blocking:
-        top = ", ".join(f"(dp {dp}, stage {stage}) {value:.3f}"
-                        for (dp, stage), value in analysis.blocking["worker"].top(TOP))
+        top = ", ".join(
+            f"(dp {dp}, stage {stage}) {value:.3f}" for (dp, stage), value in analysis.blocking["worker"].top(TOP)
+        )
         lines.append(f"  top {'workers':<12}{top}")
     if "optype" not in analysis.blocking:
         lines.append("  (S below the decomposition threshold: no attribution)")
@@ -76,14 +91,17 @@ def summary_lines(analysis: Analysis) -> list[str]:
 
 
 #: Why a share can exceed 100%.
-OVER_100 = ("a share over 100%: with those ops made typical the job runs faster than the all-typical ideal, "
-            "because the other ops are faster than their typical values")
+OVER_100 = (
+    "a share over 100%: with those ops made typical the job runs faster than the all-typical ideal, "
+    "because the other ops are faster than their typical values"
+)
 
 
 def over_100(analysis: Analysis) -> bool:
     """Whether a number shown as a share of the slowdown (M_S, M_W, a cause) exceeds 100%."""
-    shares = [c.share for c in analysis.causes.ranked] + [analysis.Mw] + ([analysis.Ms] if analysis.meta.pp_size > 1
-                                                                           else [])
+    shares = (
+        [c.share for c in analysis.causes.ranked] + [analysis.Mw] + ([analysis.Ms] if analysis.meta.pp_size > 1 else [])
+    )
     return any(round(x, 3) > 1 for x in shares if math.isfinite(x))
 
 
@@ -121,15 +139,21 @@ def verdict(analysis: Analysis) -> str:
     named = causes.named
     if not named:
         if s < analysis.decompose_threshold:
-            return (f"no significant straggling: S = {s:.3f} is below the decomposition threshold "
-                    f"{analysis.decompose_threshold:g}, nothing to explain")
+            return (
+                f"no significant straggling: S = {s:.3f} is below the decomposition threshold "
+                f"{analysis.decompose_threshold:g}, nothing to explain"
+            )
         if not causes.ranked:
             quiet = "no significant straggling, and " if s < STRAGGLER_S else ""
-            return (f"{quiet}no known cause's signature found (S = {s:.3f}): no slow worker, long stage, "
-                    "sequence-length variation, gc pause, slow communication channel or launch delays")
+            return (
+                f"{quiet}no known cause's signature found (S = {s:.3f}): no slow worker, long stage, "
+                "sequence-length variation, gc pause, slow communication channel or launch delays"
+            )
         first = causes.ranked[0]
-        return (f"no single cause explains {NAMED_SHARE:.0%} of the slowdown (S = {s:.3f}); the largest: "
-                f"{describe(first, analysis)}")
+        return (
+            f"no single cause explains {NAMED_SHARE:.0%} of the slowdown (S = {s:.3f}); the largest: "
+            f"{describe(first, analysis)}"
+        )
     text = describe(named[0], analysis)
     if len(named) > 1:
         text += f"; then {describe(named[1], analysis)}"
@@ -146,7 +170,7 @@ def dominant_optype(analysis: Analysis) -> tuple[str, float] | None:
     by_optype = analysis.blocking.get("optype")
     if by_optype is None or not analysis.slowdown > 1:
         return None
-    (name, value), = by_optype.top(1)
+    ((name, value),) = by_optype.top(1)
     return (str(name), float(value)) if value - 1 >= DOMINANT_OPTYPE * (analysis.slowdown - 1) else None
 
 
@@ -171,10 +195,14 @@ def evidence_text(cause: Cause, analysis: Analysis) -> str:
             names += "; …"
         worst = workers[0]["compute_vs_stage_peers"]
         if len(workers) == 1:
-            return (f"the worst 1 of {e['of_workers']} workers ({names}) computes {worst:.2f}x as long as "
-                    "the other workers of its stage")
-        return (f"the worst {e['slow_workers']} of {e['of_workers']} workers ({names}) compute up to "
-                f"{worst:.2f}x as long as the other workers of their stage")
+            return (
+                f"the worst 1 of {e['of_workers']} workers ({names}) computes {worst:.2f}x as long as "
+                "the other workers of its stage"
+            )
+        return (
+            f"the worst {e['slow_workers']} of {e['of_workers']} workers ({names}) compute up to "
+            f"{worst:.2f}x as long as the other workers of their stage"
+        )
     if cause.cause == "stage":
         stages, factor = e["stages"], e["stage_compute_vs_typical"]
         last = analysis.meta.pp_size - 1
@@ -185,25 +213,37 @@ def evidence_text(cause: Cause, analysis: Analysis) -> str:
         return f"stages {named} of {len(factor)} compute up to {factor[stages[0]]:.2f}x the job's typical compute"
     if cause.cause == "sequence-length":
         cv = [x for x in e["cv_per_stage"] if x is not None]
-        spread = f"{min(cv):.2f}" if len(cv) == 1 or round(min(cv), 2) == round(max(cv), 2) \
+        spread = (
+            f"{min(cv):.2f}"
+            if len(cv) == 1 or round(min(cv), 2) == round(max(cv), 2)
             else f"{min(cv):.2f}–{max(cv):.2f}"
-        shared = ("" if e["cross_stage_correlation"] is None
-                  else f", alike on every stage of a replica (correlation {e['cross_stage_correlation']:.2f})")
-        return (f"a microbatch's compute varies from microbatch to microbatch (CV {spread}){shared}; "
-                f"{e['atypical_microbatches']:,} of {e['of_microbatches']:,} microbatches are atypical on every stage")
+        )
+        shared = (
+            ""
+            if e["cross_stage_correlation"] is None
+            else f", alike on every stage of a replica (correlation {e['cross_stage_correlation']:.2f})"
+        )
+        return (
+            f"a microbatch's compute varies from microbatch to microbatch (CV {spread}){shared}; "
+            f"{e['atypical_microbatches']:,} of {e['of_microbatches']:,} microbatches are atypical on every stage"
+        )
     if cause.cause == "gc":
         parts = []
         if e["gc_pauses"]:
             parts.append(f"{e['gc_pauses']:,} of {e['of_gc_ops']:,} gc ops pause (mean {e['mean_pause_s']:.3f} s)")
         if e["compute_outliers"]:
-            parts.append(f"{e['compute_outliers']:,} compute ops take over {e['thresholds']['outlier']:g}x "
-                         "their worker's usual time at random points")
+            parts.append(
+                f"{e['compute_outliers']:,} compute ops take over {e['thresholds']['outlier']:g}x "
+                "their worker's usual time at random points"
+            )
         return " and ".join(parts)
     if cause.cause == "communication":
         worst = e["channels"][0]
-        return (f"in {e['slow_channels']} of {e['of_channels']} channels (an op type on a worker) most transfers "
-                f"take ≥ {e['threshold']:g}x the typical time (worst: {worst['optype']} on dp_rank "
-                f"{worst['dp_rank']}, stage {worst['stage']}, {worst['mean_vs_typical']:.1f}x on average)")
+        return (
+            f"in {e['slow_channels']} of {e['of_channels']} channels (an op type on a worker) most transfers "
+            f"take ≥ {e['threshold']:g}x the typical time (worst: {worst['optype']} on dp_rank "
+            f"{worst['dp_rank']}, stage {worst['stage']}, {worst['mean_vs_typical']:.1f}x on average)"
+        )
     top = e.get("top_optype")
     mostly = f", mostly before {top['optype']}" if top else ""
     return f"launch slowdown {e['launch_slowdown']:.3f}{mostly}"
@@ -215,20 +255,24 @@ def ruled_out_text(cause: Cause, analysis: Analysis) -> str:
     if e.get("applicable") is False:
         return f"not applicable: {e['reason']}"
     if e.get("below_threshold"):
-        return (f"its signature is present, but S = {analysis.slowdown:.3f} is below the decomposition "
-                f"threshold {analysis.decompose_threshold:g}")
+        return (
+            f"its signature is present, but S = {analysis.slowdown:.3f} is below the decomposition "
+            f"threshold {analysis.decompose_threshold:g}"
+        )
     if cause.cause == "worker":
-        return (f"no worker computes ≥ {e['threshold']:.2f}x as long as its stage peers "
-                f"(largest {e['largest_vs_stage_peers']:.3f}x)")
+        return (
+            f"no worker computes ≥ {e['threshold']:.2f}x as long as its stage peers "
+            f"(largest {e['largest_vs_stage_peers']:.3f}x)"
+        )
     if cause.cause == "stage":
         longest = max((x for x in e["stage_compute_vs_typical"] if x is not None), default=float("nan"))
         return f"no stage computes ≥ {e['threshold']:.2f}x the typical (longest {longest:.3f}x)"
     if cause.cause == "sequence-length":
         cv = [x for x in e["cv_per_stage"] if x is not None]
         corr = e["cross_stage_correlation"]
-        text = (f"microbatch compute CV {float(np.median(cv)):.3f} (needs ≥ {e['thresholds']['cv']:g})"
-                + ("" if corr is None else f", cross-stage correlation {corr:.2f} "
-                                          f"(needs ≥ {e['thresholds']['correlation']:g})"))
+        text = f"microbatch compute CV {float(np.median(cv)):.3f} (needs ≥ {e['thresholds']['cv']:g})" + (
+            "" if corr is None else f", cross-stage correlation {corr:.2f} (needs ≥ {e['thresholds']['correlation']:g})"
+        )
         if "atypical_microbatches" in e:
             text += "; no microbatch is atypical on every stage"
         return text

@@ -18,21 +18,31 @@ timeline costs a few MB of memory beyond the times it draws, whatever the trace'
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from graphwia.utils.arrow import index_array, text_array, to_numpy
-from graphwia.model.dag import Dag
 from graphwia.errors import OutputError
-from graphwia.utils.io import write_gzip, write_json
+from graphwia.model.dag import Dag
 from graphwia.optypes import TIMELINE_CATEGORY
+from graphwia.utils.arrow import index_array, text_array, to_numpy
+from graphwia.utils.io import write_gzip, write_json
 
 __all__ = [
-    "CATEGORIES", "CHUNK_OPS", "GZIP_LEVEL", "STEP_GAP", "US", "drawn_start", "timeline_chunks", "timeline_events",
-    "timeline_json", "write_bars_timeline", "write_timeline", "write_timeline_json",
+    "CATEGORIES",
+    "CHUNK_OPS",
+    "GZIP_LEVEL",
+    "STEP_GAP",
+    "US",
+    "drawn_start",
+    "timeline_chunks",
+    "timeline_events",
+    "timeline_json",
+    "write_bars_timeline",
+    "write_timeline",
+    "write_timeline_json",
 ]
 
 CATEGORIES = ("compute", "pp-comm", "tp-comm", "dp-comm", "misc")
@@ -57,8 +67,14 @@ def _longest(end: np.ndarray) -> float:
     return float(end.max()) if end.size else 0.0
 
 
-def timeline_events(dag: Dag, start: np.ndarray, end: np.ndarray, *, marked: np.ndarray | None = None,
-                    flows: Sequence[Sequence[int]] = ()) -> list[dict]:
+def timeline_events(
+    dag: Dag,
+    start: np.ndarray,
+    end: np.ndarray,
+    *,
+    marked: np.ndarray | None = None,
+    flows: Sequence[Sequence[int]] = (),
+) -> list[dict]:
     """Trace events for bars from ``start`` to ``end`` (seconds, relative to each step).
 
     ``marked``: boolean mask of ops drawn as critical (category ``critical``,
@@ -66,19 +82,42 @@ def timeline_events(dag: Dag, start: np.ndarray, end: np.ndarray, *, marked: np.
     """
     bars = _bars(dag, start, end, marked, slice(None))
     names = bars.names
-    columns = zip(bars.code.tolist(), bars.pid.tolist(), bars.tid.tolist(), bars.ts.tolist(), bars.dur.tolist(),
-                  bars.step.tolist(), bars.chunk.tolist(), bars.mb.tolist(), bars.seq.tolist(), bars.crit.tolist())
+    columns = zip(
+        bars.code.tolist(),
+        bars.pid.tolist(),
+        bars.tid.tolist(),
+        bars.ts.tolist(),
+        bars.dur.tolist(),
+        bars.step.tolist(),
+        bars.chunk.tolist(),
+        bars.mb.tolist(),
+        bars.seq.tolist(),
+        bars.crit.tolist(),
+    )
     events = [
-        {"name": names[code] + ("*" if crit else ""), "cat": "critical" if crit else names[code], "pid": p, "tid": t,
-         "ts": s, "dur": d, "ph": "X", "args": {"step": step, "model_chunk": _or_none(chunk), "mb_id": _or_none(mb),
-                                                "seq_id": seq}}
+        {
+            "name": names[code] + ("*" if crit else ""),
+            "cat": "critical" if crit else names[code],
+            "pid": p,
+            "tid": t,
+            "ts": s,
+            "dur": d,
+            "ph": "X",
+            "args": {"step": step, "model_chunk": _or_none(chunk), "mb_id": _or_none(mb), "seq_id": seq},
+        }
         for code, p, t, s, d, step, chunk, mb, seq, crit in columns
     ]
     return events + _metadata(dag) + _flow_events(flows, dag, start, end, marked)
 
 
-def timeline_json(dag: Dag, start: np.ndarray, end: np.ndarray, *, marked: np.ndarray | None = None,
-                  flows: Sequence[Sequence[int]] = ()) -> bytes:
+def timeline_json(
+    dag: Dag,
+    start: np.ndarray,
+    end: np.ndarray,
+    *,
+    marked: np.ndarray | None = None,
+    flows: Sequence[Sequence[int]] = (),
+) -> bytes:
     """``json.dumps(timeline_events(dag, start, end, marked=marked, flows=flows), allow_nan=True)``
     as UTF-8, byte for byte, built without the events.
 
@@ -89,11 +128,16 @@ def timeline_json(dag: Dag, start: np.ndarray, end: np.ndarray, *, marked: np.nd
     return b"".join(timeline_chunks(dag, start, end, marked=marked, flows=flows))
 
 
-def timeline_chunks(dag: Dag, start: np.ndarray, end: np.ndarray, *, marked: np.ndarray | None = None,
-                    flows: Sequence[Sequence[int]] = ()) -> Iterator[bytes]:
+def timeline_chunks(
+    dag: Dag,
+    start: np.ndarray,
+    end: np.ndarray,
+    *,
+    marked: np.ndarray | None = None,
+    flows: Sequence[Sequence[int]] = (),
+) -> Iterator[bytes]:
     """The text of :func:`timeline_json` in pieces, each holding at most :data:`CHUNK_OPS` events."""
-    extra = json.dumps(_metadata(dag) + _flow_events(flows, dag, start, end, marked),
-                       allow_nan=True)[1:-1].encode()
+    extra = json.dumps(_metadata(dag) + _flow_events(flows, dag, start, end, marked), allow_nan=True)[1:-1].encode()
     yield b"["
     longest = _longest(end)
     for lo in range(0, len(start), CHUNK_OPS):
@@ -102,8 +146,15 @@ def timeline_chunks(dag: Dag, start: np.ndarray, end: np.ndarray, *, marked: np.
     yield extra + b"]"
 
 
-def write_bars_timeline(path: str | Path, dag: Dag, start: np.ndarray, end: np.ndarray, *,
-                        marked: np.ndarray | None = None, flows: Sequence[Sequence[int]] = ()) -> Path:
+def write_bars_timeline(
+    path: str | Path,
+    dag: Dag,
+    start: np.ndarray,
+    end: np.ndarray,
+    *,
+    marked: np.ndarray | None = None,
+    flows: Sequence[Sequence[int]] = (),
+) -> Path:
     """Write the timeline of bars from ``start`` to ``end`` (see :func:`timeline_events`), streamed, atomically.
 
     Times must be finite, also in microseconds with the steps laid end to end (an
@@ -113,14 +164,20 @@ def write_bars_timeline(path: str | Path, dag: Dag, start: np.ndarray, end: np.n
     if bad.any():
         from graphwia.trace.optable import describe_op
 
-        raise OutputError(f"{path}: cannot draw {int(bad.sum())} op(s) without a finite time, first: "
-                          f"{describe_op(dag.table, int(np.argmax(bad)))}")
+        raise OutputError(
+            f"{path}: cannot draw {int(bad.sum())} op(s) without a finite time, first: "
+            f"{describe_op(dag.table, int(np.argmax(bad)))}"
+        )
     if len(start):
         with np.errstate(over="ignore"):
-            extent = (max(np.abs(start).max(), np.abs(end).max()) + len(dag.steps) * _longest(end) * (1 + STEP_GAP)) * US
+            extent = (
+                max(np.abs(start).max(), np.abs(end).max()) + len(dag.steps) * _longest(end) * (1 + STEP_GAP)
+            ) * US
         if not np.isfinite(extent):
-            raise OutputError(f"{path}: cannot draw times up to {_longest(end):.3g} s: in microseconds, laid step "
-                              "after step, they overflow")
+            raise OutputError(
+                f"{path}: cannot draw times up to {_longest(end):.3g} s: in microseconds, laid step "
+                "after step, they overflow"
+            )
     return write_timeline_json(path, timeline_chunks(dag, start, end, marked=marked, flows=flows))
 
 
@@ -155,8 +212,14 @@ class _Bars:
     seq: np.ndarray
 
 
-def _bars(dag: Dag, start: np.ndarray, end: np.ndarray, marked: np.ndarray | None, rows: slice | np.ndarray,
-          longest: float | None = None) -> _Bars:
+def _bars(
+    dag: Dag,
+    start: np.ndarray,
+    end: np.ndarray,
+    marked: np.ndarray | None,
+    rows: slice | np.ndarray,
+    longest: float | None = None,
+) -> _Bars:
     """Columns of the complete events of ops ``rows``: times in µs, steps laid end to end with a gap of
     :data:`STEP_GAP` × the longest (``longest``: :func:`_longest` of ``end``, if known), one thread per
     (rank, category)."""
@@ -173,8 +236,19 @@ def _bars(dag: Dag, start: np.ndarray, end: np.ndarray, marked: np.ndarray | Non
     dur = np.maximum(end - start, 0.0) * US
     tid = table["rank"][rows].astype(np.int64) * len(CATEGORIES) + cat_index[code]
     crit = np.zeros(len(code), dtype=bool) if marked is None else np.asarray(marked, dtype=bool)[rows]
-    return _Bars(names, code, crit, table["dp_rank"][rows], tid, ts, dur, table["step"][rows], table["chunk"][rows],
-                 table["mb_id"][rows], table["seq_id"][rows])
+    return _Bars(
+        names,
+        code,
+        crit,
+        table["dp_rank"][rows],
+        tid,
+        ts,
+        dur,
+        table["step"][rows],
+        table["chunk"][rows],
+        table["mb_id"][rows],
+        table["seq_id"][rows],
+    )
 
 
 def _bars_json(bars: _Bars) -> memoryview:
@@ -191,17 +265,27 @@ def _bars_json(bars: _Bars) -> memoryview:
         return memoryview(b"")
     dur_key, args_key = (text_array([text])[0] for text in (', "dur": ', ', "ph": "X", "args": {"step": '))
     events = pc.binary_join_element_wise(
-        _take_text(_heads(bars.names), bars.code * 2 + bars.crit), _int_json(bars.pid, ', "tid": '),
-        _int_json(bars.tid, ', "ts": '), _float_json(bars.ts), dur_key, _float_json(bars.dur), args_key,
-        _int_json(bars.step, ', "model_chunk": '), _int_json(bars.chunk, ', "mb_id": ', nullable=True),
-        _int_json(bars.mb, ', "seq_id": ', nullable=True), _int_json(bars.seq, "}}, "), text_array([""])[0])
+        _take_text(_heads(bars.names), bars.code * 2 + bars.crit),
+        _int_json(bars.pid, ', "tid": '),
+        _int_json(bars.tid, ', "ts": '),
+        _float_json(bars.ts),
+        dur_key,
+        _float_json(bars.dur),
+        args_key,
+        _int_json(bars.step, ', "model_chunk": '),
+        _int_json(bars.chunk, ', "mb_id": ', nullable=True),
+        _int_json(bars.mb, ', "seq_id": ', nullable=True),
+        _int_json(bars.seq, "}}, "),
+        text_array([""])[0],
+    )
     offsets = np.frombuffer(events.buffers()[1], dtype=np.int64, count=events.offset + len(events) + 1)
     first, last = int(offsets[events.offset]), int(offsets[-1])
-    return memoryview(events.buffers()[2])[first:last - 2]  # no ", " after the last event
+    return memoryview(events.buffers()[2])[first : last - 2]  # no ", " after the last event
 
 
 def _heads(names: tuple[str, ...]) -> list[str]:
     """Opening of an event up to its pid, at 2 × optype code + marked."""
+
     def head(name: str, crit: bool) -> str:
         shown, category = (name + "*", "critical") if crit else (name, name)
         return f'{{"name": {json.dumps(shown)}, "cat": {json.dumps(category)}, "pid": '
@@ -262,15 +346,25 @@ def _metadata(dag: Dag) -> list[dict]:
     rank, dp_rank, stage = (dag.table[name][one_step] for name in ("rank", "dp_rank", "stage"))
     ranks, first = np.unique(rank, return_index=True)  # workers by rank
     dp_ranks, stages = dp_rank[first].tolist(), stage[first].tolist()
-    events = [{"name": "process_name", "pid": dp_rank, "ph": "M", "args": {"name": f"DP rank {dp_rank}"}}
-              for dp_rank in sorted(set(dp_ranks))]
+    events = [
+        {"name": "process_name", "pid": dp_rank, "ph": "M", "args": {"name": f"DP rank {dp_rank}"}}
+        for dp_rank in sorted(set(dp_ranks))
+    ]
     for rank, dp_rank, stage in zip(ranks.tolist(), dp_ranks, stages):
         for index, category in enumerate(CATEGORIES):
             tid = rank * len(CATEGORIES) + index
-            events.append({"name": "thread_name", "pid": dp_rank, "tid": tid, "ph": "M",
-                           "args": {"name": f"PP rank {stage}, TP rank 0, {category}"}})
-            events.append({"name": "thread_sort_index", "pid": dp_rank, "tid": tid, "ph": "M",
-                           "args": {"sort_index": tid}})
+            events.append(
+                {
+                    "name": "thread_name",
+                    "pid": dp_rank,
+                    "tid": tid,
+                    "ph": "M",
+                    "args": {"name": f"PP rank {stage}, TP rank 0, {category}"},
+                }
+            )
+            events.append(
+                {"name": "thread_sort_index", "pid": dp_rank, "tid": tid, "ph": "M", "args": {"sort_index": tid}}
+            )
     return events
 
 
@@ -288,10 +382,29 @@ def _flow_events(flows, dag: Dag, start: np.ndarray, end: np.ndarray, marked: np
         for hop, (u, v) in enumerate(zip(chain[:-1], chain[1:])):
             u, v = at[int(u)], at[int(v)]
             flow_id = chain_id * 1_000_000 + hop
-            events.append({"name": "critical", "cat": "critical-path", "ph": "s", "id": flow_id, "pid": int(pid[u]),
-                           "tid": int(tid[u]), "ts": float(ts[u] + dur[u])})
-            events.append({"name": "critical", "cat": "critical-path", "ph": "f", "bp": "e", "id": flow_id,
-                           "pid": int(pid[v]), "tid": int(tid[v]), "ts": float(ts[v])})
+            events.append(
+                {
+                    "name": "critical",
+                    "cat": "critical-path",
+                    "ph": "s",
+                    "id": flow_id,
+                    "pid": int(pid[u]),
+                    "tid": int(tid[u]),
+                    "ts": float(ts[u] + dur[u]),
+                }
+            )
+            events.append(
+                {
+                    "name": "critical",
+                    "cat": "critical-path",
+                    "ph": "f",
+                    "bp": "e",
+                    "id": flow_id,
+                    "pid": int(pid[v]),
+                    "tid": int(tid[v]),
+                    "ts": float(ts[v]),
+                }
+            )
     return events
 
 

@@ -25,8 +25,10 @@ def whatif_dict(result: WhatIfResult, *, per_step: bool = False) -> dict:
     for i, (name, speedup) in enumerate(result.speedup.items()):
         entry = {"name": name, "step_time": float(mean_step_time[i]), "speedup": float(speedup)}
         if per_step:
-            entry["per_step"] = {str(s): {"step_time": float(t), "speedup": float(x)}
-                                 for s, t, x in zip(result.steps, result.step_time[:, i], step_speedup[:, i])}
+            entry["per_step"] = {
+                str(s): {"step_time": float(t), "speedup": float(x)}
+                for s, t, x in zip(result.steps, result.step_time[:, i], step_speedup[:, i])
+            }
         entries.append(entry)
     out["scenarios"] = entries
     return out

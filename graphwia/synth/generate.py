@@ -34,41 +34,102 @@ import numpy as np
 import pandas as pd
 
 from graphwia.errors import UsageError
+from graphwia.optypes import (
+    BACKWARD_COMPUTE,
+    BACKWARD_RECV,
+    BACKWARD_SEND,
+    CLIP,
+    EMBEDDING,
+    FORWARD_COMPUTE,
+    FORWARD_RECV,
+    FORWARD_SEND,
+    GC,
+    GRADS_REDUCE_SCATTER,
+    LAYERNORM,
+    OPTIMIZER,
+    PARAMS_ALL_GATHER,
+    SEPARATE_GRADS_ALL_REDUCE,
+)
 from graphwia.utils.names import check_name
-from graphwia.optypes import (BACKWARD_COMPUTE, BACKWARD_RECV, BACKWARD_SEND, CLIP, EMBEDDING, FORWARD_COMPUTE, FORWARD_RECV,
-                      FORWARD_SEND, GC, GRADS_REDUCE_SCATTER, LAYERNORM, OPTIMIZER, PARAMS_ALL_GATHER,
-                      SEPARATE_GRADS_ALL_REDUCE)
 
 __all__ = [
-    "BACKWARD_S", "BYTES_PER_ROW", "CLIP_S", "COLUMNS", "DURATION_NOISE_CV", "EMBEDDING_S", "FORWARD_S", "GC_S",
-    "GRADS_REDUCE_SCATTER_S", "LAUNCH_GAP_S", "LAYERNORM_S", "NOISE_CLIP", "OPTIMIZER_S", "OPTYPES", "OPTYPE_DTYPE",
-    "P2P_NOOP_S", "P2P_TRANSFER_S", "PARAMS_ALL_GATHER_S", "SEPARATE_ALL_REDUCE_S", "STEP_GAP_S",
-    "STREAM_START_JITTER_S", "SynthArgumentError", "max_rows", "schedule_1f1b", "schedule_interleaved", "synthesize",
-    "virtual_chunk", "virtual_microbatch", "write_synth", "write_trace_files",
+    "BACKWARD_S",
+    "BYTES_PER_ROW",
+    "CLIP_S",
+    "COLUMNS",
+    "DURATION_NOISE_CV",
+    "EMBEDDING_S",
+    "FORWARD_S",
+    "GC_S",
+    "GRADS_REDUCE_SCATTER_S",
+    "LAUNCH_GAP_S",
+    "LAYERNORM_S",
+    "NOISE_CLIP",
+    "OPTIMIZER_S",
+    "OPTYPES",
+    "OPTYPE_DTYPE",
+    "P2P_NOOP_S",
+    "P2P_TRANSFER_S",
+    "PARAMS_ALL_GATHER_S",
+    "SEPARATE_ALL_REDUCE_S",
+    "STEP_GAP_S",
+    "STREAM_START_JITTER_S",
+    "SynthArgumentError",
+    "max_rows",
+    "schedule_1f1b",
+    "schedule_interleaved",
+    "synthesize",
+    "virtual_chunk",
+    "virtual_microbatch",
+    "write_synth",
+    "write_trace_files",
 ]
 
 
 #: Categories of the ``optype`` column, sorted like the real traces' categories.
-OPTYPES = tuple(sorted((
-    FORWARD_COMPUTE, BACKWARD_COMPUTE, GC, OPTIMIZER, FORWARD_SEND, FORWARD_RECV, BACKWARD_SEND,
-    BACKWARD_RECV, PARAMS_ALL_GATHER, GRADS_REDUCE_SCATTER, SEPARATE_GRADS_ALL_REDUCE, LAYERNORM,
-    EMBEDDING, CLIP,
-)))
+OPTYPES = tuple(
+    sorted(
+        (
+            FORWARD_COMPUTE,
+            BACKWARD_COMPUTE,
+            GC,
+            OPTIMIZER,
+            FORWARD_SEND,
+            FORWARD_RECV,
+            BACKWARD_SEND,
+            BACKWARD_RECV,
+            PARAMS_ALL_GATHER,
+            GRADS_REDUCE_SCATTER,
+            SEPARATE_GRADS_ALL_REDUCE,
+            LAYERNORM,
+            EMBEDDING,
+            CLIP,
+        )
+    )
+)
 OPTYPE_DTYPE = pd.CategoricalDtype(list(OPTYPES))
 
 #: Output columns (SPEC §1) and their dtypes; ``optype`` is categorical.
 COLUMNS = {
-    "dp_rank": np.int32, "stage": np.int32, "rank": np.int32, "step": np.int64, "optype": None,
-    "start_ts": np.float64, "duration": np.float64, "seq_id": np.int32, "mc": np.int32,
-    "gmc": np.int32, "mb_id": np.int32,
+    "dp_rank": np.int32,
+    "stage": np.int32,
+    "rank": np.int32,
+    "step": np.int64,
+    "optype": None,
+    "start_ts": np.float64,
+    "duration": np.float64,
+    "seq_id": np.int32,
+    "mc": np.int32,
+    "gmc": np.int32,
+    "mb_id": np.int32,
 }
 
 # Base durations in seconds, for a stage holding its whole model slice (vpp = 1); a chunk of
 # an interleaved schedule holds 1/vpp of the layers, so its compute and DP volumes scale.
 FORWARD_S = 0.060
-BACKWARD_S = 0.120          # backward ~ 2x forward, as in the real traces
+BACKWARD_S = 0.120  # backward ~ 2x forward, as in the real traces
 P2P_TRANSFER_S = 0.0005
-P2P_NOOP_S = 0.00002        # a p2p record that never reached the wire
+P2P_NOOP_S = 0.00002  # a p2p record that never reached the wire
 PARAMS_ALL_GATHER_S = 0.025
 GRADS_REDUCE_SCATTER_S = 0.050
 SEPARATE_ALL_REDUCE_S = 0.010
@@ -77,11 +138,11 @@ EMBEDDING_S = 0.005
 CLIP_S = 0.002
 OPTIMIZER_S = 0.040
 GC_S = 0.001
-DURATION_NOISE_CV = 0.03    # "a few %" of per-op noise
-NOISE_CLIP = 3.0            # noise is clipped at +-3 sigma so no duration gets near zero
-LAUNCH_GAP_S = 0.00002      # mean of the exponential CPU-side gap before each call
+DURATION_NOISE_CV = 0.03  # "a few %" of per-op noise
+NOISE_CLIP = 3.0  # noise is clipped at +-3 sigma so no duration gets near zero
+LAUNCH_GAP_S = 0.00002  # mean of the exponential CPU-side gap before each call
 STREAM_START_JITTER_S = 0.002  # mean delay of each stream's first call after the step start
-STEP_GAP_S = 0.1            # idle time between consecutive steps in the output epoch
+STEP_GAP_S = 0.1  # idle time between consecutive steps in the output epoch
 
 
 class SynthArgumentError(UsageError, ValueError):
@@ -102,10 +163,10 @@ class _Record:
     mc: int = -1
     gmc: int = -1
     mb_id: int = -1
-    base_s: float = 0.0       # duration (local) or transfer time (group member)
+    base_s: float = 0.0  # duration (local) or transfer time (group member)
     is_compute: bool = False  # forward/backward compute: scaled by the injected causes
     seq_id: int = -1
-    group: int = -1           # index into _Program.groups, -1 for a local record
+    group: int = -1  # index into _Program.groups, -1 for a local record
 
 
 @dataclass
@@ -155,6 +216,7 @@ class _Program:
 #                             None for a record issued with nothing to transfer (type-1 no-op)
 # ---------------------------------------------------------------------------------------------
 
+
 def schedule_1f1b(stage: int, pp: int, microbatches: int) -> list:
     """Megatron's non-interleaved 1F1B: pp-stage-1 warm-up forwards, steady 1F1B, cool-down.
 
@@ -191,7 +253,7 @@ def schedule_1f1b(stage: int, pp: int, microbatches: int) -> list:
         comm(fwd_recv(warmup))
     for i in range(steady):
         program.append(("F", warmup + i))
-        comm(fwd_send(warmup + i), bwd_recv(i))          # send_forward_recv_backward
+        comm(fwd_send(warmup + i), bwd_recv(i))  # send_forward_recv_backward
         program.append(("B", i))
         if i == steady - 1:
             comm(bwd_send(i))
@@ -223,15 +285,25 @@ def schedule_interleaved(stage: int, pp: int, vpp: int, microbatches: int) -> li
     for k in range(warmup):
         program.append(("F", k))
         if k == warmup - 1 and steady > 0:
-            program.append(("comm", [(FORWARD_SEND, k), (FORWARD_RECV, k + 1),
-                                     (BACKWARD_SEND, None), (BACKWARD_RECV, 0)]))
+            program.append(
+                ("comm", [(FORWARD_SEND, k), (FORWARD_RECV, k + 1), (BACKWARD_SEND, None), (BACKWARD_RECV, 0)])
+            )
         else:
             program.append(("comm", [(FORWARD_SEND, k), (FORWARD_RECV, upcoming(k + 1))]))
     for i in range(steady):
         program.append(("F", warmup + i))
         program.append(("B", i))
-        program.append(("comm", [(FORWARD_SEND, warmup + i), (BACKWARD_SEND, i),
-                                 (FORWARD_RECV, upcoming(warmup + i + 1)), (BACKWARD_RECV, i + 1)]))
+        program.append(
+            (
+                "comm",
+                [
+                    (FORWARD_SEND, warmup + i),
+                    (BACKWARD_SEND, i),
+                    (FORWARD_RECV, upcoming(warmup + i + 1)),
+                    (BACKWARD_RECV, i + 1),
+                ],
+            )
+        )
     if steady == 0:
         program.append(("comm", [(BACKWARD_RECV, 0)]))
     for k in range(steady, total):
@@ -255,6 +327,7 @@ def virtual_microbatch(k: int, pp: int, vpp: int) -> int:
 # Building the job's program
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _Layout:
     """The job's shape: what the step program depends on (not the timing)."""
@@ -273,7 +346,7 @@ class _Layout:
 def _build_program(layout: _Layout) -> _Program:
     """All stages' calls, records and groups for one step, with seq_ids assigned."""
     prog = _Program()
-    p2p_by_key: dict[tuple[str, int, int], int] = {}   # (optype, gmc, mb_id) -> matched record
+    p2p_by_key: dict[tuple[str, int, int], int] = {}  # (optype, gmc, mb_id) -> matched record
     tails = [_build_stage(prog, layout, stage, p2p_by_key) for stage in range(layout.pp)]
     _pair_p2p(prog, layout, p2p_by_key)
     _build_tail_groups(prog, layout, tails)
@@ -291,8 +364,7 @@ def _build_stage(prog: _Program, layout: _Layout, stage: int, p2p_by_key: dict) 
         # params-all-gather of every chunk up front; later chunks overlap with compute
         for chunk in range(vpp):
             dp_stream_last = prog.call(stage, [dp_stream_last])
-            rec = prog.record(dp_stream_last, PARAMS_ALL_GATHER, mc=chunk,
-                              base_s=PARAMS_ALL_GATHER_S * chunk_scale)
+            rec = prog.record(dp_stream_last, PARAMS_ALL_GATHER, mc=chunk, base_s=PARAMS_ALL_GATHER_S * chunk_scale)
             prog.group([rec], across_dp=True)
             gather_of_chunk[chunk] = dp_stream_last
 
@@ -332,15 +404,16 @@ def _build_stage(prog: _Program, layout: _Layout, stage: int, p2p_by_key: dict) 
         # each chunk's gradients are reduced as soon as its last backward is done
         for chunk in sorted(last_backward_of_chunk, key=last_backward_of_chunk.get):
             dp_stream_last = prog.call(stage, [dp_stream_last, last_backward_of_chunk[chunk]])
-            rec = prog.record(dp_stream_last, GRADS_REDUCE_SCATTER, mc=chunk,
-                              base_s=GRADS_REDUCE_SCATTER_S * chunk_scale)
+            rec = prog.record(
+                dp_stream_last, GRADS_REDUCE_SCATTER, mc=chunk, base_s=GRADS_REDUCE_SCATTER_S * chunk_scale
+            )
             prog.group([rec], across_dp=True)
     return _build_stage_tail(prog, layout, stage, main_last, dp_stream_last, overlapped)
 
 
 def _add_p2p_record(prog, call, optype, k, compute_attrs, p2p_by_key) -> None:
     """A p2p record; matched ones are indexed by (optype, gmc, mb) for pairing later."""
-    if k is None:   # type-1 no-op: issued with nothing to transfer
+    if k is None:  # type-1 no-op: issued with nothing to transfer
         prog.record(call, optype, base_s=P2P_NOOP_S)
         return
     direction = "F" if optype in (FORWARD_SEND, FORWARD_RECV) else "B"
@@ -355,8 +428,12 @@ def _pair_p2p(prog: _Program, layout: _Layout, p2p_by_key: dict) -> None:
     Records whose peer chunk does not exist (type-2 no-ops) stay local, with a no-op duration.
     """
     n_chunks = layout.pp * layout.vpp
-    peer_of = {FORWARD_SEND: (FORWARD_RECV, +1), FORWARD_RECV: (FORWARD_SEND, -1),
-               BACKWARD_SEND: (BACKWARD_RECV, -1), BACKWARD_RECV: (BACKWARD_SEND, +1)}
+    peer_of = {
+        FORWARD_SEND: (FORWARD_RECV, +1),
+        FORWARD_RECV: (FORWARD_SEND, -1),
+        BACKWARD_SEND: (BACKWARD_RECV, -1),
+        BACKWARD_RECV: (BACKWARD_SEND, +1),
+    }
     for (optype, gmc, mb), rec in p2p_by_key.items():
         peer_optype, offset = peer_of[optype]
         peer_gmc = gmc + offset
@@ -379,7 +456,7 @@ def _build_stage_tail(prog, layout, stage, main_last, dp_stream_last, overlapped
         tail[optype] = prog.record(call, optype, **attrs)
         return call
 
-    main_last = add_tail_op(GC, [main_last], base_s=GC_S, mb_id=0)   # the real traces give gc mb_id 0
+    main_last = add_tail_op(GC, [main_last], base_s=GC_S, mb_id=0)  # the real traces give gc mb_id 0
     main_last = add_tail_op(LAYERNORM, [main_last, dp_stream_last if overlapped else None], base_s=LAYERNORM_S)
     if layout.pp > 1 and stage in (0, layout.pp - 1):
         main_last = add_tail_op(EMBEDDING, [main_last], base_s=EMBEDDING_S)
@@ -388,8 +465,9 @@ def _build_stage_tail(prog, layout, stage, main_last, dp_stream_last, overlapped
         prog.group([tail[SEPARATE_GRADS_ALL_REDUCE]], across_dp=True)
     elif layout.uses_dp:
         for chunk in range(layout.vpp):
-            main_last = add_tail_op(GRADS_REDUCE_SCATTER, [main_last, dp_stream_last], mc=chunk,
-                                    base_s=GRADS_REDUCE_SCATTER_S / layout.vpp)
+            main_last = add_tail_op(
+                GRADS_REDUCE_SCATTER, [main_last, dp_stream_last], mc=chunk, base_s=GRADS_REDUCE_SCATTER_S / layout.vpp
+            )
             dp_stream_last = main_last
             prog.group([tail[GRADS_REDUCE_SCATTER]], across_dp=True)
     main_last = add_tail_op(CLIP, [main_last], base_s=CLIP_S)
@@ -415,6 +493,7 @@ def _assign_seq_ids(prog: _Program) -> None:
 # ---------------------------------------------------------------------------------------------
 # Simulation: every (dp_rank, step) at once, one numpy pass per event of the program
 # ---------------------------------------------------------------------------------------------
+
 
 def _event_order(prog: _Program) -> list[tuple[str, int]]:
     """The program's events in dependency order: ("start", call), ("barrier", group), ("end", call).
@@ -452,8 +531,9 @@ def _event_order(prog: _Program) -> list[tuple[str, int]]:
             if n_preds[s] == 0:
                 ready.append(s)
     if len(order) != len(events):
-        stuck = sorted({prog.calls[events[n][1]].stage for n in range(len(events))
-                        if n_preds[n] and events[n][0] != "barrier"})
+        stuck = sorted(
+            {prog.calls[events[n][1]].stage for n in range(len(events)) if n_preds[n] and events[n][0] != "barrier"}
+        )
         raise AssertionError(f"schedule deadlock: calls of stage(s) {stuck} wait on each other")
     return order
 
@@ -476,8 +556,10 @@ def _simulate(prog: _Program, weights: np.ndarray, gaps: np.ndarray) -> tuple[np
             latest = start[[prog.records[r].call for r in group.records]].max(axis=0)
             barrier[i] = latest.max(axis=0, keepdims=True) if group.across_dp else latest
         else:
-            ends = [barrier[prog.records[r].group] + weights[r] if prog.records[r].group >= 0
-                    else start[i] + weights[r] for r in prog.calls[i].records]
+            ends = [
+                barrier[prog.records[r].group] + weights[r] if prog.records[r].group >= 0 else start[i] + weights[r]
+                for r in prog.calls[i].records
+            ]
             end[i] = ends[0] if len(ends) == 1 else np.max(ends, axis=0)
     return start, end
 
@@ -485,6 +567,7 @@ def _simulate(prog: _Program, weights: np.ndarray, gaps: np.ndarray) -> tuple[np
 # ---------------------------------------------------------------------------------------------
 # Random inputs: durations with noise and injected causes, launch gaps
 # ---------------------------------------------------------------------------------------------
+
 
 def _noise(rng: np.random.Generator, shape) -> np.ndarray:
     """Multiplicative noise with mean ~1 and CV DURATION_NOISE_CV, never far from 1."""
@@ -529,9 +612,14 @@ def _slow_communication(prog, weights, slow_links, slow_collectives) -> None:
     p2p = (FORWARD_SEND, FORWARD_RECV, BACKWARD_SEND, BACKWARD_RECV)
     for dp_rank, stage, factor in slow_links:
         # both directions of the link: the p2p pairs with one member on each of its two stages
-        link = [r for group in prog.groups if not group.across_dp
-                for r in group.records if prog.records[r].optype in p2p
-                and sorted(prog.records[m].stage for m in group.records) == [stage, stage + 1]]
+        link = [
+            r
+            for group in prog.groups
+            if not group.across_dp
+            for r in group.records
+            if prog.records[r].optype in p2p
+            and sorted(prog.records[m].stage for m in group.records) == [stage, stage + 1]
+        ]
         weights[link, dp_rank, :] *= factor
     collectives = (PARAMS_ALL_GATHER, GRADS_REDUCE_SCATTER, SEPARATE_GRADS_ALL_REDUCE)
     for stage, factor in slow_collectives:
@@ -549,18 +637,21 @@ def _launch_gaps(prog, layout, steps, rng) -> np.ndarray:
 # Output table
 # ---------------------------------------------------------------------------------------------
 
+
 def _row_order(prog: _Program, layout: _Layout, steps: int) -> np.ndarray:
     """Flat indices into (records, dp, steps) arrays, in the real traces' row order:
     by step, stage, dp_rank, optype, seq_id."""
     dp = layout.dp
     blocks = []
     for stage in range(layout.pp):
-        recs = sorted((r for r, rec in enumerate(prog.records) if rec.stage == stage),
-                      key=lambda r: (prog.records[r].optype, prog.records[r].seq_id))
+        recs = sorted(
+            (r for r, rec in enumerate(prog.records) if rec.stage == stage),
+            key=lambda r: (prog.records[r].optype, prog.records[r].seq_id),
+        )
         recs = np.array(recs)
-        index = (recs[None, None, :] * (dp * steps)
-                 + np.arange(dp)[None, :, None] * steps
-                 + np.arange(steps)[:, None, None])          # (steps, dp, records of stage)
+        index = (
+            recs[None, None, :] * (dp * steps) + np.arange(dp)[None, :, None] * steps + np.arange(steps)[:, None, None]
+        )  # (steps, dp, records of stage)
         blocks.append(index.reshape(steps, -1))
     return np.concatenate(blocks, axis=1).ravel()
 
@@ -568,7 +659,7 @@ def _row_order(prog: _Program, layout: _Layout, steps: int) -> np.ndarray:
 def _trace_table(prog, layout, steps, tp, start, end) -> pd.DataFrame:
     """The SPEC §1 table: each record gets its call's start and end; steps laid end to end."""
     call_of = np.array([rec.call for rec in prog.records])
-    span = end.max(axis=(0, 1))                              # per step, from its start at 0
+    span = end.max(axis=(0, 1))  # per step, from its start at 0
     step_epoch = np.concatenate([[0.0], np.cumsum(span + STEP_GAP_S)[:-1]])
 
     order = _row_order(prog, layout, steps)
@@ -587,7 +678,7 @@ def _trace_table(prog, layout, steps, tp, start, end) -> pd.DataFrame:
     columns = {
         "dp_rank": dp_rank,
         "stage": stage,
-        "rank": (stage * layout.dp + dp_rank) * tp,          # global rank, TP peers untraced
+        "rank": (stage * layout.dp + dp_rank) * tp,  # global rank, TP peers untraced
         "step": step,
         "optype": pd.Categorical.from_codes(codes, dtype=OPTYPE_DTYPE),
         "start_ts": rec_start + step_epoch[step],
@@ -597,30 +688,43 @@ def _trace_table(prog, layout, steps, tp, start, end) -> pd.DataFrame:
         "gmc": attr("gmc"),
         "mb_id": attr("mb_id"),
     }
-    return pd.DataFrame({name: columns[name] if dtype is None else np.asarray(columns[name], dtype=dtype)
-                         for name, dtype in COLUMNS.items()})
+    return pd.DataFrame(
+        {
+            name: columns[name] if dtype is None else np.asarray(columns[name], dtype=dtype)
+            for name, dtype in COLUMNS.items()
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------------
 
+
 def _validate(dp, pp, vpp, microbatches, steps, tp, slow_workers, slow_stage, seqlen_cv, gc_pauses) -> None:
     """Raise SynthArgumentError naming the argument for anything the generator cannot honour."""
-    for arg, value in (("dp", dp), ("pp", pp), ("vpp", vpp), ("microbatches", microbatches),
-                       ("steps", steps), ("tp", tp)):
+    for arg, value in (
+        ("dp", dp),
+        ("pp", pp),
+        ("vpp", vpp),
+        ("microbatches", microbatches),
+        ("steps", steps),
+        ("tp", tp),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise SynthArgumentError(arg, f"{arg} must be a positive integer, got {value!r}")
     if vpp > 1 and pp < 2:
         raise SynthArgumentError("vpp", f"vpp {vpp} > 1 needs pp >= 2 (chunks interleave over stages)")
     if vpp > 1 and microbatches % pp:
         raise SynthArgumentError(
-            "microbatches", f"microbatches ({microbatches}) must be a multiple of pp ({pp}) when vpp > 1")
+            "microbatches", f"microbatches ({microbatches}) must be a multiple of pp ({pp}) when vpp > 1"
+        )
     _check_size(dp, pp, vpp, microbatches, steps)
     for dp_rank, stage, factor in slow_workers:
         if not (0 <= dp_rank < dp and 0 <= stage < pp):
             raise SynthArgumentError(
-                "slow_workers", f"slow worker dp_rank {dp_rank}, stage {stage} is outside dp {dp} x pp {pp}")
+                "slow_workers", f"slow worker dp_rank {dp_rank}, stage {stage} is outside dp {dp} x pp {pp}"
+            )
         if not factor > 0:
             raise SynthArgumentError("slow_workers", f"slow worker factor must be > 0, got {factor}")
     if slow_stage is not None:
@@ -655,20 +759,24 @@ def _check_size(dp, pp, vpp, microbatches, steps) -> None:
     try:
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):  # no sysconf: bound by the int32 ids alone
-        memory = BYTES_PER_ROW * 2 ** 31
+        memory = BYTES_PER_ROW * 2**31
     if rows * BYTES_PER_ROW > memory:
         raise SynthArgumentError(
-            "size", f"dp {dp} x pp {pp} x vpp {vpp} with {microbatches} microbatches over {steps} steps makes up to "
-                    f"{rows:,} trace rows, about {rows * BYTES_PER_ROW / 1e9:,.0f} GB to generate; this machine has "
-                    f"{memory / 1e9:,.0f} GB")
+            "size",
+            f"dp {dp} x pp {pp} x vpp {vpp} with {microbatches} microbatches over {steps} steps makes up to "
+            f"{rows:,} trace rows, about {rows * BYTES_PER_ROW / 1e9:,.0f} GB to generate; this machine has "
+            f"{memory / 1e9:,.0f} GB",
+        )
 
 
 def _validate_communication(dp, pp, slow_links, slow_collectives) -> None:
     """Raise SynthArgumentError for a slowed link or collective the job does not have."""
     for dp_rank, stage, factor in slow_links:
         if not (0 <= dp_rank < dp and 0 <= stage < pp - 1):
-            raise SynthArgumentError("slow_links", f"slow link dp_rank {dp_rank}, stage {stage} -> {stage + 1} "
-                                                   f"is not a p2p link of dp {dp} x pp {pp}")
+            raise SynthArgumentError(
+                "slow_links",
+                f"slow link dp_rank {dp_rank}, stage {stage} -> {stage + 1} is not a p2p link of dp {dp} x pp {pp}",
+            )
         if not factor > 0:
             raise SynthArgumentError("slow_links", f"slow link factor must be > 0, got {factor}")
     for stage, factor in slow_collectives:
@@ -678,10 +786,24 @@ def _validate_communication(dp, pp, slow_links, slow_collectives) -> None:
             raise SynthArgumentError("slow_collectives", f"slow collective factor must be > 0, got {factor}")
 
 
-def synthesize(*, dp: int, pp: int, vpp: int = 1, microbatches: int, steps: int, seed: int = 0,
-               name: str = "synth", slow_workers=(), slow_stage=None, seqlen_cv: float = 0.0,
-               gc_pauses=(), slow_links=(), slow_collectives=(), dp_overlap: bool = True,
-               tp: int = 1) -> tuple[pd.DataFrame, dict]:
+def synthesize(
+    *,
+    dp: int,
+    pp: int,
+    vpp: int = 1,
+    microbatches: int,
+    steps: int,
+    seed: int = 0,
+    name: str = "synth",
+    slow_workers=(),
+    slow_stage=None,
+    seqlen_cv: float = 0.0,
+    gc_pauses=(),
+    slow_links=(),
+    slow_collectives=(),
+    dp_overlap: bool = True,
+    tp: int = 1,
+) -> tuple[pd.DataFrame, dict]:
     """Generate a synthetic trace of a dp x pp (x vpp chunks) Megatron-style job.
 
     Parameters
@@ -754,8 +876,16 @@ def synthesize(*, dp: int, pp: int, vpp: int = 1, microbatches: int, steps: int,
     gaps = _launch_gaps(prog, layout, steps, rng)
     start, end = _simulate(prog, weights, gaps)
     trace = _trace_table(prog, layout, steps, tp, start, end)
-    meta = {"trial_name": name, "run_id": 0, "dp_size": dp, "pp_size": pp, "tp_size": tp,
-            "dsp_size": 1, "vpp_size": vpp, "world_size": dp * pp * tp}
+    meta = {
+        "trial_name": name,
+        "run_id": 0,
+        "dp_size": dp,
+        "pp_size": pp,
+        "tp_size": tp,
+        "dsp_size": 1,
+        "vpp_size": vpp,
+        "world_size": dp * pp * tp,
+    }
     return trace, meta
 
 

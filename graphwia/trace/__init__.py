@@ -9,8 +9,8 @@
 Everything after this layer may assume a trace it receives is valid.
 """
 
+from graphwia.trace.files import is_kineto_input, open_trace, write_trace
 from graphwia.trace.meta import JobMeta, load_meta
 from graphwia.trace.optable import Trace, load_trace
-from graphwia.trace.files import is_kineto_input, open_trace, write_trace
 
 __all__ = ["JobMeta", "Trace", "is_kineto_input", "load_meta", "load_trace", "open_trace", "write_trace"]

@@ -42,8 +42,9 @@ def is_kineto_input(path: str | Path) -> bool:
     return is_rank_directory(path) if path.is_dir() else path.name.endswith(RANK_SUFFIXES)
 
 
-def open_trace(path: str | Path, meta: str | Path | None = None, *, time_unit: str | None = None,
-               **kineto_options) -> Trace:
+def open_trace(
+    path: str | Path, meta: str | Path | None = None, *, time_unit: str | None = None, **kineto_options
+) -> Trace:
     """The validated trace at ``path``: an op table file (with ``meta``, default
     ``meta-NAME.yaml`` beside it; ``time_unit`` as for :func:`~graphwia.trace.optable.load_trace`)
     or a directory of rank traces (``kineto_options`` as for
@@ -51,15 +52,21 @@ def open_trace(path: str | Path, meta: str | Path | None = None, *, time_unit: s
     path = Path(path)
     if is_kineto_input(path):
         if meta is not None:
-            raise ArgumentError("meta", None, "applies to an op table file; a directory of rank traces "
-                                "carries its layout itself", source=str(path))
+            raise ArgumentError(
+                "meta",
+                None,
+                "applies to an op table file; a directory of rank traces carries its layout itself",
+                source=str(path),
+            )
         from graphwia.trace.kineto import import_kineto
 
         trace, _ = import_kineto(path, **kineto_options)
         return trace
     if path.is_dir():
-        raise UsageError(f"{path}: a directory without .json/.json.gz rank traces; expected a trace file "
-                         f"(.parquet or .csv) or a directory of PyTorch profiler traces")
+        raise UsageError(
+            f"{path}: a directory without .json/.json.gz rank traces; expected a trace file "
+            f"(.parquet or .csv) or a directory of PyTorch profiler traces"
+        )
     return load_trace(path, meta, time_unit=time_unit)
 
 
@@ -74,8 +81,12 @@ def write_trace(trace: Trace, out_dir: str | Path, *, name: str | None = None) -
 
     name = name or trace.meta.trial_name
     table = trace.table
-    arrays = {column: pa.DictionaryArray.from_arrays(pa.array(table[column].astype(np.int32)), pa.array(ALL_OPTYPES))
-              if column == "optype" else pa.array(table[column].astype(dtype)) for column, dtype in COLUMNS.items()}
+    arrays = {
+        column: pa.DictionaryArray.from_arrays(pa.array(table[column].astype(np.int32)), pa.array(ALL_OPTYPES))
+        if column == "optype"
+        else pa.array(table[column].astype(dtype))
+        for column, dtype in COLUMNS.items()
+    }
     trace_path = Path(out_dir) / f"trace-{name}.parquet"
     meta_path = Path(out_dir) / f"meta-{name}.yaml"
     with all_or_nothing():

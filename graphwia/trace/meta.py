@@ -24,9 +24,9 @@ __all__ = ["META_FIELDS", "MAX_SIZE", "SIZE_FIELDS", "JobMeta", "default_meta_pa
 META_FIELDS = ("trial_name", "run_id", "dp_size", "pp_size", "tp_size", "dsp_size", "vpp_size", "world_size")
 SIZE_FIELDS = ("dp_size", "pp_size", "tp_size", "dsp_size", "vpp_size", "world_size")
 #: Largest size accepted: ranks and chunks are int32 columns of the op table.
-MAX_SIZE = 2 ** 31 - 1
+MAX_SIZE = 2**31 - 1
 #: run_id is written back as a JSON integer that readers hold in an int64.
-RUN_ID_RANGE = (-(2 ** 63), 2 ** 63 - 1)
+RUN_ID_RANGE = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,7 @@ def parse_meta(raw: object, *, source: str = "<metadata>") -> JobMeta:
         values[field] = int(value)
     product = values["dp_size"] * values["pp_size"] * values["tp_size"] * values["dsp_size"]
     if values["world_size"] != product:
-        raise MetaError(
-            f"{source}: world_size {values['world_size']} != dp_size*pp_size*tp_size*dsp_size = {product}"
-        )
+        raise MetaError(f"{source}: world_size {values['world_size']} != dp_size*pp_size*tp_size*dsp_size = {product}")
     return JobMeta(**values)
 
 
@@ -91,5 +89,5 @@ def default_meta_path(trace_path: str | Path) -> Path:
     trace_path = Path(trace_path)
     name = trace_path.name.split(".")[0]
     if name.startswith("trace-"):
-        name = name[len("trace-"):]
+        name = name[len("trace-") :]
     return trace_path.with_name(f"meta-{name}.yaml")

@@ -24,9 +24,9 @@ the :attr:`Trace.ops` DataFrame view.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -39,8 +39,19 @@ from graphwia.utils.names import shown
 from graphwia.utils.table import Table
 
 __all__ = [
-    "COLUMNS", "MAX_MEDIAN_DURATION_S", "MAX_STEP_SPAN_S", "OP_KEY", "TIMESTAMP_RESOLUTION", "TIME_UNITS",
-    "TRACE_SUFFIXES", "TimeUnitError", "Trace", "UNIT_NAMES", "check_trace_file", "describe_op", "load_trace",
+    "COLUMNS",
+    "MAX_MEDIAN_DURATION_S",
+    "MAX_STEP_SPAN_S",
+    "OP_KEY",
+    "TIMESTAMP_RESOLUTION",
+    "TIME_UNITS",
+    "TRACE_SUFFIXES",
+    "TimeUnitError",
+    "Trace",
+    "UNIT_NAMES",
+    "check_trace_file",
+    "describe_op",
+    "load_trace",
     "read_columns",
 ]
 
@@ -106,14 +117,21 @@ class Trace:
         return np.unique(self.table["step"])
 
     @classmethod
-    def from_frame(cls, frame, meta: JobMeta | dict, *, source: str = "<memory>",
-                   time_unit: str | None = None) -> "Trace":
+    def from_frame(
+        cls, frame, meta: JobMeta | dict, *, source: str = "<memory>", time_unit: str | None = None
+    ) -> Trace:
         """Validate an in-memory op table (a pandas DataFrame with the SPEC §1 columns) and metadata."""
         return cls.from_columns(_frame_columns(frame, source), meta, source=source, time_unit=time_unit)
 
     @classmethod
-    def from_columns(cls, columns: Table | Mapping[str, np.ndarray], meta: JobMeta | dict,
-                     *, source: str = "<memory>", time_unit: str | None = None) -> "Trace":
+    def from_columns(
+        cls,
+        columns: Table | Mapping[str, np.ndarray],
+        meta: JobMeta | dict,
+        *,
+        source: str = "<memory>",
+        time_unit: str | None = None,
+    ) -> Trace:
         """Validate op-table columns (name → array, or a :class:`~graphwia.utils.table.Table`) and metadata.
 
         ``time_unit`` (``s``, ``ms``, ``us`` or ``ns``) is the unit of ``start_ts``
@@ -131,8 +149,7 @@ class Trace:
         return cls(table=ops, meta=meta, source=source)
 
 
-def load_trace(trace_path: str | Path, meta_path: str | Path | None = None, *,
-               time_unit: str | None = None) -> Trace:
+def load_trace(trace_path: str | Path, meta_path: str | Path | None = None, *, time_unit: str | None = None) -> Trace:
     """Load a trace (parquet, CSV or gzip-compressed CSV) and its metadata YAML, validated.
 
     Parameters
@@ -164,8 +181,9 @@ def check_trace_file(path: str | Path) -> str:
         hint = ""
         if name.endswith(".json") and name.startswith(("result-", "ms-", "mw-")):
             hint = "; this looks like a result file written by graphwia analyze, not a trace"
-        raise TraceError(f"{path}: unsupported trace format {path.suffix.lower()!r} "
-                         f"(expected {', '.join(TRACE_SUFFIXES)}){hint}")
+        raise TraceError(
+            f"{path}: unsupported trace format {path.suffix.lower()!r} (expected {', '.join(TRACE_SUFFIXES)}){hint}"
+        )
     return suffix
 
 
@@ -184,20 +202,24 @@ def read_columns(path: str | Path) -> Table:
     except TraceError:
         raise
     except Exception as exc:  # pyarrow and the CSV parser raise many types
-        raise TraceError(f"{path}: not a readable {'CSV' if csv else 'parquet'} file ({first_line(exc, limit=200)})") from None
+        raise TraceError(
+            f"{path}: not a readable {'CSV' if csv else 'parquet'} file ({first_line(exc, limit=200)})"
+        ) from None
 
 
 def _check_header(names: list[str], source: str) -> None:
     """A SPEC column named twice is an error; a header that is one column with ';' or tabs names the separator."""
     repeated = sorted({name for name in names if name in COLUMNS and names.count(name) > 1})
     if repeated:
-        raise TraceError(f"{source}: column(s) {', '.join(repeated)} appear more than once in the header; "
-                         "keep one of each")
+        raise TraceError(
+            f"{source}: column(s) {', '.join(repeated)} appear more than once in the header; keep one of each"
+        )
     if len(names) == 1 and not any(name in COLUMNS for name in names):
         for separator, word in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
             if names[0].count(separator) >= 2:
-                raise TraceError(f"{source}: the header {shown(names[0])} looks {word}-separated; a trace CSV "
-                                 "is comma-separated")
+                raise TraceError(
+                    f"{source}: the header {shown(names[0])} looks {word}-separated; a trace CSV is comma-separated"
+                )
 
 
 def _read_parquet(path: Path) -> Table:
@@ -210,8 +232,11 @@ def _read_parquet(path: Path) -> Table:
     schema = pq.ParquetFile(path).schema_arrow
     _check_header(list(schema.names), str(path))
     wanted = [name for name in COLUMNS if name in schema.names]
-    text = [name for name in wanted if pa.types.is_string(schema.field(name).type)
-            or pa.types.is_large_string(schema.field(name).type)]
+    text = [
+        name
+        for name in wanted
+        if pa.types.is_string(schema.field(name).type) or pa.types.is_large_string(schema.field(name).type)
+    ]
     table = pq.ParquetFile(path, read_dictionary=text).read(columns=wanted, use_pandas_metadata=False)
     columns, categories = {}, {}
     for name in wanted:
@@ -231,8 +256,9 @@ def _dictionary_codes(column) -> tuple[np.ndarray, list]:
     parts = []
     for chunk in column.chunks:
         indices = to_numpy(chunk.indices)
-        parts.append(np.where(np.isnan(indices), -1, indices).astype(np.int64) if chunk.null_count
-                     else indices.astype(np.int64))
+        parts.append(
+            np.where(np.isnan(indices), -1, indices).astype(np.int64) if chunk.null_count else indices.astype(np.int64)
+        )
     return _concat(parts, np.int64), column.chunks[0].dictionary.to_pylist()
 
 
@@ -302,22 +328,27 @@ def _normalise(raw: Table, source: str, time_unit: str | None) -> Table:
     ops = Table(out, {"optype": ALL_OPTYPES})
     negative = ops["duration"] < 0
     if negative.any():
-        raise TraceError(f"{source}: column duration has {negative.sum()} negative value(s), first: "
-                         f"{describe_op(ops, np.argmax(negative))}")
+        raise TraceError(
+            f"{source}: column duration has {negative.sum()} negative value(s), first: "
+            f"{describe_op(ops, np.argmax(negative))}"
+        )
     ops = _in_seconds(raw, ops, time_unit)
     with np.errstate(over="ignore"):
         end = ops["start_ts"] + ops["duration"]
     overflow = ~np.isfinite(end)
     if overflow.any():
-        raise TraceError(f"{source}: start_ts + duration overflows for {int(overflow.sum())} op(s), first: "
-                         f"{describe_op(ops, int(np.argmax(overflow)))}")
+        raise TraceError(
+            f"{source}: start_ts + duration overflows for {int(overflow.sum())} op(s), first: "
+            f"{describe_op(ops, int(np.argmax(overflow)))}"
+        )
     ops = ops.with_columns({"end": end})
     start_dtype = raw["start_ts"].dtype if "start_ts" not in raw.categories else np.dtype(object)
     _check_times(ops, start_dtype, source, check_unit=time_unit is None)
     dup = _duplicated(ops, OP_KEY)
     if dup is not None:
-        raise TraceError(f"{source}: {int(dup.sum())} duplicated op instance(s), first: "
-                         f"{describe_op(ops, int(np.argmax(dup)))}")
+        raise TraceError(
+            f"{source}: {int(dup.sum())} duplicated op instance(s), first: {describe_op(ops, int(np.argmax(dup)))}"
+        )
     return ops
 
 
@@ -344,13 +375,18 @@ def _check_times(ops: Table, start_dtype: np.dtype, source: str, *, check_unit: 
     lasting = duration > 0
     idle = np.setdiff1d(_distinct(step), _distinct(step[lasting]), assume_unique=True)
     if len(idle):
-        raise TraceError(f"{source}: every op of step(s) {format_ranges(idle)} lasts 0 s (column duration): "
-                         "such a step has no time to analyse")
+        raise TraceError(
+            f"{source}: every op of step(s) {format_ranges(idle)} lasts 0 s (column duration): "
+            "such a step has no time to analyse"
+        )
     median = float(np.median(duration[lasting]))
     if check_unit and median > MAX_MEDIAN_DURATION_S:
         guess = next((u for u in ("ms", "us") if median * TIME_UNITS[u] <= MAX_MEDIAN_DURATION_S), "ns")
-        raise TimeUnitError(f"{source}: times do not look like seconds: read as seconds, the median op lasts "
-                            f"{median:.4g} s; they look like {UNIT_NAMES[guess]}", guess)
+        raise TimeUnitError(
+            f"{source}: times do not look like seconds: read as seconds, the median op lasts "
+            f"{median:.4g} s; they look like {UNIT_NAMES[guess]}",
+            guess,
+        )
     if check_unit and float(ops["end"].max() - start.min()) > MAX_STEP_SPAN_S:  # the trace spans a day: look closer
         steps, step_of = np.unique(step, return_inverse=True)
         first, last = np.full(len(steps), np.inf), np.full(len(steps), -np.inf)
@@ -359,16 +395,21 @@ def _check_times(ops: Table, start_dtype: np.dtype, source: str, *, check_unit: 
         span = last - first
         worst = int(np.argmax(span))
         if span[worst] > MAX_STEP_SPAN_S:
-            raise TimeUnitError(f"{source}: start_ts and duration do not look like seconds alike: step "
-                                f"{steps[worst]} spans {span[worst]:.4g} s from its first start to its last end, "
-                                f"while the median op lasts {median:.4g} s", None)
+            raise TimeUnitError(
+                f"{source}: start_ts and duration do not look like seconds alike: step "
+                f"{steps[worst]} spans {span[worst]:.4g} s from its first start to its last end, "
+                f"while the median op lasts {median:.4g} s",
+                None,
+            )
     if start_dtype.kind == "f":
         largest = max(-float(start.min()), float(start.max()))
         resolution = float(np.spacing(start_dtype.type(largest)))
         if resolution > TIMESTAMP_RESOLUTION * median:
-            raise TraceError(f"{source}: column start_ts holds values up to {largest:.6g} as {start_dtype.name}, "
-                             f"which resolves them only to {resolution:.3g}, coarse against the median op "
-                             f"duration {median:.3g}: store start_ts as float64, or relative to the job's start")
+            raise TraceError(
+                f"{source}: column start_ts holds values up to {largest:.6g} as {start_dtype.name}, "
+                f"which resolves them only to {resolution:.3g}, coarse against the median op "
+                f"duration {median:.3g}: store start_ts as float64, or relative to the job's start"
+            )
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
@@ -392,8 +433,13 @@ def _optype_column(raw: Table, source: str) -> np.ndarray:
         bad = codes < 0
         unknown = {str(names[c]) for c in np.unique(values[bad]) if c >= 0} if bad.any() else set()
     elif values.dtype.kind in "iufb":
-        raise _cell_error(raw, "optype", np.ones(len(values), dtype=bool), source,
-                          f"holds numbers, not op type names such as {ALL_OPTYPES[0]}")
+        raise _cell_error(
+            raw,
+            "optype",
+            np.ones(len(values), dtype=bool),
+            source,
+            f"holds numbers, not op type names such as {ALL_OPTYPES[0]}",
+        )
     else:  # plain values, e.g. from Trace.from_columns: map them one by one
         codes = np.array([OPTYPE_CODE.get(v, -1) if isinstance(v, str) else -1 for v in values], dtype=np.int64)
         bad = codes < 0
@@ -486,7 +532,7 @@ def _combined_key(ops: Table, key: tuple[str, ...]) -> np.ndarray | None:
         values = ops[name].astype(np.int64)
         low, span = int(values.min()), int(values.max()) - int(values.min()) + 1
         capacity *= span
-        if capacity >= 2 ** 62:
+        if capacity >= 2**62:
             return None
         combined = combined * span + (values - low)
     return combined
@@ -495,8 +541,10 @@ def _combined_key(ops: Table, key: tuple[str, ...]) -> np.ndarray | None:
 def _cell_error(raw: Table, column: str, bad: np.ndarray, source: str, what: str) -> TraceError:
     """``source: column C <what>: N row(s), first row i holds v (the op of that row)``."""
     i = int(np.argmax(bad))
-    return TraceError(f"{source}: column {column} {what}: {int(np.sum(bad))} row(s), first row {i} holds "
-                      f"{_cell_text(raw.label(column, i))} ({describe_op(raw, i)})")
+    return TraceError(
+        f"{source}: column {column} {what}: {int(np.sum(bad))} row(s), first row {i} holds "
+        f"{_cell_text(raw.label(column, i))} ({describe_op(raw, i)})"
+    )
 
 
 def _cell_text(value) -> str:
@@ -524,8 +572,10 @@ def _check_against_meta(ops: Table, meta: JobMeta, source: str) -> None:
         if len(present) == size:
             continue
         if size > len(ops):  # more ranks than rows: too many to list the absent ones
-            raise TraceError(f"{source}: metadata {field}={size} but the trace has ops of {len(present)} "
-                             f"{column} value(s) only ({format_ranges(present) or 'none'})")
+            raise TraceError(
+                f"{source}: metadata {field}={size} but the trace has ops of {len(present)} "
+                f"{column} value(s) only ({format_ranges(present) or 'none'})"
+            )
         if column != "mc":  # chunks are checked per stage below
             absent = np.setdiff1d(np.arange(size), present)
             raise TraceError(f"{source}: metadata {field}={size} but {column}(s) {format_ranges(absent)} have no ops")
@@ -538,16 +588,20 @@ def _check_chunks(ops: Table, meta: JobMeta, source: str) -> None:
     stage, mc = ops["stage"][chunked], ops["mc"][chunked]
     pairs = meta.pp_size * meta.vpp_size
     if pairs > len(stage):  # each (stage, chunk) needs an op: refuse before sizing an array by it
-        raise TraceError(f"{source}: metadata pp_size*vpp_size = {pairs} (stage, model chunk) pairs, but only "
-                         f"{len(stage)} op(s) have a model chunk (column mc)")
+        raise TraceError(
+            f"{source}: metadata pp_size*vpp_size = {pairs} (stage, model chunk) pairs, but only "
+            f"{len(stage)} op(s) have a model chunk (column mc)"
+        )
     present = np.zeros((meta.pp_size, meta.vpp_size), dtype=bool)
     present[stage, mc] = True
     lacking = np.flatnonzero(~present.all(axis=1))
     if len(lacking):
         s = int(lacking[0])
         have = format_ranges(np.flatnonzero(present[s])) or "none"
-        raise TraceError(f"{source}: metadata vpp_size={meta.vpp_size} but stage {s} has ops of model chunk(s) "
-                         f"{have} only (column mc)")
+        raise TraceError(
+            f"{source}: metadata vpp_size={meta.vpp_size} but stage {s} has ops of model chunk(s) "
+            f"{have} only (column mc)"
+        )
 
 
 def _check_consistency(ops: Table, meta: JobMeta, source: str) -> None:
@@ -555,38 +609,51 @@ def _check_consistency(ops: Table, meta: JobMeta, source: str) -> None:
     if meta.pp_size == 1:
         p2p = np.isin(ops["optype"], [OPTYPE_CODE[t] for t in P2P_OPTYPES])
         if p2p.any():
-            raise TraceError(f"{source}: metadata pp_size=1 but the trace has {int(p2p.sum())} p2p op(s), which "
-                             f"need a peer stage; first: {describe_op(ops, int(np.argmax(p2p)))}")
+            raise TraceError(
+                f"{source}: metadata pp_size=1 but the trace has {int(p2p.sum())} p2p op(s), which "
+                f"need a peer stage; first: {describe_op(ops, int(np.argmax(p2p)))}"
+            )
     workers = meta.dp_size * meta.pp_size
     if workers > len(ops):  # every worker runs ops: refuse before sizing an array by them
-        raise TraceError(f"{source}: metadata dp_size*pp_size = {workers} workers, but the trace has only "
-                         f"{len(ops)} op(s)")
+        raise TraceError(
+            f"{source}: metadata dp_size*pp_size = {workers} workers, but the trace has only {len(ops)} op(s)"
+        )
     worker = ops["dp_rank"].astype(np.int64) * meta.pp_size + ops["stage"]
     rank_of = np.full(workers, -1, dtype=np.int64)
     rank_of[worker] = ops["rank"]
     changed = ops["rank"] != rank_of[worker]
     if changed.any():
         i = int(np.argmax(changed))
-        raise TraceError(f"{source}: column rank changes within worker (dp_rank {ops['dp_rank'][i]}, stage "
-                         f"{ops['stage'][i]}): it holds {ops['rank'][i]} and {rank_of[worker[i]]}; a worker has one rank")
+        raise TraceError(
+            f"{source}: column rank changes within worker (dp_rank {ops['dp_rank'][i]}, stage "
+            f"{ops['stage'][i]}): it holds {ops['rank'][i]} and {rank_of[worker[i]]}; a worker has one rank"
+        )
     ranks, count = np.unique(rank_of[rank_of >= 0], return_counts=True)  # −1: a worker without ops
     if (count > 1).any():
         shared = int(np.argmax(count > 1))
         workers = np.flatnonzero(rank_of == ranks[shared])[:2]
         (d0, s0), (d1, s1) = (divmod(int(w), meta.pp_size) for w in workers)
-        raise TraceError(f"{source}: column rank holds {ranks[shared]} for two workers, (dp_rank {d0}, stage {s0}) "
-                         f"and (dp_rank {d1}, stage {s1}); each worker has its own rank")
-    lacking = np.setdiff1d(_distinct(ops["step"]), _distinct(ops["step"][ops["optype"] == OPTYPE_CODE[OPTIMIZER]]),
-                           assume_unique=True)
+        raise TraceError(
+            f"{source}: column rank holds {ranks[shared]} for two workers, (dp_rank {d0}, stage {s0}) "
+            f"and (dp_rank {d1}, stage {s1}); each worker has its own rank"
+        )
+    lacking = np.setdiff1d(
+        _distinct(ops["step"]), _distinct(ops["step"][ops["optype"] == OPTYPE_CODE[OPTIMIZER]]), assume_unique=True
+    )
     if len(lacking):
-        raise TraceError(f"{source}: step(s) {format_ranges(lacking)} have no {OPTIMIZER} op; a step's time is "
-                         f"defined by its {OPTIMIZER} ops (SPEC §4)")
+        raise TraceError(
+            f"{source}: step(s) {format_ranges(lacking)} have no {OPTIMIZER} op; a step's time is "
+            f"defined by its {OPTIMIZER} ops (SPEC §4)"
+        )
 
 
 def describe_op(ops: Table, i: int) -> str:
     """Name row ``i`` of an op table: optype, seq_id, worker and step."""
+
     def cell(name: str):
         return ops.label(name, i) if name in ops else "?"
 
-    return (f"{cell('optype')} seq_id {cell('seq_id')} on worker (dp_rank {cell('dp_rank')}, stage {cell('stage')}) "
-            f"in step {cell('step')}")
+    return (
+        f"{cell('optype')} seq_id {cell('seq_id')} on worker (dp_rank {cell('dp_rank')}, stage {cell('stage')}) "
+        f"in step {cell('step')}"
+    )

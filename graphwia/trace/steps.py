@@ -11,7 +11,7 @@ In the Python API, ``steps`` is one step number or an iterable of them
 from __future__ import annotations
 
 import re
-from typing import Iterable, Union
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from graphwia.errors import ArgumentError, UsageError
 __all__ = ["Steps", "checked_steps", "format_ranges", "parse_step_spec", "resolve_steps", "step_numbers"]
 
 #: Steps as the API takes them: one step number (``23``) or an iterable of them (``[23, 25]``).
-Steps = Union[int, Iterable[int]]
+Steps = int | Iterable[int]
 
 _PART = re.compile(r"^(\d+)(?:-(\d+))?$")
 

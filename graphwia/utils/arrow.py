@@ -8,7 +8,7 @@ through the arrays' buffers instead, with these helpers.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -40,8 +40,9 @@ def text_array(text: Sequence[str]):
     encoded = [item.encode() for item in text]
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
-    return pa.Array.from_buffers(pa.large_string(), len(encoded),
-                                 [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+    return pa.Array.from_buffers(
+        pa.large_string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    )
 
 
 def index_array(index: np.ndarray):
@@ -55,10 +56,10 @@ def index_array(index: np.ndarray):
 def _from_buffer(buffer, dtype: np.dtype, array) -> np.ndarray:
     if buffer is None:
         return np.zeros(len(array), dtype=dtype)
-    return np.frombuffer(buffer, dtype=dtype, count=array.offset + len(array))[array.offset:]
+    return np.frombuffer(buffer, dtype=dtype, count=array.offset + len(array))[array.offset :]
 
 
 def _bits(buffer, array) -> np.ndarray:
     """An arrow bitmap (validity or booleans) as a numpy bool array."""
     bits = np.unpackbits(np.frombuffer(buffer, dtype=np.uint8), bitorder="little")
-    return bits[array.offset: array.offset + len(array)].astype(bool)
+    return bits[array.offset : array.offset + len(array)].astype(bool)

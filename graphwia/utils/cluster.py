@@ -22,7 +22,7 @@ CONNECT_TIMEOUT_S = 10
 INSTALL_HINT = "pip install 'graphwia[fleet]'"
 
 
-def connect(address: str, *, timeout_s: float = CONNECT_TIMEOUT_S) -> "Client":
+def connect(address: str, *, timeout_s: float = CONNECT_TIMEOUT_S) -> Client:
     """A ``distributed.Client`` of the scheduler at ``address`` (``tcp://host:port``).
 
     Raises :class:`~graphwia.errors.UsageError` when dask is missing, the address is

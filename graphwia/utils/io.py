@@ -31,15 +31,29 @@ import re
 import signal
 import stat
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from graphwia.errors import GraphwiaError, OutputError, first_line
 
-__all__ = ["MANIFEST", "LOCK", "all_or_nothing", "atomic_path", "check_writable_dir", "clean_stale_temporaries",
-           "discard_own_temporaries", "inside", "json_text", "nonfinite_fields", "output_set", "read_yaml", "write_gzip", "write_json",
-           "write_text"]
+__all__ = [
+    "MANIFEST",
+    "LOCK",
+    "all_or_nothing",
+    "atomic_path",
+    "check_writable_dir",
+    "clean_stale_temporaries",
+    "discard_own_temporaries",
+    "inside",
+    "json_text",
+    "nonfinite_fields",
+    "output_set",
+    "read_yaml",
+    "write_gzip",
+    "write_json",
+    "write_text",
+]
 
 #: Which files each output set in a directory wrote last (hidden, JSON).
 MANIFEST = ".graphwia-manifest.json"
@@ -223,10 +237,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 # -- committing a set ------------------------------------------------------------------------
 
+
 def _commit_set(output: _Set) -> None:
     """Rename the set's files into place, drop what its previous run wrote and this one did not."""
-    names = sorted({path.parent.resolve().joinpath(path.name).relative_to(output.directory).as_posix()
-                    for _, path in output.written})
+    names = sorted(
+        {
+            path.parent.resolve().joinpath(path.name).relative_to(output.directory).as_posix()
+            for _, path in output.written
+        }
+    )
     with _locked(output.directory):
         sets = _read_manifest(output.directory)
         for tmp, path in output.written:
@@ -265,8 +284,11 @@ def _read_manifest(directory: Path) -> dict[str, list[str]]:
     sets = data.get("sets") if isinstance(data, dict) and data.get("version") == 1 else None
     if not isinstance(sets, dict):
         return {}
-    return {key: [n for n in names if isinstance(n, str)] for key, names in sets.items()
-            if isinstance(key, str) and isinstance(names, list)}
+    return {
+        key: [n for n in names if isinstance(n, str)]
+        for key, names in sets.items()
+        if isinstance(key, str) and isinstance(names, list)
+    }
 
 
 def _write_manifest(directory: Path, sets: dict[str, list[str]]) -> None:
@@ -344,6 +366,7 @@ def _process_alive(pid: int) -> bool:
 
 # -- writers -----------------------------------------------------------------------------------
 
+
 def write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
@@ -401,9 +424,11 @@ def write_gzip(path: str | Path, data: bytes | Iterable[bytes], *, level: int = 
     import gzip
 
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=level,
-                                                   mtime=0) as handle:
-            for chunk in ([data] if isinstance(data, (bytes, bytearray, memoryview)) else data):
+        with (
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=level, mtime=0) as handle,
+        ):
+            for chunk in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:
                 handle.write(chunk)
     return Path(path)
 
@@ -494,16 +519,18 @@ def _loader_classes() -> tuple:
             self.depth += 1
             try:
                 if self.depth > MAX_YAML_DEPTH:
-                    raise ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
-                                        self.peek_event().start_mark)
+                    raise ComposerError(
+                        None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", self.peek_event().start_mark
+                    )
                 return super().compose_node(parent, index)
             finally:
                 self.depth -= 1
 
         def construct_yaml_int(self, node):
             if len(node.value) > MAX_YAML_INT_DIGITS:
-                raise ConstructorError(None, None, f"integer of {len(node.value)} characters is too long",
-                                       node.start_mark)
+                raise ConstructorError(
+                    None, None, f"integer of {len(node.value)} characters is too long", node.start_mark
+                )
             return super().construct_yaml_int(node)
 
     class BoundedLoader(Guards, yaml.SafeLoader):
@@ -515,6 +542,7 @@ def _loader_classes() -> tuple:
     except ImportError:  # PyYAML built without libyaml
         pass
     else:
+
         class BoundedCLoader(Guards, Composer, CParser, SafeConstructor, Resolver):
             """libyaml's events, composed and constructed as by :class:`BoundedLoader`."""
 

@@ -41,10 +41,12 @@ def check_name(value: object, *, what: str, source: str | None, error: type[Grap
     if not isinstance(value, str):
         raise error(f"{where}{what} must be text, got {type(value).__name__} {shown(value)}")
     if len(value) > MAX_NAME_LENGTH:
-        raise error(f"{where}{what} {shown(value)} is {len(value)} characters long; at most "
-                    f"{MAX_NAME_LENGTH} are allowed")
-    raise error(f"{where}{what} {shown(value)} is not a valid name: use {NAME_CHARACTERS}, starting with a "
-                "letter or digit")
+        raise error(
+            f"{where}{what} {shown(value)} is {len(value)} characters long; at most {MAX_NAME_LENGTH} are allowed"
+        )
+    raise error(
+        f"{where}{what} {shown(value)} is not a valid name: use {NAME_CHARACTERS}, starting with a letter or digit"
+    )
 
 
 def shown(value: object, *, limit: int = 40) -> str:
@@ -57,7 +59,7 @@ def shown(value: object, *, limit: int = 40) -> str:
     if isinstance(value, (list, tuple, dict, set)):
         return f"({type(value).__name__} of {len(value)} item(s))"
     if isinstance(value, str):
-        text = ascii(value[:limit + 1])  # the cut happens before escaping: a huge string is never copied
+        text = ascii(value[: limit + 1])  # the cut happens before escaping: a huge string is never copied
     elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
         return f"(an integer of about {int(value.bit_length() * 0.30103)} digits)"
     else:

@@ -12,7 +12,7 @@ category names given at construction; pandas sees it as a ``Categorical``.
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -70,12 +70,13 @@ class Table:
             return value
         return self.categories[name][int(value)] if value >= 0 else None
 
-    def take(self, rows: np.ndarray) -> "Table":
+    def take(self, rows: np.ndarray) -> Table:
         """The rows at ``rows`` (integer positions or a boolean mask), in that order."""
         return Table({name: values[rows] for name, values in self._columns.items()}, self.categories)
 
-    def with_columns(self, columns: Mapping[str, np.ndarray],
-                     *, categories: Mapping[str, Sequence[str]] | None = None) -> "Table":
+    def with_columns(
+        self, columns: Mapping[str, np.ndarray], *, categories: Mapping[str, Sequence[str]] | None = None
+    ) -> Table:
         """A new table with ``columns`` added (or replaced)."""
         return Table({**self._columns, **columns}, {**self.categories, **(categories or {})})
 
@@ -83,8 +84,11 @@ class Table:
         """The table as a pandas DataFrame; categorical columns become ``pandas.Categorical``."""
         import pandas as pd
 
-        return pd.DataFrame({
-            name: pd.Categorical.from_codes(values, categories=list(self.categories[name]))
-            if name in self.categories else values
-            for name, values in self._columns.items()
-        })
+        return pd.DataFrame(
+            {
+                name: pd.Categorical.from_codes(values, categories=list(self.categories[name]))
+                if name in self.categories
+                else values
+                for name, values in self._columns.items()
+            }
+        )

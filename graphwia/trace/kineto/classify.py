@@ -83,15 +83,18 @@ def _rule(path: Path, number: int, rule) -> Rule:
         raise UsageError(f"{where}: expected a mapping with 'match' and 'optype', got {rule!r}")
     unknown = set(rule) - _RULE_KEYS
     if unknown:
-        raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-                         f"(a rule has match, optype and category)")
+        raise UsageError(
+            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} (a rule has match, optype and category)"
+        )
     if rule["optype"] not in OPTYPE_CODE:
         raise UsageError(f"{where}: unknown optype {rule['optype']!r}; expected one of {', '.join(ALL_OPTYPES)}")
     pattern = _compile(where, "match", rule["match"])
     groups = set(pattern.groupindex) - {"mb", "chunk"}
     if groups:
-        raise UsageError(f"{where}: named group(s) {', '.join(sorted(groups))} in {rule['match']!r}; "
-                         f"only (?P<mb>...) and (?P<chunk>...) are read")
+        raise UsageError(
+            f"{where}: named group(s) {', '.join(sorted(groups))} in {rule['match']!r}; "
+            f"only (?P<mb>...) and (?P<chunk>...) are read"
+        )
     category = _compile(where, "category", rule["category"]) if rule.get("category") is not None else None
     return Rule(pattern=pattern, optype=rule["optype"], category=category)
 
@@ -155,8 +158,12 @@ def classify(events: Events, mapping: OpMapping | None) -> Classified:
             if cat in cats:
                 match = rule.pattern.fullmatch(name)
                 if match is not None:
-                    optype[p], mb[p], chunk[p], source[p] = OPTYPE_CODE[rule.optype], _group(match, "mb"), \
-                        _group(match, "chunk"), 1
+                    optype[p], mb[p], chunk[p], source[p] = (
+                        OPTYPE_CODE[rule.optype],
+                        _group(match, "mb"),
+                        _group(match, "chunk"),
+                        1,
+                    )
                     break
         else:
             parsed = parse_convention(name) if cat in convention_cats else None
@@ -165,15 +172,18 @@ def classify(events: Events, mapping: OpMapping | None) -> Classified:
     hit = optype[inverse] >= 0
     index = np.flatnonzero(hit)
     chosen = inverse[index]
-    return Classified(index=index, optype=optype[chosen].astype(np.int8), mb=mb[chosen], chunk=chunk[chosen],
-                      by_rule={"mapping": int((source[chosen] == 1).sum()),
-                               "convention": int((source[chosen] == 2).sum())})
+    return Classified(
+        index=index,
+        optype=optype[chosen].astype(np.int8),
+        mb=mb[chosen],
+        chunk=chunk[chosen],
+        by_rule={"mapping": int((source[chosen] == 1).sum()), "convention": int((source[chosen] == 2).sum())},
+    )
 
 
 def profiler_steps(events: Events) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``ProfilerStep#N`` ranges: (N, start, end), sorted by start."""
-    numbers = {code: int(m.group(1)) for code, name in enumerate(events.names)
-               if (m := _PROFILER_STEP.fullmatch(name))}
+    numbers = {code: int(m.group(1)) for code, name in enumerate(events.names) if (m := _PROFILER_STEP.fullmatch(name))}
     if not numbers:
         return (np.zeros(0, np.int64),) * 3
     codes = np.array(list(numbers), dtype=np.int64)

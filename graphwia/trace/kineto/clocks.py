@@ -23,8 +23,10 @@ from graphwia import optypes as T
 
 __all__ = ["ClockReport", "estimate_offsets", "p2p_pairs"]
 
-_DIRECTIONS = ((T.OPTYPE_CODE[T.FORWARD_SEND], T.OPTYPE_CODE[T.FORWARD_RECV], +1),
-               (T.OPTYPE_CODE[T.BACKWARD_SEND], T.OPTYPE_CODE[T.BACKWARD_RECV], -1))
+_DIRECTIONS = (
+    (T.OPTYPE_CODE[T.FORWARD_SEND], T.OPTYPE_CODE[T.FORWARD_RECV], +1),
+    (T.OPTYPE_CODE[T.BACKWARD_SEND], T.OPTYPE_CODE[T.BACKWARD_RECV], -1),
+)
 
 
 @dataclass
@@ -55,9 +57,12 @@ def p2p_pairs(ops: dict[str, np.ndarray], pp: int, vpp: int) -> tuple[np.ndarray
         peer_stage, peer_chunk = gmc % pp, gmc // pp
         with_mb = ops["mb"][s_rows] >= 0
         keyed_s, keyed_r = _keys(
-            (ops["dp_rank"][s_rows], ops["dp_rank"][r_rows]), (peer_stage, ops["stage"][r_rows]),
-            (ops["step"][s_rows], ops["step"][r_rows]), (peer_chunk, np.maximum(ops["chunk"][r_rows], 0)),
-            (ops["mb"][s_rows], ops["mb"][r_rows]))
+            (ops["dp_rank"][s_rows], ops["dp_rank"][r_rows]),
+            (peer_stage, ops["stage"][r_rows]),
+            (ops["step"][s_rows], ops["step"][r_rows]),
+            (peer_chunk, np.maximum(ops["chunk"][r_rows], 0)),
+            (ops["mb"][s_rows], ops["mb"][r_rows]),
+        )
         order = np.argsort(keyed_r, kind="stable")
         at = np.minimum(np.searchsorted(keyed_r[order], keyed_s), len(order) - 1)
         hit = with_mb & (keyed_r[order][at] == keyed_s) & (ops["mb"][r_rows][order][at] >= 0)
@@ -86,9 +91,11 @@ def _keys(*columns: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarr
 def _pair_by_order(ops, sends: np.ndarray, recvs: np.ndarray, pp: int, delta: int):
     """k-th send of a (dp_rank, stage, step) with the k-th recv of its peer stage, equal counts only."""
     out_s, out_r = [], []
-    s_group, r_group = _keys((ops["dp_rank"][sends], ops["dp_rank"][recvs]),
-                             ((ops["stage"][sends] + delta) % pp, ops["stage"][recvs]),
-                             (ops["step"][sends], ops["step"][recvs]))
+    s_group, r_group = _keys(
+        (ops["dp_rank"][sends], ops["dp_rank"][recvs]),
+        ((ops["stage"][sends] + delta) % pp, ops["stage"][recvs]),
+        (ops["step"][sends], ops["step"][recvs]),
+    )
     s_order = np.lexsort((ops["start"][sends], s_group))
     r_order = np.lexsort((ops["start"][recvs], r_group))
     s_keys, s_first, s_count = np.unique(s_group[s_order], return_index=True, return_counts=True)
@@ -96,15 +103,14 @@ def _pair_by_order(ops, sends: np.ndarray, recvs: np.ndarray, pp: int, delta: in
     common, si, ri = np.intersect1d(s_keys, r_keys, return_indices=True)
     equal = s_count[si] == r_count[ri]
     for a, b, n in zip(s_first[si][equal], r_first[ri][equal], s_count[si][equal]):
-        out_s.append(sends[s_order[a:a + n]])
-        out_r.append(recvs[r_order[b:b + n]])
+        out_s.append(sends[s_order[a : a + n]])
+        out_r.append(recvs[r_order[b : b + n]])
     if not out_s:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(out_s), np.concatenate(out_r)
 
 
-def estimate_offsets(ops: dict[str, np.ndarray], hosts: list[str], reference: int, pp: int,
-                     vpp: int) -> ClockReport:
+def estimate_offsets(ops: dict[str, np.ndarray], hosts: list[str], reference: int, pp: int, vpp: int) -> ClockReport:
     """Clock offset of every host (``ops["host"]`` codes into ``hosts``), host ``reference`` at 0."""
     send, recv = p2p_pairs(ops, pp, vpp)
     bound = ops["start"][send] - ops["end"][recv]  # off[host recv] − off[host send] ≥ bound
@@ -118,8 +124,13 @@ def estimate_offsets(ops: dict[str, np.ndarray], hosts: list[str], reference: in
         np.maximum.at(lower, (a, b), bound)
         offsets = _chain(lower, reference)
     after = int((bound - (offsets[b] - offsets[a]) > 0).sum())
-    return ClockReport(offsets={hosts[h]: int(offsets[h]) for h in range(n)}, pairs=len(send),
-                       violations_before=violations, violations_after=after, worst_before_ns=max(worst, 0))
+    return ClockReport(
+        offsets={hosts[h]: int(offsets[h]) for h in range(n)},
+        pairs=len(send),
+        violations_before=violations,
+        violations_after=after,
+        worst_before_ns=max(worst, 0),
+    )
 
 
 def _chain(lower: np.ndarray, reference: int) -> np.ndarray:
@@ -135,7 +146,7 @@ def _chain(lower: np.ndarray, reference: int) -> np.ndarray:
         for b in range(n):
             if b in placed or (lower[a, b] == none and lower[b, a] == none):
                 continue
-            lo = lower[a, b] if lower[a, b] != none else None   # off_b − off_a ≥ lo
+            lo = lower[a, b] if lower[a, b] != none else None  # off_b − off_a ≥ lo
             hi = -lower[b, a] if lower[b, a] != none else None  # off_b − off_a ≤ hi
             if (lo is None or lo <= 0) and (hi is None or hi >= 0):
                 diff = 0

@@ -42,8 +42,18 @@ import numpy as np
 from graphwia.errors import TraceError, first_line
 
 #: Event categories the importer tells apart (``cat`` codes); anything else is OTHER.
-CATEGORIES = ("user_annotation", "gpu_user_annotation", "cpu_op", "python_function", "cuda_runtime",
-              "cuda_driver", "kernel", "gpu_memcpy", "gpu_memset", "other")
+CATEGORIES = (
+    "user_annotation",
+    "gpu_user_annotation",
+    "cpu_op",
+    "python_function",
+    "cuda_runtime",
+    "cuda_driver",
+    "kernel",
+    "gpu_memcpy",
+    "gpu_memset",
+    "other",
+)
 CAT = {name: code for code, name in enumerate(CATEGORIES)}
 OTHER = CAT["other"]
 #: Device activity: runs on a GPU stream, linked to its launch by a correlation id.
@@ -62,13 +72,41 @@ BLOCK_BYTES = 1 << 20
 _SEPARATORS = (b"},\n", b"},\r\n", b"}, {", b"},{")
 _ARRAY_START = re.compile(rb'"traceEvents"\s*:\s*\[')
 #: The phases of the Chrome trace event format.
-_PHASES = ("B", "E", "X", "i", "I", "C", "b", "n", "e", "S", "T", "p", "F", "s", "t", "f", "P", "N", "O", "D",
-           "M", "V", "v", "R", "c", "(", ")")
+_PHASES = (
+    "B",
+    "E",
+    "X",
+    "i",
+    "I",
+    "C",
+    "b",
+    "n",
+    "e",
+    "S",
+    "T",
+    "p",
+    "F",
+    "s",
+    "t",
+    "f",
+    "P",
+    "N",
+    "O",
+    "D",
+    "M",
+    "V",
+    "v",
+    "R",
+    "c",
+    "(",
+    ")",
+)
 _EVENT_INDEX = re.compile(r"\$(?:\.traceEvents)?\[(\d+)\]")
 _BYTE_OFFSET = re.compile(r"\(byte (\d+)\)")
 
 
 # -- what is decoded -------------------------------------------------------------------------
+
 
 class _Args(msgspec.Struct, frozen=True, gc=False):
     correlation: int | None = -1
@@ -158,8 +196,11 @@ class _Pass:
     def __init__(self, struct: type[msgspec.Struct], lenient: type[msgspec.Struct]):
         self.struct, self.lenient = struct, lenient
         self.phase = struct.__struct_config__.tag
-        skipped = tuple(msgspec.defstruct(f"_Skip{i}", [], tag=phase, tag_field="ph", gc=False)
-                        for i, phase in enumerate(_PHASES) if phase != self.phase)
+        skipped = tuple(
+            msgspec.defstruct(f"_Skip{i}", [], tag=phase, tag_field="ph", gc=False)
+            for i, phase in enumerate(_PHASES)
+            if phase != self.phase
+        )
         event = Union[(struct, *skipped)]
         self.chunk = msgspec.json.Decoder(list[event])
         self.whole = msgspec.json.Decoder(_file_struct(event))
@@ -185,6 +226,7 @@ _HEAD_DECODER = msgspec.json.Decoder(_Head)
 
 
 # -- the columns -----------------------------------------------------------------------------
+
 
 @dataclass
 class Events:
@@ -240,8 +282,9 @@ class Events:
         columns = _StackColumns()
         with _gc_paused():
             _scan(self.path, _STACK_PASS, columns.add)
-        return {key: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-                for key, parts in columns.parts.items()}
+        return {
+            key: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64) for key, parts in columns.parts.items()
+        }
 
     @functools.cached_property
     def flows(self) -> dict[str, np.ndarray]:
@@ -250,9 +293,11 @@ class Events:
         flows = _Flows(self.thread_codes)
         with _gc_paused():
             _scan(self.path, _FLOW_PASS, flows.add)
-        return {"thread": np.array(flows.thread, dtype=np.int32),
-                "ts": _ns(np.array(flows.ts, dtype=np.float64), self.base_ns),
-                "id": np.array(flows.id, dtype=np.int64)}
+        return {
+            "thread": np.array(flows.thread, dtype=np.int32),
+            "ts": _ns(np.array(flows.ts, dtype=np.float64), self.base_ns),
+            "id": np.array(flows.id, dtype=np.int64),
+        }
 
 
 def read_events(path: str | Path) -> Events:
@@ -319,8 +364,9 @@ class _Keys(dict):
     def __missing__(self, key: tuple) -> int:
         code = self[key] = len(self)
         if code == len(self.cat):
-            self.cat, self.name, self.thread, self.pid = (np.concatenate([a, np.zeros_like(a)]) for a in
-                                                          (self.cat, self.name, self.thread, self.pid))
+            self.cat, self.name, self.thread, self.pid = (
+                np.concatenate([a, np.zeros_like(a)]) for a in (self.cat, self.name, self.thread, self.pid)
+            )
         cat, name, pid, tid = key
         self.cat[code] = self.categories[cat]
         self.name[code] = self.names[name]
@@ -363,16 +409,31 @@ class _Columns:
     def events(self, path: Path, scanned: _Scanned) -> Events:
         """The whole file's columns."""
         dtypes = {"key": np.int32, "ts": np.float64, "dur": np.float64}
-        column = {name: np.concatenate(parts) if parts else np.zeros(0, dtype=dtypes.get(name, np.int64))
-                  for name, parts in self.parts.items()}
+        column = {
+            name: np.concatenate(parts) if parts else np.zeros(0, dtype=dtypes.get(name, np.int64))
+            for name, parts in self.parts.items()
+        }
         keys, key = self.keys, column.pop("key")
         start = _ns(column.pop("ts"), scanned.base_ns)
         end = start + np.round(column.pop("dur") * 1000).astype(np.int64)
-        return Events(path=path, cat=keys.cat[key], name=keys.name[key], names=list(keys.names),
-                      thread=keys.thread[key], pid=keys.pid[key], start=start, end=end, comms=self.comms,
-                      distributed=scanned.distributed, base_ns=scanned.base_ns, host=scanned.host,
-                      size=scanned.size, counts={"events": scanned.events}, thread_codes=dict(keys.threads),
-                      **column)
+        return Events(
+            path=path,
+            cat=keys.cat[key],
+            name=keys.name[key],
+            names=list(keys.names),
+            thread=keys.thread[key],
+            pid=keys.pid[key],
+            start=start,
+            end=end,
+            comms=self.comms,
+            distributed=scanned.distributed,
+            base_ns=scanned.base_ns,
+            host=scanned.host,
+            size=scanned.size,
+            counts={"events": scanned.events},
+            thread_codes=dict(keys.threads),
+            **column,
+        )
 
 
 class _StackColumns:
@@ -439,6 +500,7 @@ def _int_or(value, default: int = -1) -> int:
 
 # -- the pass over a file --------------------------------------------------------------------
 
+
 @dataclass
 class _Scanned:
     """What a pass found besides the events: the top-level fields, the count of events of every phase
@@ -477,7 +539,7 @@ def _scan(path: Path, spec: _Pass, sink: Callable[[list], None]) -> _Scanned:
             buf += block
             found = _ARRAY_START.search(buf, searched)
             if found is not None:
-                head = _decode_head(buf[:found.start()] + b'"traceEvents":[]}')
+                head = _decode_head(buf[: found.start()] + b'"traceEvents":[]}')
                 if head is not None:
                     scanned.take(head)
                     pos, prefix = found.end(), b'{"traceEvents":['
@@ -503,8 +565,9 @@ def _scan(path: Path, spec: _Pass, sink: Callable[[list], None]) -> _Scanned:
             origin, pos = origin + pos, 0
         for block in blocks:
             buf += block
-        rest = _decode_rest(path, spec, b"".join((prefix, memoryview(buf)[pos:])), scanned.events,
-                            origin + pos - len(prefix))
+        rest = _decode_rest(
+            path, spec, b"".join((prefix, memoryview(buf)[pos:])), scanned.events, origin + pos - len(prefix)
+        )
         scanned.take(rest)
         sink(spec.select(rest.traceEvents))
         scanned.events += len(rest.traceEvents)

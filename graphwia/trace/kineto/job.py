@@ -19,21 +19,21 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import current_process, get_context
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from graphwia import optypes as T
 from graphwia.errors import ArgumentError, TraceError, UsageError
+from graphwia.trace.files import RANK_SUFFIXES
 from graphwia.trace.kineto.classify import OpMapping
 from graphwia.trace.kineto.clocks import ClockReport, estimate_offsets
 from graphwia.trace.kineto.ranks import RankOps, read_rank
 from graphwia.trace.kineto.spans import SOURCES
-from graphwia.trace.files import RANK_SUFFIXES
 from graphwia.trace.kineto.topology import Layout, Topology, resolve
 from graphwia.trace.optable import Trace
 from graphwia.trace.steps import format_ranges
@@ -73,36 +73,46 @@ class ImportReport:
     def lines(self) -> list[str]:
         """A short human-readable account of the import."""
         t = self.topology
-        out = [f"read {self.files} rank trace(s) from {self.source}: {self.bytes / 1e6:.1f} MB, "
-               f"{self.events} events in {self.seconds.get('read', 0):.2f} s",
-               f"ops found by: {', '.join(f'{k} ({v} rank(s))' for k, v in self.method.items())}",
-               f"layout from {t.source}: dp {t.dp} x pp {t.pp} x tp {t.tp}"
-               + (f" x cp {t.cp}" if t.cp > 1 else "") + f" = {t.world} ranks; "
-               f"{len(t.workers)} traced worker(s)"
-               + (f", ignored TP/CP peer rank(s) {format_ranges(t.ignored)}" if t.ignored else ""),
-               f"steps {format_ranges(self.steps)}"
-               + (f"; dropped {len(self.dropped_steps)}: " + "; ".join(f"{s} ({why})" for s, why in
-                                                                      self.dropped_steps.items())
-                  if self.dropped_steps else ""),
-               f"{sum(self.ops.values())} op instances: "
-               + ", ".join(f"{name} {n}" for name, n in self.ops.items()),
-               "op spans from " + ", ".join(f"{k} {v}" for k, v in self.sources.items())
-               + (f"; {self.outside_steps} op range(s) outside every ProfilerStep left out"
-                  if self.outside_steps else "")]
+        out = [
+            f"read {self.files} rank trace(s) from {self.source}: {self.bytes / 1e6:.1f} MB, "
+            f"{self.events} events in {self.seconds.get('read', 0):.2f} s",
+            f"ops found by: {', '.join(f'{k} ({v} rank(s))' for k, v in self.method.items())}",
+            f"layout from {t.source}: dp {t.dp} x pp {t.pp} x tp {t.tp}"
+            + (f" x cp {t.cp}" if t.cp > 1 else "")
+            + f" = {t.world} ranks; "
+            f"{len(t.workers)} traced worker(s)"
+            + (f", ignored TP/CP peer rank(s) {format_ranges(t.ignored)}" if t.ignored else ""),
+            f"steps {format_ranges(self.steps)}"
+            + (
+                f"; dropped {len(self.dropped_steps)}: "
+                + "; ".join(f"{s} ({why})" for s, why in self.dropped_steps.items())
+                if self.dropped_steps
+                else ""
+            ),
+            f"{sum(self.ops.values())} op instances: " + ", ".join(f"{name} {n}" for name, n in self.ops.items()),
+            "op spans from "
+            + ", ".join(f"{k} {v}" for k, v in self.sources.items())
+            + (f"; {self.outside_steps} op range(s) outside every ProfilerStep left out" if self.outside_steps else ""),
+        ]
         if self.nccl_kernels:
             out.append("NCCL kernels: " + ", ".join(f"{k} {v}" for k, v in sorted(self.nccl_kernels.items())))
         if self.groups:
-            out.append("collectives (record_param_comms): "
-                       + "; ".join(f"{k}: {', '.join(v)}" for k, v in self.groups.items()))
+            out.append(
+                "collectives (record_param_comms): " + "; ".join(f"{k}: {', '.join(v)}" for k, v in self.groups.items())
+            )
         c = self.clocks
         if len(c.offsets) > 1:
             shifts = ", ".join(f"{h or '?'} {v / 1e6:+.3f} ms" for h, v in c.offsets.items())
-            out.append(f"clocks of {len(c.offsets)} hosts: {c.pairs} p2p pairs, {c.violations_before} with the recv "
-                       f"ending before its send started (worst {c.worst_before_ns / 1e6:.3f} ms); offsets applied: "
-                       f"{shifts}; {c.violations_after} violation(s) left")
+            out.append(
+                f"clocks of {len(c.offsets)} hosts: {c.pairs} p2p pairs, {c.violations_before} with the recv "
+                f"ending before its send started (worst {c.worst_before_ns / 1e6:.3f} ms); offsets applied: "
+                f"{shifts}; {c.violations_after} violation(s) left"
+            )
         else:
-            out.append(f"one host: no clock offset applied ({c.pairs} p2p pairs, {c.violations_before} with the "
-                       f"recv ending before its send started)")
+            out.append(
+                f"one host: no clock offset applied ({c.pairs} p2p pairs, {c.violations_before} with the "
+                f"recv ending before its send started)"
+            )
         return out
 
 
@@ -124,10 +134,16 @@ def find_rank_files(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
     return sorted(dict.fromkeys(files))
 
 
-def import_kineto(inputs: str | Path | Sequence[str | Path], *, name: str | None = None,
-                  mapping: OpMapping | None = None, layout: Layout | None = None, workers: int | None = None,
-                  scheduler: str | None = None,
-                  progress: Callable[[str], None] | None = None) -> tuple[Trace, ImportReport]:
+def import_kineto(
+    inputs: str | Path | Sequence[str | Path],
+    *,
+    name: str | None = None,
+    mapping: OpMapping | None = None,
+    layout: Layout | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Trace, ImportReport]:
     """Import a job from its ranks' PyTorch profiler traces: the validated trace and the report.
 
     Parameters
@@ -149,8 +165,9 @@ def import_kineto(inputs: str | Path | Sequence[str | Path], *, name: str | None
     """
     say = progress or (lambda label: None)
     files = find_rank_files(inputs)
-    where = str(inputs if isinstance(inputs, (str, Path)) else (inputs[0] if len(inputs) == 1 else
-                                                                 Path(files[0]).parent))
+    where = str(
+        inputs if isinstance(inputs, (str, Path)) else (inputs[0] if len(inputs) == 1 else Path(files[0]).parent)
+    )
     name = name or _default_name(inputs, files)
     clock = time.perf_counter()
     ranks = list(_read_all(files, mapping, workers, scheduler, say))
@@ -215,28 +232,47 @@ def _assemble(ranks: list[RankOps], topology: Topology, name: str, where: str) -
     vpp = _check_chunks(ops, where)
     hosts = sorted({r.info.host for r in kept})
     host_of = {r.info.rank: hosts.index(r.info.host) for r in kept}
-    ops["host"] = np.array([host_of[int(r)] for r in ops["rank"]], dtype=np.int64) if len(hosts) > 1 \
+    ops["host"] = (
+        np.array([host_of[int(r)] for r in ops["rank"]], dtype=np.int64)
+        if len(hosts) > 1
         else np.zeros(len(ops["rank"]), dtype=np.int64)
+    )
     reference = host_of[min(host_of)]
     clocks = estimate_offsets(ops, hosts, reference, topology.pp, vpp)
     shift = np.array([clocks.offsets[h] for h in hosts], dtype=np.int64)[ops["host"]]
     ops["start"], ops["end"] = ops["start"] + shift, ops["end"] + shift
     columns, origin = _op_table(ops, topology, vpp)
-    meta = {"trial_name": name, "run_id": 0, "dp_size": topology.dp, "pp_size": topology.pp,
-            "tp_size": topology.tp, "dsp_size": topology.cp, "vpp_size": vpp, "world_size": topology.world}
+    meta = {
+        "trial_name": name,
+        "run_id": 0,
+        "dp_size": topology.dp,
+        "pp_size": topology.pp,
+        "tp_size": topology.tp,
+        "dsp_size": topology.cp,
+        "vpp_size": vpp,
+        "world_size": topology.world,
+    }
     trace = Trace.from_columns(Table(columns, {"optype": T.ALL_OPTYPES}), meta, source=where)
     codes, counts = np.unique(ops["optype"], return_counts=True)
     sources, source_counts = np.unique(ops["source"], return_counts=True)
     report = ImportReport(
-        source=where, files=len(ranks), bytes=sum(r.counts["bytes"] for r in ranks),
-        events=sum(r.counts["events"] for r in ranks), method=_count(r.method for r in ranks),
-        topology=topology, steps=[int(s) for s in np.unique(ops["step"])], dropped_steps=dropped,
+        source=where,
+        files=len(ranks),
+        bytes=sum(r.counts["bytes"] for r in ranks),
+        events=sum(r.counts["events"] for r in ranks),
+        method=_count(r.method for r in ranks),
+        topology=topology,
+        steps=[int(s) for s in np.unique(ops["step"])],
+        dropped_steps=dropped,
         ops={T.ALL_OPTYPES[c]: int(n) for c, n in zip(codes, counts)},
         sources={SOURCES[c]: int(n) for c, n in zip(sources, source_counts)},
         outside_steps=sum(r.counts["outside_steps"] for r in kept),
         nccl_kernels=_sum_dicts(r.counts["nccl_kernels"] for r in kept),
         record_param_comms=sum(r.counts["record_param_comms"] for r in kept),
-        groups=_merge_groups(r.counts.get("groups", {}) for r in kept), clocks=clocks, origin_ns=origin)
+        groups=_merge_groups(r.counts.get("groups", {}) for r in kept),
+        clocks=clocks,
+        origin_ns=origin,
+    )
     return trace, report
 
 
@@ -247,8 +283,12 @@ def _concatenate(ranks: list[RankOps], topology: Topology) -> dict[str, np.ndarr
     n = [len(r.optype) for r in ranks]
     rank = np.repeat([r.info.rank for r in ranks], n).astype(np.int64)
     worker = np.array([topology.workers[r.info.rank] for r in ranks], dtype=np.int64).reshape(-1, 2)
-    return {"rank": rank, "dp_rank": np.repeat(worker[:, 0], n), "stage": np.repeat(worker[:, 1], n),
-            **{attr: column(attr) for attr in ("optype", "mb", "chunk", "step", "start", "end", "source")}}
+    return {
+        "rank": rank,
+        "dp_rank": np.repeat(worker[:, 0], n),
+        "stage": np.repeat(worker[:, 1], n),
+        **{attr: column(attr) for attr in ("optype", "mb", "chunk", "step", "start", "end", "source")},
+    }
 
 
 def _common_steps(ranks: list[RankOps]) -> np.ndarray:
@@ -268,7 +308,7 @@ def _complete_steps(ops: dict, topology: Topology, where: str) -> tuple[dict, di
     bad = np.zeros(len(steps), dtype=bool)
     why: dict[int, str] = {}
     for stage in range(topology.pp):
-        block = counts[stage * topology.dp:(stage + 1) * topology.dp]  # (dp, steps, optypes)
+        block = counts[stage * topology.dp : (stage + 1) * topology.dp]  # (dp, steps, optypes)
         rows = block.reshape(-1, block.shape[-1])
         vectors, inverse, n = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
         usual = vectors[np.argmax(n)]
@@ -277,13 +317,17 @@ def _complete_steps(ops: dict, topology: Topology, where: str) -> tuple[dict, di
             d = int(np.argmax(off[:, s]))
             code = int(np.argmax(block[d, s] != usual))
             rank = _rank_of(ops, d, stage)
-            why[int(steps[s])] = (f"rank {rank} (dp_rank {d}, stage {stage}) has {block[d, s, code]} "
-                                  f"{T.ALL_OPTYPES[code]} op(s), its stage usually {usual[code]}")
+            why[int(steps[s])] = (
+                f"rank {rank} (dp_rank {d}, stage {stage}) has {block[d, s, code]} "
+                f"{T.ALL_OPTYPES[code]} op(s), its stage usually {usual[code]}"
+            )
         bad |= off.any(axis=0)
     if bad.all():
         first = next(iter(why.items()))
-        raise TraceError(f"{where}: no step in which every worker ran the same ops as its stage's others; "
-                         f"step {first[0]}: {first[1]}")
+        raise TraceError(
+            f"{where}: no step in which every worker ran the same ops as its stage's others; "
+            f"step {first[0]}: {first[1]}"
+        )
     keep = ~bad[step_index]
     return {k: v[keep] for k, v in ops.items()}, why
 
@@ -296,9 +340,11 @@ def _check_required(ops: dict, topology: Topology, where: str) -> None:
         have[ops["stage"][mine], ops["dp_rank"][mine]] = True
         if not have.all():
             stage, dp_rank = (int(v[0]) for v in np.nonzero(~have))
-            raise TraceError(f"{where}: no {optype} op on rank {_rank_of(ops, dp_rank, stage)} (dp_rank {dp_rank}, "
-                             f"stage {stage}): every worker needs forward-compute and backward-compute ops "
-                             f"(annotate them, or map their names with --map)")
+            raise TraceError(
+                f"{where}: no {optype} op on rank {_rank_of(ops, dp_rank, stage)} (dp_rank {dp_rank}, "
+                f"stage {stage}): every worker needs forward-compute and backward-compute ops "
+                f"(annotate them, or map their names with --map)"
+            )
 
 
 def _rank_of(ops: dict, dp_rank: int, stage: int) -> int | str:
@@ -314,9 +360,11 @@ def _check_chunks(ops: dict, where: str) -> int:
         lacking = np.isin(ops["optype"], list(_COMPUTE)) & (chunk < 0)
         if lacking.any():
             i = int(np.argmax(lacking))
-            raise TraceError(f"{where}: rank {ops['rank'][i]} step {ops['step'][i]}: a "
-                             f"{T.ALL_OPTYPES[ops['optype'][i]]} names no chunk= while other ops name chunks up to "
-                             f"{vpp - 1}; with virtual pipeline stages every compute op needs its chunk")
+            raise TraceError(
+                f"{where}: rank {ops['rank'][i]} step {ops['step'][i]}: a "
+                f"{T.ALL_OPTYPES[ops['optype'][i]]} names no chunk= while other ops name chunks up to "
+                f"{vpp - 1}; with virtual pipeline stages every compute op needs its chunk"
+            )
     return vpp
 
 
@@ -337,10 +385,17 @@ def _op_table(ops: dict, topology: Topology, vpp: int) -> tuple[dict[str, np.nda
     mb = np.where(compute & (mb < 0), seq, mb)
     origin = int(ops["start"].min())
     columns = {
-        "dp_rank": ops["dp_rank"], "stage": ops["stage"], "rank": ops["rank"], "step": ops["step"],
+        "dp_rank": ops["dp_rank"],
+        "stage": ops["stage"],
+        "rank": ops["rank"],
+        "step": ops["step"],
         "optype": optype,
-        "start_ts": (ops["start"] - origin) / 1e9, "duration": (ops["end"] - ops["start"]) / 1e9,
-        "seq_id": seq, "mc": mc, "gmc": gmc, "mb_id": mb,
+        "start_ts": (ops["start"] - origin) / 1e9,
+        "duration": (ops["end"] - ops["start"]) / 1e9,
+        "seq_id": seq,
+        "mc": mc,
+        "gmc": gmc,
+        "mb_id": mb,
     }
     return columns, origin
 

@@ -62,29 +62,47 @@ def read_rank(path: str | Path, *, mapping: OpMapping | None = None) -> RankOps:
     info = rank_info(path, events.distributed, events.host)
     steps = profiler_steps(events)
     if not len(steps[0]):
-        raise TraceError(f"{path}: no ProfilerStep#N ranges, so no training steps (profile with a "
-                         f"torch.profiler schedule and call prof.step() once per step)")
+        raise TraceError(
+            f"{path}: no ProfilerStep#N ranges, so no training steps (profile with a "
+            f"torch.profiler schedule and call prof.step() once per step)"
+        )
     found = _annotated(events, mapping)
     if found is None:
         from graphwia.trace.kineto.stacks import infer_from_stacks
 
         if not (events.cat == CAT["python_function"]).any():
-            raise TraceError(f"{path}: no op annotations (record_function ranges named like 'forward-compute "
-                             f"mb=0', see graphwia.record) and no Python stacks to infer ops from (with_stack=True); "
-                             f"annotate the training loop or pass a mapping file (--map)")
+            raise TraceError(
+                f"{path}: no op annotations (record_function ranges named like 'forward-compute "
+                f"mb=0', see graphwia.record) and no Python stacks to infer ops from (with_stack=True); "
+                f"annotate the training loop or pass a mapping file (--map)"
+            )
         found = infer_from_stacks(events, steps)
     step = step_of(steps, found.cpu_start)
     inside = step >= 0
     _, nccl = nccl_names(events)
     counts = {
-        "bytes": events.size, "events": events.counts["events"], "ops": int(inside.sum()),
+        "bytes": events.size,
+        "events": events.counts["events"],
+        "ops": int(inside.sum()),
         "outside_steps": int((~inside).sum()),
         "sources": {SOURCES[code]: int(n) for code, n in zip(*np.unique(found.source[inside], return_counts=True))},
-        "nccl_kernels": nccl, "record_param_comms": len(events.comms), **found.detail,
+        "nccl_kernels": nccl,
+        "record_param_comms": len(events.comms),
+        **found.detail,
     }
-    return RankOps(info=info, steps=np.unique(steps[0]), optype=found.optype[inside], mb=found.mb[inside],
-                   chunk=found.chunk[inside], step=step[inside], start=found.start[inside], end=found.end[inside],
-                   source=found.source[inside], method=found.method, counts=counts)
+    return RankOps(
+        info=info,
+        steps=np.unique(steps[0]),
+        optype=found.optype[inside],
+        mb=found.mb[inside],
+        chunk=found.chunk[inside],
+        step=step[inside],
+        start=found.start[inside],
+        end=found.end[inside],
+        source=found.source[inside],
+        method=found.method,
+        counts=counts,
+    )
 
 
 def _annotated(events: Events, mapping: OpMapping | None) -> FoundOps | None:
@@ -94,11 +112,24 @@ def _annotated(events: Events, mapping: OpMapping | None) -> FoundOps | None:
     if not len(rows):
         return None
     start, end, source = op_spans(events, rows, classified.optype)
-    method = "annotations" if not classified.by_rule["mapping"] else "mapping file + annotations" \
-        if classified.by_rule["convention"] else "mapping file"
-    return FoundOps(optype=classified.optype, mb=classified.mb, chunk=classified.chunk, start=start, end=end,
-                    cpu_start=events.start[rows], source=source, method=method,
-                    detail={"groups": _comm_groups(events, rows, classified.optype)})
+    method = (
+        "annotations"
+        if not classified.by_rule["mapping"]
+        else "mapping file + annotations"
+        if classified.by_rule["convention"]
+        else "mapping file"
+    )
+    return FoundOps(
+        optype=classified.optype,
+        mb=classified.mb,
+        chunk=classified.chunk,
+        start=start,
+        end=end,
+        cpu_start=events.start[rows],
+        source=source,
+        method=method,
+        detail={"groups": _comm_groups(events, rows, classified.optype)},
+    )
 
 
 def _comm_groups(events: Events, rows: np.ndarray, optype: np.ndarray) -> dict[str, list[str]]:

@@ -80,7 +80,7 @@ def op_spans(events: Events, rows: np.ndarray, optype: np.ndarray) -> tuple[np.n
     return start, end, source
 
 
-def _from_launches(events: Events, launches: "_Launches", rows, cpu_rows, optype, start, end) -> np.ndarray:
+def _from_launches(events: Events, launches: _Launches, rows, cpu_rows, optype, start, end) -> np.ndarray:
     """Fill start/end of the CPU-range ops at ``cpu_rows`` from their launches; True where found."""
     op_rows = rows[cpu_rows]
     thread, pid = events.thread[op_rows], events.pid[op_rows]
@@ -124,12 +124,11 @@ class _Launches:
         self.is_nccl = linked & nccl[events.name[kernel]]
         self.ts = events.start[self.rows]
 
-    def view(self, group: np.ndarray, keep: np.ndarray | None = None) -> "_LaunchView":
+    def view(self, group: np.ndarray, keep: np.ndarray | None = None) -> _LaunchView:
         """Launches (those with ``keep``) grouped by ``group`` (one value per launch), by time in a group."""
         index = np.arange(len(self.rows)) if keep is None else np.flatnonzero(keep)
         index = index[np.lexsort((self.ts[index], group[index]))]
-        return _LaunchView(group[index], self.ts[index], self.k_start[index], self.k_end[index],
-                           self.is_nccl[index])
+        return _LaunchView(group[index], self.ts[index], self.k_start[index], self.k_end[index], self.is_nccl[index])
 
 
 class _LaunchView:
@@ -178,7 +177,7 @@ def _device_correlations(events: Events, device: np.ndarray) -> np.ndarray:
         order = mine[np.argsort(events.start[device[mine]], kind="stable")]
         flow = np.flatnonzero(flows["thread"] == thread)
         at = np.searchsorted(events.start[device[order]], flows["ts"][flow], side="right") - 1
-        ok = (at >= 0)
+        ok = at >= 0
         ok[ok] = events.end[device[order[at[ok]]]] >= flows["ts"][flow[ok]]
         corr[order[at[ok]]] = flows["id"][flow[ok]]
     return corr

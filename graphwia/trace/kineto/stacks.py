@@ -43,36 +43,56 @@ if TYPE_CHECKING:  # pragma: no cover
 _FORWARD = re.compile(r"nn\.Module: .*")
 _BACKWARD = re.compile(r"torch/(?:_tensor\.py|autograd/__init__\.py)\(\d+\): backward")
 _P2P = re.compile(r"torch/distributed/distributed_c10d\.py\(\d+\): (i?send|i?recv)")
-_COLLECTIVE = re.compile(r"torch/distributed/distributed_c10d\.py\(\d+\): "
-                         r"(all_reduce|_?all_gather(?:_into_tensor|_base)?|_?reduce_scatter(?:_tensor|_base)?)")
+_COLLECTIVE = re.compile(
+    r"torch/distributed/distributed_c10d\.py\(\d+\): "
+    r"(all_reduce|_?all_gather(?:_into_tensor|_base)?|_?reduce_scatter(?:_tensor|_base)?)"
+)
 _OPTIMIZER = re.compile(r"Optimizer\.step#.*")
 #: Words in enclosing frames that name an all-reduce, and process-group descriptions that do.
-_FRAME_ROLES = ((re.compile(r"clip", re.I), T.CLIP), (re.compile(r"embedding", re.I), T.EMBEDDING),
-                (re.compile(r"layer_?norm", re.I), T.LAYERNORM))
-_GROUP_ROLES = {"DATA_PARALLEL_GROUP": T.GRADS_REDUCE_SCATTER, "DATA_PARALLEL_GROUP_WITH_CP": T.GRADS_REDUCE_SCATTER,
-                "EMBEDDING_GROUP": T.EMBEDDING, "TENSOR_MODEL_PARALLEL_GROUP": T.LAYERNORM,
-                "MODEL_PARALLEL_GROUP": T.CLIP, "default_pg": T.CLIP}
+_FRAME_ROLES = (
+    (re.compile(r"clip", re.I), T.CLIP),
+    (re.compile(r"embedding", re.I), T.EMBEDDING),
+    (re.compile(r"layer_?norm", re.I), T.LAYERNORM),
+)
+_GROUP_ROLES = {
+    "DATA_PARALLEL_GROUP": T.GRADS_REDUCE_SCATTER,
+    "DATA_PARALLEL_GROUP_WITH_CP": T.GRADS_REDUCE_SCATTER,
+    "EMBEDDING_GROUP": T.EMBEDDING,
+    "TENSOR_MODEL_PARALLEL_GROUP": T.LAYERNORM,
+    "MODEL_PARALLEL_GROUP": T.CLIP,
+    "default_pg": T.CLIP,
+}
 _MAX_DEPTH = 256
 _KINDS = ("forward", "backward", "send", "recv", "collective", "optimizer")
 
 
-def infer_from_stacks(events: Events, steps) -> "FoundOps":
+def infer_from_stacks(events: Events, steps) -> FoundOps:
     """The ops of an unannotated trace (see module docstring); a TraceError when roles cannot be told."""
     from graphwia.trace.kineto.ranks import FoundOps
 
     frames = _Frames(events, steps)
     seeds, kinds, roles = frames.seeds()
     if not len(seeds):
-        raise TraceError(f"{events.path}: annotation missing: no op annotations, and the Python stacks show no "
-                         f"module forward, backward or torch.distributed call inside a ProfilerStep")
+        raise TraceError(
+            f"{events.path}: annotation missing: no op annotations, and the Python stacks show no "
+            f"module forward, backward or torch.distributed call inside a ProfilerStep"
+        )
     rows = frames.grow(seeds)
     order = np.argsort(events.start[rows], kind="stable")
     rows, kinds, roles, seeds = rows[order], kinds[order], roles[order], seeds[order]
     step = step_of(steps, events.start[seeds])
     optype, mb = _roles_and_microbatches(events, frames, rows, kinds, roles, step)
     start, end, source = op_spans(events, rows, optype)
-    return FoundOps(optype=optype, mb=mb, chunk=np.full(len(rows), -1, dtype=np.int32), start=start, end=end,
-                    cpu_start=events.start[seeds], source=source, method="python stacks (best effort)")
+    return FoundOps(
+        optype=optype,
+        mb=mb,
+        chunk=np.full(len(rows), -1, dtype=np.int32),
+        start=start,
+        end=end,
+        cpu_start=events.start[seeds],
+        source=source,
+        method="python stacks (best effort)",
+    )
 
 
 class _Frames:
@@ -92,8 +112,9 @@ class _Frames:
         by_id = {int(i): k for k, i in enumerate(ids.tolist()) if i >= 0}
         self.position = np.full(len(events), -1, dtype=np.int64)  # event row → index into self.python
         self.position[self.python] = np.arange(len(self.python))
-        self.parent = np.array([by_id.get(int(p), -1) for p in events.python_parent[self.python].tolist()],
-                               dtype=np.int64)
+        self.parent = np.array(
+            [by_id.get(int(p), -1) for p in events.python_parent[self.python].tolist()], dtype=np.int64
+        )
 
     def _matching(self, pattern: re.Pattern, rows: np.ndarray) -> np.ndarray:
         names = self.events.names
@@ -126,7 +147,7 @@ class _Frames:
         kinds = np.repeat(np.arange(len(_KINDS)), [len(g) for g in groups])
         roles = np.array([""] * len(seeds), dtype=object)
         at = len(seeds) - len(optimizer) - len(collective)
-        roles[at:at + len(collective)] = [self._collective_role(row) for row in collective]
+        roles[at : at + len(collective)] = [self._collective_role(row) for row in collective]
         return seeds, kinds, roles
 
     def _collective_role(self, row: int) -> str:
@@ -158,8 +179,9 @@ class _Frames:
         seed_start = np.sort(start[seeds])
         holds = np.searchsorted(seed_start, f_end, side="right") - np.searchsorted(seed_start, f_start, side="left")
         # the seed's own frame; for an annotation, the innermost frame around it
-        frame = np.where(self.position[seeds] >= 0, self.position[seeds],
-                         np.searchsorted(f_start, start[seeds], side="right") - 1)
+        frame = np.where(
+            self.position[seeds] >= 0, self.position[seeds], np.searchsorted(f_start, start[seeds], side="right") - 1
+        )
         for _ in range(_MAX_DEPTH):
             outside = (frame >= 0) & (f_end[np.maximum(frame, 0)] < end[seeds])
             if not outside.any():
@@ -195,18 +217,22 @@ def _roles_and_microbatches(events: Events, frames: _Frames, rows, kinds, roles,
             is_send = kinds[i] == 2
             neighbour = compute[compute < i][-1:] if is_send else compute[compute > i][:1]
             if not len(neighbour):
-                raise TraceError(f"{events.path}: annotation missing: a {'send' if is_send else 'recv'} in step {s} "
-                                 f"has no compute {'before' if is_send else 'after'} it to tell its direction; "
-                                 f"annotate p2p ops (forward-send, backward-recv, ...)")
+                raise TraceError(
+                    f"{events.path}: annotation missing: a {'send' if is_send else 'recv'} in step {s} "
+                    f"has no compute {'before' if is_send else 'after'} it to tell its direction; "
+                    f"annotate p2p ops (forward-send, backward-recv, ...)"
+                )
             direction = "forward" if forward[neighbour[0]] else "backward"
             optype[i] = code[f"{direction}-{'send' if is_send else 'recv'}"]
             mb[i] = mb[neighbour[0]]
         coll = mine[kinds[mine] == 4]
         unnamed = coll[roles[coll] == ""]
         if len(unnamed) > 1:
-            raise TraceError(f"{events.path}: annotation missing: step {s} has {len(unnamed)} all_reduce calls that "
-                             f"no process group, frame name or annotation tells apart (DP gradients, clip, ...); "
-                             f"annotate them (grads-reduce-scatter, optimizer-clip-main-grad, see graphwia.record)")
+            raise TraceError(
+                f"{events.path}: annotation missing: step {s} has {len(unnamed)} all_reduce calls that "
+                f"no process group, frame name or annotation tells apart (DP gradients, clip, ...); "
+                f"annotate them (grads-reduce-scatter, optimizer-clip-main-grad, see graphwia.record)"
+            )
         for i in coll:
             optype[i] = code[roles[i] or T.GRADS_REDUCE_SCATTER]
     return optype, mb

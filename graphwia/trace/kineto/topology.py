@@ -23,8 +23,12 @@ __all__ = ["DEFAULT_ORDER", "DIMENSIONS", "GROUP_DESC", "Layout", "RankInfo", "T
 
 DIMENSIONS = ("tp", "cp", "ep", "dp", "pp")
 DEFAULT_ORDER = "tp-cp-ep-dp-pp"
-GROUP_DESC = {"dp": "DATA_PARALLEL_GROUP", "pp": "PIPELINE_MODEL_PARALLEL_GROUP",
-              "tp": "TENSOR_MODEL_PARALLEL_GROUP", "cp": "CONTEXT_PARALLEL_GROUP"}
+GROUP_DESC = {
+    "dp": "DATA_PARALLEL_GROUP",
+    "pp": "PIPELINE_MODEL_PARALLEL_GROUP",
+    "tp": "TENSOR_MODEL_PARALLEL_GROUP",
+    "cp": "CONTEXT_PARALLEL_GROUP",
+}
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,11 @@ class Layout:
                 raise ArgumentError(name, repr(value), "must be a positive integer")
         dims = self.order.split("-")
         if sorted(dims) != sorted(set(dims)) or not set(dims) <= set(DIMENSIONS) or not {"tp", "dp", "pp"} <= set(dims):
-            raise ArgumentError("order", repr(self.order), f"expected the dimensions tp, dp, pp (and cp, ep) once "
-                                f"each, joined by '-', e.g. {DEFAULT_ORDER}")
+            raise ArgumentError(
+                "order",
+                repr(self.order),
+                f"expected the dimensions tp, dp, pp (and cp, ep) once each, joined by '-', e.g. {DEFAULT_ORDER}",
+            )
 
     @property
     def world(self) -> int:
@@ -86,18 +93,24 @@ class Topology:
 
 def rank_info(path: Path, distributed, host: str | None) -> RankInfo:
     """Read ``distributedInfo``; a TraceError names the file when rank or world size is missing."""
-    if not isinstance(distributed, dict) or not isinstance(distributed.get("rank"), int) \
-            or not isinstance(distributed.get("world_size"), int):
-        raise TraceError(f"{path}: no distributedInfo with rank and world_size (start torch.distributed "
-                         f"before the profiler, so that the trace records them)")
+    if (
+        not isinstance(distributed, dict)
+        or not isinstance(distributed.get("rank"), int)
+        or not isinstance(distributed.get("world_size"), int)
+    ):
+        raise TraceError(
+            f"{path}: no distributedInfo with rank and world_size (start torch.distributed "
+            f"before the profiler, so that the trace records them)"
+        )
     groups = {}
     for config in distributed.get("pg_config") or []:
         if isinstance(config, dict) and isinstance(config.get("pg_desc"), str):
             ranks = _ranks(config.get("ranks"))
             if ranks is not None:
                 groups.setdefault(config["pg_desc"], ranks)
-    return RankInfo(path=path, rank=distributed["rank"], world_size=distributed["world_size"], groups=groups,
-                    host=host or "")
+    return RankInfo(
+        path=path, rank=distributed["rank"], world_size=distributed["world_size"], groups=groups, host=host or ""
+    )
 
 
 def _ranks(value) -> list[int] | None:
@@ -116,18 +129,30 @@ def resolve(infos: list[RankInfo], layout: Layout | None, where: str) -> Topolog
     """Sizes and workers of the job whose files gave ``infos``; one-line errors name the files."""
     if len(infos) == 1:
         info = infos[0]
-        raise TraceError(f"{info.path}: a single rank's trace (rank {info.rank} of {info.world_size}); graphwia "
-                         f"compares the ranks of a job: give every rank's file, or their directory")
+        raise TraceError(
+            f"{info.path}: a single rank's trace (rank {info.rank} of {info.world_size}); graphwia "
+            f"compares the ranks of a job: give every rank's file, or their directory"
+        )
     _check_one_job(infos, where)
     world = infos[0].world_size
     if layout is not None:
         if layout.world != world:
-            raise ArgumentError("layout", f"pp {layout.pp} dp {layout.dp} tp {layout.tp}",
-                                f"makes {layout.world} ranks but the traces in {where} are of a {world}-rank job")
+            raise ArgumentError(
+                "layout",
+                f"pp {layout.pp} dp {layout.dp} tp {layout.tp}",
+                f"makes {layout.world} ranks but the traces in {where} are of a {world}-rank job",
+            )
         coords = {info.rank: layout.coordinates(info.rank) for info in infos}
         workers = {rank: (c["dp"], c["pp"]) for rank, c in coords.items()}
-        topology = Topology(dp=layout.dp, pp=layout.pp, tp=layout.tp, cp=1, world=world, workers=workers,
-                            source=f"layout options (order {layout.order})")
+        topology = Topology(
+            dp=layout.dp,
+            pp=layout.pp,
+            tp=layout.tp,
+            cp=1,
+            world=world,
+            workers=workers,
+            source=f"layout options (order {layout.order})",
+        )
     else:
         topology = _from_groups(infos, world, where)
     return _one_per_worker(topology, infos, where, layout)
@@ -137,15 +162,19 @@ def _check_one_job(infos: list[RankInfo], where: str) -> None:
     first = infos[0]
     for info in infos[1:]:
         if info.world_size != first.world_size:
-            raise TraceError(f"{where}: traces of two jobs: {first.path.name} is of a {first.world_size}-rank job, "
-                             f"{info.path.name} of a {info.world_size}-rank one")
+            raise TraceError(
+                f"{where}: traces of two jobs: {first.path.name} is of a {first.world_size}-rank job, "
+                f"{info.path.name} of a {info.world_size}-rank one"
+            )
     seen: dict[int, Path] = {}
     for info in infos:
         if not 0 <= info.rank < info.world_size:
             raise TraceError(f"{info.path}: rank {info.rank} outside world_size {info.world_size}")
         if info.rank in seen:
-            raise TraceError(f"{where}: {seen[info.rank].name} and {info.path.name} are both rank {info.rank} "
-                             f"(traces of two jobs in one directory?)")
+            raise TraceError(
+                f"{where}: {seen[info.rank].name} and {info.path.name} are both rank {info.rank} "
+                f"(traces of two jobs in one directory?)"
+            )
         seen[info.rank] = info.path
 
 
@@ -153,8 +182,9 @@ def _from_groups(infos: list[RankInfo], world: int, where: str) -> Topology:
     def size(dim: str) -> int | None:
         sizes = {len(info.groups[GROUP_DESC[dim]]) for info in infos if GROUP_DESC[dim] in info.groups}
         if len(sizes) > 1:
-            raise TraceError(f"{where}: the files disagree on the size of {GROUP_DESC[dim]} ({sorted(sizes)}): "
-                             f"traces of two jobs?")
+            raise TraceError(
+                f"{where}: the files disagree on the size of {GROUP_DESC[dim]} ({sorted(sizes)}): traces of two jobs?"
+            )
         return sizes.pop() if sizes else None
 
     dp, pp, tp, cp = size("dp"), size("pp"), size("tp"), size("cp") or 1
@@ -165,13 +195,16 @@ def _from_groups(infos: list[RankInfo], world: int, where: str) -> Topology:
     if pp is None and dp is not None and dp * tp * cp == world:
         pp = 1
     if dp is None or pp is None:
-        raise UsageError(f"{where}: distributedInfo names no {GROUP_DESC['dp']} / {GROUP_DESC['pp']} groups to tell "
-                         f"which rank is which stage: pass the layout (graphwia import kineto --pp P --dp D [--tp T])")
+        raise UsageError(
+            f"{where}: distributedInfo names no {GROUP_DESC['dp']} / {GROUP_DESC['pp']} groups to tell "
+            f"which rank is which stage: pass the layout (graphwia import kineto --pp P --dp D [--tp T])"
+        )
     if dp * pp * tp * cp != world:
         tp = world // (dp * pp * cp) if world % (dp * pp * cp) == 0 else tp
         if dp * pp * tp * cp != world:
-            raise TraceError(f"{where}: groups of sizes dp {dp}, pp {pp}, tp {tp}, cp {cp} do not make the "
-                             f"world size {world}")
+            raise TraceError(
+                f"{where}: groups of sizes dp {dp}, pp {pp}, tp {tp}, cp {cp} do not make the world size {world}"
+            )
     workers = {}
     for info in infos:
         position = []
@@ -180,13 +213,14 @@ def _from_groups(infos: list[RankInfo], world: int, where: str) -> Topology:
             if ranks is None and n == 1:
                 position.append(0)
             elif ranks is None or info.rank not in ranks:
-                raise TraceError(f"{info.path}: rank {info.rank} lists no {GROUP_DESC[dim]} holding it in "
-                                 f"distributedInfo.pg_config; pass the layout options instead")
+                raise TraceError(
+                    f"{info.path}: rank {info.rank} lists no {GROUP_DESC[dim]} holding it in "
+                    f"distributedInfo.pg_config; pass the layout options instead"
+                )
             else:
                 position.append(ranks.index(info.rank))
         workers[info.rank] = (position[0], position[1])
-    return Topology(dp=dp, pp=pp, tp=tp, cp=cp, world=world, workers=workers,
-                    source="distributedInfo process groups")
+    return Topology(dp=dp, pp=pp, tp=tp, cp=cp, world=world, workers=workers, source="distributedInfo process groups")
 
 
 def _one_per_worker(topology: Topology, infos: list[RankInfo], where: str, layout: Layout | None) -> Topology:
@@ -200,8 +234,10 @@ def _one_per_worker(topology: Topology, infos: list[RankInfo], where: str, layou
         d, s = missing[0]
         expected = _expected_rank(infos, topology, layout, d, s)
         which = f"rank {expected} (dp_rank {d}, stage {s})" if expected is not None else f"dp_rank {d}, stage {s}"
-        raise TraceError(f"{where}: the trace of {which} is missing ({len(missing)} of {topology.dp * topology.pp} "
-                         f"workers have no file)")
+        raise TraceError(
+            f"{where}: the trace of {which} is missing ({len(missing)} of {topology.dp * topology.pp} "
+            f"workers have no file)"
+        )
     topology.workers = {rank: worker for worker, rank in chosen.items()}
     topology.ignored = ignored
     return topology
@@ -210,8 +246,14 @@ def _one_per_worker(topology: Topology, infos: list[RankInfo], where: str, layou
 def _expected_rank(infos: list[RankInfo], topology: Topology, layout: Layout | None, d: int, s: int) -> int | None:
     """The rank a missing worker would have: from the layout, or read from a peer's DP or PP group."""
     if layout is not None:
-        return next((r for r in range(layout.world) if layout.coordinates(r) == {
-            **layout.coordinates(r), "dp": d, "pp": s, "tp": 0}), None)
+        return next(
+            (
+                r
+                for r in range(layout.world)
+                if layout.coordinates(r) == {**layout.coordinates(r), "dp": d, "pp": s, "tp": 0}
+            ),
+            None,
+        )
     by_rank = {info.rank: info for info in infos}
     for rank, (dp_rank, stage) in topology.workers.items():
         groups = by_rank[rank].groups
