@@ -141,7 +141,8 @@ def causes_png(causes: Causes) -> bytes:
     ax.set_xlim(min(0.0, shares.min() * 1.2), max(100.0, shares.max() * 1.15))
     ax.set_xlabel("share of the slowdown explained (%)")
     ax.set_title(f"causes of the slowdown S = {causes.slowdown:.3f}", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    # Above the axes, right: inside them the box would cover the value of a long bar.
+    ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, borderaxespad=0.2)
     fig.tight_layout()
     return figure_png(fig)
 
