@@ -74,12 +74,12 @@ def summary_lines(analysis: Analysis) -> list[str]:
     for key, title in (("optype", "op types"), ("dp_rank", "DP ranks"), ("stage", "stages")):
         if key in analysis.blocking:
             top = ", ".join(f"{name} {value:.3f}" for name, value in analysis.blocking[key].top(TOP))
-            lines.append(f"  top {title:<12}{top}")
+            lines.append(f"  top {title:<16}{top}")
     if "worker" in analysis.blocking:
         top = ", ".join(
             f"(dp {dp}, stage {stage}) {value:.3f}" for (dp, stage), value in analysis.blocking["worker"].top(TOP)
         )
-        lines.append(f"  top {'workers':<12}{top}")
+        lines.append(f"  top {'workers':<16}{top}")
     if "optype" not in analysis.blocking:
         lines.append("  (S below the decomposition threshold: no attribution)")
     ranking = ", ".join(f"{c.cause} {percent(c.share)}" for c in causes.ranked) or "none found"
