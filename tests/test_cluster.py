@@ -214,6 +214,14 @@ def test_evaluator_needs_exactly_one_of_scheduler_and_workers():
         ClusterEvaluator(workers=0)
 
 
+def test_the_evaluator_works_inside_its_with_block_only():
+    evaluator = ClusterEvaluator(workers=1)  # no cluster until the block starts
+    with pytest.raises(RuntimeError, match="ClusterEvaluator.n_workers outside its 'with' block"):
+        _ = evaluator.n_workers  # was an AttributeError on None
+    with pytest.raises(RuntimeError, match="ClusterEvaluator.evaluate outside its 'with' block"):
+        evaluator.evaluate(None, None)
+
+
 def test_an_unreachable_scheduler_is_one_clear_error():
     with pytest.raises(UsageError, match="tcp://127.0.0.1:1: cannot connect to the dask scheduler"):
         connect("tcp://127.0.0.1:1")

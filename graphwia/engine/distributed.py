@@ -2,12 +2,12 @@
 
 :class:`ClusterEvaluator` evaluates a family the way
 :meth:`CompiledDag.evaluate_family <graphwia.engine.evaluate.CompiledDag.evaluate_family>`
-does, but cut into parts (:meth:`~graphwia.engine.scenarios.Swap.part`), one task
-per part. The compiled DAG (without its trace) and each family's vectors are
-sent once to every worker; a task returns the step times and spans of its
-columns, which are put back in order. Every kernel gives the same numbers for
-a column whatever batch it is in, so the result equals a local run's, number
-for number.
+does, but cut into parts (:meth:`~graphwia.engine.scenarios.Swap.part`, or that
+of any :class:`~graphwia.engine.scenarios.Divisible`), one task per part. The
+compiled DAG (without its trace) and each family's vectors are sent once to
+every worker; a task returns the step times and spans of its columns, which
+are put back in order. Every kernel gives the same numbers for a column
+whatever batch it is in, so the result equals a local run's, number for number.
 
 :func:`graphwia.utils.cluster.connect` reaches the scheduler; dask is an
 optional extra (``graphwia[fleet]``), imported only when a cluster is used.
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from graphwia.engine.scenarios import Family, parts
+from graphwia.engine.scenarios import Divisible, parts
 from graphwia.errors import ArgumentError, UsageError
 from graphwia.utils.cluster import INSTALL_HINT, connect
 
 if TYPE_CHECKING:  # pragma: no cover
-    from distributed import Client
+    from distributed import Client, LocalCluster
 
     from graphwia.engine.evaluate import CompiledDag, Simulation
 
@@ -52,7 +52,7 @@ class ClusterEvaluator:
             raise ArgumentError("workers", workers, "local workers must be at least 1")
         self.scheduler, self.workers = scheduler, workers
         self._client: Client | None = None
-        self._cluster = None
+        self._cluster: LocalCluster | None = None
         self._shipped: tuple[int, object] | None = None  # (id of the CompiledDag, its future)
 
     def __enter__(self) -> ClusterEvaluator:
@@ -76,48 +76,53 @@ class ClusterEvaluator:
             self._cluster.close()
         self._client = self._cluster = self._shipped = None
 
+    def _connected(self, what: str) -> Client:
+        if self._client is None:
+            raise RuntimeError(f"ClusterEvaluator.{what} outside its 'with' block")
+        return self._client
+
     @property
     def n_workers(self) -> int:
         """Workers of the cluster now (at least 1)."""
-        return max(1, len(self._client.scheduler_info(n_workers=-1).get("workers", {})))
+        return max(1, len(self._connected("n_workers").scheduler_info(n_workers=-1).get("workers", {})))
 
-    def evaluate(self, compiled: CompiledDag, family: Family) -> Simulation:
+    def evaluate(self, compiled: CompiledDag, family: Divisible) -> Simulation:
         """Step times and spans of every scenario of ``family`` (``start``/``end`` are not kept)."""
         from graphwia.engine.evaluate import Simulation
 
-        if self._client is None:
-            raise RuntimeError("ClusterEvaluator.evaluate outside its 'with' block")
+        client = self._connected("evaluate")
         n_workers = self.n_workers
-        dag = self._ship(compiled)
-        shared = self._client.scatter(family, broadcast=True, hash=False)
+        dag = self._ship(client, compiled)
+        shared = client.scatter(family, broadcast=True, hash=False)
         threads = max(1, (os.cpu_count() or 1) // n_workers) if self._cluster is not None else None
         tag = uuid.uuid4().hex[:8]
         futures = [
-            self._client.submit(
+            client.submit(
                 _evaluate_part, dag, shared, lo, hi, threads, pure=False, key=f"graphwia-scenarios-{lo}-{hi}-{tag}"
             )
             for lo, hi in parts(family.n_scenarios, PARTS_PER_WORKER * n_workers)
         ]
         try:
-            results = self._client.gather(futures)
+            results = client.gather(futures)
         finally:
-            self._client.cancel(futures + [shared])
+            client.cancel(futures + [shared])
         return Simulation(None, None, np.hstack([r[0] for r in results]), np.hstack([r[1] for r in results]))
 
-    def _ship(self, compiled: CompiledDag):
+    def _ship(self, client: Client, compiled: CompiledDag):
         """The compiled DAG on every worker (sent once per DAG)."""
         if self._shipped is None or self._shipped[0] != id(compiled):
-            self._shipped = (id(compiled), self._client.scatter(compiled.detached(), broadcast=True, hash=False))
+            self._shipped = (id(compiled), client.scatter(compiled.detached(), broadcast=True, hash=False))
         return self._shipped[1]
 
 
 def _evaluate_part(
-    compiled: CompiledDag, family: Family, lo: int, hi: int, threads: int | None
+    compiled: CompiledDag, family: Divisible, lo: int, hi: int, threads: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """On a worker: (step_time, span) of scenarios lo … hi−1 of ``family``."""
     if threads is not None and compiled.use_compiled("auto", hi - lo):
         import numba
 
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        # NUMBA_NUM_THREADS is set in numba.config at import time, out of the type checker's sight.
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     sim = compiled.evaluate_family(family.part(lo, hi))
     return sim.step_time, sim.span

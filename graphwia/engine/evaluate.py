@@ -252,7 +252,7 @@ class CompiledDag:
                 family.weight[:, None],
                 None if family.delay is None else family.delay[:, None],
                 family.chosen_weights[:, None],
-                None if family.delay is None else family.chosen_delays[:, None],
+                None if family.chosen_delays is None else family.chosen_delays[:, None],
                 family.group,
                 first_group=family.first,
             )
@@ -266,7 +266,7 @@ class CompiledDag:
                 family.weight[:, None],
                 None if family.delay is None else family.delay[:, None],
                 chosen_weight=family.chosen_weights[:, None],
-                chosen_delay=None if family.delay is None else family.chosen_delays[:, None],
+                chosen_delay=None if family.chosen_delays is None else family.chosen_delays[:, None],
                 group=family.group,
                 first_group=family.first,
                 times=times,

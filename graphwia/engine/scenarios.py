@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Dense", "Family", "Swap", "parts"]
+__all__ = ["Dense", "Divisible", "Family", "Swap", "parts"]
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,11 @@ class Swap:
         """(weight, delay) of scenarios lo … hi−1, each (n_ops, hi − lo), built from the vectors."""
         chosen = self.group[:, None] == self.first + np.arange(lo, hi)[None, :]
         weight = np.where(chosen, self.chosen_weights[:, None], self.weight[:, None])
-        delay = None if self.delay is None else np.where(chosen, self.chosen_delays[:, None], self.delay[:, None])
-        return weight, delay
+        if self.delay is None:
+            return weight, None
+        chosen_delays = self.chosen_delays
+        assert chosen_delays is not None  # the delays are set, so the chosen ones are too
+        return weight, np.where(chosen, chosen_delays[:, None], self.delay[:, None])
 
     def part(self, lo: int, hi: int) -> Swap:
         """Scenarios lo … hi−1 as a family of their own (the same vectors)."""
@@ -96,6 +100,24 @@ class Swap:
 
 
 Family = Dense | Swap
+
+
+class Divisible(Protocol):
+    """Scenarios that come in parts, each a :data:`Family`: what
+    :class:`~graphwia.engine.distributed.ClusterEvaluator` splits over its workers.
+
+    A family itself is one; so is a batch that builds its families on demand
+    (:class:`graphwia.analyses.whatif.WhatIfBatch`).
+    """
+
+    @property
+    def n_scenarios(self) -> int:
+        """Scenarios in all."""
+        ...
+
+    def part(self, lo: int, hi: int) -> Family:
+        """Scenarios lo … hi−1 as a family."""
+        ...
 
 
 def parts(n_scenarios: int, n_parts: int) -> list[tuple[int, int]]:
