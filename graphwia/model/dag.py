@@ -28,7 +28,7 @@ from graphwia.errors import TraceError
 from graphwia.model.schedule import EDGE_KINDS, KIND_CODE, Schedule, infer_schedule
 from graphwia.optypes import ALL_OPTYPES
 from graphwia.trace.optable import Trace, describe_op
-from graphwia.trace.steps import checked_steps
+from graphwia.trace.steps import Steps, checked_steps
 from graphwia.utils.table import Table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -141,7 +141,7 @@ class Dag:
         return dag_to_networkx(self, steps=steps, workers=workers)
 
 
-def build_dag(trace: Trace, *, steps: Iterable[int] | None = None, schedule: Schedule | None = None) -> Dag:
+def build_dag(trace: Trace, *, steps: Steps | None = None, schedule: Schedule | None = None) -> Dag:
     """Build the explicit DAG of ``trace`` over ``steps`` (default: every step).
 
     The schedule is inferred from the whole trace (SPEC §2) unless given, so a
@@ -165,7 +165,7 @@ def build_dag(trace: Trace, *, steps: Iterable[int] | None = None, schedule: Sch
     return Dag(table=node_ops, barrier_table=barriers, edges=edges, steps=selected, schedule=schedule, trace=trace)
 
 
-def _select_steps(trace: Trace, steps: Iterable[int] | None) -> np.ndarray:
+def _select_steps(trace: Trace, steps: Steps | None) -> np.ndarray:
     return trace.steps if steps is None else checked_steps(steps, trace.steps, trace.source)
 
 

@@ -95,13 +95,14 @@ def parse_workers(values: str | Iterable[str]) -> list[WorkerSpec]:
     """``"0:3 1:*"`` or ``["0:3,1:*"]`` → ``[(0, 3), (1, None)]``; ``*`` matches any rank or stage."""
     if isinstance(values, str):
         values = [values]
-    specs = []
+    specs: list[WorkerSpec] = []
     for value in values:
         for part in str(value).replace(",", " ").split():
             fields = part.split(":")
             if len(fields) != 2 or not all(f == "*" or f.isdigit() for f in fields):
                 raise ArgumentError("workers", repr(part), "not DP:STAGE (numbers or *), e.g. 0:3 or 1:*")
-            specs.append(tuple(None if f == "*" else int(f) for f in fields))
+            dp, stage = (None if f == "*" else int(f) for f in fields)
+            specs.append((dp, stage))
     if not specs:
         raise ArgumentError("workers", None, "no worker given")
     return specs

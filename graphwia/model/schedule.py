@@ -380,8 +380,8 @@ def _group_template(stages: list[StageTemplate], meta) -> GroupTemplate:
             for pos in np.flatnonzero(np.isin(tpl.ops["optype"], [T.OPTYPE_CODE[t] for t in T.DP_COLLECTIVES])):
                 across_groups.append([(tpl.stage, int(pos))])
                 across_kinds.append(KIND_CODE["dp-collective"])
-    clip_members = [(tpl.stage, tpl.position(T.CLIP, 0)) for tpl in stages]
-    clip_members = [(s, p) for s, p in clip_members if p is not None]
+    clip_positions = [(tpl.stage, tpl.position(T.CLIP, 0)) for tpl in stages]
+    clip_members = [(s, p) for s, p in clip_positions if p is not None]
     if clip_members and len(clip_members) * meta.dp_size > 1:
         across_groups.append(clip_members)
         across_kinds.append(KIND_CODE["clip"])

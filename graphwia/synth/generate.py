@@ -402,7 +402,7 @@ def _build_stage(prog: _Program, layout: _Layout, stage: int, p2p_by_key: dict) 
     overlapped = layout.uses_dp and layout.dp_overlap
     if overlapped:
         # each chunk's gradients are reduced as soon as its last backward is done
-        for chunk in sorted(last_backward_of_chunk, key=last_backward_of_chunk.get):
+        for chunk in sorted(last_backward_of_chunk, key=last_backward_of_chunk.__getitem__):
             dp_stream_last = prog.call(stage, [dp_stream_last, last_backward_of_chunk[chunk]])
             rec = prog.record(
                 dp_stream_last, GRADS_REDUCE_SCATTER, mc=chunk, base_s=GRADS_REDUCE_SCATTER_S * chunk_scale
@@ -507,7 +507,7 @@ def _event_order(prog: _Program) -> list[tuple[str, int]]:
     node = {("start", c): c for c in range(n_calls)}
     node.update({("end", c): n_calls + c for c in range(n_calls)})
     node.update({("barrier", g): 2 * n_calls + g for g in range(len(prog.groups))})
-    events = sorted(node, key=node.get)
+    events = sorted(node, key=node.__getitem__)
     successors: list[list[int]] = [[] for _ in events]
     for c, call in enumerate(prog.calls):
         for p in call.preds:
@@ -644,11 +644,12 @@ def _row_order(prog: _Program, layout: _Layout, steps: int) -> np.ndarray:
     dp = layout.dp
     blocks = []
     for stage in range(layout.pp):
-        recs = sorted(
-            (r for r, rec in enumerate(prog.records) if rec.stage == stage),
-            key=lambda r: (prog.records[r].optype, prog.records[r].seq_id),
+        recs = np.array(
+            sorted(
+                (r for r, rec in enumerate(prog.records) if rec.stage == stage),
+                key=lambda r: (prog.records[r].optype, prog.records[r].seq_id),
+            )
         )
-        recs = np.array(recs)
         index = (
             recs[None, None, :] * (dp * steps) + np.arange(dp)[None, :, None] * steps + np.arange(steps)[:, None, None]
         )  # (steps, dp, records of stage)

@@ -68,7 +68,8 @@ def parse_meta(raw: object, *, source: str = "<metadata>") -> JobMeta:
     missing = [f for f in META_FIELDS if f not in raw]
     if missing:
         raise MetaError(f"{source}: metadata is missing field(s) {', '.join(missing)}")
-    values = {"trial_name": check_name(raw["trial_name"], what="trial_name", source=source, error=MetaError)}
+    trial_name = check_name(raw["trial_name"], what="trial_name", source=source, error=MetaError)
+    values: dict[str, int] = {}
     for field in ("run_id",) + SIZE_FIELDS:
         value = raw[field]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -81,7 +82,7 @@ def parse_meta(raw: object, *, source: str = "<metadata>") -> JobMeta:
     product = values["dp_size"] * values["pp_size"] * values["tp_size"] * values["dsp_size"]
     if values["world_size"] != product:
         raise MetaError(f"{source}: world_size {values['world_size']} != dp_size*pp_size*tp_size*dsp_size = {product}")
-    return JobMeta(**values)
+    return JobMeta(trial_name=trial_name, **values)
 
 
 def default_meta_path(trace_path: str | Path) -> Path:

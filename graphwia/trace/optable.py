@@ -330,7 +330,7 @@ def _normalise(raw: Table, source: str, time_unit: str | None) -> Table:
     if negative.any():
         raise TraceError(
             f"{source}: column duration has {negative.sum()} negative value(s), first: "
-            f"{describe_op(ops, np.argmax(negative))}"
+            f"{describe_op(ops, int(np.argmax(negative)))}"
         )
     ops = _in_seconds(raw, ops, time_unit)
     with np.errstate(over="ignore"):
@@ -445,8 +445,8 @@ def _optype_column(raw: Table, source: str) -> np.ndarray:
         bad = codes < 0
         unknown = {v for v in values[bad] if isinstance(v, str)}
     if bad.any():
-        unknown = sorted(unknown)
-        what = f"unknown op type(s) {', '.join(map(repr, unknown[:5]))}" if unknown else "missing values"
+        listed = sorted(unknown)
+        what = f"unknown op type(s) {', '.join(map(repr, listed[:5]))}" if listed else "missing values"
         raise _cell_error(raw, "optype", bad, source, f"has {what}")
     return codes.astype(np.int8)
 
@@ -631,8 +631,8 @@ def _check_consistency(ops: Table, meta: JobMeta, source: str) -> None:
     ranks, count = np.unique(rank_of[rank_of >= 0], return_counts=True)  # −1: a worker without ops
     if (count > 1).any():
         shared = int(np.argmax(count > 1))
-        workers = np.flatnonzero(rank_of == ranks[shared])[:2]
-        (d0, s0), (d1, s1) = (divmod(int(w), meta.pp_size) for w in workers)
+        pair = np.flatnonzero(rank_of == ranks[shared])[:2]
+        (d0, s0), (d1, s1) = (divmod(int(w), meta.pp_size) for w in pair)
         raise TraceError(
             f"{source}: column rank holds {ranks[shared]} for two workers, (dp_rank {d0}, stage {s0}) "
             f"and (dp_rank {d1}, stage {s1}); each worker has its own rank"

@@ -34,8 +34,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from graphwia.errors import GraphwiaError, OutputError, first_line
+
+if TYPE_CHECKING:  # pragma: no cover
+    from yaml.constructor import SafeConstructor  # yaml itself is imported on first use
 
 __all__ = [
     "MANIFEST",
@@ -138,7 +142,9 @@ def output_set(directory: str | Path, *, key: str) -> Iterator[Path]:
     directory = check_writable_dir(directory)
     current = _Set(directory=directory.resolve(), key=key)
     with all_or_nothing():
-        _PENDING.get().sets.append(current)  # its temporaries are removed if the block fails
+        commit = _PENDING.get()
+        assert commit is not None  # all_or_nothing() has set it, or the enclosing block had
+        commit.sets.append(current)  # its temporaries are removed if the block fails
         token = _SET.set(current)
         try:
             yield directory
@@ -180,8 +186,8 @@ def _signals_deferred() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-        for number in caught:
-            signal.raise_signal(number)
+        for received in caught:
+            signal.raise_signal(received)
 
 
 def _replace(tmp: Path, path: Path) -> None:
@@ -332,7 +338,7 @@ def clean_stale_temporaries(directory: str | Path, *, pids: set[int] | None = No
     process still runs, or that another host wrote, is kept. ``pids``: remove
     those of these processes instead, running or not. Returns the removed paths.
     """
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(directory))
     except OSError:
@@ -386,6 +392,7 @@ def nonfinite_fields(data, *, prefix: str = "") -> list[str]:
     """Dotted paths (``"blocking_slowdown"``, ``"step_t_base.3"``) of the NaN or infinite floats in ``data``."""
     if isinstance(data, float):
         return [] if math.isfinite(data) else [prefix or "(value)"]
+    items: Iterable[tuple[Any, Any]]
     if isinstance(data, dict):
         items = data.items()
     elif isinstance(data, (list, tuple)):
@@ -491,7 +498,7 @@ def _yaml_problem(exc) -> str:
 
 
 @functools.cache
-def _loader_classes() -> tuple:
+def _loader_classes() -> tuple[type[SafeConstructor], ...]:
     """YAML loaders without aliases, with bounded nesting and integer literals: the fast one if any, then the
     reference (yaml is imported on first use).
 
@@ -536,9 +543,9 @@ def _loader_classes() -> tuple:
     class BoundedLoader(Guards, yaml.SafeLoader):
         """PyYAML's SafeLoader with the guards."""
 
-    loaders = [BoundedLoader]
+    loaders: list[type[SafeConstructor]] = [BoundedLoader]
     try:
-        from yaml.cyaml import CParser
+        from yaml._yaml import CParser  # what yaml.cyaml imports (and, in the stubs, does not re-export)
     except ImportError:  # PyYAML built without libyaml
         pass
     else:
@@ -554,7 +561,8 @@ def _loader_classes() -> tuple:
 
         loaders.insert(0, BoundedCLoader)
     for loader in loaders:
-        loader.add_constructor("tag:yaml.org,2002:int", loader.construct_yaml_int)
+        # types-PyYAML bounds the loader to PyYAML's own loader classes; any constructor subclass works.
+        loader.add_constructor("tag:yaml.org,2002:int", loader.construct_yaml_int)  # type: ignore[type-var]
     return tuple(loaders)
 
 

@@ -12,6 +12,7 @@ matplotlib label would read specially.
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 from graphwia.errors import GraphwiaError, UsageError
 
@@ -24,7 +25,7 @@ NAME_CHARACTERS = "letters, digits, '.', '_' and '-'"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def is_name(value: object) -> bool:
+def is_name(value: object) -> TypeGuard[str]:
     """True when ``value`` passes the name rule."""
     return isinstance(value, str) and len(value) <= MAX_NAME_LENGTH and _NAME.fullmatch(value) is not None
 

@@ -152,8 +152,11 @@ def _chain(lower: np.ndarray, reference: int) -> np.ndarray:
                 diff = 0
             elif lo is not None and hi is not None:
                 diff = (lo + hi) // 2
+            elif lo is not None:
+                diff = lo
             else:
-                diff = lo if lo is not None else hi
+                assert hi is not None  # a pair without either bound was skipped
+                diff = hi
             offsets[b] = offsets[a] + diff
             placed.add(b)
             frontier.append(b)

@@ -119,9 +119,9 @@ class ImportReport:
 def find_rank_files(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
     """The rank trace files of ``inputs``: directories (their ``*.json``/``*.json.gz`` files,
     not recursively) and files, sorted by name; a UsageError when there are none."""
-    inputs = [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
+    paths = [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
     files: list[Path] = []
-    for item in inputs:
+    for item in paths:
         if item.is_dir():
             found = sorted(p for p in item.iterdir() if p.is_file() and p.name.endswith(RANK_SUFFIXES))
             if not found:
@@ -193,8 +193,8 @@ def _read_all(files: list[Path], mapping, workers: int | None, scheduler: str | 
 
         with connect(scheduler) as client:
             say(f"reading {len(files)} rank trace(s) on {scheduler}")
-            futures = [client.submit(read_rank, str(path), mapping=mapping, pure=False) for path in files]
-            return client.gather(futures)
+            submitted = [client.submit(read_rank, str(path), mapping=mapping, pure=False) for path in files]
+            return client.gather(submitted)
     if workers is None:  # a daemonic process (a dask or pool worker running a fleet job) may not start any
         total = sum(path.stat().st_size for path in files)
         workers = 1 if total < PARALLEL_MIN_BYTES or current_process().daemon else (os.cpu_count() or 1)

@@ -66,6 +66,13 @@ _MAX_DEPTH = 256
 _KINDS = ("forward", "backward", "send", "recv", "collective", "optimizer")
 
 
+def _word(pattern: re.Pattern[str], name: str) -> str:
+    """Group 1 of ``pattern`` in ``name``, an event name it was selected by."""
+    found = pattern.fullmatch(name)
+    assert found is not None  # the event was picked by this pattern
+    return found.group(1)
+
+
 def infer_from_stacks(events: Events, steps) -> FoundOps:
     """The ops of an unannotated trace (see module docstring); a TraceError when roles cannot be told."""
     from graphwia.trace.kineto.ranks import FoundOps
@@ -141,7 +148,7 @@ class _Frames:
         collective = self._outermost(self._matching(_COLLECTIVE, self.python))
         optimizer = self._matching(_OPTIMIZER, self.annotations)
         names = self.events.names
-        send = np.array(["send" in _P2P.fullmatch(names[c]).group(1) for c in self.events.name[p2p]], dtype=bool)
+        send = np.array(["send" in _word(_P2P, names[c]) for c in self.events.name[p2p]], dtype=bool)
         groups = [forward, backward, p2p[send], p2p[~send], collective, optimizer]
         seeds = np.concatenate(groups)
         kinds = np.repeat(np.arange(len(_KINDS)), [len(g) for g in groups])
@@ -152,7 +159,7 @@ class _Frames:
 
     def _collective_role(self, row: int) -> str:
         events = self.events
-        name = _COLLECTIVE.fullmatch(events.names[events.name[row]]).group(1)
+        name = _word(_COLLECTIVE, events.names[events.name[row]])
         if "gather" in name:
             return T.PARAMS_ALL_GATHER
         if "scatter" in name:

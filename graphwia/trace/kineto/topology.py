@@ -102,7 +102,7 @@ def rank_info(path: Path, distributed, host: str | None) -> RankInfo:
             f"{path}: no distributedInfo with rank and world_size (start torch.distributed "
             f"before the profiler, so that the trace records them)"
         )
-    groups = {}
+    groups: dict[str, list[int]] = {}
     for config in distributed.get("pg_config") or []:
         if isinstance(config, dict) and isinstance(config.get("pg_desc"), str):
             ranks = _ranks(config.get("ranks"))
