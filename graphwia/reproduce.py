@@ -180,7 +180,11 @@ def reproduce(
         expected = read_all_published(data_dir, name)  # before the long analysis: a missing file fails fast
         say(f"{name}: loading")
         trace = load_trace(data_dir / f"trace-{name}.parquet", data_dir / f"meta-{name}.yaml")
-        analysis = analyze(trace, progress=lambda label, n=name: say(f"{n}: {label}"))
+
+        def step_progress(label: str, n: str = name) -> None:
+            say(f"{n}: {label}")
+
+        analysis = analyze(trace, progress=step_progress)
         say(f"{name}: writing outputs")
         written = write_outputs(analysis, out_dir, plots=plots)
         comparison = _compare_with(analysis, name, expected)

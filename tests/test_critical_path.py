@@ -135,6 +135,10 @@ def test_custom_scenario_arrays_match_a_simulation(synth_trace):
         critical_path(dag, compiled, np.column_stack([fast, fast]), np.zeros((dag.n_ops, 2)))
     with pytest.raises(UsageError, match="step"):
         critical_path(dag, compiled, fast, np.zeros(dag.n_ops), steps=[99])
+    # A simulation of step times only (times=False) has no op times to walk: said so, not a TypeError.
+    step_times_only = compiled.evaluate(weights.weight, np.zeros(dag.n_ops), times=False)
+    with pytest.raises(UsageError, match="times=True"):
+        simulated_critical_path(dag, step_times_only, weights.weight)
 
 
 def test_json_csv_and_timeline_forms(synth_trace, tmp_path):

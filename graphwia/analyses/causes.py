@@ -173,7 +173,7 @@ class Causes:
     @property
     def named(self) -> tuple[Cause, ...]:
         """The causes a verdict names: the first, and the second, each when its share ≥ :data:`NAMED_SHARE`."""
-        return tuple(c for c in self.ranked[:2] if c.share >= NAMED_SHARE)
+        return tuple(c for c in self.ranked[:2] if c.share is not None and c.share >= NAMED_SHARE)
 
     @property
     def label(self) -> str:
@@ -221,10 +221,16 @@ def find_causes(analysis: Analysis, *, thresholds: Thresholds = Thresholds()) ->
             for name, mask, evidence in examined
         ]
     causes.append(_launch(analysis))
-    ranked = sorted((c for c in causes if c.found), key=lambda c: (-c.share, CAUSES.index(c.cause)))
+    ranked = sorted((c for c in causes if c.found), key=_ranking)
     return Causes(
         slowdown=float(analysis.slowdown), ranked=tuple(ranked), ruled_out=tuple(c for c in causes if not c.found)
     )
+
+
+def _ranking(cause: Cause) -> tuple[float, int]:
+    """Order of found causes: largest share first, then as in :data:`CAUSES`."""
+    assert cause.share is not None  # found
+    return -cause.share, CAUSES.index(cause.cause)
 
 
 def _rem(analysis: Analysis, masks: list[np.ndarray], t_ori: float, t_ideal: float) -> list[float]:
@@ -279,7 +285,7 @@ class _Facts:
         own = self.worker_factor[(np.arange(n_rows) // n_mb) % self.n_dp]  # each row's workers' factors
         with np.errstate(invalid="ignore", divide="ignore"):
             factor = weight / typical / own
-        complete = (typical > 0).all(axis=1) & np.isfinite(factor).all(axis=1)  # seen on every stage
+        complete = np.asarray((typical > 0).all(axis=1) & np.isfinite(factor).all(axis=1))  # seen on every stage
         values = factor[complete]
         if len(values) < 2:
             return None
@@ -337,7 +343,11 @@ def _worker(facts: _Facts, limits: Thresholds) -> Examined:
     slow = np.nan_to_num(ratio) >= 1 + margin
     facts.slow_worker = slow
     order = np.argsort(-np.nan_to_num(ratio, nan=-np.inf), axis=None)
-    evidence = {"threshold": 1 + margin, "of_workers": int(np.isfinite(ratio).sum()), "slow_workers": int(slow.sum())}
+    evidence: dict[str, object] = {
+        "threshold": 1 + margin,
+        "of_workers": int(np.isfinite(ratio).sum()),
+        "slow_workers": int(slow.sum()),
+    }
     if not slow.any():
         evidence["largest_vs_stage_peers"] = float(np.nanmax(ratio))
         return "worker", None, evidence
@@ -360,7 +370,10 @@ def _stage(facts: _Facts, limits: Thresholds) -> Examined:
     factor = np.full(facts.pp, np.nan)
     factor[counted] = np.nanmedian(healthy[:, counted], axis=0)
     long = np.nan_to_num(factor) >= 1 + limits.stage_excess
-    evidence = {"threshold": 1 + limits.stage_excess, "stage_compute_vs_typical": [_finite(f) for f in factor]}
+    evidence: dict[str, object] = {
+        "threshold": 1 + limits.stage_excess,
+        "stage_compute_vs_typical": [_finite(f) for f in factor],
+    }
     if not long.any():
         return "stage", None, evidence
     stages = np.flatnonzero(long)
@@ -380,7 +393,7 @@ def _sequence_length(facts: _Facts, limits: Thresholds) -> Examined:
             {"applicable": False, "reason": "compute ops carry no microbatch id (or too few microbatches)"},
         )
     correlation = _neighbour_correlation(table.factor[table.complete]) if facts.pp > 1 else None
-    evidence = {
+    evidence: dict[str, object] = {
         "cv_per_stage": [_finite(x) for x in table.cv],
         "cross_stage_correlation": correlation,
         "thresholds": {
@@ -420,7 +433,7 @@ def _gc(facts: _Facts, limits: Thresholds, seqlen_mask: np.ndarray | None) -> Ex
     spike &= ~facts.in_slow_worker()[c]
     if seqlen_mask is not None:
         spike &= ~seqlen_mask[c]
-    evidence = {
+    evidence: dict[str, object] = {
         "gc_pauses": int(pause.sum()),
         "of_gc_ops": int(gc.size),
         "compute_outliers": int(spike.sum()),
@@ -445,7 +458,11 @@ def _communication(facts: _Facts, limits: Thresholds) -> Examined:
     count = np.bincount(channel, minlength=facts.n_dp * facts.pp * n_types)
     slow_share = np.bincount(channel, ratio >= limits.comm_slow, len(count)) / np.maximum(count, 1)
     slow = slow_share >= 0.5  # the channel's median transfer takes ≥ comm_slow times the typical
-    evidence = {"threshold": limits.comm_slow, "slow_channels": int(slow.sum()), "of_channels": int((count > 0).sum())}
+    evidence: dict[str, object] = {
+        "threshold": limits.comm_slow,
+        "slow_channels": int(slow.sum()),
+        "of_channels": int((count > 0).sum()),
+    }
     if not slow.any():
         evidence["largest_slow_share"] = float(slow_share.max()) if comm.size else None
         return "communication", None, evidence
@@ -466,7 +483,10 @@ def _communication(facts: _Facts, limits: Thresholds) -> Examined:
 
 def _launch(analysis: Analysis) -> Cause:
     """Launch delays, measured from the trace as recorded (they are outside S)."""
-    evidence = {"launch_slowdown": float(analysis.launch_slowdown), "threshold": analysis.decompose_threshold}
+    evidence: dict[str, object] = {
+        "launch_slowdown": float(analysis.launch_slowdown),
+        "threshold": analysis.decompose_threshold,
+    }
     t_recorded = float(np.mean(analysis.step_time_observed))
     t_nodelay, t_ideal = float(np.mean(analysis.step_time_nodelay)), float(np.mean(analysis.step_time_ideal))
     if not (analysis.launch_slowdown >= analysis.decompose_threshold and t_recorded > t_ideal):

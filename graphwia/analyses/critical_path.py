@@ -147,9 +147,12 @@ def simulated_critical_path(
     """Critical paths of scenario ``column`` of an existing simulation run with ``weight``.
 
     ``weight`` is that scenario's weight array (n_ops,) (launch delays are not
-    needed: they do not change which arrival was the latest).
+    needed: they do not change which arrival was the latest). The simulation
+    must have kept every op's times (``times=True``); a UsageError says so otherwise.
     """
     weight = _one_scenario(weight, dag, "weight")
+    if simulation.start is None or simulation.end is None:
+        raise UsageError("critical paths are walked on every op's times: simulate with times=True")
     start = simulation.start[:, column]
     end = simulation.end[:, column]
     walked = _walked_steps(dag, steps)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -338,7 +338,7 @@ class _Analyzer:
         )
 
     # -- scenarios ------------------------------------------------------------------
-    def _attribute(self, codes: np.ndarray, labels: list, launch: bool, name: str) -> Attribution:
+    def _attribute(self, codes: np.ndarray, labels: Sequence[GroupKey], launch: bool, name: str) -> Attribution:
         """Give each group back its original weights (or launch delays) on top of the reference."""
         self.say(f"attributing {'launch delays' if launch else 'the slowdown'} by {name} ({len(labels)} scenarios)")
         if launch:
@@ -355,7 +355,7 @@ class _Analyzer:
         }
         return Attribution(overall=descending(overall), per_step=per_step)
 
-    def _groupings(self) -> dict[str, tuple[np.ndarray, list[str]]]:
+    def _groupings(self) -> dict[str, tuple[np.ndarray, Sequence[GroupKey]]]:
         ops = self.dag.table
         return {
             "dp_rank": _grouping(ops["dp_rank"]),
@@ -426,7 +426,8 @@ class _Analyzer:
         n_top = math.ceil(TOP_WORKER_PERCENT * len(workers) / 100)
         top = ranked_workers(workers)[:n_top]
         in_top = np.isin(self._worker_key(ops), self._worker_key(workers.take(top)))
-        return self._explain([last_stage, in_top])
+        ms, mw = self._explain([last_stage, in_top])
+        return ms, mw
 
     def _explain(self, masks: list[np.ndarray]) -> list[Explanation]:
         """rem/add for each set of op instances (SPEC §5.6), all in one batch."""

@@ -249,7 +249,7 @@ def wasted_gpu_hours(s: float, gpu_hours: float) -> float:
 
 
 def failed_record(job: Job, error: str) -> dict:
-    row = {column: None for column in COLUMNS}
+    row: dict[str, object] = {column: None for column in COLUMNS}
     row.update(name=job.name, status="failed", error=error)
     return {"version": MARKER_VERSION, "inputs": None, "plots": None, "row": row, "optype": None, "warnings": []}
 

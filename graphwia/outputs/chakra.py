@@ -269,6 +269,7 @@ class _Plan:
         sim = self.chosen.compiled.evaluate(np.column_stack([weight, written[0]]), np.column_stack([delay, written[1]]))
         self.step_time = sim.step_time[:, 0].copy()
         self.replay_step_time = sim.step_time[:, 1].copy()
+        assert sim.start is not None and sim.end is not None  # evaluate keeps times by default
         # Written timeline: each step starts when the previous one has ended on every rank.
         end = sim.end[:, 1].reshape(self.n_steps, -1)
         step_end = np.maximum(end.max(axis=1), 0.0)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from graphwia.errors import UsageError
 
@@ -138,7 +138,7 @@ def file_descriptor() -> descriptor_pb2.FileDescriptorProto:
     return proto
 
 
-def _message_classes() -> dict[str, type]:
+def _message_classes() -> dict[str, type[Message]]:
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file_descriptor())
     return {
@@ -148,10 +148,11 @@ def _message_classes() -> dict[str, type]:
 
 
 _CLASSES = _message_classes()
-AttributeProto = _CLASSES["AttributeProto"]
-GlobalMetadata = _CLASSES["GlobalMetadata"]
-IOInfo = _CLASSES["IOInfo"]
-Node = _CLASSES["Node"]
+# Classes built at run time: annotations name their base, Message (see the docstrings for which message).
+AttributeProto: type[Message] = _CLASSES["AttributeProto"]
+GlobalMetadata: type[Message] = _CLASSES["GlobalMetadata"]
+IOInfo: type[Message] = _CLASSES["IOInfo"]
+Node: type[Message] = _CLASSES["Node"]
 
 
 # -- the length-delimited stream ------------------------------------------------------------
@@ -198,7 +199,7 @@ def split_delimited(data: bytes, *, source: str = "<stream>") -> Iterator[bytes]
         pos += length
 
 
-def read_et(path: str | Path) -> tuple[GlobalMetadata, list[Node]]:
+def read_et(path: str | Path) -> tuple[Message, list[Message]]:
     """Read a Chakra ET file: its GlobalMetadata and its nodes, in file order."""
     path = Path(path)
     try:
@@ -217,7 +218,7 @@ def read_et(path: str | Path) -> tuple[GlobalMetadata, list[Node]]:
     return metadata, nodes
 
 
-def attribute_value(attribute: AttributeProto):
-    """The value of an attribute, whichever kind it holds (None when it holds none)."""
+def attribute_value(attribute: Message) -> bool | int | str | None:
+    """The value of an AttributeProto, whichever kind it holds (None when it holds none)."""
     kind = attribute.WhichOneof("value")
     return None if kind is None else getattr(attribute, kind)

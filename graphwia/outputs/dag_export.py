@@ -298,16 +298,11 @@ def _dot(graph: dict, nodes: list[pa.Table], edges: pa.Table) -> Iterator:
         if not len(table):
             continue
         shape = _SHAPES[table["kind"][0].as_py()]
-        yield from _rows(
-            table,
-            lambda t, shape=shape: [
-                "  n",
-                _ints(t["node"]),
-                f' [shape="{shape}"',
-                *_dot_fields(t, skip="node"),
-                "];\n",
-            ],
-        )
+
+        def node(t: pa.Table, shape: str = shape) -> list:
+            return ["  n", _ints(t["node"]), f' [shape="{shape}"', *_dot_fields(t, skip="node"), "];\n"]
+
+        yield from _rows(table, node)
     yield from _rows(
         edges,
         lambda t: [

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.collections import QuadMesh
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
@@ -95,12 +97,13 @@ def heatmap_figure(grid: pd.DataFrame, *, title: str = "", label: str = "") -> F
     left = (width - grid_w) / 2 if LEFT + grid_w + RIGHT < MIN_WIDTH else LEFT
     norm = Normalize(*COLOUR_RANGE)
     annotate = grid.size <= MAX_ANNOTATED
-    mesh = None
+    mesh: QuadMesh | None = None
     for panel in range(n_panels):
         part = grid.iloc[:, panel * MAX_COLUMNS : (panel + 1) * MAX_COLUMNS]
         bottom = height - HEAD - (panel + 1) * panel_h + PANEL_FOOT
         ax = fig.add_axes((left / width, bottom / height, part.shape[1] * CELL_W / width, n_stages * CELL_H / height))
         mesh = _draw_panel(ax, part, norm, annotate)
+    assert mesh is not None  # n_panels >= 1
     bar_w = min(max(grid_w, BAR_WIDTH[0]), BAR_WIDTH[1])  # centred over the grid
     bar_left = max(0.3, left + (grid_w - bar_w) / 2)
     cax = fig.add_axes((bar_left / width, (height - 0.62) / height, bar_w / width, 0.14 / height))
@@ -116,7 +119,7 @@ def heatmap_figure(grid: pd.DataFrame, *, title: str = "", label: str = "") -> F
     return fig
 
 
-def _draw_panel(ax, part: pd.DataFrame, norm: Normalize, annotate: bool):
+def _draw_panel(ax: Axes, part: pd.DataFrame, norm: Normalize, annotate: bool) -> QuadMesh:
     """One block of DP ranks: coloured cells with their values, PP rank 0 on top."""
     values = np.ma.masked_invalid(part.to_numpy())
     mesh = ax.pcolormesh(values, cmap=COLOUR_MAP, norm=norm, edgecolors="white", linewidth=1.0)

@@ -165,6 +165,7 @@ def _ideal_bars(analysis: Analysis) -> tuple[np.ndarray, np.ndarray]:
     from graphwia.outputs.timeline import drawn_start
 
     ideal = analysis.simulations["ideal"]
+    assert ideal.start is not None and ideal.end is not None  # analyze keeps the times of its three simulations
     start, end = ideal.start[:, 0], ideal.end[:, 0]
     return drawn_start(analysis.dag, start, end, analysis.ideal), end
 

@@ -76,9 +76,12 @@ def summary_lines(analysis: Analysis) -> list[str]:
             top = ", ".join(f"{name} {value:.3f}" for name, value in analysis.blocking[key].top(TOP))
             lines.append(f"  top {title:<16}{top}")
     if "worker" in analysis.blocking:
-        top = ", ".join(
-            f"(dp {dp}, stage {stage}) {value:.3f}" for (dp, stage), value in analysis.blocking["worker"].top(TOP)
-        )
+        workers: list[str] = []
+        for worker, value in analysis.blocking["worker"].top(TOP):
+            assert isinstance(worker, tuple)  # S_w is keyed by (dp_rank, stage)
+            dp, stage = worker
+            workers.append(f"(dp {dp}, stage {stage}) {value:.3f}")
+        top = ", ".join(workers)
         lines.append(f"  top {'workers':<16}{top}")
     if "optype" not in analysis.blocking:
         lines.append("  (S below the decomposition threshold: no attribution)")
@@ -180,6 +183,8 @@ def describe(cause: Cause, analysis: Analysis) -> str:
 
 
 def share_text(cause: Cause) -> str:
+    """The share of a found cause, in words."""
+    assert cause.share is not None, f"cause {cause.cause!r} was not found: it has no share"
     if cause.cause == "launch":
         return f"accounting for {percent(cause.share)} of the recorded step time above the ideal"
     return f"explaining {percent(cause.share)} of the slowdown"

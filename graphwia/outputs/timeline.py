@@ -73,7 +73,7 @@ def timeline_events(
     end: np.ndarray,
     *,
     marked: np.ndarray | None = None,
-    flows: Sequence[Sequence[int]] = (),
+    flows: Sequence[Sequence[int] | np.ndarray] = (),
 ) -> list[dict]:
     """Trace events for bars from ``start`` to ``end`` (seconds, relative to each step).
 
@@ -116,7 +116,7 @@ def timeline_json(
     end: np.ndarray,
     *,
     marked: np.ndarray | None = None,
-    flows: Sequence[Sequence[int]] = (),
+    flows: Sequence[Sequence[int] | np.ndarray] = (),
 ) -> bytes:
     """``json.dumps(timeline_events(dag, start, end, marked=marked, flows=flows), allow_nan=True)``
     as UTF-8, byte for byte, built without the events.
@@ -134,7 +134,7 @@ def timeline_chunks(
     end: np.ndarray,
     *,
     marked: np.ndarray | None = None,
-    flows: Sequence[Sequence[int]] = (),
+    flows: Sequence[Sequence[int] | np.ndarray] = (),
 ) -> Iterator[bytes]:
     """The text of :func:`timeline_json` in pieces, each holding at most :data:`CHUNK_OPS` events."""
     extra = json.dumps(_metadata(dag) + _flow_events(flows, dag, start, end, marked), allow_nan=True)[1:-1].encode()
@@ -153,7 +153,7 @@ def write_bars_timeline(
     end: np.ndarray,
     *,
     marked: np.ndarray | None = None,
-    flows: Sequence[Sequence[int]] = (),
+    flows: Sequence[Sequence[int] | np.ndarray] = (),
 ) -> Path:
     """Write the timeline of bars from ``start`` to ``end`` (see :func:`timeline_events`), streamed, atomically.
 
@@ -251,7 +251,7 @@ def _bars(
     )
 
 
-def _bars_json(bars: _Bars) -> memoryview:
+def _bars_json(bars: _Bars) -> bytes:
     """The complete events as json writes them, separated by ", ", without the enclosing brackets.
 
     Each column becomes an arrow string array (with the text up to the next
@@ -262,7 +262,7 @@ def _bars_json(bars: _Bars) -> memoryview:
     import pyarrow.compute as pc
 
     if not len(bars.code):
-        return memoryview(b"")
+        return b""
     dur_key, args_key = (text_array([text])[0] for text in (', "dur": ', ', "ph": "X", "args": {"step": '))
     events = pc.binary_join_element_wise(
         _take_text(_heads(bars.names), bars.code * 2 + bars.crit),
@@ -280,7 +280,8 @@ def _bars_json(bars: _Bars) -> memoryview:
     )
     offsets = np.frombuffer(events.buffers()[1], dtype=np.int64, count=events.offset + len(events) + 1)
     first, last = int(offsets[events.offset]), int(offsets[-1])
-    return memoryview(events.buffers()[2])[first : last - 2]  # no ", " after the last event
+    # no ", " after the last event; copied out (one memcpy of the chunk) so chunks are bytes, as write_gzip takes
+    return memoryview(events.buffers()[2])[first : last - 2].tobytes()
 
 
 def _heads(names: tuple[str, ...]) -> list[str]:
@@ -299,11 +300,12 @@ def _int_json(values: np.ndarray, suffix: str, nullable: bool = False):
     Formats each distinct value once: the columns hold a few thousand of them at most.
     """
     lo, hi = int(values.min()), int(values.max())
+    distinct: Sequence[int]
     if hi - lo <= 2 * values.size:  # a table over the whole range is cheaper than sorting
         distinct, index = range(lo, hi + 1), values - lo
     else:
-        distinct, index = np.unique(values, return_inverse=True)
-        distinct = distinct.tolist()
+        unique, index = np.unique(values, return_inverse=True)
+        distinct = unique.tolist()
     return _take_text([("null" if nullable and value < 0 else str(value)) + suffix for value in distinct], index)
 
 
@@ -368,7 +370,9 @@ def _metadata(dag: Dag) -> list[dict]:
     return events
 
 
-def _flow_events(flows, dag: Dag, start: np.ndarray, end: np.ndarray, marked: np.ndarray | None) -> list[dict]:
+def _flow_events(
+    flows: Sequence[Sequence[int] | np.ndarray], dag: Dag, start: np.ndarray, end: np.ndarray, marked: np.ndarray | None
+) -> list[dict]:
     """Arrows from the end of each op of a chain to the start of the next."""
     chains = [np.asarray(chain, dtype=np.int64) for chain in flows]
     ops = np.unique(np.concatenate(chains)) if chains else np.zeros(0, dtype=np.int64)

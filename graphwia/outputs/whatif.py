@@ -53,7 +53,7 @@ def write_whatif_timelines(result: WhatIfResult, out_dir: str | Path) -> list[Pa
     from graphwia.utils.io import output_set
 
     sim, dag = result.simulation, result.dag
-    if sim.start is None:
+    if sim.start is None or sim.end is None:
         raise UsageError("timelines are drawn from every op's times: run the scenarios with times=True")
     paths = [timeline_path(out_dir, dag.meta.trial_name, name) for name in result.names]
     with output_set(out_dir, key=f"whatif:{dag.meta.trial_name}"):
