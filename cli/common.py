@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NoReturn
 
 import typer
 
@@ -62,7 +62,7 @@ class State:
     debug = False
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     """Print a one-line error to stderr and exit with ``code``."""
     message = " ".join(str(message).splitlines())  # line breaks quoted from a bad file stay on the line
     typer.echo(f"graphwia: error: {message}", err=True)
@@ -156,8 +156,11 @@ def cli_message(exc: Exception) -> str:
 def _warning_line(caught: warnings.WarningMessage) -> str:
     from graphwia.errors import first_line
 
+    message = caught.message
+    if isinstance(message, str):  # recorded from a direct showwarning() call; warnings.warn gives the instance
+        message = caught.category(message)
     return (
-        f"graphwia: warning: {caught.category.__name__}: {first_line(caught.message, limit=200)} "
+        f"graphwia: warning: {caught.category.__name__}: {first_line(message, limit=200)} "
         "(an internal warning; run with --debug for where)"
     )
 

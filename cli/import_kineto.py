@@ -52,7 +52,7 @@ def kineto(
         raise UsageError("--pp and --dp go together (with --tp and --order when needed)")
     if workers is not None and scheduler:
         raise UsageError("--workers and --scheduler exclude each other")
-    layout = Layout(pp=pp, dp=dp, tp=tp, order=order) if pp is not None else None
+    layout = Layout(pp=pp, dp=dp, tp=tp, order=order) if pp is not None and dp is not None else None  # both or neither
     rules = read_mapping(mapping) if mapping else None
     check_writable_dir(out)
     with progress(not quiet) as say:

@@ -148,8 +148,7 @@ def synth(
         )
     except SynthArgumentError as exc:
         fail(f"{OPTION_OF.get(exc.argument, exc.argument)}: {exc}", 2)
+    first, second = written  # parquet: trace and metadata files; kineto: the directory and its rank traces
     typer.echo(
-        f"wrote {written[0]} and {written[1]}"
-        if format_ == "parquet"
-        else f"wrote {len(written[1])} rank trace(s) to {written[0]}"
+        f"wrote {len(second)} rank trace(s) to {first}" if isinstance(second, list) else f"wrote {first} and {second}"
     )
