@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 DATA   ?= ../shared/data
 OUT    ?= out
 
-.PHONY: demo test reproduce bench install clean fixtures
+.PHONY: demo test lint reproduce bench install clean fixtures
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,23 @@ $(BIN)/activate: pyproject.toml
 
 install: $(BIN)/activate
 
+# The linters of make lint, installed once per venv (again when pyproject.toml changes).
+$(VENV)/.lint-tools: $(BIN)/activate pyproject.toml
+	$(BIN)/pip install --quiet -e ".[lint]"
+	touch $@
+
 demo: install
 	$(BIN)/graphwia analyze examples/data/trace-demo.parquet --out $(OUT)/demo
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# ruff (lint and format), mypy and the layer contracts of .importlinter; .ci/run calls it.
+lint: $(VENV)/.lint-tools
+	$(BIN)/ruff check graphwia cli tests examples benchmarks
+	$(BIN)/ruff format --check graphwia cli tests examples benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 reproduce: install
 	$(BIN)/graphwia reproduce --data $(DATA) --out $(OUT)/reproduce
