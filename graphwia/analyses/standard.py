@@ -9,6 +9,7 @@ DAG, or split over a dask cluster or local processes (``scheduler``, ``workers``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -215,36 +216,18 @@ def analyze(
     n_workers = trace.meta.dp_size * trace.meta.pp_size
     n_scenarios = 3 + trace.meta.dp_size + trace.meta.pp_size + len(T.ALL_OPTYPES) + 4 + per_worker * n_workers
     kernel = "compiled" if compiled.use_compiled("auto", n_scenarios) else "auto"
-    if scheduler is None and workers is None:
-        analysis = _Analyzer(
-            trace,
-            dag,
-            compiled,
-            weights,
-            typical,
-            decompose_threshold,
-            per_worker,
-            say,
-            functools.partial(compiled.evaluate_family, kernel=kernel),
-            kernel,
-        ).run()
-    else:
-        from graphwia.engine.distributed import ClusterEvaluator  # uuid and dask only when asked for
+    with contextlib.ExitStack() as stack:
+        if scheduler is None and workers is None:
+            evaluate = functools.partial(compiled.evaluate_family, kernel=kernel)
+        else:
+            from graphwia.engine.distributed import ClusterEvaluator  # uuid and dask only when asked for
 
-        say("connecting to the dask scheduler" if scheduler else f"starting {workers} local worker process(es)")
-        with ClusterEvaluator(scheduler=scheduler, workers=workers) as cluster:
-            analysis = _Analyzer(
-                trace,
-                dag,
-                compiled,
-                weights,
-                typical,
-                decompose_threshold,
-                per_worker,
-                say,
-                functools.partial(cluster.evaluate, compiled),
-                kernel,
-            ).run()
+            say("connecting to the dask scheduler" if scheduler else f"starting {workers} local worker process(es)")
+            cluster = stack.enter_context(ClusterEvaluator(scheduler=scheduler, workers=workers))
+            evaluate = functools.partial(cluster.evaluate, compiled)
+        analysis = _Analyzer(
+            trace, dag, compiled, weights, typical, decompose_threshold, per_worker, say, evaluate, kernel
+        ).run()
     analysis.typical_from = typical_from
     return analysis
 

@@ -50,6 +50,7 @@ from graphwia.optypes import (
     PARAMS_ALL_GATHER,
     SEPARATE_GRADS_ALL_REDUCE,
 )
+from graphwia.trace.optable import COLUMNS as TRACE_COLUMNS
 from graphwia.utils.names import check_name
 
 __all__ = [
@@ -109,20 +110,8 @@ OPTYPES = tuple(
 )
 OPTYPE_DTYPE = pd.CategoricalDtype(list(OPTYPES))
 
-#: Output columns (SPEC §1) and their dtypes; ``optype`` is categorical.
-COLUMNS = {
-    "dp_rank": np.int32,
-    "stage": np.int32,
-    "rank": np.int32,
-    "step": np.int64,
-    "optype": None,
-    "start_ts": np.float64,
-    "duration": np.float64,
-    "seq_id": np.int32,
-    "mc": np.int32,
-    "gmc": np.int32,
-    "mb_id": np.int32,
-}
+#: Output columns (SPEC §1) and their dtypes, as the trace loader validates them; ``optype`` is categorical.
+COLUMNS = {**TRACE_COLUMNS, "optype": None}
 
 # Base durations in seconds, for a stage holding its whole model slice (vpp = 1); a chunk of
 # an interleaved schedule holds 1/vpp of the layers, so its compute and DP volumes scale.
