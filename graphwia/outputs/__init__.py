@@ -7,5 +7,9 @@
 * :mod:`~graphwia.outputs.timeline`: Perfetto (Chrome trace-event) timelines;
 * :mod:`~graphwia.outputs.heatmap`: worker heatmaps;
 * :mod:`~graphwia.outputs.report`: the self-contained HTML report;
-* :mod:`~graphwia.outputs.dag_export`: the DAG as GraphML, GEXF, node-link JSON, DOT or parquet.
+* :mod:`~graphwia.outputs.dag_export`: the DAG as GraphML, GEXF, node-link JSON, DOT or parquet;
+* :mod:`~graphwia.outputs.critical_path`: critical paths as JSON, CSV, a timeline and text;
+* :mod:`~graphwia.outputs.whatif`: what-if results as JSON and per-scenario timelines;
+* :mod:`~graphwia.outputs.chakra`: Chakra execution traces of a scenario, for network simulators
+  (:mod:`~graphwia.outputs.chakra_schema` declares the protobuf messages).
 """
