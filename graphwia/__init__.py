@@ -21,6 +21,7 @@ from graphwia.analyses.whatif import ScenarioError, load_scenarios, run_whatif
 from graphwia.engine.evaluate import CompiledDag, Simulation
 from graphwia.errors import ArgumentError, GraphwiaError, MetaError, OutputError, ScheduleError, TraceError, UsageError
 from graphwia.model.dag import Dag, build_dag
+from graphwia.model.graph import dag_to_networkx
 from graphwia.model.schedule import Schedule, infer_schedule
 from graphwia.model.weights import Weights, observed_weights, typical_weights
 from graphwia.outputs.results import write_results
@@ -49,6 +50,7 @@ __all__ = [
     "Weights",
     "analyze",
     "build_dag",
+    "dag_to_networkx",
     "infer_schedule",
     "load_meta",
     "load_scenarios",

@@ -43,7 +43,18 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
     )
     if done.returncode != 0:  # e.g. no index for an isolated build: build with the installed setuptools
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                str(ROOT),
+                "--no-deps",
+                "--no-build-isolation",
+                "-q",
+                "-w",
+                str(out),
+            ],
             capture_output=True,
             text=True,
         )

@@ -14,7 +14,7 @@ import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from graphwia.model.weights import DEFAULT_TYPICAL_FROM, TypicalFrom, Weights, i
 from graphwia.trace.meta import JobMeta
 from graphwia.trace.optable import Trace
 from graphwia.utils.table import Table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from graphwia.analyses.causes import Causes
 
 __all__ = [
     "Analysis",
@@ -146,7 +149,7 @@ class Analysis:
         return self.worker_table.to_pandas()
 
     @functools.cached_property
-    def causes(self):
+    def causes(self) -> Causes:
         """The causes of the slowdown, ranked (:func:`graphwia.analyses.causes.find_causes`), found on first use."""
         from graphwia.analyses.causes import find_causes  # it imports this module
 

@@ -33,7 +33,6 @@ from graphwia.utils.table import Table
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphwia.engine.evaluate import CompiledDag
-    from graphwia.model.graph import Workers
 
 __all__ = ["Dag", "Edges", "build_dag"]
 
@@ -130,15 +129,6 @@ class Dag:
     def select_steps(self, steps: Iterable[int]) -> Dag:
         """The same DAG restricted to some of its steps (same schedule)."""
         return build_dag(self.trace, steps=steps, schedule=self.schedule)
-
-    def to_networkx(self, *, steps: Iterable[int] | int | None = None, workers: Workers | None = None):
-        """A networkx DiGraph view of (part of) the DAG; see :mod:`graphwia.model.graph`.
-
-        ``workers`` as the CLI takes them (``"0:3,1:*"``) or (dp_rank, stage) pairs, None matching any.
-        """
-        from graphwia.model.graph import dag_to_networkx
-
-        return dag_to_networkx(self, steps=steps, workers=workers)
 
 
 def build_dag(trace: Trace, *, steps: Steps | None = None, schedule: Schedule | None = None) -> Dag:

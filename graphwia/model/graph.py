@@ -153,7 +153,7 @@ def dag_to_networkx(
     for nodes in node_tables(dag, keep, weights=weights):
         rows = nodes.to_pylist()
         graph.add_nodes_from((row.pop("node"), row) for row in rows)
-    edges = edge_table(dag, keep).to_pylist()
+    edges = edge_table(dag, keep=keep).to_pylist()
     graph.add_edges_from((row.pop("src"), row.pop("dst"), row) for row in edges)
     return graph
 
@@ -182,7 +182,7 @@ def node_tables(dag: Dag, keep: np.ndarray, *, weights: Weights | None = None) -
     ]
 
 
-def edge_table(dag: Dag, keep: np.ndarray | None = None) -> pa.Table:
+def edge_table(dag: Dag, *, keep: np.ndarray | None = None) -> pa.Table:
     """Edges between kept nodes (mask over all nodes; default all): src, dst, kind, via, step (of dst)."""
     import pyarrow as pa
 

@@ -91,7 +91,7 @@ def export_dag(
     path = Path(path)
     suffix, compressed = check_format(path)
     keep = selected_nodes(dag, steps, workers)
-    nodes, edges = node_tables(dag, keep, weights=weights), edge_table(dag, keep)
+    nodes, edges = node_tables(dag, keep, weights=weights), edge_table(dag, keep=keep)
     if suffix == ".parquet":
         return _write_parquet(path, nodes, edges)
     lines = {".graphml": _graphml, ".gexf": _gexf, ".json": _node_link, ".dot": _dot, ".gv": _dot}[suffix]

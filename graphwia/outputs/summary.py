@@ -103,14 +103,17 @@ OVER_100 = (
 def over_100(analysis: Analysis) -> bool:
     """Whether a number shown as a share of the slowdown (M_S, M_W, a cause) exceeds 100%."""
     shares = (
-        [c.share for c in analysis.causes.ranked] + [analysis.Mw] + ([analysis.Ms] if analysis.meta.pp_size > 1 else [])
+        [c.share for c in analysis.causes.ranked if c.share is not None] + [analysis.Mw] + ([analysis.Ms] if analysis.meta.pp_size > 1 else [])
     )
     return any(round(x, 3) > 1 for x in shares if math.isfinite(x))
 
 
-def percent(share: float) -> str:
-    """A share as a percentage with one decimal; a value that rounds to zero is "0.0%", never "-0.0%"."""
-    if not math.isfinite(share):
+def percent(share: float | None) -> str:
+    """A share as a percentage with one decimal; a value that rounds to zero is "0.0%", never "-0.0%".
+
+    A share that was not computed (None) or is not finite reads "n/a".
+    """
+    if share is None or not math.isfinite(share):
         return "n/a"
     return "0.0%" if round(share * 1000) == 0 else f"{share:.1%}"
 
