@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from unittest.mock import ANY
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from graphwia import Trace, UsageError, build_dag, observed_weights
 from graphwia.analyses.critical_path import (
     ELEMENT_COLUMNS,
+    PathSummary,
     critical_path,
     scenario_critical_path,
     simulated_critical_path,
@@ -99,18 +101,18 @@ def test_delay_column_is_the_launch_delay():
 def test_slowed_worker_is_on_the_ar_path_of_nearly_every_step():
     _, paths = analysis_paths("AR", "nodelay")
     summary = paths.summary()
-    worker = summary["by_worker"]["0,0"]
-    assert worker["step_fraction"] >= 0.95
-    assert next(iter(summary["by_worker"])) == "0,0"  # the most time on the path
-    assert worker["share"] > 0.8
+    worker = summary.by_worker[0, 0]
+    assert worker.step_fraction >= 0.95
+    assert next(iter(summary.by_worker)) == (0, 0)  # the most time on the path
+    assert worker.share > 0.8
 
 
 @requires_data
 def test_last_stage_dominates_the_st_path():
     _, paths = analysis_paths("ST", "nodelay")
-    by_stage = paths.summary()["by_stage"]
-    assert next(iter(by_stage)) == "3"
-    assert by_stage["3"]["share"] > 0.5
+    by_stage = paths.summary().by_stage
+    assert next(iter(by_stage)) == 3
+    assert by_stage[3].share > 0.5
 
 
 # -- API on synthetic traces ----------------------------------------------------------------------
@@ -128,9 +130,9 @@ def test_custom_scenario_arrays_match_a_simulation(synth_trace):
     fast = weights.weight.copy()
     slow = (dag.ops["dp_rank"].to_numpy() == 1) & (dag.ops["stage"].to_numpy() == 2)
     fast[slow] *= 0.3
-    before = paths.summary()["by_worker"]["1,2"]["share"]
-    after = critical_path(dag, compiled, fast, np.zeros(dag.n_ops)).summary()["by_worker"].get("1,2", {"share": 0})
-    assert before > 0.3 > after["share"]
+    before = paths.summary().by_worker[1, 2].share
+    after = critical_path(dag, compiled, fast, np.zeros(dag.n_ops)).summary().by_worker.get((1, 2))
+    assert before > 0.3 > (after.share if after else 0)
     with pytest.raises(UsageError, match="one scenario"):
         critical_path(dag, compiled, np.column_stack([fast, fast]), np.zeros((dag.n_ops, 2)))
     with pytest.raises(UsageError, match="step"):
@@ -141,6 +143,24 @@ def test_custom_scenario_arrays_match_a_simulation(synth_trace):
         simulated_critical_path(dag, step_times_only, weights.weight)
 
 
+def test_summary_is_typed_and_elements_a_view_built_on_first_use(synth_trace):
+    paths = scenario_critical_path(synth_trace, "nodelay", steps=[1, 2])
+    assert "elements" not in vars(paths)  # the DataFrame view is not built by the walk
+    np.testing.assert_array_equal(paths.path(2), paths.elements.loc[paths.elements["step"] == 2, "op"])
+    assert paths.elements is paths.elements
+    summary = paths.summary()
+    assert isinstance(summary, PathSummary) and summary.steps == 2
+    assert summary.mean_path_length == len(paths.elements) / 2
+    assert summary.mean_step_time == np.mean([paths.step_time[1], paths.step_time[2]])
+    assert sum(e.share for e in summary.by_optype.values()) == pytest.approx(1.0)
+    assert sum(e.time for e in summary.by_stage.values()) == pytest.approx(summary.mean_step_time)
+    assert all(isinstance(stage, int) for stage in summary.by_stage)
+    slow = summary.by_worker[1, 2]
+    assert slow.steps_on_path == 2 and slow.step_fraction == 1.0
+    times = [e.time for e in summary.by_worker.values()]
+    assert times == sorted(times, reverse=True)  # the most time first
+
+
 def test_json_csv_and_timeline_forms(synth_trace, tmp_path):
     paths = scenario_critical_path(synth_trace, "nodelay", steps=[1, 2])
     data = critical_paths_dict(paths)
@@ -148,9 +168,14 @@ def test_json_csv_and_timeline_forms(synth_trace, tmp_path):
     element = data["steps"][0]["path"][-1]
     assert list(element) == list(ELEMENT_COLUMNS) and element["link"] is None and element["mb_id"] is None
     assert data["steps"][0]["step_time"] == element["end"]
-    summary = data["summary"]
-    assert sum(e["share"] for e in summary["by_optype"].values()) == pytest.approx(1.0)
-    assert summary["by_worker"]["1,2"]["steps_on_path"] == 2
+    # The published summary schema: string keys "stage" and "dp_rank,stage", in the typed summary's order.
+    summary, typed = data["summary"], paths.summary()
+    assert list(summary) == ["steps", "mean_step_time", "mean_path_length", "by_optype", "by_stage", "by_worker"]
+    assert list(summary["by_optype"]) == list(typed.by_optype)
+    assert list(summary["by_stage"]) == [str(stage) for stage in typed.by_stage]
+    assert list(summary["by_worker"]) == [f"{d},{s}" for d, s in typed.by_worker]
+    assert summary["by_stage"]["2"] == {"time": typed.by_stage[2].time, "share": typed.by_stage[2].share}
+    assert summary["by_worker"]["1,2"] == {"time": ANY, "share": ANY, "steps_on_path": 2, "step_fraction": 1.0}
     json.dumps(data)  # plain JSON values only
 
     csv = write_critical_paths(paths, tmp_path / "cp.csv")

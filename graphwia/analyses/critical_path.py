@@ -26,23 +26,41 @@ only the walk along a path (a few hundred hops at most) is a Python loop.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from graphwia.engine.evaluate import CompiledDag, Simulation
 from graphwia.errors import UsageError
 from graphwia.model.dag import Dag
 from graphwia.model.schedule import EDGE_KINDS
+from graphwia.optypes import OPTIMIZER
 from graphwia.trace.steps import Steps, checked_steps
+from graphwia.utils.table import Table
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
     from graphwia.analyses.standard import Analysis
     from graphwia.analyses.whatif import ScenarioSet, WhatIfResult
     from graphwia.model.weights import TypicalFrom
     from graphwia.trace.optable import Trace
+
+__all__ = [
+    "ELEMENT_COLUMNS",
+    "CriticalPaths",
+    "PathShare",
+    "PathSummary",
+    "WorkerShare",
+    "critical_path",
+    "scenario_critical_path",
+    "simulated_critical_path",
+    "step_picker",
+    "whatif_critical_path",
+]
 
 #: Columns of one path element, in output order (``step`` and ``hop`` lead in tables).
 ELEMENT_COLUMNS = (
@@ -62,60 +80,112 @@ ELEMENT_COLUMNS = (
     "on_path",
     "link",
 )
-_ID_COLUMNS = ("optype", "seq_id", "dp_rank", "stage", "rank", "mb_id", "chunk")
+_ID_COLUMNS = ("seq_id", "dp_rank", "stage", "rank", "mb_id", "chunk")
 #: Edge kinds of group membership: a hop through a barrier hands off at the group's sync time.
 _GROUP_CODES = [EDGE_KINDS.index(k) for k in ("p2p-pair", "dp-collective", "embedding", "clip")]
+
+
+@dataclass(frozen=True)
+class PathShare:
+    """Time a group of path elements (an op type, a stage) accounts for on the critical paths.
+
+    ``time`` is seconds per step (the mean over the walked steps), ``share``
+    the fraction of all path time (NaN when the paths take no time).
+    """
+
+    time: float
+    share: float
+
+
+@dataclass(frozen=True)
+class WorkerShare(PathShare):
+    """A worker's :class:`PathShare`, and on how many walked steps' paths it is.
+
+    ``steps_on_path`` counts the steps whose path holds at least one of the
+    worker's ops; ``step_fraction`` is that count over the walked steps.
+    """
+
+    steps_on_path: int
+    step_fraction: float
+
+
+@dataclass(frozen=True)
+class PathSummary:
+    """Time on the critical paths per op type, stage and worker (:meth:`CriticalPaths.summary`).
+
+    ``steps`` is the number of walked steps, ``mean_step_time`` their mean
+    simulated step time (seconds) and ``mean_path_length`` the mean number of
+    elements per path. ``by_optype`` is keyed by op type, ``by_stage`` by
+    stage and ``by_worker`` by ``(dp_rank, stage)``; each lists the keys on
+    the paths, the most time first.
+    """
+
+    steps: int
+    mean_step_time: float
+    mean_path_length: float
+    by_optype: Mapping[str, PathShare]
+    by_stage: Mapping[int, PathShare]
+    by_worker: Mapping[tuple[int, int], WorkerShare]
 
 
 @dataclass
 class CriticalPaths:
     """The critical path of each walked step of one scenario.
 
-    ``elements`` has one row per path element, steps in order and each path
-    from its first op to the optimizer that ends the step, with columns
+    ``element_table`` has one row per path element, steps in order and each
+    path from its first op to the optimizer that ends the step, with columns
     ``step``, ``hop`` and :data:`ELEMENT_COLUMNS` (times in seconds relative to
     the step start; ``op`` is the node id in ``dag``; ``link`` is how the
-    element hands off to the next one, empty for the last). ``step_time`` maps
-    each walked step to its simulated step time.
+    element hands off to the next one, empty for the last); :attr:`elements`
+    is the same table as a pandas DataFrame. ``step_time`` maps each walked
+    step to its simulated step time.
     """
 
     scenario: str
     steps: list[int]
     step_time: dict[int, float]
-    elements: pd.DataFrame
+    element_table: Table = field(repr=False)
     dag: Dag = field(repr=False)
     start: np.ndarray = field(repr=False)  # simulated start / end / weight of every op of dag
     end: np.ndarray = field(repr=False)
     weight: np.ndarray = field(repr=False)
 
+    @functools.cached_property
+    def elements(self) -> pd.DataFrame:
+        """The path elements as a pandas DataFrame (built on first use), one row per element of ``element_table``."""
+        return self.element_table.to_pandas()
+
     def path(self, step: int) -> np.ndarray:
         """Node ids of the ops on ``step``'s path, first to last."""
-        return self.elements.loc[self.elements["step"] == step, "op"].to_numpy()
+        return self.element_table["op"][self.element_table["step"] == step]
 
-    def summary(self) -> dict:
+    def summary(self) -> PathSummary:
         """Time on the critical path per op type, stage and worker, and how often each worker is on it.
 
-        ``time`` is seconds per step (mean over the walked steps), ``share`` the
-        fraction of all path time; a worker (key ``"dp_rank,stage"``) also gets
-        ``steps_on_path`` and ``step_fraction``.
+        ``time`` is seconds per step (mean over the walked steps), ``share`` the fraction of all path
+        time; a worker (key ``(dp_rank, stage)``) also gets ``steps_on_path`` and ``step_fraction``
+        (see :class:`PathSummary`; :func:`graphwia.outputs.critical_path.summary_dict` is its JSON form).
         """
         frame = self.elements
         n_steps = len(self.steps)
-        total = float(frame["on_path"].sum())
-        worker = frame["dp_rank"].astype(str) + "," + frame["stage"].astype(str)
-        by_worker = _time_by(frame["on_path"], worker, n_steps, total)
-        on_steps = frame.assign(worker=worker).groupby("worker")["step"].nunique()
-        for key, entry in by_worker.items():
-            entry["steps_on_path"] = int(on_steps[key])
-            entry["step_fraction"] = int(on_steps[key]) / n_steps
-        return {
-            "steps": n_steps,
-            "mean_step_time": float(np.mean(list(self.step_time.values()))),
-            "mean_path_length": len(frame) / n_steps,
-            "by_optype": _time_by(frame["on_path"], frame["optype"].astype(str), n_steps, total),
-            "by_stage": _time_by(frame["on_path"], frame["stage"].astype(str), n_steps, total),
-            "by_worker": by_worker,
-        }
+        on_path = frame["on_path"]
+        total = float(on_path.sum())
+        workers = [frame["dp_rank"], frame["stage"]]
+        on_steps = {(int(d), int(g)): int(n) for (d, g), n in frame.groupby(workers)["step"].nunique().items()}
+        by_worker = {}
+        for (dp_rank, stage), entry in _time_by(on_path, workers, n_steps, total):
+            worker = (int(dp_rank), int(stage))
+            by_worker[worker] = WorkerShare(
+                entry.time, entry.share, steps_on_path=on_steps[worker], step_fraction=on_steps[worker] / n_steps
+            )
+        return PathSummary(
+            steps=n_steps,
+            mean_step_time=float(np.mean(list(self.step_time.values()))),
+            mean_path_length=len(frame) / n_steps,
+            by_optype={str(k): v for k, v in _time_by(on_path, [frame["optype"]], n_steps, total)},
+            by_stage={int(k): v for k, v in _time_by(on_path, [frame["stage"]], n_steps, total)},
+            by_worker=by_worker,
+        )
 
 
 def critical_path(
@@ -160,14 +230,14 @@ def simulated_critical_path(
     pred_src, pred_via, pred_kind, latest = _latest_arrivals(dag, node_time, weight)
     last_ops = _last_optimizers(dag, end, walked)
     rows = [_walk(int(op), dag, node_time, pred_src, pred_via, pred_kind) for op in last_ops]
-    elements = _elements(dag, walked, rows, start, end, weight, latest)
+    element_table = _element_table(dag, walked, rows, start, end, weight, latest)
     step_pos = np.searchsorted(dag.steps, walked)
     step_time = {int(s): float(simulation.step_time[p, column]) for s, p in zip(walked, step_pos)}
     return CriticalPaths(
         scenario=scenario,
         steps=[int(s) for s in walked],
         step_time=step_time,
-        elements=elements,
+        element_table=element_table,
         dag=dag,
         start=start,
         end=end,
@@ -229,7 +299,7 @@ def _node_times(dag: Dag, start: np.ndarray) -> np.ndarray:
     """Time of every node: ops their start, barriers the latest member start, step sources 0."""
     time = np.zeros(dag.n_nodes)
     time[: dag.n_ops] = start
-    barrier = dag.ops["barrier"].to_numpy()
+    barrier = dag.table["barrier"]
     members = np.flatnonzero(barrier >= 0)
     time[dag.n_ops : dag.n_ops + dag.n_barriers] = -np.inf
     np.maximum.at(time, barrier[members], start[members])
@@ -262,7 +332,8 @@ def _last_optimizers(dag: Dag, end: np.ndarray, steps: np.ndarray) -> np.ndarray
     """Per walked step, the op whose end is the step time (latest optimizer, or latest op)."""
     per_step = dag.ops_per_step
     step_pos = np.searchsorted(dag.steps, steps)
-    is_optimizer = (dag.ops["optype"].to_numpy() == "optimizer").reshape(-1, per_step)[step_pos]
+    optimizer = [code for code, name in enumerate(dag.table.categories["optype"]) if name == OPTIMIZER]
+    is_optimizer = np.isin(dag.table["optype"], optimizer).reshape(-1, per_step)[step_pos]
     ends = end.reshape(-1, per_step)[step_pos]
     if is_optimizer.any(axis=1).all():
         ends = np.where(is_optimizer, ends, -np.inf)
@@ -271,7 +342,7 @@ def _last_optimizers(dag: Dag, end: np.ndarray, steps: np.ndarray) -> np.ndarray
 
 def _walk(op: int, dag: Dag, node_time, pred_src, pred_via, pred_kind) -> list[tuple[int, int]]:
     """(op, link kind code) pairs of one path, first op first; the last op's link is −1."""
-    barrier = dag.ops["barrier"].to_numpy()
+    barrier = dag.table["barrier"]
     hops = [(op, -1)]
     while True:
         group = barrier[op]
@@ -285,9 +356,9 @@ def _walk(op: int, dag: Dag, node_time, pred_src, pred_via, pred_kind) -> list[t
     return hops[::-1]
 
 
-def _elements(
+def _element_table(
     dag: Dag, steps: np.ndarray, paths: list[list[tuple[int, int]]], start, end, weight, latest_arrival
-) -> pd.DataFrame:
+) -> Table:
     """The element table of all walked paths (see :class:`CriticalPaths`)."""
     ops = np.array([op for path in paths for op, _ in path], dtype=np.int64)
     link = np.array([kind for path in paths for _, kind in path], dtype=np.int64)
@@ -297,12 +368,9 @@ def _elements(
     handoff = np.where(through_group, start[ops], end[ops])
     previous = np.concatenate([[0.0], handoff[:-1]])
     previous[hop == 0] = 0.0
-    table = dag.ops.iloc[ops]
-    frame = pd.DataFrame({"step": np.repeat(steps, lengths), "hop": hop, "op": ops})
-    for column in _ID_COLUMNS:
-        frame[column] = table[column].to_numpy()
-    frame["optype"] = frame["optype"].astype(str)
-    frame = frame.assign(
+    columns = {"step": np.repeat(steps, lengths), "hop": hop, "op": ops, "optype": _optype_names(dag, ops)}
+    columns.update({column: dag.table[column][ops] for column in _ID_COLUMNS})
+    columns.update(
         start=start[ops],
         end=end[ops],
         weight=weight[ops],
@@ -311,7 +379,13 @@ def _elements(
         on_path=handoff - previous,
         link=np.array([""] + list(EDGE_KINDS), dtype=object)[link + 1],
     )
-    return frame
+    return Table(columns)
+
+
+def _optype_names(dag: Dag, ops: np.ndarray) -> np.ndarray:
+    """The op type of each op of ``ops`` by name (an object array of str)."""
+    names = np.array(dag.table.categories["optype"], dtype=object)
+    return names[dag.table["optype"][ops]]
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -338,10 +412,15 @@ def step_picker(dag: Dag, steps: list[int]):
     return lambda values: values.reshape(len(dag.steps), dag.ops_per_step)[rows].ravel()
 
 
-def _time_by(on_path: pd.Series, key: pd.Series, n_steps: int, total: float) -> dict[str, dict]:
-    """Per key: mean seconds per step on the path and share of all path time, largest first."""
-    sums = on_path.groupby(key.to_numpy()).sum().sort_values(ascending=False)
-    return {
-        str(k): {"time": float(v) / n_steps, "share": float(v) / total if total else float("nan")}
+def _time_by(on_path: pd.Series, keys: Sequence[pd.Series], n_steps: int, total: float) -> list[tuple[Any, PathShare]]:
+    """Per key (one column, or a tuple of several): mean seconds per step on the path and share of all
+    path time, largest first.
+
+    The sort is pandas' default, as it has always been: the published summaries keep their order,
+    equal times included (several op types are on the path for 0 s)."""
+    by = keys[0].to_numpy() if len(keys) == 1 else [key.to_numpy() for key in keys]
+    sums = on_path.groupby(by).sum().sort_values(ascending=False)
+    return [
+        (k, PathShare(time=float(v) / n_steps, share=float(v) / total if total else float("nan")))
         for k, v in sums.items()
-    }
+    ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from graphwia.analyses.critical_path import ELEMENT_COLUMNS, CriticalPaths, step_picker
+from graphwia.analyses.critical_path import ELEMENT_COLUMNS, CriticalPaths, PathShare, PathSummary, step_picker
 from graphwia.errors import ArgumentError
 from graphwia.utils.io import atomic_path, write_json
 
@@ -15,6 +17,7 @@ __all__ = [
     "check_output",
     "critical_paths_dict",
     "critical_timeline_events",
+    "summary_dict",
     "summary_lines",
     "write_critical_paths",
     "write_critical_timeline",
@@ -25,7 +28,7 @@ OUTPUT_FORMATS = (".json", ".csv")
 
 
 def critical_paths_dict(paths: CriticalPaths) -> dict:
-    """``{"scenario", "steps": [{"step", "step_time", "path": [...]}], "summary"}``."""
+    """``{"scenario", "steps": [{"step", "step_time", "path": [...]}], "summary"}`` (see :func:`summary_dict`)."""
     columns = list(ELEMENT_COLUMNS)
     steps = []
     for step, rows in paths.elements.groupby("step", sort=True):
@@ -33,7 +36,38 @@ def critical_paths_dict(paths: CriticalPaths) -> dict:
             _json_element(dict(zip(columns, values))) for values in rows[columns].itertuples(index=False, name=None)
         ]
         steps.append({"step": int(step), "step_time": paths.step_time[int(step)], "path": path})
-    return {"scenario": paths.scenario, "steps": steps, "summary": paths.summary()}
+    return {"scenario": paths.scenario, "steps": steps, "summary": summary_dict(paths.summary())}
+
+
+def summary_dict(summary: PathSummary) -> dict:
+    """The JSON form of a path summary: ``{"steps", "mean_step_time", "mean_path_length", "by_optype",
+    "by_stage", "by_worker"}``, each ``by_*`` an object of ``{"time", "share"}`` keyed by op type, stage
+    (``"3"``) or worker (``"dp_rank,stage"``, e.g. ``"1,2"``), the most time first; a worker also has
+    ``steps_on_path`` and ``step_fraction``."""
+    return {
+        "steps": summary.steps,
+        "mean_step_time": summary.mean_step_time,
+        "mean_path_length": summary.mean_path_length,
+        "by_optype": {optype: _share(entry) for optype, entry in summary.by_optype.items()},
+        "by_stage": {str(stage): _share(entry) for stage, entry in summary.by_stage.items()},
+        "by_worker": {
+            _worker(worker): {
+                **_share(entry),
+                "steps_on_path": entry.steps_on_path,
+                "step_fraction": entry.step_fraction,
+            }
+            for worker, entry in summary.by_worker.items()
+        },
+    }
+
+
+def _share(entry: PathShare) -> dict:
+    return {"time": entry.time, "share": entry.share}
+
+
+def _worker(worker: tuple[int, int]) -> str:
+    """A worker as the JSON key and summary text write it: ``"dp_rank,stage"``."""
+    return f"{worker[0]},{worker[1]}"
 
 
 def critical_timeline_events(paths: CriticalPaths) -> list[dict]:
@@ -101,15 +135,20 @@ def summary_lines(paths: CriticalPaths, *, top: int = 3) -> list[str]:
     """A few lines: step time, path length, and who is on the path most."""
     summary = paths.summary()
     lines = [
-        f"critical paths ({paths.scenario}) of {summary['steps']} step(s): mean step time "
-        f"{summary['mean_step_time']:.3f} s, {summary['mean_path_length']:.1f} ops per path"
+        f"critical paths ({paths.scenario}) of {summary.steps} step(s): mean step time "
+        f"{summary.mean_step_time:.3f} s, {summary.mean_path_length:.1f} ops per path"
     ]
-    for key, title in (("by_optype", "op types"), ("by_stage", "stages")):
-        parts = ", ".join(f"{name} {entry['share']:.1%}" for name, entry in list(summary[key].items())[:top])
+    groups: tuple[tuple[Mapping[Any, PathShare], str], ...] = (
+        (summary.by_optype, "op types"),
+        (summary.by_stage, "stages"),
+    )
+    for by, title in groups:
+        parts = ", ".join(f"{name} {entry.share:.1%}" for name, entry in list(by.items())[:top])
         lines.append(f"  time on path, {title:<9} {parts}")
-    workers = list(summary["by_worker"].items())
+    workers = list(summary.by_worker.items())
     parts = ", ".join(
-        f"({name}) {entry['step_fraction']:.0%} of steps, {entry['share']:.1%} of time" for name, entry in workers[:top]
+        f"({_worker(worker)}) {entry.step_fraction:.0%} of steps, {entry.share:.1%} of time"
+        for worker, entry in workers[:top]
     )
     lines.append(f"  workers most on path    {parts}")
     return lines
