@@ -6,10 +6,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from .common import TimeUnitChoice, fail, reports_errors, time_unit_option
+
+if TYPE_CHECKING:  # pragma: no cover
+    from graphwia.fleet.run import JobRecord
 
 __all__ = ["fleet", "job_bar", "register"]
 
@@ -72,14 +76,14 @@ def fleet(
             on_done=advance,
         )
     paths = write_fleet(run, out)
-    table = run.table()
     for record in run.records:
-        for warning in record["warnings"]:
-            typer.echo(f"graphwia: warning: {record['row']['name']}: {warning}", err=True)
-    for row in table[table["status"] != "ok"].itertuples():
-        typer.echo(f"graphwia: job {row.name} failed: {row.error}", err=True)
+        for warning in record.warnings:
+            typer.echo(f"graphwia: warning: {record.name}: {warning}", err=True)
+    for record in run.records:
+        if not record.ok:
+            typer.echo(f"graphwia: job {record.name} failed: {record.error}", err=True)
     if not quiet:
-        s = fleet_summary(table)
+        s = fleet_summary(run.jobs)
         typer.echo(
             f"{s['jobs']} job(s): {len(run.analysed) - s['failed']} analysed, {len(run.skipped)} already "
             f"complete, {s['failed']} failed"
@@ -97,7 +101,7 @@ def fleet(
 
 
 @contextmanager
-def job_bar(total: int, enabled: bool) -> Iterator[Callable[[dict, bool], None]]:
+def job_bar(total: int, enabled: bool) -> Iterator[Callable[[JobRecord, bool], None]]:
     """A progress bar over jobs on stderr; yields the ``on_done`` callback of ``run_fleet``."""
     if not enabled or not sys.stderr.isatty():
         yield lambda record, analysed: None
@@ -115,9 +119,8 @@ def job_bar(total: int, enabled: bool) -> Iterator[Callable[[dict, bool], None]]
     ) as bar:
         task = bar.add_task("jobs", total=total)
 
-        def advance(record: dict, analysed: bool) -> None:
-            row = record["row"]
-            state = "failed" if row["status"] != "ok" else ("done" if analysed else "already complete")
-            bar.update(task, advance=1, description=f"{row['name']}: {state}")
+        def advance(record: JobRecord, analysed: bool) -> None:
+            state = "failed" if not record.ok else ("done" if analysed else "already complete")
+            bar.update(task, advance=1, description=f"{record.name}: {state}")
 
         yield advance

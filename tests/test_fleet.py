@@ -19,7 +19,9 @@ from graphwia.fleet.run import (
     COLUMNS,
     MARKER,
     Job,
-    cause_columns,
+    JobRecord,
+    cause_fields,
+    completed_record,
     discover_jobs,
     fleet_table,
     job_dir,
@@ -120,31 +122,37 @@ def test_input_without_jobs_is_a_usage_error(tmp_path):
 
 
 # -- rows ----------------------------------------------------------------------------------
-def test_cause_columns_and_wasted_hours():
+def test_cause_fields_rows_and_wasted_hours():
     from graphwia.analyses.causes import Cause, Causes
 
-    ranked = (Cause("sequence-length", 0.833), Cause("stage", 0.688))
-    assert cause_columns(Causes(1.5, ranked, ())) == {
+    ranked = (Cause("sequence-length", 0.83256), Cause("stage", 0.688))
+    fields = cause_fields(Causes(1.5, ranked, ()))
+    assert fields == {
         "cause": "sequence-length",
-        "cause_share": 0.833,
-        "causes": "sequence-length 0.833, stage 0.688",
+        "cause_share": 0.83256,
+        "causes": (("sequence-length", 0.83256), ("stage", 0.688)),
     }
-    assert cause_columns(Causes(1.5, (Cause("gc", 0.1),), ()))["cause"] == "unexplained"
-    assert cause_columns(Causes(1.05, (), ())) == {"cause": "none", "cause_share": None, "causes": None}
+    row = JobRecord("a", "ok", **fields).row()
+    assert list(row) == list(COLUMNS)
+    assert row["causes"] == "sequence-length 0.833, stage 0.688"  # the csv has them as text
+    assert cause_fields(Causes(1.5, (Cause("gc", 0.1),), ()))["cause"] == "unexplained"
+    none = cause_fields(Causes(1.05, (), ()))
+    assert none == {"cause": "none", "cause_share": None, "causes": ()}
+    assert JobRecord("a", "ok", **none).row()["causes"] is None
     assert wasted_gpu_hours(2.0, 10.0) == 5.0
     assert wasted_gpu_hours(0.98, 10.0) == 0.0
 
 
 def test_local_and_dask_runs_give_identical_rows(fleet):
-    local, on_dask = fleet["local"].table(), fleet["dask"].table()
+    local, on_dask = fleet["local"].jobs, fleet["dask"].jobs
     assert list(local.columns) == list(COLUMNS)
     assert list(local["name"]) == [j.name for j in fleet["jobs"]]
     pd.testing.assert_frame_equal(local, on_dask, check_exact=True)
-    assert fleet["local"].records[0]["optype"] == fleet["dask"].records[0]["optype"]
+    assert fleet["local"].records == fleet["dask"].records
 
 
 def test_rows_equal_single_job_analyses_and_known_causes(fleet):
-    rows = fleet["local"].table().set_index("name")
+    rows = fleet["local"].jobs.set_index("name")
     for job in fleet["jobs"]:
         if job.name not in SYNTH:
             continue
@@ -164,9 +172,27 @@ def test_rows_equal_single_job_analyses_and_known_causes(fleet):
     assert pd.isna(rows.loc["clean", "top_optype"])  # S below the attribution threshold
 
 
+def test_records_are_typed_and_the_marker_holds_them(fleet):
+    records = {r.name: r for r in fleet["local"].records}
+    stage = records["stage"]
+    assert stage.ok and stage.cause == "stage" and stage.link == "jobs/stage"  # no report without plots
+    assert stage.causes[0][0] == "stage" and all(isinstance(share, float) for _, share in stage.causes)
+    assert stage.row()["causes"] == ", ".join(f"{cause} {share:.3f}" for cause, share in stage.causes)
+    assert stage.top_stage == 3 and isinstance(stage.top_dp_rank, int)
+    assert stage.optype_attribution and records["clean"].optype_attribution is None
+    broken = records["broken"]
+    assert not broken.ok and broken.S is None and broken.causes == () and broken.link == "jobs/broken"
+    job = next(j for j in fleet["jobs"] if j.name == "stage")
+    assert completed_record(job, fleet["root"] / "local", plots=False) == stage
+    run = fleet["local"]
+    assert run.jobs is run.jobs  # a view built once
+    with pytest.warns(DeprecationWarning, match="FleetRun.jobs"):
+        assert run.table() is run.jobs
+
+
 @requires_data
 def test_real_trace_rows_equal_analyze(fleet):
-    rows = fleet["dask"].table().set_index("name")
+    rows = fleet["dask"].jobs.set_index("name")
     for name in TRACES:
         analysis = real_analysis(name)
         assert rows.loc[name, "S"] == analysis.slowdown
@@ -178,7 +204,7 @@ def test_real_trace_rows_equal_analyze(fleet):
 
 def test_failed_job_is_recorded_and_does_not_stop_the_others(fleet):
     for run in (fleet["local"], fleet["dask"]):
-        table = run.table().set_index("name")
+        table = run.jobs.set_index("name")
         assert run.failed == ["broken"]
         assert "meta-broken.yaml: metadata file not found" in table.loc["broken", "error"]
         assert table.loc["broken", "status"] == "failed" and pd.isna(table.loc["broken", "S"])
@@ -192,7 +218,7 @@ def test_job_outputs_and_fleet_files(fleet):
     run = fleet["local"]
     assert {"result-stage.json", "ms-stage.json", "mw-stage.json", MARKER} <= set(files_of(out, "stage"))
     paths = write_fleet(run, out)
-    table = run.table()
+    table = run.jobs
     pd.testing.assert_frame_equal(read_fleet_csv(paths["csv"]), table, check_exact=True)
     pd.testing.assert_frame_equal(pd.read_parquet(paths["parquet"]).astype(COLUMNS), table, check_exact=True)
     page = paths["html"].read_text()
@@ -224,13 +250,12 @@ def test_resumed_run_does_no_work_twice(tmp_path, monkeypatch):
 
     analysed.clear()
     seen = []
-    again = run_fleet(
-        jobs, out, workers=1, plots=False, on_done=lambda record, now: seen.append((record["row"]["name"], now))
-    )
+    again = run_fleet(jobs, out, workers=1, plots=False, on_done=lambda record, now: seen.append((record.name, now)))
     assert analysed == [] and again.analysed == ["broken"] and sorted(again.skipped) == sorted(SYNTH)
     assert sorted(seen) == sorted([(n, False) for n in SYNTH] + [("broken", True)])
     assert {name: files_of(out, name) for name in SYNTH} == before
-    pd.testing.assert_frame_equal(again.table(), first.table(), check_exact=True)
+    pd.testing.assert_frame_equal(again.jobs, first.jobs, check_exact=True)
+    assert again.records == first.records  # a marker holds the whole record
 
     # an interrupted run leaves a job without its marker; a repaired input is retried
     (job_dir(out, "stage") / MARKER).unlink()

@@ -11,6 +11,8 @@ op types slow jobs down (S attribution by op type across jobs). Plots are matplo
 from __future__ import annotations
 
 import html
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from graphwia.analyses.causes import LABELS, NAMED_SHARE, STRAGGLER_S
+from graphwia.fleet.run import JobRecord, fleet_table
 from graphwia.outputs.report import CAUSE_COLOR
 from graphwia.outputs.summary import CAUSE_TITLE, percent
 from graphwia.utils.io import write_text
@@ -88,22 +91,19 @@ def optype_summary(attribution: dict[str, dict[str, float]]) -> pd.DataFrame:
     return summary.sort_values(["top_in_jobs", "median_S_t"], ascending=False).rename_axis("optype").reset_index()
 
 
-def write_fleet_report(
-    path: str | Path,
-    table: pd.DataFrame,
-    attribution: dict[str, dict[str, float]],
-    *,
-    links: dict[str, str] | None = None,
-) -> Path:
-    """Write the fleet page atomically.
+def write_fleet_report(path: str | Path, records: Sequence[JobRecord]) -> Path:
+    """Write the fleet page of ``records`` (one per job, in job order) atomically.
 
-    ``table`` holds the fleet rows, ``attribution`` each job's S by op type (jobs that
-    reached the attribution threshold), ``links`` each job's page relative to ``path``.
+    Each record's ``link`` (its job's page) is relative to the folder of ``path``; its
+    ``optype_attribution`` (jobs that reached the attribution threshold) feeds the op-type section.
     """
-    return write_text(path, render_fleet_html(table, attribution, links or {}))
+    return write_text(path, render_fleet_html(records))
 
 
-def render_fleet_html(table: pd.DataFrame, attribution: dict[str, dict[str, float]], links: dict[str, str]) -> str:
+def render_fleet_html(records: Sequence[JobRecord]) -> str:
+    """The fleet page of ``records`` (see :func:`write_fleet_report`)."""
+    table = fleet_table(records)
+    attribution = {r.name: dict(r.optype_attribution) for r in records if r.optype_attribution}
     summary = fleet_summary(table)
     ok = table[table["status"] == "ok"]
     causes = cause_summary(ok)
@@ -116,7 +116,7 @@ def render_fleet_html(table: pd.DataFrame, attribution: dict[str, dict[str, floa
             "Where: attribution of S by op type across jobs",
             _img(_plot_optypes(optype_table(attribution)), "S_t by op type") + _optype_html(attribution),
         ),
-        _section("Jobs", _jobs_html(table, links)),
+        _section("Jobs", _jobs_html(records)),
     ]
     return PAGE.format(title=f"graphwia fleet: {summary['jobs']} job(s)", body="\n".join(sections))
 
@@ -242,13 +242,13 @@ def _optype_html(attribution: dict) -> str:
     return _table(["op type", "top op type in jobs", f"jobs with S_t ≥ {STRAGGLER_S}", "median S_t", "max S_t"], rows)
 
 
-def _jobs_html(table: pd.DataFrame, links: dict[str, str]) -> str:
-    ordered = table.sort_values(["status", "wasted_gpu_hours"], ascending=[False, False], na_position="last")
+def _jobs_html(records: Sequence[JobRecord]) -> str:
+    """The table of jobs: analysed ones first, the most wasted GPU hours first; then the failed ones."""
+    by_waste = sorted(records, key=lambda r: math.inf if r.wasted_gpu_hours is None else -r.wasted_gpu_hours)
     rows = []
-    for r in ordered.itertuples():
-        href = links.get(r.name, f"jobs/{r.name}")
-        link = f'<a href="{html.escape(quote(href))}">{html.escape(str(r.name))}</a>'
-        if r.status != "ok":
+    for r in sorted(by_waste, key=lambda r: r.status, reverse=True):
+        link = f'<a href="{html.escape(quote(r.link or f"jobs/{r.name}"))}">{html.escape(r.name)}</a>'
+        if not r.ok:
             rows.append([link, _raw(f'<span class="err">failed: {html.escape(str(r.error))}</span>')] + [""] * 8)
             continue
         rows.append(
@@ -259,9 +259,9 @@ def _jobs_html(table: pd.DataFrame, links: dict[str, str]) -> str:
                 f"{r.launch_slowdown:.4f}",
                 _pct(r.Ms),
                 _pct(r.Mw),
-                r.cause,
-                _ranking(r.causes),
-                "" if pd.isna(r.top_optype) else r.top_optype,
+                r.cause or "",
+                ", ".join(f"{cause} {share:.0%}" for cause, share in r.causes),
+                r.top_optype or "",
                 f"{r.wasted_gpu_hours:,.2f} / {r.gpu_hours:,.2f}",
             ]
         )
@@ -278,14 +278,6 @@ def _jobs_html(table: pd.DataFrame, links: dict[str, str]) -> str:
         "wasted / GPU hours",
     ]
     return _table(header, rows, raw_first=True)
-
-
-def _ranking(causes) -> str:
-    """The ``causes`` column ("stage 0.688, …") with shares as percentages."""
-    if pd.isna(causes) or not causes:
-        return ""
-    pairs = (item.rsplit(" ", 1) for item in causes.split(", "))
-    return ", ".join(f"{cause} {float(share):.0%}" for cause, share in pairs)
 
 
 class _raw(str):

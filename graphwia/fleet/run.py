@@ -6,10 +6,11 @@ The data path of a fleet run::
 
 :func:`run_job` analyses one job, writes its full outputs under
 ``DIR/jobs/<name>/`` and, last, a completion marker (``fleet-job.json``,
-written atomically) holding the job's fleet row. A job whose marker exists and
-matches its current input files is complete: a re-run reads the marker instead
-of analysing again, so an interrupted fleet run resumes where it stopped.
-Failed jobs get no marker and are retried by the next run.
+written atomically) holding the job's :class:`JobRecord` (its fleet row,
+typed). A job whose marker exists and matches its current input files is
+complete: a re-run reads the marker instead of analysing again, so an
+interrupted fleet run resumes where it stopped. Failed jobs get no marker and
+are retried by the next run.
 
 A job's name comes from its file name and becomes a folder: it must pass the
 name rule (:func:`graphwia.utils.names.check_name`) when the jobs are
@@ -25,12 +26,16 @@ only for that.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import shlex
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from warnings import warn
 
 import pandas as pd
 
@@ -39,9 +44,33 @@ from graphwia.fleet.pool import Failure, run_isolated
 from graphwia.utils.io import inside, write_json
 from graphwia.utils.names import check_name
 
+if TYPE_CHECKING:  # pragma: no cover
+    from graphwia.analyses.causes import Causes
+    from graphwia.analyses.standard import Analysis
+
+__all__ = [
+    "COLUMNS",
+    "MARKER",
+    "FleetRun",
+    "Job",
+    "JobRecord",
+    "cause_fields",
+    "completed_record",
+    "discover_jobs",
+    "fleet_table",
+    "job_dir",
+    "job_record",
+    "read_fleet_csv",
+    "run_fleet",
+    "run_job",
+    "wasted_gpu_hours",
+    "write_fleet",
+]
+
 MARKER = "fleet-job.json"
 #: 2: the cause columns come from the cause analysis (graphwia.analyses.causes).
-MARKER_VERSION = 2
+#: 3: the marker holds the job's record (its causes as (cause, share) pairs, its page link).
+MARKER_VERSION = 3
 TRACE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
 #: Modules a local worker imports before it takes a job (a job's time limit does not count them).
 WARM_UP = ("graphwia.analyses.standard", "graphwia.outputs.job", "graphwia.trace.optable")
@@ -77,24 +106,76 @@ class Job:
     meta: Path | None  # None: a directory of rank traces, which holds its own layout
 
 
-@dataclass
-class FleetRun:
-    """What :func:`run_fleet` did: one record per job, in job order.
+@dataclass(frozen=True)
+class JobRecord:
+    """One job's outcome: its fleet.csv row, typed, and what the fleet page shows of it.
 
-    A record is the content of a job's marker: ``row`` (the fleet.csv row),
-    ``optype`` (the job's S attribution by op type, or None) and ``warnings``.
+    ``status`` is ``ok`` (analysed) or ``failed`` (``error`` says why in one line; the numbers
+    are then None). The numbers and ``cause`` … ``wasted_gpu_hours`` are the columns of
+    :data:`COLUMNS` of the same names; ``causes`` holds every cause found with its share,
+    ranked (empty when none was found), where the csv has them as text. ``link`` is the job's
+    page relative to the fleet's output folder (its HTML report, else its folder),
+    ``optype_attribution`` the job's S by op type (None when attribution did not run) and
+    ``warnings`` what the job's analysis warned about.
     """
 
-    records: list[dict]
+    name: str
+    status: str
+    error: str | None = None
+    S: float | None = None  # noqa: N815 (the column's name)
+    launch_slowdown: float | None = None
+    Ms: float | None = None  # noqa: N815
+    Mw: float | None = None  # noqa: N815
+    cause: str | None = None
+    cause_share: float | None = None
+    causes: tuple[tuple[str, float], ...] = ()
+    top_optype: str | None = None
+    top_dp_rank: int | None = None
+    top_stage: int | None = None
+    steps: int | None = None
+    workers: int | None = None
+    gpu_hours: float | None = None
+    wasted_gpu_hours: float | None = None
+    link: str = ""
+    optype_attribution: Mapping[str, float] | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def row(self) -> dict[str, Any]:
+        """The fleet.csv row (:data:`COLUMNS`, in order): each column the field of its name, ``causes``
+        as text, ``"sequence-length 0.833, stage 0.688"`` (None when none was found)."""
+        row = {column: getattr(self, column) for column in COLUMNS}
+        row["causes"] = ", ".join(f"{cause} {share:.3f}" for cause, share in self.causes) or None
+        return row
+
+
+@dataclass
+class FleetRun:
+    """What :func:`run_fleet` did: one :class:`JobRecord` per job, in job order.
+
+    :attr:`jobs` is the fleet table of the records (one row per job), built on first use.
+    """
+
+    records: list[JobRecord]
     analysed: list[str]  # jobs run now (including those that failed)
     skipped: list[str]  # jobs already complete from an earlier run
 
     @property
     def failed(self) -> list[str]:
-        return [r["row"]["name"] for r in self.records if r["row"]["status"] != "ok"]
+        return [r.name for r in self.records if not r.ok]
+
+    @functools.cached_property
+    def jobs(self) -> pd.DataFrame:
+        """One row per job, with :data:`COLUMNS` and their dtypes (:func:`fleet_table`), built on first use."""
+        return fleet_table(self.records)
 
     def table(self) -> pd.DataFrame:
-        return fleet_table(self.records)
+        """Deprecated: the :attr:`jobs` property."""
+        warn("FleetRun.table() is deprecated: use the FleetRun.jobs property", DeprecationWarning, stacklevel=2)
+        return self.jobs
 
 
 # -- discovering jobs ---------------------------------------------------------------------
@@ -176,7 +257,7 @@ def job_dir(out_dir: str | Path, name: str) -> Path:
     return inside(jobs / check_name(name, what="job name", source=str(jobs)), jobs)
 
 
-def run_job(job: Job, out_dir: str | Path, *, plots: bool = True, time_unit: str | None = None) -> dict:
+def run_job(job: Job, out_dir: str | Path, *, plots: bool = True, time_unit: str | None = None) -> JobRecord:
     """Analyse ``job``, write its outputs and marker; return its record. Never raises for a bad job.
 
     A failure (bad input, or an unexpected error) is returned as a record with status
@@ -187,59 +268,61 @@ def run_job(job: Job, out_dir: str | Path, *, plots: bool = True, time_unit: str
     from graphwia.outputs.job import undefined_values, write_outputs
     from graphwia.trace.files import open_trace
 
-    inputs = input_fingerprint(job)
+    inputs = _input_fingerprint(job)
     try:
         analysis = analyze(open_trace(job.trace, job.meta, time_unit=time_unit))
         directory = job_dir(out_dir, job.name)
         write_outputs(analysis, directory, plots=plots)
-        record = {
-            "version": MARKER_VERSION,
-            "inputs": inputs,
-            "plots": plots,
-            "row": job_row(job.name, analysis),
-            "optype": _overall(analysis, "optype"),
-            "warnings": list(analysis.warnings) + undefined_values(analysis),
-        }
-        write_json(directory / MARKER, record)
+        record = job_record(
+            job.name,
+            analysis,
+            link=_job_link(out_dir, job.name),
+            warnings=list(analysis.warnings) + undefined_values(analysis),
+        )
+        write_json(directory / MARKER, _marker(record, inputs, plots))
         return record
     except GraphwiaError as exc:
-        return failed_record(job, str(exc))
+        return _failed_record(job, str(exc), out_dir)
     except Exception as exc:  # a bug or an unforeseen input must not stop the fleet
-        return failed_record(job, f"unexpected {type(exc).__name__}: {first_line(exc)}")
+        return _failed_record(job, f"unexpected {type(exc).__name__}: {first_line(exc)}", out_dir)
 
 
-def job_row(name: str, analysis) -> dict:
-    """The fleet.csv row of one analysed job (see :data:`COLUMNS`)."""
-    s, ms, mw = analysis.slowdown, analysis.Ms, analysis.Mw
+def job_record(name: str, analysis: Analysis, *, link: str = "", warnings: Iterable[str] = ()) -> JobRecord:
+    """The record of one analysed job (its fleet.csv row: see :data:`COLUMNS`)."""
+    s = float(analysis.slowdown)
     gpu_hours = analysis.meta.world_size * float(analysis.step_time_observed.sum()) / 3600
-    return {
-        "name": name,
-        "status": "ok",
-        "error": None,
-        "S": s,
-        "launch_slowdown": analysis.launch_slowdown,
-        "Ms": ms,
-        "Mw": mw,
-        **cause_columns(analysis.causes),
-        "top_optype": _top(analysis, "optype"),
-        "top_dp_rank": _top(analysis, "dp_rank"),
-        "top_stage": _top(analysis, "stage"),
-        "steps": len(analysis.steps),
-        "workers": len(analysis.worker_table),
-        "gpu_hours": gpu_hours,
-        "wasted_gpu_hours": wasted_gpu_hours(s, gpu_hours),
-    }
+    top_dp_rank, top_stage = _top(analysis, "dp_rank"), _top(analysis, "stage")
+    top_optype = _top(analysis, "optype")
+    return JobRecord(
+        name=name,
+        status="ok",
+        S=s,
+        launch_slowdown=float(analysis.launch_slowdown),
+        Ms=float(analysis.Ms),
+        Mw=float(analysis.Mw),
+        **cause_fields(analysis.causes),
+        top_optype=None if top_optype is None else str(top_optype),
+        top_dp_rank=None if top_dp_rank is None else int(top_dp_rank),
+        top_stage=None if top_stage is None else int(top_stage),
+        steps=len(analysis.steps),
+        workers=len(analysis.worker_table),
+        gpu_hours=gpu_hours,
+        wasted_gpu_hours=wasted_gpu_hours(s, gpu_hours),
+        link=link,
+        optype_attribution=_overall(analysis, "optype"),
+        warnings=tuple(warnings),
+    )
 
 
-def cause_columns(causes) -> dict:
-    """A row's cause columns: ``cause`` (:attr:`Causes.label <graphwia.analyses.causes.Causes.label>`),
-    ``cause_share`` (its share; missing for ``unexplained`` and ``none``) and ``causes`` (every cause
-    found, ranked: ``"sequence-length 0.833, stage 0.688"``; missing when none was found)."""
+def cause_fields(causes: Causes) -> dict[str, Any]:
+    """A record's cause fields: ``cause`` (:attr:`Causes.label <graphwia.analyses.causes.Causes.label>`),
+    ``cause_share`` (its share; None for ``unexplained`` and ``none``) and ``causes`` (every cause
+    found with its share, ranked: ``(("sequence-length", 0.833), ("stage", 0.688))``)."""
     named = causes.named
     return {
         "cause": causes.label,
         "cause_share": named[0].share if named else None,
-        "causes": ", ".join(f"{c.cause} {c.share:.3f}" for c in causes.ranked) or None,
+        "causes": tuple((c.cause, float(c.share)) for c in causes.ranked if c.share is not None),
     }
 
 
@@ -248,13 +331,21 @@ def wasted_gpu_hours(s: float, gpu_hours: float) -> float:
     return max(0.0, (s - 1) / s) * gpu_hours if s > 0 else 0.0
 
 
-def failed_record(job: Job, error: str) -> dict:
-    row: dict[str, object] = {column: None for column in COLUMNS}
-    row.update(name=job.name, status="failed", error=error)
-    return {"version": MARKER_VERSION, "inputs": None, "plots": None, "row": row, "optype": None, "warnings": []}
+def _failed_record(job: Job, error: str, out_dir: str | Path) -> JobRecord:
+    return JobRecord(name=job.name, status="failed", error=error, link=_job_link(out_dir, job.name))
 
 
-def input_fingerprint(job: Job) -> dict:
+def _job_link(out_dir: str | Path, name: str) -> str:
+    """The job's page relative to ``out_dir``: its HTML report when it has one, else its folder."""
+    try:
+        directory = job_dir(out_dir, name)
+        reports = sorted(directory.glob("report-*.html"))
+    except (OSError, GraphwiaError):  # a failed job's record is made whatever its folder is
+        return f"jobs/{name}"
+    return (reports[0] if reports else directory).relative_to(out_dir).as_posix()
+
+
+def _input_fingerprint(job: Job) -> dict:
     """Path, size and mtime of the job's inputs: a changed input makes its marker stale."""
 
     def stat(path: Path):
@@ -272,23 +363,35 @@ def input_fingerprint(job: Job) -> dict:
     return {"trace": stat(job.trace), "meta": stat(job.meta)}
 
 
-def completed_record(job: Job, out_dir: str | Path, plots: bool) -> dict | None:
+def _marker(record: JobRecord, inputs: dict, plots: bool) -> dict:
+    """The content of a job's completion marker: the record and what it was made from."""
+    return {"version": MARKER_VERSION, "inputs": inputs, "plots": plots, "record": dataclasses.asdict(record)}
+
+
+def completed_record(job: Job, out_dir: str | Path, plots: bool) -> JobRecord | None:
     """The job's record if a previous run completed it with the same inputs (and plots if wanted)."""
     import json
 
     try:
-        record = json.loads((job_dir(out_dir, job.name) / MARKER).read_text())
+        marker = json.loads((job_dir(out_dir, job.name) / MARKER).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("version") != MARKER_VERSION:
+    if not isinstance(marker, dict) or marker.get("version") != MARKER_VERSION:
         return None
-    if record.get("inputs") != input_fingerprint(job) or (plots and not record.get("plots")):
+    if marker.get("inputs") != _input_fingerprint(job) or (plots and not marker.get("plots")):
         return None
-    return record if record.get("row", {}).get("status") == "ok" else None
+    try:
+        fields = dict(marker["record"])
+        fields["causes"] = tuple((str(cause), float(share)) for cause, share in fields.get("causes", ()))
+        fields["warnings"] = tuple(str(w) for w in fields.get("warnings", ()))
+        record = JobRecord(**fields)
+    except (KeyError, TypeError, ValueError):  # a marker this version did not write: the job is redone
+        return None
+    return record if record.ok and record.name == job.name else None
 
 
 # -- many jobs -----------------------------------------------------------------------------
-OnDone = Callable[[dict, bool], None]
+OnDone = Callable[[JobRecord, bool], None]
 
 
 def run_fleet(
@@ -330,7 +433,7 @@ def run_fleet(
     jobs = list(jobs)
     out_dir = Path(out_dir).resolve()
     notify = on_done or (lambda record, analysed: None)
-    records: dict[str, dict] = {}
+    records: dict[str, JobRecord] = {}
     pending = []
     for job in jobs:
         done = completed_record(job, out_dir, plots)
@@ -347,7 +450,7 @@ def run_fleet(
             else _run_local(pending, out_dir, plots, time_unit, workers or os.cpu_count() or 1, job_timeout, on_start)
         )
         for record in results:
-            records[record["row"]["name"]] = record
+            records[record.name] = record
             notify(record, True)
     return FleetRun(
         records=[records[job.name] for job in jobs], analysed=[job.name for job in pending], skipped=skipped
@@ -362,7 +465,7 @@ def _run_local(
     workers: int,
     job_timeout: float | None,
     on_start: Callable[[Job, int], None] | None,
-) -> Iterator[dict]:
+) -> Iterator[JobRecord]:
     if workers <= 1 and job_timeout is None:
         for job in jobs:
             if on_start is not None:
@@ -374,15 +477,15 @@ def _run_local(
     for index, result in run_isolated(
         _run_job_task, tasks, workers=workers, timeout=job_timeout, warm_up=WARM_UP, on_start=started
     ):
-        yield failed_record(jobs[index], result.reason) if isinstance(result, Failure) else result
+        yield _failed_record(jobs[index], result.reason, out_dir) if isinstance(result, Failure) else result
 
 
-def _run_job_task(job: Job, out_dir: Path, plots: bool, time_unit: str | None) -> dict:
+def _run_job_task(job: Job, out_dir: Path, plots: bool, time_unit: str | None) -> JobRecord:
     """:func:`run_job` with positional arguments, as a local worker calls it."""
     return run_job(job, out_dir, plots=plots, time_unit=time_unit)
 
 
-def _run_dask(jobs: list[Job], out_dir: Path, plots: bool, time_unit: str | None, address: str) -> Iterator[dict]:
+def _run_dask(jobs: list[Job], out_dir: Path, plots: bool, time_unit: str | None, address: str) -> Iterator[JobRecord]:
     from graphwia.utils.cluster import connect
 
     client = connect(address)
@@ -405,24 +508,24 @@ def _run_dask(jobs: list[Job], out_dir: Path, plots: bool, time_unit: str | None
         }
         try:
             for future in dask_completed(list(futures), loop=client.loop):
-                yield _outcome(futures[future], future.result)
+                yield _outcome(futures[future], future.result, out_dir)
         finally:
             client.cancel(list(futures))
 
 
-def _outcome(job: Job, result: Callable[[], dict]) -> dict:
+def _outcome(job: Job, result: Callable[[], JobRecord], out_dir: Path) -> JobRecord:
     """The job's record, or a failed one when its dask worker died (run_job itself never raises)."""
     try:
         return result()
     except Exception as exc:  # KilledWorker, a lost connection, an unpicklable result …
-        return failed_record(job, f"{type(exc).__name__} on the cluster: {first_line(exc)}")
+        return _failed_record(job, f"{type(exc).__name__} on the cluster: {first_line(exc)}", out_dir)
 
 
 # -- the fleet table -----------------------------------------------------------------------
-def fleet_table(records: Iterable[dict]) -> pd.DataFrame:
-    """One row per job with :data:`COLUMNS` and their dtypes (missing values for failed jobs)."""
-    rows = [record["row"] for record in records]
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
+def fleet_table(records: Iterable[JobRecord]) -> pd.DataFrame:
+    """One row per job (:meth:`JobRecord.row`) with :data:`COLUMNS` and their dtypes (missing values for
+    failed jobs)."""
+    table = pd.DataFrame([record.row() for record in records], columns=list(COLUMNS))
     return table.astype(COLUMNS)
 
 
@@ -432,25 +535,15 @@ def write_fleet(run: FleetRun, out_dir: str | Path) -> dict[str, Path]:
     from graphwia.utils.io import atomic_path, output_set
 
     out_dir = Path(out_dir)
-    table = run.table()
+    table = run.jobs
     paths = {"csv": out_dir / "fleet.csv", "parquet": out_dir / "fleet.parquet", "html": out_dir / "fleet.html"}
-    attribution = {r["row"]["name"]: r["optype"] for r in run.records if r["optype"]}
     with output_set(out_dir, key="fleet"):
         with atomic_path(paths["csv"]) as tmp:
             table.to_csv(tmp, index=False)
         with atomic_path(paths["parquet"]) as tmp:
             table.to_parquet(tmp, index=False)
-        write_fleet_report(paths["html"], table, attribution, links=job_links(out_dir, table["name"]))
+        write_fleet_report(paths["html"], run.records)
     return paths
-
-
-def job_links(out_dir: Path, names: Iterable[str]) -> dict[str, str]:
-    """Relative link of each job's page: its HTML report when it has one, else its folder."""
-    links = {}
-    for name in names:
-        reports = sorted(job_dir(out_dir, name).glob("report-*.html"))
-        links[name] = (reports[0] if reports else job_dir(out_dir, name)).relative_to(out_dir).as_posix()
-    return links
 
 
 def read_fleet_csv(path: str | Path) -> pd.DataFrame:
@@ -468,20 +561,3 @@ def _overall(analysis, grouping: str) -> dict[str, float] | None:
     """S_G of every group of ``grouping``, as stored in the completion marker."""
     parts = analysis.blocking.get(grouping)
     return None if parts is None else {str(k): float(v) for k, v in parts.overall.items()}
-
-
-__all__ = [
-    "COLUMNS",
-    "FleetRun",
-    "Job",
-    "cause_columns",
-    "completed_record",
-    "discover_jobs",
-    "fleet_table",
-    "job_row",
-    "read_fleet_csv",
-    "run_fleet",
-    "run_job",
-    "wasted_gpu_hours",
-    "write_fleet",
-]
