@@ -357,6 +357,36 @@ def test_metadata_values_are_checked_before_any_work(tmp_path, changes, culprits
     assert time.monotonic() - started < 5
 
 
+def test_a_metadata_key_given_twice_is_refused(tmp_path):
+    """PyYAML keeps the last of two equal keys; a metadata file with one twice says which, and where."""
+    frame, meta = synth()
+    text = yaml.safe_dump(meta, sort_keys=False)  # trial_name on line 1
+    first = text.splitlines().index("trial_name: t") + 1
+    text += "trial_name: other\n"
+    trace = write_case(tmp_path, frame, text)
+    line, before = text.count("\n"), files_under(tmp_path)
+    assert_clean_failure(
+        analyze(trace),
+        1,
+        f"meta-t.yaml: not a readable YAML file (line {line}, column 1: key 'trial_name' appears twice",
+        f"(first on line {first})",
+    )
+    assert files_under(tmp_path) == before
+
+
+def test_a_scenario_key_given_twice_is_refused(tmp_path):
+    trace = write_case(tmp_path, *synth())
+    scenarios = tmp_path / "s.yaml"
+    scenarios.write_text("scenarios:\n  - name: big\n    scale: {duration: 2}\n    scale: {duration: 0.5}\n")
+    for command in (
+        ["whatif", trace, "--scenarios", scenarios],
+        ["critical-path", trace, "--whatif", scenarios, "--scenario", "big", "--out", tmp_path / "cp.json", "-q"],
+    ):
+        result = run(*command)
+        assert_clean_failure(result, 2, f"{scenarios}: not a readable YAML file (line 4, column 5: key 'scale'")
+        assert result.stdout == ""
+
+
 def test_lone_surrogate_in_yaml_name(tmp_path):
     frame, meta = synth()
     text = yaml.safe_dump({k: v for k, v in meta.items() if k != "trial_name"}) + 'trial_name: "bad\\udc80"\n'

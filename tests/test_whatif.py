@@ -586,6 +586,10 @@ def test_a_thousand_scenario_file_loads_with_every_yaml_guard_on(tmp_path):
         ("extra: &a [1]\nagain: *a\n", f"line {end + 1}, column 8: aliases (*name) are not allowed"),
         ("extra: " + "[" * 40 + "]" * 40 + "\n", f"line {end}, column 39: nested deeper than 32"),
         ("extra: " + "7" * 50 + "\n", f"line {end}, column 8: integer of 50 characters is too long"),
+        (
+            "extra: 1\nextra: 2\n",
+            f"line {end + 1}, column 1: key 'extra' appears twice in one mapping (first on line {end})",
+        ),
     ]:
         path.write_text(text + tail)
         with pytest.raises(ScenarioError, match=f"many.yaml: not a readable YAML file \\({re.escape(culprit)}"):
@@ -620,6 +624,47 @@ def test_yaml_errors_and_data_are_pyyaml_s_own(tmp_path, text):
         assert str(err.value) == f"{path}: not a readable YAML file ({problem})"
     else:
         assert io.read_yaml(path, ScenarioError, "scenario") == expected
+
+
+@pytest.mark.parametrize(
+    "text, culprit",
+    [
+        (
+            "scenarios:\n  - name: x\n    scale: {duration: 0.5}\n    scale: {transfer: 0.5}\n",
+            "line 4, column 5: key 'scale' appears twice in one mapping (first on line 3)",
+        ),
+        (
+            "scenarios:\n  - {name: x, ideal: true, name: y}\n",
+            "line 2, column 28: key 'name' appears twice in one mapping (first on line 2)",
+        ),
+        (
+            "baseline: base\nscenarios:\n  - {name: x, ideal: true}\nbaseline: nodelay\n",
+            "line 4, column 1: key 'baseline' appears twice in one mapping (first on line 1)",
+        ),
+        (
+            "scenarios:\n  - name: x\n    where:\n      stage: [0]\n      stage: [1]\n    ideal: true\n",
+            "line 5, column 7: key 'stage' appears twice in one mapping (first on line 4)",
+        ),
+    ],
+)
+def test_a_key_twice_in_one_mapping_is_refused_with_its_lines(tmp_path, text, culprit):
+    """PyYAML keeps the last of two equal keys silently; read_yaml refuses them, with both lines."""
+    import yaml
+
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as err:
+        load_scenarios(path)
+    assert str(err.value) == f"{path}: not a readable YAML file ({culprit})"
+    for loader in io._loader_classes():  # the fast loader refuses it too
+        with pytest.raises(yaml.YAMLError):
+            io._load_yaml(loader, text)
+
+
+def test_one_key_in_different_mappings_and_a_merged_key_overridden_are_fine(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("a: {x: 1}\nb: {x: 2}\nc:\n  <<: {x: 3, y: 4}\n  x: 5\n")
+    assert io.read_yaml(path, ScenarioError, "scenario") == {"a": {"x": 1}, "b": {"x": 2}, "c": {"x": 5, "y": 4}}
 
 
 # -- the published trace ST ------------------------------------------------------------------

@@ -16,7 +16,7 @@
 * :func:`write_json` writes strict JSON: a NaN or infinity is written as ``null``
   (:func:`nonfinite_fields` names them, so callers can warn).
 * :func:`read_yaml` reads small, flat YAML files defensively: bounded size and
-  nesting, no aliases, errors with line and column.
+  nesting, no aliases, no key twice in one mapping, errors with line and column.
 """
 
 from __future__ import annotations
@@ -452,7 +452,9 @@ MAX_YAML_INT_DIGITS = 40
 
 def read_yaml(path: str | Path, error: type[GraphwiaError], what: str):
     """Parse a small YAML file, raising ``error`` with a one-line message naming the file (and the line and
-    column of a syntax error) when it is missing, too large, too deeply nested, uses aliases, or is unreadable."""
+    column of a syntax error) when it is missing, too large, too deeply nested, uses aliases, has a key twice
+    in one mapping (PyYAML would keep the last silently; the message names the key and both lines), or is
+    unreadable."""
     import yaml
 
     path = Path(path)
@@ -499,8 +501,8 @@ def _yaml_problem(exc) -> str:
 
 @functools.cache
 def _loader_classes() -> tuple[type[SafeConstructor], ...]:
-    """YAML loaders without aliases, with bounded nesting and integer literals: the fast one if any, then the
-    reference (yaml is imported on first use).
+    """YAML loaders without aliases or duplicate keys, with bounded nesting and integer literals: the fast one
+    if any, then the reference (yaml is imported on first use).
 
     Both are PyYAML's safe loader with the guards in its Python composer and constructor. The reference
     reads with PyYAML's pure-Python reader, scanner and parser; the fast one, when PyYAML has libyaml,
@@ -512,10 +514,12 @@ def _loader_classes() -> tuple[type[SafeConstructor], ...]:
     import yaml
     from yaml.composer import Composer, ComposerError
     from yaml.constructor import ConstructorError, SafeConstructor
+    from yaml.nodes import MappingNode
     from yaml.resolver import Resolver
 
     class Guards:
-        """Composing without aliases and with bounded nesting; integer literals of bounded length."""
+        """Composing without aliases and with bounded nesting; integer literals of bounded length; no key twice
+        in one mapping."""
 
         depth = 0
 
@@ -539,6 +543,27 @@ def _loader_classes() -> tuple[type[SafeConstructor], ...]:
                     None, None, f"integer of {len(node.value)} characters is too long", node.start_mark
                 )
             return super().construct_yaml_int(node)
+
+        def construct_mapping(self, node, deep=False):
+            # Before flatten_mapping: a key of the mapping itself may override one it merges (<<), not repeat one.
+            if isinstance(node, MappingNode):
+                seen = {}  # key -> the mark of its first occurrence
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=deep)  # cached: the mapping itself reuses it
+                    try:
+                        first = seen.setdefault(key, key_node.start_mark)
+                    except TypeError:
+                        continue  # an unhashable key: PyYAML's own check refuses it
+                    if first is not key_node.start_mark:
+                        raise ConstructorError(
+                            None,
+                            None,
+                            f"key {repr(key)[:80]} appears twice in one mapping (first on line {first.line + 1})",
+                            key_node.start_mark,
+                        )
+            return super().construct_mapping(node, deep=deep)
 
     class BoundedLoader(Guards, yaml.SafeLoader):
         """PyYAML's SafeLoader with the guards."""
