@@ -229,8 +229,9 @@ def test_end_that_overflows_is_one_line(tmp_path):
 @pytest.mark.parametrize(
     "action,culprits",
     [
-        ("scale: {duration: 1.0e+308, transfer: 1.0e+308}", ["scenario 'big'", "its times overflow"]),
         ("set: {duration: 0, transfer: 0}", ["scenario 'big'", "every op on its path takes 0 s"]),
+        # each step time is positive, the speedup (a baseline span over a subnormal number) overflows
+        ("set: {duration: 5.0e-324, transfer: 5.0e-324}", ["scenario 'big': its speedup", "is inf"]),
     ],
 )
 def test_whatif_scenario_without_a_finite_positive_step_time(tmp_path, action, culprits):
@@ -238,11 +239,107 @@ def test_whatif_scenario_without_a_finite_positive_step_time(tmp_path, action, c
     trace = write_case(tmp_path, frame, meta)
     scenarios = tmp_path / "s.yaml"
     scenarios.write_text(f"scenarios:\n  - name: big\n    {action}\n")
-    for extra in ([], ["--json"], ["--timelines", tmp_path / "tl"]):
+    for extra in ([], ["--json"], ["--per-step"], ["--timelines", tmp_path / "tl"]):
         result = run("whatif", trace, "--scenarios", scenarios, *extra)
         assert_clean_failure(result, 2, str(scenarios), *culprits)
-        assert "Infinity" not in result.stdout and "NaN" not in result.stdout
+        assert result.stdout == ""
     assert not list((tmp_path / "tl").iterdir())
+
+
+@pytest.mark.parametrize(
+    "action,key",
+    [
+        ("where: {optype: [forward-compute]}\n    scale: {duration: 1.0e+308}", "scale.duration: 1e+308"),
+        ("scale: {duration: 1.0e-320, transfer: 1.0e-320}", "scale.duration: 1e-320"),
+        ("scale: {transfer: 2.0e+6}", "scale.transfer: 2000000.0"),
+        ("where: {stage: [0]}\n    scale: {launch_delay: 1.0e-7}", "scale.launch_delay: 1e-07"),
+        ("set: {duration: 1.0e+10}", "set.duration: 10000000000.0"),
+    ],
+)
+def test_scenario_factors_and_values_out_of_range_are_refused_when_read(tmp_path, action, key):
+    """Every command that reads a scenario file refuses it there: one line naming the file, the scenario and the
+    key; no number, no warning, no file."""
+    trace = write_case(tmp_path, *synth())
+    scenarios = tmp_path / "s.yaml"
+    scenarios.write_text(f"baseline: base\nscenarios:\n  - name: big\n    {action}\n")
+    for command in (
+        ["whatif", trace, "--scenarios", scenarios, "--json"],
+        ["whatif", trace, "--scenarios", scenarios, "--per-step", "--timelines", tmp_path / "tl"],
+        ["critical-path", trace, "--whatif", scenarios, "--scenario", "big", "--out", tmp_path / "cp.json", "-q"],
+        ["export-chakra", trace, "--whatif", scenarios, "--scenario", "big", "--out", tmp_path / "chakra"],
+    ):
+        result = run(*command)
+        assert_clean_failure(result, 2, f"{scenarios}: scenario 'big': {key} is out of range")
+        assert result.stdout == ""
+    assert files_under(tmp_path) == {trace, trace.with_name("meta-t.yaml"), scenarios}
+
+
+def _rig(monkeypatch, *changes) -> None:
+    """Make run_whatif's simulation report, for each (array, column, values) of ``changes``, ``values(old)`` as
+    column ``column`` of its ``array`` (step_time or span; column 0 is the baseline): numbers a scenario within
+    the bounds may still reach on a hostile trace."""
+    from graphwia.analyses import whatif
+
+    real = whatif._in_column_order
+
+    def rigged(sim, order):
+        sim = real(sim, order)
+        for array, column, values in changes:
+            changed = getattr(sim, array).copy()
+            changed[:, column] = values(changed[:, column])
+            setattr(sim, array, changed)
+        return sim
+
+    monkeypatch.setattr(whatif, "_in_column_order", rigged)
+
+
+def _all(value):
+    return lambda old: np.full_like(old, value)
+
+
+@pytest.mark.parametrize("baseline", ["nodelay", "base"])
+@pytest.mark.parametrize(
+    "changes,culprits",
+    [
+        # every step time finite, their mean over the steps overflows
+        ([("step_time", 1, _all(1e308))], ["scenario 'big': the mean step time over 2 step(s) is inf s"]),
+        ([("span", 0, _all(1e308))], ["baseline '", "the mean step time over 2 step(s) is inf s"]),
+        # every mean finite and positive, a speedup overflows or underflows
+        ([("step_time", 1, _all(5e-324))], ["scenario 'big': its speedup (mean baseline span", "is inf;"]),
+        (
+            [("step_time", 1, lambda old: np.where(np.arange(len(old)) == 1, 1e-320, old))],
+            ["scenario 'big': its speedup (in step 1: baseline span", "step time 9.99989e-321 s) is inf;"],
+        ),
+        ([("span", 0, _all(5e-324)), ("step_time", 1, _all(10.0))], ["scenario 'big': its speedup", "is 0;"]),
+    ],
+)
+def test_whatif_numbers_that_overflow_or_underflow_are_one_line(tmp_path, monkeypatch, baseline, changes, culprits):
+    """Each step time finite and positive is not enough: the means and speedups printed must be so too, with no
+    library warning on the way."""
+    trace = write_case(tmp_path, *synth())
+    scenarios = tmp_path / "s.yaml"
+    scenarios.write_text(
+        f"baseline: {baseline}\nscenarios:\n  - name: big\n    where: {{optype: [forward-compute]}}\n"
+        "    scale: {duration: 0.5}\n"
+    )
+    _rig(monkeypatch, *changes)
+    for extra in ([], ["--json"], ["--per-step"]):
+        result = run("whatif", trace, "--scenarios", scenarios, *extra)
+        assert_clean_failure(result, 2, str(scenarios), *culprits)
+        assert result.stdout == ""
+
+
+def test_whatif_masking_check_out_of_range_warns_nothing(tmp_path, monkeypatch):
+    """Under base, a baseline span so small that the masking check's shares overflow: the speedups are still
+    finite and positive (printed), the check gives no warning and no library warning reaches stderr."""
+    trace = write_case(tmp_path, *synth())
+    scenarios = tmp_path / "s.yaml"
+    scenarios.write_text("baseline: base\nscenarios:\n  - name: big\n    scale: {duration: 0.5}\n")
+    _rig(monkeypatch, ("span", 0, _all(1e-310)))
+    result = run("whatif", trace, "--scenarios", scenarios, "--json")
+    assert_ok(result)
+    [entry] = json.loads(result.stdout)["scenarios"]
+    assert 0 < entry["speedup"] < 1e-300
 
 
 def test_undefined_ratio_is_null_with_a_warning(tmp_path, monkeypatch):

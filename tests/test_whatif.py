@@ -81,6 +81,19 @@ GOOD = {"name": "x", "where": {"optype": COMPUTE}, "scale": {"duration": 0.5}}
         ({"scenarios": [dict(GOOD, name="two words")]}, "'two words'"),
         ({"scenarios": [{k: v for k, v in GOOD.items() if k != "name"}]}, "scenario #1"),
         ({"scenarios": [GOOD, GOOD]}, "used twice"),
+        # factors and values a job cannot have (their times or speedups would overflow or underflow)
+        ({"scenarios": [dict(GOOD, scale={"duration": 1e308})]}, "scale.duration: 1e+308 is out of range"),
+        ({"scenarios": [dict(GOOD, scale={"duration": 1e-320})]}, "scale.duration: 1e-320 is out of range"),
+        ({"scenarios": [dict(GOOD, scale={"transfer": 1.000001e6})]}, "scale.transfer: 1000001.0 is out of range"),
+        ({"scenarios": [dict(GOOD, scale={"launch_delay": 9e-7})]}, "scale.launch_delay: 9e-07 is out of range"),
+        (
+            {"scenarios": [dict(GOOD, scale={"duration": 10**400})]},
+            "scale.duration: 10000000000000000000… (401 characters)",
+        ),
+        ({"scenarios": [dict(GOOD, scale={"duration": float("inf")})]}, "scale.duration: inf"),
+        ({"scenarios": [dict(GOOD, scale={"duration": float("nan")})]}, "scale.duration: nan"),
+        ({"scenarios": [{"name": "x", "set": {"duration": 1e9 + 1}}]}, "set.duration: 1000000001.0 is out of range"),
+        ({"scenarios": [{"name": "x", "set": {"launch_delay": 10**40}}]}, "set.launch_delay"),
     ],
 )
 def test_invalid_scenarios_name_the_culprit(raw, named):
@@ -88,6 +101,22 @@ def test_invalid_scenarios_name_the_culprit(raw, named):
         parse_scenarios(raw, source="s.yaml")
     message = str(err.value)
     assert named in message and message.startswith("s.yaml") and "\n" not in message
+
+
+def test_factors_and_values_at_their_bounds_are_accepted():
+    parsed = parse_scenarios(
+        {
+            "scenarios": [
+                {"name": "low", "scale": {"duration": whatif.MIN_SCALE, "transfer": 0, "launch_delay": 1e-6}},
+                {"name": "high", "scale": {"duration": whatif.MAX_SCALE, "transfer": 10**6}},
+                {"name": "set", "set": {"duration": whatif.MAX_SECONDS, "transfer": 0, "launch_delay": 10**9}},
+            ]
+        }
+    )
+    assert parsed.scenarios[0].scale == {"duration": 1e-6, "transfer": 0.0, "launch_delay": 1e-6}
+    assert parsed.scenarios[1].scale == {"duration": 1e6, "transfer": 1e6}
+    assert parsed.scenarios[2].set == {"duration": 1e9, "transfer": 0.0, "launch_delay": 1e9}
+    assert (whatif.MIN_SCALE, whatif.MAX_SCALE, whatif.MAX_SECONDS) == (1e-6, 1e6, 1e9)  # as the README says
 
 
 def test_errors_inside_a_scenario_name_it():

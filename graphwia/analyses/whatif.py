@@ -43,9 +43,14 @@ Contract:
   straggler's own ops do not pull up the value it is healed to); launch delays
   stay. Then ``set`` then ``scale`` of ``duration`` (weight of a local op),
   ``transfer`` (weight of a group member: its end − the latest start in its
-  group) and ``launch_delay``.
+  group) and ``launch_delay``. A ``set`` value is a number of seconds from 0
+  to :data:`MAX_SECONDS`; a ``scale`` factor is 0 or from :data:`MIN_SCALE`
+  to :data:`MAX_SCALE`.
 * Speedup = mean span of the simulated baseline / mean simulated step time of
-  the scenario (SPEC §4), overall and per step.
+  the scenario (SPEC §4), overall and per step. Every step time, mean and
+  speedup a result reports is a finite, positive number: a scenario whose
+  numbers are not (its times overflow, every op on a path takes 0 s, a
+  ratio overflows or underflows) raises :class:`ScenarioError` naming it.
 * All scenarios and the baseline are evaluated as one batch
   (:class:`WhatIfBatch`: each scenario's changes, kept apart from the
   baseline's weights until a slice of columns is simulated), here or split
@@ -102,7 +107,10 @@ __all__ = [
     "LAST",
     "MASKED_SHARE",
     "MASK_MIN_EFFECT",
+    "MAX_SCALE",
+    "MAX_SECONDS",
     "MIN_CHUNK_COLUMNS",
+    "MIN_SCALE",
     "OPTYPE_GROUPS",
     "QUANTITIES",
     "SCALE",
@@ -146,6 +154,11 @@ OPTYPE_GROUPS = {
 #: (same direction) with the recorded delays, gets a warning: the delays mask the change.
 MASK_MIN_EFFECT = 0.01
 MASKED_SHARE = 0.5
+#: A ``scale`` factor is 0 or from MIN_SCALE to MAX_SCALE: a factor of 1e308 or 1e-320 models no
+#: job, and its step times or speedups would overflow or underflow.
+MIN_SCALE, MAX_SCALE = 1e-6, 1e6
+#: A ``set`` value is a number of seconds from 0 to MAX_SECONDS (about 32 years).
+MAX_SECONDS = 1e9
 
 
 class ScenarioError(UsageError):
@@ -277,9 +290,19 @@ def _parse_action(raw: object, action: str, where: str) -> dict[str, float]:
     _reject_unknown(raw, QUANTITIES, f"{where}: {action}")
     parsed = {}
     for quantity, value in raw.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}… ({len(repr(value))} characters)"
+        # comparisons, not float(): an int too large for a float is out of range, not an OverflowError
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
             what = "factor" if action == "scale" else "value (seconds)"
-            raise ScenarioError(f"{where}: {action}.{quantity}: {value!r} is not a non-negative {what}")
+            raise ScenarioError(f"{where}: {action}.{quantity}: {shown} is not a non-negative {what}")
+        if action == "scale" and value != 0 and not MIN_SCALE <= value <= MAX_SCALE:
+            raise ScenarioError(
+                f"{where}: scale.{quantity}: {shown} is out of range; a factor is 0 or from {MIN_SCALE:g} to {MAX_SCALE:g}"
+            )
+        if action == "set" and value > MAX_SECONDS:
+            raise ScenarioError(
+                f"{where}: set.{quantity}: {shown} is out of range; a value is from 0 to {MAX_SECONDS:g} s"
+            )
         parsed[quantity] = float(value)
     return parsed
 
@@ -587,25 +610,21 @@ def run_whatif(
             with ClusterEvaluator(scheduler=scheduler, workers=workers) as cluster:
                 sim = cluster.evaluate(inputs.compiled, batch)
     sim = _in_column_order(sim, batch.order)
-    n_columns = 1 + len(scenarios.scenarios)
-    _check_step_times(
-        sim.step_time[:, :n_columns], [scenarios.baseline, *scenarios.names], inputs.dag.steps, scenarios.source
-    )
-    warnings = []
-    if checks:
-        warnings = _masking_warnings(sim, checks, scenarios)
-        sim = sim.select(range(n_columns))
-    return WhatIfResult(
+    chosen = sim.select(range(1 + len(scenarios.scenarios))) if checks else sim
+    result = WhatIfResult(
         scenarios=scenarios,
         steps=[int(s) for s in inputs.dag.steps],
-        baseline_span=sim.span[:, 0],
-        step_time=sim.step_time[:, 1:],
+        baseline_span=chosen.span[:, 0],
+        step_time=chosen.step_time[:, 1:],
         dag=inputs.dag,
-        simulation=sim,
+        simulation=chosen,
         batch=batch,
-        warnings=warnings,
         typical_from=inputs.typical_from,
     )
+    _check_result(result)
+    if checks:
+        result.warnings = _masking_warnings(sim, checks, scenarios)
+    return result
 
 
 def _simulate_batch(compiled: CompiledDag, batch: WhatIfBatch, *, times: bool = False) -> Simulation:
@@ -645,6 +664,58 @@ def _in_column_order(sim: Simulation, order: np.ndarray) -> Simulation:
     )
 
 
+def _check_result(result: WhatIfResult) -> None:
+    """Every number ``result`` reports must be finite and positive, else a one-line ScenarioError naming the
+    scenario (or the baseline).
+
+    In this order: each simulated step time (speedups divide by it) and the
+    baseline's span per step; their means over the steps (a mean of finite
+    numbers can overflow, or underflow to 0); the speedups, overall and per
+    step (a ratio of finite numbers can overflow or underflow). Each is
+    computed here as the result's properties compute it, so what passes here
+    is what the outputs print.
+    """
+    source, names = result.scenarios.source, [result.baseline, *result.names]
+    steps = np.asarray(result.steps)
+    _check_step_times(result.simulation.step_time, names, steps, source)
+
+    def bad(values: np.ndarray) -> np.ndarray:
+        return ~(np.isfinite(values) & (values > 0))
+
+    with np.errstate(all="ignore"):  # what overflows or underflows is named below
+        base_span = result.baseline_span
+        if bad(base_span).any():
+            step = int(np.argmax(bad(base_span)))
+            raise ScenarioError(
+                f"{source}: baseline {result.baseline!r} simulates step {int(steps[step])} to a span of "
+                f"{base_span[step]} s; a speedup needs a positive, finite span"
+            )
+        means = {f"baseline {result.baseline!r}": result.baseline_step_time}
+        means.update(zip((f"scenario {name!r}" for name in result.names), result.step_time.mean(axis=0).tolist()))
+        for who, mean in means.items():
+            if bad(np.float64(mean)):
+                why = "the step times add up to more than a float holds" if mean else "it underflows"
+                raise ScenarioError(
+                    f"{source}: {who}: the mean step time over {len(steps)} step(s) is {mean:g} s ({why}); "
+                    f"a speedup needs a positive, finite mean"
+                )
+        speedup, step_speedup, mean_step_time = result.speedup, result.step_speedup, result.step_time.mean(axis=0)
+        for i, name in enumerate(result.names):
+            if bad(np.float64(speedup[name])):
+                ratio, what = speedup[name], f"mean baseline span {result.baseline_step_time:g} s / mean step time"
+                time = mean_step_time[i]
+            elif bad(step_speedup[:, i]).any():
+                step = int(np.argmax(bad(step_speedup[:, i])))
+                ratio, time = step_speedup[step, i], result.step_time[step, i]
+                what = f"in step {int(steps[step])}: baseline span {base_span[step]:g} s / step time"
+            else:
+                continue
+            raise ScenarioError(
+                f"{source}: scenario {name!r}: its speedup ({what} {time:g} s) is {ratio:g}; a speedup must be "
+                f"a positive, finite number: scale or set the ops to times a job could take"
+            )
+
+
 def _check_step_times(step_time: np.ndarray, names: list[str], steps: np.ndarray, source: str) -> None:
     """Every simulated step time must be positive and finite: speedups divide by it (a ScenarioError otherwise)."""
     bad = ~(np.isfinite(step_time) & (step_time > 0))
@@ -666,22 +737,24 @@ def _masking_warnings(sim: Simulation, checks: list[tuple[int, int]], scenarios:
     changes move the mean step time by ``with_delays`` with the recorded delays
     and by ``without`` with none; :func:`masked` judges the two.
     """
-    span = sim.span.mean(axis=0)
-    step_time = sim.step_time.mean(axis=0)
-    nodelay_span = span[sim.n_scenarios - 1]
     warnings = []
-    for index, check in checks:
-        with_delays = step_time[check] - span[0]  # change of the mean step time, seconds
-        without = step_time[check + 1] - nodelay_span
-        if not masked(with_delays, without, nodelay_span):
-            continue
-        warnings.append(
-            f"{scenarios.source}: scenario {scenarios.names[index]!r}: under baseline base the recorded launch "
-            f"delays mask its change: the mean step time changes by {with_delays + 0.0:+.3f} s "
-            f"({with_delays / span[0]:+.1%}) with them but by {without:+.3f} s ({without / nodelay_span:+.1%}) "
-            f"without (as under baseline nodelay); a recorded delay stays as it was, even where it was time "
-            f"spent waiting for the ops this scenario changes"
-        )
+    with np.errstate(all="ignore"):  # a change or share that is not a finite number warns of nothing
+        span = sim.span.mean(axis=0)
+        step_time = sim.step_time.mean(axis=0)
+        nodelay_span = span[sim.n_scenarios - 1]
+        for index, check in checks:
+            with_delays = step_time[check] - span[0]  # change of the mean step time, seconds
+            without = step_time[check + 1] - nodelay_span
+            shares = (with_delays / span[0], without / nodelay_span)
+            if not np.isfinite([with_delays, without, *shares]).all() or not masked(with_delays, without, nodelay_span):
+                continue
+            warnings.append(
+                f"{scenarios.source}: scenario {scenarios.names[index]!r}: under baseline base the recorded launch "
+                f"delays mask its change: the mean step time changes by {with_delays + 0.0:+.3f} s "
+                f"({shares[0]:+.1%}) with them but by {without:+.3f} s ({shares[1]:+.1%}) "
+                f"without (as under baseline nodelay); a recorded delay stays as it was, even where it was time "
+                f"spent waiting for the ops this scenario changes"
+            )
     return warnings
 
 
