@@ -8,18 +8,21 @@ culprit (no traceback, nothing else), and that nothing was written outside
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import json
 import os
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -163,10 +166,103 @@ def small(tmp_path_factory):
     return frame, meta, run_analysis(trace)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.text(max_size=120))
+#: Pieces of paths and of what file systems choke on; names are drawn from arbitrary text and from these.
+PATH_PIECES = ".. . / \\ ~ a Z9 - _ $ escape".split() + ["\x00", " ", "\n", "\u00e9", "\udc80"]
+_PATHY = st.lists(st.sampled_from(PATH_PIECES), max_size=16).map("".join)
+NAMES = st.one_of(
+    st.text(max_size=120),
+    _PATHY,
+    _PATHY.map(lambda tail: "." + tail),  # leading dot: hidden, or the start of "..", "../"
+    _PATHY.map(lambda tail: "../" + tail),
+    _PATHY.map(lambda tail: "/" + tail),  # absolute
+    st.builds(  # segments: a/../.., ..\\x
+        lambda segments, separator: separator.join(segments),
+        st.lists(st.sampled_from(["..", "..", "..", ".", "a", "escape", ""]), min_size=2, max_size=12),
+        st.sampled_from(["/", "\\"]),
+    ),
+    st.builds(  # long: over any name limit, a file system's included, or only just within
+        lambda piece, times, tail: piece * times + tail,
+        st.sampled_from(["a", "../", "a/", "9.", "\u00e9"]),
+        st.integers(min_value=30, max_value=300),
+        _PATHY,
+    ),
+)
+
+#: Paths written while recording (see :func:`_written_paths`): the argument of each audit event that writes.
+_RECORDED: list[list] = []
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_PATH_ARGUMENTS = {  # audit event -> positions of the paths it creates, changes or removes
+    "os.mkdir": (0,),
+    "os.rename": (0, 1),  # os.replace too
+    "os.remove": (0,),
+    "os.rmdir": (0,),
+    "os.symlink": (1,),
+    "os.link": (1,),
+    "os.truncate": (0,),
+    "os.chmod": (0,),
+    "os.utime": (0,),
+}
+
+
+def _audit(event: str, args: tuple) -> None:
+    if not _RECORDED:
+        return
+    try:
+        if event == "open":
+            path, _, flags = args
+            if isinstance(flags, int) and flags & _WRITE_FLAGS:
+                _RECORDED[-1].append(path)
+        elif event in _PATH_ARGUMENTS:
+            _RECORDED[-1].extend(args[i] for i in _PATH_ARGUMENTS[event])
+    except Exception:  # an audit hook that raises would fail the operation it watches
+        pass
+
+
+@contextlib.contextmanager
+def _written_paths() -> Iterator[list]:
+    """Every path opened for writing, created, renamed or removed by this process in the block (audit hooks:
+    what any code does, not what the code under test reports)."""
+    if not getattr(sys, "_graphwia_test_audit", False):
+        sys.addaudithook(_audit)  # for the rest of the session; a no-op outside this block
+        sys._graphwia_test_audit = True  # type: ignore[attr-defined]
+    paths: list = []
+    _RECORDED.append(paths)
+    try:
+        yield paths
+    finally:
+        _RECORDED.pop()
+
+
+def _resolved(path) -> Path:
+    """Where ``path`` (str, bytes or a path; relative to the working directory) lands: its folder resolved."""
+    path = Path(os.path.abspath(os.fsdecode(path)))
+    return path.parent.resolve() / path.name
+
+
+def test_the_audit_recorder_sees_writes(tmp_path):
+    with _written_paths() as paths:
+        (tmp_path / "a.txt").write_text("x")
+        os.replace(tmp_path / "a.txt", tmp_path / "b.txt")
+        (tmp_path / "b.txt").read_text()  # reading is not writing
+    assert [_resolved(p) for p in paths] == [tmp_path / "a.txt", tmp_path / "a.txt", tmp_path / "b.txt"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=NAMES)
+@example(text="x/../../../../escape")
+@example(text="../escape")
+@example(text="..")
+@example(text=".")
+@example(text="/escape")
+@example(text="a\\..\\..\\escape")
+@example(text="nul\x00name")
+@example(text=".hidden")
+@example(text="n" * (MAX_NAME_LENGTH + 1))
+@example(text="n" * 300)
+@example(text="t")  # a valid name: the attempts write files, and the recorder sees them
 def test_names_from_any_text_never_write_outside_out(tmp_path_factory, small, text):
-    """Trial, job, scenario and synth names from arbitrary text: a name error, or files inside --out only."""
+    """Trial, job, scenario and synth names from arbitrary text and from path pieces: a one-line name error, or
+    every path written (opened for writing, created, renamed, removed) resolves inside --out."""
     from graphwia.analyses.whatif import parse_scenarios
     from graphwia.fleet.run import job_dir
     from graphwia.outputs.job import write_outputs
@@ -186,13 +282,18 @@ def test_names_from_any_text_never_write_outside_out(tmp_path_factory, small, te
         "scenario timeline": lambda: timeline_path(out, "t", text).write_text("x"),
         "synth": lambda: write_trace_files(out, text, frame, meta),
     }
-    for what, attempt in attempts.items():
-        try:
-            attempt()
-        except GraphwiaError as exc:
-            assert "\n" not in str(exc), what
-        else:
-            assert is_name(text), (what, text)  # only valid names get through
+    with _written_paths() as written:
+        for what, attempt in attempts.items():
+            try:
+                attempt()
+            except GraphwiaError as exc:
+                assert "\n" not in str(exc), what
+            else:
+                assert is_name(text), (what, text)  # only valid names get through
+    root = out.resolve()
+    escaped = [p for p in written if not _resolved(p).is_relative_to(root)]
+    assert not escaped, escaped
+    assert written or not is_name(text)  # a valid name writes files, which the recorder saw
     outside = files_under(sandbox) - files_under(out)
     assert not outside, outside
 
