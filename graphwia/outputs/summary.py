@@ -103,7 +103,9 @@ OVER_100 = (
 def over_100(analysis: Analysis) -> bool:
     """Whether a number shown as a share of the slowdown (M_S, M_W, a cause) exceeds 100%."""
     shares = (
-        [c.share for c in analysis.causes.ranked if c.share is not None] + [analysis.Mw] + ([analysis.Ms] if analysis.meta.pp_size > 1 else [])
+        [c.share for c in analysis.causes.ranked if c.share is not None]
+        + [analysis.Mw]
+        + ([analysis.Ms] if analysis.meta.pp_size > 1 else [])
     )
     return any(round(x, 3) > 1 for x in shares if math.isfinite(x))
 
