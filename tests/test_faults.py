@@ -91,7 +91,7 @@ def test_fleet_survives_a_killed_and_a_stopped_worker(tmp_path):
     started = time.monotonic()
     fleet = run_fleet(jobs, out, workers=3, plots=False, job_timeout=5, on_start=on_start)
     assert time.monotonic() - started < 60
-    table = fleet.table().set_index("name")
+    table = fleet.jobs.set_index("name")
     assert fleet.failed == ["b", "d"]
     assert "killed by SIGKILL" in table.loc["b", "error"]
     assert "timed out after 5 s" in table.loc["d", "error"]

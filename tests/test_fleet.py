@@ -186,8 +186,6 @@ def test_records_are_typed_and_the_marker_holds_them(fleet):
     assert completed_record(job, fleet["root"] / "local", plots=False) == stage
     run = fleet["local"]
     assert run.jobs is run.jobs  # a view built once
-    with pytest.warns(DeprecationWarning, match="FleetRun.jobs"):
-        assert run.table() is run.jobs
 
 
 @requires_data

@@ -416,10 +416,10 @@ def _time_by(on_path: pd.Series, keys: Sequence[pd.Series], n_steps: int, total:
     """Per key (one column, or a tuple of several): mean seconds per step on the path and share of all
     path time, largest first.
 
-    The sort is pandas' default, as it has always been: the published summaries keep their order,
-    equal times included (several op types are on the path for 0 s)."""
+    The sort is stable: keys of equal time (several op types are on the path for 0 s) stay in key
+    order, so the summary is the same on every machine and pandas version."""
     by = keys[0].to_numpy() if len(keys) == 1 else [key.to_numpy() for key in keys]
-    sums = on_path.groupby(by).sum().sort_values(ascending=False)
+    sums = on_path.groupby(by).sum().sort_values(ascending=False, kind="stable")
     return [
         (k, PathShare(time=float(v) / n_steps, share=float(v) / total if total else float("nan")))
         for k, v in sums.items()

@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from warnings import warn
 
 import pandas as pd
 
@@ -171,11 +170,6 @@ class FleetRun:
     def jobs(self) -> pd.DataFrame:
         """One row per job, with :data:`COLUMNS` and their dtypes (:func:`fleet_table`), built on first use."""
         return fleet_table(self.records)
-
-    def table(self) -> pd.DataFrame:
-        """Deprecated: the :attr:`jobs` property."""
-        warn("FleetRun.table() is deprecated: use the FleetRun.jobs property", DeprecationWarning, stacklevel=2)
-        return self.jobs
 
 
 # -- discovering jobs ---------------------------------------------------------------------
