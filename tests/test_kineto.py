@@ -347,6 +347,11 @@ def test_no_distributed_info(job, tmp_path):
         ("rules:\n  - {match: '(?P<micro>\\d+)', optype: forward-compute}\n", "rule 1: named group"),
         ("rules:\n  - {match: 'a', optype: gc, cat: kernel}\n", "rule 1: unknown key"),
         ("rules:\n  - {optype: gc}\n", "rule 1: expected a mapping with 'match'"),
+        (
+            "rules:\n  - {match: 'a', optype: gc}\n  - {match: 'opt (?P<mb>\\d+)', optype: optimizer}\n",
+            "rule 2: .*gives a microbatch to optimizer",
+        ),
+        ("rules:\n  - {match: 'dp (?P<mb>\\d+)', optype: grads-reduce-scatter}\n", "rule 1: .*microbatch"),
         ("rules: []\n", "a mapping file holds"),
     ],
 )
@@ -355,6 +360,37 @@ def test_invalid_mapping_file(tmp_path, rules, match):
     path.write_text(rules)
     message = one_line_error(UsageError, match, lambda: read_mapping(path))
     assert str(path) in message
+
+
+def test_mapping_group_capturing_no_number(job, tmp_path):
+    """A rule whose mb group captures text: one line naming the mapping file, the rule and the event."""
+    directory = copy_job(job, tmp_path)
+
+    def rename(document):
+        for event in document["traceEvents"]:
+            if event.get("name", "").startswith("forward-compute mb="):
+                event["name"] = "fwd " + event["name"].rpartition("=")[2]
+
+    for path in directory.iterdir():
+        edit(path, rename)
+    path = tmp_path / "map.yaml"
+    path.write_text("rules:\n  - {match: 'x', optype: gc}\n  - {match: '(?P<mb>fwd) \\d+', optype: forward-compute}\n")
+    message = one_line_error(UsageError, "rule 2", lambda: import_kineto(directory, mapping=read_mapping(path)))
+    assert str(path) in message and "the event 'fwd " in message and "rank0.json" in message
+    assert "(?P<mb>fwd)" in message and "its mb 'fwd' is not a number below 2^31" in message
+
+
+def test_convention_number_too_large(job, tmp_path):
+    directory = copy_job(job, tmp_path)
+    huge = "forward-compute mb=99999999999"
+
+    def rename(document):
+        event = next(e for e in document["traceEvents"] if e.get("name") == "forward-compute mb=1")
+        event["name"] = huge
+
+    edit(directory / "rank1.json", rename)
+    message = one_line_error(TraceError, "not a number below 2\\^31", lambda: import_kineto(directory))
+    assert "rank1.json" in message and huge in message
 
 
 # -- entry points ---------------------------------------------------------------------------

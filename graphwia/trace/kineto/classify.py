@@ -22,6 +22,10 @@ model chunk::
 Without ``category`` a rule looks at CPU ranges only (``user_annotation``, ``cpu_op``,
 ``python_function``), so the GPU copy of an annotation is not taken for a second op. Rules are
 tried first; names they do not match still follow the convention.
+
+``mb`` is read for the optypes that have microbatches (forward/backward compute and p2p ops): a
+rule giving one to another optype is refused when the file is read; a group that captures
+anything but a number is an error naming the file, the rule and the event.
 """
 
 from __future__ import annotations
@@ -32,10 +36,25 @@ from pathlib import Path
 
 import numpy as np
 
-from graphwia.errors import UsageError
-from graphwia.optypes import ALL_OPTYPES, OPTYPE_CODE
+from graphwia.errors import TraceError, UsageError
+from graphwia.optypes import ALL_OPTYPES, COMPUTE_STREAM, OPTYPE_CODE, P2P_OPTYPES
 from graphwia.trace.kineto.events import CATEGORIES, CPU_RANGE_CATS, Events
 
+__all__ = [
+    "MB_OPTYPES",
+    "Classified",
+    "OpMapping",
+    "Rule",
+    "classify",
+    "parse_convention",
+    "profiler_steps",
+    "read_mapping",
+]
+
+#: Optypes that carry a microbatch (``mb``).
+MB_OPTYPES = COMPUTE_STREAM + P2P_OPTYPES
+#: Largest mb or chunk number read (they are int32 columns).
+_MAX_NUMBER = 2**31 - 1
 _CONVENTION = re.compile(r"(?P<optype>[a-z-]+)(?: mb=(?P<mb>\d+))?(?: chunk=(?P<chunk>\d+))?")
 _CONVENTION_CATS = ("user_annotation", "cpu_op")
 _PROFILER_STEP = re.compile(r"ProfilerStep#(\d+)")
@@ -44,11 +63,13 @@ _RULE_KEYS = {"match", "optype", "category"}
 
 @dataclass(frozen=True)
 class Rule:
-    """One mapping rule: ``pattern`` (whole name) and ``category`` (whole category, None: CPU ranges) → optype."""
+    """One mapping rule: ``pattern`` (whole name) and ``category`` (whole category, None: CPU ranges) → optype;
+    ``number`` is its place in the file (from 1)."""
 
     pattern: re.Pattern
     optype: str
     category: re.Pattern | None = None
+    number: int = 0
 
     def categories(self) -> list[int]:
         """Category codes this rule looks at."""
@@ -95,8 +116,13 @@ def _rule(path: Path, number: int, rule) -> Rule:
             f"{where}: named group(s) {', '.join(sorted(groups))} in {rule['match']!r}; "
             f"only (?P<mb>...) and (?P<chunk>...) are read"
         )
+    if "mb" in pattern.groupindex and rule["optype"] not in MB_OPTYPES:
+        raise UsageError(
+            f"{where}: (?P<mb>...) in {rule['match']!r} gives a microbatch to {rule['optype']}, which has none "
+            f"(only {', '.join(MB_OPTYPES)} ops do)"
+        )
     category = _compile(where, "category", rule["category"]) if rule.get("category") is not None else None
-    return Rule(pattern=pattern, optype=rule["optype"], category=category)
+    return Rule(pattern=pattern, optype=rule["optype"], category=category, number=number)
 
 
 def _compile(where: str, key: str, text) -> re.Pattern:
@@ -109,7 +135,9 @@ def _compile(where: str, key: str, text) -> re.Pattern:
 
 
 def parse_convention(name: str) -> tuple[str, int, int] | None:
-    """``(optype, mb, chunk)`` (−1: absent) of a name that follows the convention, else None."""
+    """``(optype, mb, chunk)`` (−1: absent) of a name that follows the convention, else None.
+
+    A ValueError says so when ``mb`` or ``chunk`` is too large to be read (at least 2^31)."""
     match = _CONVENTION.fullmatch(name)
     if match is None or match["optype"] not in OPTYPE_CODE:
         return None
@@ -117,8 +145,14 @@ def parse_convention(name: str) -> tuple[str, int, int] | None:
 
 
 def _group(match: re.Match, key: str) -> int:
+    """The number named group ``key`` captured (−1: none, or empty); ValueError when it is no number
+    below 2^31."""
     value = match.groupdict().get(key)
-    return int(value) if value not in (None, "") else -1
+    if value in (None, ""):
+        return -1
+    if not value.isascii() or not value.isdigit() or int(value) > _MAX_NUMBER:
+        raise ValueError(f"{key} {value!r} is not a number below 2^31")
+    return int(value)
 
 
 @dataclass
@@ -158,15 +192,21 @@ def classify(events: Events, mapping: OpMapping | None) -> Classified:
             if cat in cats:
                 match = rule.pattern.fullmatch(name)
                 if match is not None:
-                    optype[p], mb[p], chunk[p], source[p] = (
-                        OPTYPE_CODE[rule.optype],
-                        _group(match, "mb"),
-                        _group(match, "chunk"),
-                        1,
-                    )
+                    try:
+                        numbers = _group(match, "mb"), _group(match, "chunk")
+                    except ValueError as exc:
+                        assert mapping is not None  # a rule matched
+                        raise UsageError(
+                            f"{mapping.source}: rule {rule.number} ({rule.pattern.pattern!r}) matches the event "
+                            f"{name!r} of {events.path}, but its {exc}"
+                        ) from None
+                    optype[p], mb[p], chunk[p], source[p] = OPTYPE_CODE[rule.optype], *numbers, 1
                     break
         else:
-            parsed = parse_convention(name) if cat in convention_cats else None
+            try:
+                parsed = parse_convention(name) if cat in convention_cats else None
+            except ValueError as exc:
+                raise TraceError(f"{events.path}: the event {name!r} names an op, but its {exc}") from None
             if parsed is not None:
                 optype[p], mb[p], chunk[p], source[p] = OPTYPE_CODE[parsed[0]], parsed[1], parsed[2], 2
     hit = optype[inverse] >= 0
