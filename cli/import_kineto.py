@@ -47,7 +47,9 @@ def kineto(
     from graphwia.trace.files import write_trace
     from graphwia.trace.kineto import Layout, import_kineto, read_mapping
     from graphwia.utils.io import check_writable_dir
+    from graphwia.utils.names import check_name
 
+    check_name(name, what="--name", source=None)  # it names the output files: checked before any input is read
     if (pp is None) != (dp is None):
         raise UsageError("--pp and --dp go together (with --tp and --order when needed)")
     if workers is not None and scheduler:

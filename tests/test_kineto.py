@@ -6,6 +6,7 @@ real traces differ: names, missing links, missing files, skewed clocks, broken f
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import shutil
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 from graphwia.cli.main import app
 from graphwia.errors import ArgumentError, TraceError, UsageError
 from graphwia.synth.generate import synthesize
-from graphwia.synth.kineto import write_kineto
+from graphwia.synth.kineto import ACTIVATION_BYTES, GRAD_BYTES, write_kineto
 from graphwia.trace.files import open_trace
 from graphwia.trace.kineto import Layout, import_kineto, read_mapping
 from graphwia.trace.kineto.spans import nccl_kernel
@@ -77,7 +78,10 @@ def one_line_error(error: type, match: str, call) -> str:
 def test_import_recovers_the_op_table(job):
     imported, report = import_kineto(job[0], name="k")
     same_ops(job[1], imported)
-    assert imported.meta == job[1].meta
+    # the message sizes of record_param_comms: what synth wrote, each kind its own
+    assert (imported.meta.activation_bytes, imported.meta.grad_bytes) == (ACTIVATION_BYTES, GRAD_BYTES)
+    assert ACTIVATION_BYTES != GRAD_BYTES
+    assert dataclasses.replace(imported.meta, activation_bytes=None, grad_bytes=None) == job[1].meta
     assert report.topology.source == "distributedInfo process groups"
     assert report.steps == [0, 1, 2] and not report.dropped_steps
     assert report.sources == {"kernels": len(imported.table) - 12, "cpu": 12}  # gc: CPU work only
@@ -188,7 +192,8 @@ def test_layout_options_replace_group_names(job, tmp_path):
 
     for path in directory.iterdir():
         edit(path, anonymous)
-    one_line_error(UsageError, "pass the layout", lambda: import_kineto(directory))
+    message = one_line_error(UsageError, "give the layout", lambda: import_kineto(directory))
+    assert "--" not in message  # the library names no command-line option
     imported, report = import_kineto(directory, layout=Layout(pp=2, dp=2))
     same_ops(job[1], imported)
     assert report.topology.source.startswith("layout options")
@@ -207,14 +212,23 @@ def test_tensor_parallel_peers_are_ignored(job, tmp_path):
     peer = directory / "rank0-tp1.json"
     shutil.copy(directory / "rank0.json", peer)
 
-    def as_tp_peer(document):  # rank 4 in a world of 8 with DP and PP groups like rank 0's
+    def world_of_8(document):  # tp 2: ranks 4-7 are the TP peers of ranks 0-3
         info = document["distributedInfo"]
-        info["rank"], info["world_size"] = 4, 8
+        info["world_size"] = 8
         for config in info["pg_config"]:
-            config["ranks"] = [r + 4 if r == 0 else r for r in config["ranks"]]
+            if config["pg_desc"] == "default_pg":
+                config["ranks"], config["pg_size"] = list(range(8)), 8
+
+    def as_tp_peer(document):  # rank 4: rank 0's groups, of the other TP index
+        info = document["distributedInfo"]
+        info["rank"] = 4
+        for config in info["pg_config"]:
+            if config["pg_desc"] != "default_pg":
+                config["ranks"] = [r + 4 for r in config["ranks"]]
+                config["pg_name"] = f"{config['pg_name']}+tp1"
 
     for path in directory.iterdir():
-        edit(path, lambda d: d["distributedInfo"].update(world_size=8))
+        edit(path, world_of_8)
     edit(peer, as_tp_peer)
     imported, report = import_kineto(directory)
     assert report.topology.ignored == [4] and report.topology.tp == 2
@@ -241,6 +255,20 @@ def test_incomplete_step_is_dropped_and_reported(job, tmp_path):
     assert report.steps == [0, 2]
     assert list(report.dropped_steps) == [1] and "rank 2" in report.dropped_steps[1]
     assert list(imported.steps) == [0, 2]
+
+
+def test_step_recorded_by_some_ranks_only_is_dropped_and_reported(job, tmp_path):
+    """Rank 3's profiler stopped a step early: step 2 is left out, and the report says why."""
+    directory = copy_job(job, tmp_path)
+
+    def stop_early(document):
+        document["traceEvents"] = [e for e in document["traceEvents"] if e.get("name") != "ProfilerStep#2"]
+
+    edit(directory / "rank3.json", stop_early)
+    imported, report = import_kineto(directory)
+    assert report.steps == [0, 1] and list(imported.steps) == [0, 1]
+    assert report.dropped_steps == {2: "recorded by 3 of 4 ranks, not by rank(s) 3"}
+    assert "dropped 1: 2 (recorded by 3 of 4 ranks, not by rank(s) 3)" in "\n".join(report.lines())
 
 
 def test_clock_offsets_between_hosts(tmp_path):
@@ -287,6 +315,79 @@ def test_two_jobs_in_one_directory(job, tmp_path):
     edit(directory / "zz-rank0.json", lambda d: d["distributedInfo"].update(world_size=4))
     message = one_line_error(TraceError, "both rank 0", lambda: import_kineto(directory))
     assert "zz-rank0.json" in message
+
+
+def mixed(tmp_path: Path, first: Path, second: Path, ranks_of_second=(2, 3)) -> Path:
+    """A directory with the files of ``first`` but those of ``ranks_of_second`` taken from ``second``."""
+    directory = tmp_path / "mixed"
+    directory.mkdir()
+    for path in first.iterdir():
+        rank = int(path.name.split(".")[0].removeprefix("rank"))
+        shutil.copy((second if rank in ranks_of_second else first) / path.name, directory / path.name)
+    return directory
+
+
+def test_two_runs_with_other_seeds_in_one_directory(job, tmp_path):
+    """Same layout, steps, host and times, no rank twice: on one host a recv ends before its send."""
+    frame, meta = synthesize(name="k", dp=2, pp=2, microbatches=4, steps=3, seed=6)
+    write_kineto(Trace.from_frame(frame, meta), tmp_path / "seed6")
+    directory = mixed(tmp_path, job[0], tmp_path / "seed6")
+    message = one_line_error(TraceError, "look like different jobs or runs", lambda: import_kineto(directory))
+    assert "ends" in message and "before the" in message and "0.1 ms allowed" in message
+    assert any(f"rank{r}.json" in message for r in (0, 1)) and any(f"rank{r}.json" in message for r in (2, 3))
+    assert import_kineto(tmp_path / "seed6")[1].clocks.violations_before == 0  # each run alone is causal
+
+
+def test_two_runs_told_apart_by_steps_groups_and_settings(job, tmp_path):
+    directory = copy_job(job, tmp_path)
+
+    def renumber(document):  # another run of the profiler: steps 10-12
+        for event in document["traceEvents"]:
+            if event.get("name", "").startswith("ProfilerStep#"):
+                event["name"] = f"ProfilerStep#{int(event['name'][13:]) + 10}"
+
+    edit(directory / "rank2.json", renumber)
+    message = one_line_error(TraceError, "share no ProfilerStep number", lambda: import_kineto(directory))
+    assert "rank0.json (rank 0) and rank2.json (rank 2)" in message and "steps 0-2 and 10-12" in message
+
+    directory = copy_job(job, tmp_path / "later")
+    edit(directory / "rank3.json", lambda d: d.update(baseTimeNanoseconds=d["baseTimeNanoseconds"] + 10**10))
+    message = one_line_error(TraceError, r"ProfilerStep#\d 9\.\d+ s apart", lambda: import_kineto(directory))
+    assert "rank3.json (rank 3)" in message and "different jobs or runs" in message
+
+    directory = copy_job(job, tmp_path / "groups")
+
+    def other_order(document):  # rank 1 of a job numbered dp-first: its PP group is [1, 3] there too,
+        for config in document["distributedInfo"]["pg_config"]:  # but its DP group holds rank 2
+            if config["pg_desc"] == "DATA_PARALLEL_GROUP":
+                config["ranks"] = [1, 2]
+
+    edit(directory / "rank1.json", other_order)
+    message = one_line_error(TraceError, "two jobs or runs", lambda: import_kineto(directory))
+    assert "rank0.json (rank 0) lists DATA_PARALLEL_GROUP [0, 1] (pg_name 5) holding rank 1" in message
+    assert "rank1.json (rank 1) lists DATA_PARALLEL_GROUP as [1, 2]" in message
+
+    directory = copy_job(job, tmp_path / "nccl")
+    edit(directory / "rank3.json", lambda d: d["distributedInfo"].update(nccl_version="2.18.3"))
+    message = one_line_error(TraceError, "nccl_version", lambda: import_kineto(directory))
+    assert "rank3.json" in message and "two jobs" in message
+
+
+def test_cli_two_synth_runs_in_one_directory(tmp_path):
+    runner = CliRunner()
+    for seed in (1, 2):
+        result = runner.invoke(
+            app,
+            ["synth", "--out", str(tmp_path / str(seed)), "--name", "j", "--dp", "2", "--pp", "2"]
+            + ["--microbatches", "4", "--steps", "3", "--seed", str(seed), "--format", "kineto"],
+        )
+        assert result.exit_code == 0, result.output
+    directory = mixed(tmp_path, tmp_path / "1" / "j", tmp_path / "2" / "j")
+    result = runner.invoke(app, ["import", "kineto", str(directory), "--out", str(tmp_path / "o"), "--name", "m"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "look like different jobs or runs" in lines[0], result.stderr
+    assert not (tmp_path / "o" / "trace-m.parquet").exists()
 
 
 @pytest.mark.parametrize(
@@ -430,6 +531,36 @@ def test_cli_import_errors_are_one_line(job, tmp_path):
         app, ["import", "kineto", str(directory), "--out", str(tmp_path / "o"), "--name", "k", "--pp", "2"]
     )
     assert result.exit_code == 2 and "--pp and --dp" in result.stderr
+
+
+def test_cli_import_checks_the_name_first(tmp_path):
+    """--name names the output files: a bad one is a usage error before any input is read."""
+    result = CliRunner().invoke(
+        app, ["import", "kineto", str(tmp_path / "absent"), "--out", str(tmp_path / "o"), "--name", "../x"]
+    )
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--name '../x' is not a valid name" in lines[0], result.stderr
+
+
+def test_library_errors_name_no_command_line_option(job, tmp_path):
+    """The library says "a mapping file", "the layout"; the command line words its own options."""
+    directory = copy_job(job, tmp_path)
+
+    def strip(document):
+        for event in document["traceEvents"]:
+            if event.get("cat") == "user_annotation" and not event["name"].startswith("ProfilerStep#"):
+                event["name"] = "range"
+
+    edit(directory / "rank0.json", strip)
+    assert "--" not in one_line_error(TraceError, "mapping file", lambda: import_kineto(directory))
+    directory = copy_job(job, tmp_path / "renamed")
+    for path in directory.iterdir():
+        edit(
+            path,
+            lambda d: [e.update(name="fwd") for e in d["traceEvents"] if e.get("name", "").startswith("forward-c")],
+        )
+    assert "--" not in one_line_error(TraceError, "mapping file", lambda: import_kineto(directory))
 
 
 def test_ranks_read_on_local_processes_and_on_dask(job):

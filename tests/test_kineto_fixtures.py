@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -18,9 +19,10 @@ import numpy as np
 import pytest
 
 from graphwia.analyses.standard import analyze
+from graphwia.errors import TraceError
 from graphwia.model.dag import build_dag
 from graphwia.model.schedule import KIND_CODE
-from graphwia.trace.kineto import import_kineto
+from graphwia.trace.kineto import import_kineto, read_mapping
 
 DATA = Path(__file__).parent / "data" / "kineto"
 pytestmark = pytest.mark.skipif(not (DATA / "annotated").is_dir(), reason=f"recorded fixtures not found in {DATA}")
@@ -135,3 +137,100 @@ def test_stack_set_is_imported_by_the_best_effort_path():
     backward = ops[(ops.optype == "backward-compute") & (ops.step == 2)].sort_values(["rank", "seq_id"])
     # microbatches of backwards linked to forwards by autograd sequence numbers
     assert (backward.groupby("rank").mb_id.apply(list) == [[0, 1, 2, 3]] * 4).all()
+
+
+# -- files of two runs, and the README's mapping example -------------------------------------
+
+
+def test_two_runs_mixed_without_rank_collision(tmp_path):
+    """Ranks 0-1 of the annotated run and ranks 2-3 of the stack run: same layout, same host, no
+    rank twice, common steps 2-3; their steps lie 38 s apart, so they are refused as two runs."""
+    for rank in range(4):
+        kind = "annotated" if rank < 2 else "stack"
+        shutil.copy(DATA / kind / f"rank{rank}.json.gz", tmp_path / f"rank{rank}.json.gz")
+    with pytest.raises(TraceError, match="look like different jobs or runs") as info:
+        import_kineto(tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and "rank0.json.gz (rank 0)" in message and "rank2.json.gz (rank 2)" in message
+    assert "ProfilerStep#2" in message
+
+
+README = Path(__file__).parent.parent / "README.md"
+#: The annotated fixture's names → the names the README's mapping example maps.
+README_NAMES = (
+    (re.compile(r"forward-compute mb=(\d+)"), r"fwd \1"),
+    (re.compile(r"backward-compute mb=(\d+)"), r"bwd \1"),
+    (re.compile(r"forward-send (mb=\d+)"), r"send-forward \1"),
+    (re.compile(r"forward-recv (mb=\d+)"), r"recv-forward \1"),
+    (re.compile(r"backward-send (mb=\d+)"), r"send-backward \1"),
+    (re.compile(r"backward-recv (mb=\d+)"), r"recv-backward \1"),
+    (re.compile(r"grads-reduce-scatter"), "dp-allreduce"),
+    (re.compile(r"optimizer"), "optimizer-step"),
+)
+
+
+def readme_mapping() -> str:
+    """The mapping file of the README's worked example (its first yaml block on importing traces)."""
+    text = README.read_text()
+    section = text[text.index("### Importing PyTorch profiler traces") :]
+    return section[section.index("```yaml\n") + len("```yaml\n") : section.index("```\n", section.index("```yaml"))]
+
+
+def renamed_fixture(target: Path) -> Path:
+    """The annotated fixture with its ranges named as the README's example expects."""
+    target.mkdir()
+    for path in sorted((DATA / "annotated").glob("*.json.gz")):
+        document = json.loads(gzip.decompress(path.read_bytes()))
+        for event in document["traceEvents"]:
+            if event.get("cat") == "user_annotation":
+                for pattern, replacement in README_NAMES:
+                    if pattern.fullmatch(event["name"]):
+                        event["name"] = pattern.sub(replacement, event["name"])
+                        break
+        (target / path.name).write_bytes(gzip.compress(json.dumps(document).encode()))
+    return target
+
+
+def test_readme_mapping_example_imports_a_pipeline(tmp_path):
+    rules = readme_mapping()
+    for name in ("send-forward", "recv-forward", "send-backward", "recv-backward"):
+        assert f"'{name} mb=" in rules  # every p2p op of a pipeline is mapped
+    (tmp_path / "map.yaml").write_text(rules)
+    directory = renamed_fixture(tmp_path / "renamed")
+    with pytest.raises(TraceError, match="no forward-compute"):  # the names are no longer the convention's
+        import_kineto(directory)
+    trace, report = import_kineto(directory, mapping=read_mapping(tmp_path / "map.yaml"), name="annotated")
+    assert report.method == {"mapping file + annotations": 4}  # the clip still follows the convention
+    assert table_counts_of(trace) == table_counts("annotated")
+    assert report.clocks.pairs == imported("annotated")[1].clocks.pairs == 64 and report.clocks.violations_before == 0
+    expected = imported("annotated")[0].ops.sort_values(["rank", "step", "optype", "seq_id"]).reset_index(drop=True)
+    got = trace.ops.sort_values(["rank", "step", "optype", "seq_id"]).reset_index(drop=True)
+    for column in ("mb_id", "start_ts", "duration"):
+        np.testing.assert_array_equal(got[column], expected[column])
+    analysis_of_readme = analyze(trace)
+    table = analysis_of_readme.worker_table
+    workers = list(zip(table["dp_rank"].tolist(), table["stage"].tolist()))
+    assert workers[int(np.argmax(table["S_worker"]))] == SLOW_WORKER
+
+
+def test_pipeline_without_recv_rules_is_refused_at_import(tmp_path):
+    """The README's example as it was (no recv-forward, send-backward rules): 0 p2p pairs, and the
+    analysis failed later; now the import says what is missing."""
+    rules = "\n".join(
+        line for line in readme_mapping().splitlines() if "recv-forward" not in line and "send-backward" not in line
+    )
+    (tmp_path / "map.yaml").write_text(rules + "\n")
+    directory = renamed_fixture(tmp_path / "renamed")
+    with pytest.raises(TraceError, match="no forward-recv op on rank 2 \\(dp_rank 0, stage 1\\)") as info:
+        import_kineto(directory, mapping=read_mapping(tmp_path / "map.yaml"))
+    message = str(info.value)
+    assert "\n" not in message and "mapping file" in message and "--map" not in message
+
+
+def table_counts_of(trace) -> Counter:
+    return Counter(
+        {
+            (int(r), int(s), str(o)): int(n)
+            for (r, s, o), n in trace.ops.groupby(["rank", "step", "optype"], observed=True).size().items()
+        }
+    )

@@ -8,6 +8,7 @@ seq_id, chunk and worker, and the layout from ``distributedInfo``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 from graphwia.analyses.standard import analyze
 from graphwia.outputs.results import explanation_dict, result_dict
 from graphwia.synth.generate import synthesize
-from graphwia.synth.kineto import write_kineto
+from graphwia.synth.kineto import ACTIVATION_BYTES, GRAD_BYTES, write_kineto
 from graphwia.trace.kineto import import_kineto
 from graphwia.trace.optable import Trace
 
@@ -62,7 +63,8 @@ def test_roundtrip_equals_direct_analysis(case, tmp_path):
     assert len(paths) == layout["dp"] * layout["pp"]
     imported, report = import_kineto(tmp_path, name="rt")
 
-    assert imported.meta == direct.meta
+    sizes = {"activation_bytes": ACTIVATION_BYTES if layout["pp"] > 1 else None, "grad_bytes": GRAD_BYTES}
+    assert dataclasses.asdict(imported.meta) == dataclasses.asdict(direct.meta) | sizes
     assert report.sources.get("kernels", 0) == len(direct.table) - int((direct.ops.optype == "gc").sum())
     assert report.nccl_kernels and all(k.startswith(nccl + "_") for k in report.nccl_kernels)
     key = ["step", "dp_rank", "stage", "optype", "seq_id"]
@@ -78,6 +80,9 @@ def test_roundtrip_equals_direct_analysis(case, tmp_path):
     expected = published(analyze(direct, per_worker=False))
     got = published(analyze(imported, per_worker=False))
     got["result"]["job_meta"]["trial_name"] = expected["result"]["job_meta"]["trial_name"]
+    assert {k: got["result"]["job_meta"].pop(k) for k in sizes if k in got["result"]["job_meta"]} == {
+        k: v for k, v in sizes.items() if v is not None
+    }  # the sizes read are published with the job's metadata
     assert_close(expected, got)
 
 

@@ -68,6 +68,18 @@ COLLECTIVE = {
         for t in T.P2P_OPTYPES
     },
 }
+#: Elements and dtype of each communication optype's message (a reduce-scatter's output and an
+#: all-gather's input are that buffer divided among the group), as ``record_param_comms`` gives them.
+MESSAGES = {
+    **{t: (1 << 20, "BFloat16") for t in T.P2P_OPTYPES},
+    **{t: (1 << 22, "BFloat16") for t in T.DP_COLLECTIVES},
+    T.LAYERNORM: (1 << 16, "BFloat16"),
+    T.EMBEDDING: (1 << 18, "BFloat16"),
+    T.CLIP: (1, "Float"),
+}
+#: Bytes of every p2p message and of every DP collective's buffer written.
+ACTIVATION_BYTES = MESSAGES[T.FORWARD_SEND][0] * 2
+GRAD_BYTES = MESSAGES[T.GRADS_REDUCE_SCATTER][0] * 2
 COMPUTE_KERNELS = {
     T.FORWARD_COMPUTE: ("aten::mm", "ampere_bf16_s16816gemm_bf16_128x128_ldg8_f2f_stages_64x3_tn"),
     T.BACKWARD_COMPUTE: (
@@ -470,9 +482,12 @@ def _write_block(
         )
         copy = (start - int(COPY_US[0] * 1000), start - int(COPY_US[1] * 1000))
         writer.launch("aten::copy_", "", main, inner, COPY_KERNEL, "", STREAM["copy"], *copy)
+        nelems, dtype = MESSAGES[optype]
+        shard = max(nelems // group["pg_size"], 1)
+        n_in, n_out = {"ReduceScatter": (nelems, shard), "AllGather": (shard, nelems)}.get(collective, (nelems, nelems))
         comms = (
-            f'"Collective name": "{c10d}", "dtype": "BFloat16", "In msg nelems": 1048576, '
-            f'"Out msg nelems": 1048576, "Group size": {group["pg_size"]}, '
+            f'"Collective name": "{c10d}", "dtype": "{dtype}", "In msg nelems": {n_in}, '
+            f'"Out msg nelems": {n_out}, "Group size": {group["pg_size"]}, '
             f'"Process Group Name": "{group["pg_name"]}", "Process Group Description": "{desc}", '
             f'"Process Group Ranks": "{group["ranks"]}"'
         )
@@ -553,4 +568,4 @@ def synth_kineto(
     )
 
 
-__all__ = ["NCCL_KERNELS", "kineto_name", "synth_kineto", "write_kineto"]
+__all__ = ["ACTIVATION_BYTES", "GRAD_BYTES", "MESSAGES", "NCCL_KERNELS", "kineto_name", "synth_kineto", "write_kineto"]

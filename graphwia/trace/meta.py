@@ -6,6 +6,11 @@ and range: ``trial_name`` passes the name rule of :mod:`graphwia.utils.names`
 size is a positive integer of at most :data:`MAX_SIZE`, and ``world_size`` is
 the product of the others. Whether the sizes fit the trace itself is checked
 by :mod:`graphwia.trace.optable` before it allocates anything per rank.
+
+Optional fields (:data:`OPTIONAL_FIELDS`), absent or null when unknown: the
+message sizes an import found in the traces, ``activation_bytes`` (each p2p
+message) and ``grad_bytes`` (each DP collective op), whole numbers of bytes in
+[0, 2^63). :meth:`JobMeta.to_dict` writes them only when known.
 """
 
 from __future__ import annotations
@@ -19,10 +24,21 @@ from graphwia.errors import MetaError
 from graphwia.utils.io import read_yaml
 from graphwia.utils.names import check_name, shown
 
-__all__ = ["META_FIELDS", "MAX_SIZE", "SIZE_FIELDS", "JobMeta", "default_meta_path", "load_meta", "parse_meta"]
+__all__ = [
+    "META_FIELDS",
+    "MAX_SIZE",
+    "OPTIONAL_FIELDS",
+    "SIZE_FIELDS",
+    "JobMeta",
+    "default_meta_path",
+    "load_meta",
+    "parse_meta",
+]
 
 META_FIELDS = ("trial_name", "run_id", "dp_size", "pp_size", "tp_size", "dsp_size", "vpp_size", "world_size")
 SIZE_FIELDS = ("dp_size", "pp_size", "tp_size", "dsp_size", "vpp_size", "world_size")
+#: Fields that may be absent (None: unknown).
+OPTIONAL_FIELDS = ("activation_bytes", "grad_bytes")
 #: Largest size accepted: ranks and chunks are int32 columns of the op table.
 MAX_SIZE = 2**31 - 1
 #: run_id is written back as a JSON integer that readers hold in an int64.
@@ -41,6 +57,8 @@ class JobMeta:
     dsp_size: int
     vpp_size: int
     world_size: int
+    activation_bytes: int | None = None
+    grad_bytes: int | None = None
 
     @property
     def uses_dp(self) -> bool:
@@ -48,9 +66,9 @@ class JobMeta:
         return self.dp_size * self.dsp_size > 1
 
     def to_dict(self) -> dict:
-        """The metadata in the published ``job_meta`` field order."""
+        """The metadata in the published ``job_meta`` field order, then the optional fields that are known."""
         d = asdict(self)
-        return {k: d[k] for k in META_FIELDS}
+        return {k: d[k] for k in META_FIELDS} | {k: d[k] for k in OPTIONAL_FIELDS if d[k] is not None}
 
 
 def load_meta(path: str | Path) -> JobMeta:
@@ -82,7 +100,15 @@ def parse_meta(raw: object, *, source: str = "<metadata>") -> JobMeta:
     product = values["dp_size"] * values["pp_size"] * values["tp_size"] * values["dsp_size"]
     if values["world_size"] != product:
         raise MetaError(f"{source}: world_size {values['world_size']} != dp_size*pp_size*tp_size*dsp_size = {product}")
-    return JobMeta(trial_name=trial_name, **values)
+    optional: dict[str, int] = {}
+    for field in OPTIONAL_FIELDS:
+        value = raw.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**63:
+            raise MetaError(f"{source}: {field} must be a whole number of bytes in [0, 2^63), got {shown(value)}")
+        optional[field] = int(value)
+    return JobMeta(trial_name=trial_name, **values, **optional)
 
 
 def default_meta_path(trace_path: str | Path) -> Path:

@@ -10,7 +10,14 @@ bound is still violated. :func:`estimate_offsets` returns the offsets and what i
 Sends and recvs are paired as the SPEC pairs them: per (dp_rank, step), a forward-send of
 global chunk g on stage s with the forward-recv of chunk g + 1 on the next stage carrying the
 same microbatch (backward: chunk g − 1, previous stage); without microbatch numbers, the k-th
-send with the k-th recv when both sides have as many.
+send with the k-th recv when both sides have as many (without virtual stages, never from the last
+stage forward or from the first backward).
+
+Ranks of one host share its clock, so no offset can explain a recv that ends before its send on
+the same host started: beyond :data:`CAUSALITY_TOLERANCE_NS` (timer granularity and the
+conversion of GPU timestamps to the host's clock, far below the length of any op of another run)
+the report's :attr:`ClockReport.same_host_violation` names the worst such pair; the import takes
+it for files of different jobs or runs.
 """
 
 from __future__ import annotations
@@ -21,7 +28,10 @@ import numpy as np
 
 from graphwia import optypes as T
 
-__all__ = ["ClockReport", "estimate_offsets", "p2p_pairs"]
+__all__ = ["CAUSALITY_TOLERANCE_NS", "ClockReport", "estimate_offsets", "p2p_pairs"]
+
+#: How long (ns) a recv may seem to end before its send on the same host started: 0.1 ms.
+CAUSALITY_TOLERANCE_NS = 100_000
 
 _DIRECTIONS = (
     (T.OPTYPE_CODE[T.FORWARD_SEND], T.OPTYPE_CODE[T.FORWARD_RECV], +1),
@@ -31,13 +41,18 @@ _DIRECTIONS = (
 
 @dataclass
 class ClockReport:
-    """Offsets applied (ns, per host name), p2p pairs checked, and violations before/after."""
+    """Offsets applied (ns, per host name), p2p pairs checked, and violations before/after.
+
+    ``same_host_violation`` is (send row, recv row, ns the recv ended before the send started, number
+    of such pairs) for the worst pair of one host beyond :data:`CAUSALITY_TOLERANCE_NS`, else None.
+    """
 
     offsets: dict[str, int]
     pairs: int
     violations_before: int
     violations_after: int
     worst_before_ns: int
+    same_host_violation: tuple[int, int, int, int] | None = None
 
 
 def p2p_pairs(ops: dict[str, np.ndarray], pp: int, vpp: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,6 +84,8 @@ def p2p_pairs(ops: dict[str, np.ndarray], pp: int, vpp: int) -> tuple[np.ndarray
         sends.append(s_rows[hit])
         recvs.append(r_rows[order][at][hit])
         s_left, r_left = s_rows[~with_mb], r_rows[ops["mb"][r_rows] < 0]
+        if vpp == 1:  # no chunk wraps around to the first or last stage
+            s_left = s_left[(ops["stage"][s_left] + delta >= 0) & (ops["stage"][s_left] + delta < pp)]
         if len(s_left) and len(r_left):
             s2, r2 = _pair_by_order(ops, s_left, r_left, pp, delta)
             sends.append(s2)
@@ -124,12 +141,19 @@ def estimate_offsets(ops: dict[str, np.ndarray], hosts: list[str], reference: in
         np.maximum.at(lower, (a, b), bound)
         offsets = _chain(lower, reference)
     after = int((bound - (offsets[b] - offsets[a]) > 0).sum())
+    same_host = np.flatnonzero((a == b) & (bound > CAUSALITY_TOLERANCE_NS))
+    worst_same = int(same_host[np.argmax(bound[same_host])]) if len(same_host) else -1
     return ClockReport(
         offsets={hosts[h]: int(offsets[h]) for h in range(n)},
         pairs=len(send),
         violations_before=violations,
         violations_after=after,
         worst_before_ns=max(worst, 0),
+        same_host_violation=(
+            (int(send[worst_same]), int(recv[worst_same]), int(bound[worst_same]), len(same_host))
+            if worst_same >= 0
+            else None
+        ),
     )
 
 

@@ -41,6 +41,21 @@ import numpy as np
 
 from graphwia.errors import TraceError, first_line
 
+__all__ = [
+    "BLOCK_BYTES",
+    "CAT",
+    "CATEGORIES",
+    "CHUNK_BYTES",
+    "CPU_RANGE_CATS",
+    "DEVICE_CATS",
+    "DTYPE_BYTES",
+    "Events",
+    "LAUNCH_CATS",
+    "OTHER",
+    "message_bytes",
+    "read_events",
+]
+
 #: Event categories the importer tells apart (``cat`` codes); anything else is OTHER.
 CATEGORIES = (
     "user_annotation",
@@ -62,6 +77,30 @@ DEVICE_CATS = (CAT["kernel"], CAT["gpu_memcpy"], CAT["gpu_memset"])
 LAUNCH_CATS = (CAT["cuda_runtime"], CAT["cuda_driver"])
 #: CPU ranges that can be ops (a program's record_function ranges, operators, Python frames).
 CPU_RANGE_CATS = (CAT["user_annotation"], CAT["cpu_op"], CAT["python_function"])
+
+#: Bytes per element of the ``dtype`` names ``record_param_comms`` gives (c10 scalar type names).
+DTYPE_BYTES = {
+    "Bool": 1,
+    "Byte": 1,
+    "Char": 1,
+    "Float8_e4m3fn": 1,
+    "Float8_e4m3fnuz": 1,
+    "Float8_e5m2": 1,
+    "Float8_e5m2fnuz": 1,
+    "Short": 2,
+    "UInt16": 2,
+    "Half": 2,
+    "BFloat16": 2,
+    "Int": 4,
+    "UInt32": 4,
+    "Float": 4,
+    "ComplexHalf": 4,
+    "Long": 8,
+    "UInt64": 8,
+    "Double": 8,
+    "ComplexFloat": 8,
+    "ComplexDouble": 16,
+}
 
 #: Bytes of JSON decoded at once: the records of a chunk stay in the CPU cache while they become columns.
 CHUNK_BYTES = 64 << 10
@@ -117,6 +156,9 @@ class _Args(msgspec.Struct, frozen=True, gc=False):
     group_size: Any = msgspec.field(default=None, name="Group size")
     src_rank: Any = msgspec.field(default=None, name="Src Rank")
     dst_rank: Any = msgspec.field(default=None, name="Dst Rank")
+    in_nelems: Any = msgspec.field(default=None, name="In msg nelems")
+    out_nelems: Any = msgspec.field(default=None, name="Out msg nelems")
+    dtype: Any = None
 
 
 _NO_ARGS = _Args()
@@ -238,7 +280,8 @@ class Events:
     Per event: ``cat`` (codes into :data:`CATEGORIES`), ``name`` (codes into ``names``), ``thread``
     (codes of (pid, tid) pairs, ``thread_codes``), ``pid`` (−1 when not a number), ``start``/``end``
     (absolute ns), ``correlation`` and ``external`` (External id; −1: none). ``comms`` maps an event's
-    index to the arguments of a ``record_param_comms`` op. What only some imports need is decoded by
+    index to the arguments of a ``record_param_comms`` op (collective, process group, message
+    elements and dtype: :func:`message_bytes`). What only some imports need is decoded by
     a second pass over the file on first use: :attr:`sequence`, :attr:`python_id` and
     :attr:`python_parent` (ops inferred from Python stacks), :attr:`flows` (device activity
     without a correlation id).
@@ -346,7 +389,17 @@ _KEY_OF, _CAT_OF = attrgetter("cat", "name", "pid", "tid"), attrgetter("cat")
 _TS_OF, _DUR_OF = attrgetter("ts"), attrgetter("dur")
 _INT_ARGS = tuple((key, attrgetter(f"args.{key}")) for key in ("correlation", "external"))
 _STACK_INT_ARGS = tuple((key, attrgetter(f"args.{key}")) for key in ("sequence", "python_id", "python_parent"))
-_COMMS_ARGS = ("collective", "group_desc", "group_ranks", "group_size", "src_rank", "dst_rank")
+_COMMS_ARGS = (
+    "collective",
+    "group_desc",
+    "group_ranks",
+    "group_size",
+    "src_rank",
+    "dst_rank",
+    "in_nelems",
+    "out_nelems",
+    "dtype",
+)
 
 
 class _Keys(dict):
@@ -488,6 +541,18 @@ def _integers(getter: attrgetter, records: list) -> np.ndarray:
 def _ns(ts_us: np.ndarray, base: int) -> np.ndarray:
     """Absolute nanoseconds of Kineto ``ts`` values (µs relative to ``baseTimeNanoseconds``)."""
     return np.round(ts_us * 1000).astype(np.int64) + base
+
+
+def message_bytes(args: dict) -> int | None:
+    """Bytes of a ``record_param_comms`` op from its arguments (:attr:`Events.comms`): the larger of its
+    input and output message (``In msg nelems``, ``Out msg nelems``; the whole buffer of a
+    reduce-scatter or all-gather) times the size of its ``dtype``; None when they are absent or unknown."""
+    dtype = args.get("dtype")
+    size = DTYPE_BYTES.get(dtype) if isinstance(dtype, str) else None
+    counts = [_int_or(args.get(key)) for key in ("in_nelems", "out_nelems")]
+    if size is None or max(counts) < 0:
+        return None
+    return max(counts) * size
 
 
 def _int_or(value, default: int = -1) -> int:

@@ -4,15 +4,26 @@ The files are read in parallel (:func:`~graphwia.trace.kineto.ranks.read_rank` p
 local processes or a dask cluster), then assembled here:
 
 1. topology: each file's rank → worker (dp_rank, stage) and the job's sizes
-   (:mod:`~graphwia.trace.kineto.topology`);
-2. steps: those every rank recorded (``ProfilerStep#N``, numbered as the profiler numbered
-   them); a step in which some worker's op counts differ from its stage's is dropped and reported;
-3. clocks: offsets between hosts from p2p causality (:mod:`~graphwia.trace.kineto.clocks`);
-4. the SPEC §1 op table: ``seq_id`` = order of an optype's ops on a worker in a step by start;
+   (:mod:`~graphwia.trace.kineto.topology`, which also refuses files of several jobs by their
+   ``distributedInfo``);
+2. one run: on each host, the ranks' ``ProfilerStep#N`` ranges of a number they share lie within
+   one step's length of each other (a rank may run a step ahead, not more), and every two ranks
+   share a step number; otherwise the files look like different jobs or runs (an error);
+3. steps: those every rank recorded (``ProfilerStep#N``, numbered as the profiler numbered
+   them); a step recorded by only some ranks, or in which some worker's op counts differ from its
+   stage's, is dropped and reported with the reason;
+4. the ops a job needs: forward and backward computes on every worker and, with pp > 1, the p2p
+   ops that link its stages;
+5. clocks: offsets between hosts from p2p causality (:mod:`~graphwia.trace.kineto.clocks`); a recv
+   ending before its send started on the same host (beyond the clocks' tolerance) is an error:
+   such files look like different jobs or runs;
+6. the SPEC §1 op table: ``seq_id`` = order of an optype's ops on a worker in a step by start;
    ``mc`` = chunk (0 when absent for compute, params-all-gather and grads-reduce-scatter), ``gmc``
    = stage + mc·pp, ``mb_id`` = the ``mb`` field (compute ops without one: their order),
-   ``vpp_size`` = highest chunk + 1; times in seconds from the job's earliest op;
-5. validation by :meth:`~graphwia.trace.optable.Trace.from_columns`.
+   ``vpp_size`` = highest chunk + 1; times in seconds from the job's earliest op; the metadata's
+   ``activation_bytes`` and ``grad_bytes`` = the most common size of the ``record_param_comms``
+   messages inside p2p and DP collective ops, where the traces have them;
+7. validation by :meth:`~graphwia.trace.optable.Trace.from_columns`.
 """
 
 from __future__ import annotations
@@ -31,8 +42,8 @@ from graphwia import optypes as T
 from graphwia.errors import ArgumentError, TraceError, UsageError
 from graphwia.trace.files import RANK_SUFFIXES
 from graphwia.trace.kineto.classify import OpMapping
-from graphwia.trace.kineto.clocks import ClockReport, estimate_offsets
-from graphwia.trace.kineto.ranks import RankOps, read_rank
+from graphwia.trace.kineto.clocks import CAUSALITY_TOLERANCE_NS, ClockReport, estimate_offsets
+from graphwia.trace.kineto.ranks import MESSAGE_KINDS, RankOps, read_rank
 from graphwia.trace.kineto.spans import SOURCES
 from graphwia.trace.kineto.topology import Layout, Topology, resolve
 from graphwia.trace.optable import Trace
@@ -46,6 +57,16 @@ PARALLEL_MIN_BYTES = 64 << 20
 _CHUNKED = {T.OPTYPE_CODE[t] for t in T.COMPUTE_STREAM + (T.PARAMS_ALL_GATHER, T.GRADS_REDUCE_SCATTER)}
 _COMPUTE = {T.OPTYPE_CODE[t] for t in T.COMPUTE_STREAM}
 _WITH_MB = {T.OPTYPE_CODE[t] for t in T.COMPUTE_STREAM + T.P2P_OPTYPES}
+#: With pp > 1 and no virtual stages: whether the first and the last stage need each p2p optype
+#: (the others all do), the optype it pairs with and the stage of that one (+1: the next).
+_P2P_NEEDS = {
+    T.FORWARD_SEND: ((True, False), T.FORWARD_RECV, +1),
+    T.FORWARD_RECV: ((False, True), T.FORWARD_SEND, -1),
+    T.BACKWARD_SEND: ((False, True), T.BACKWARD_RECV, -1),
+    T.BACKWARD_RECV: ((True, False), T.BACKWARD_SEND, +1),
+}
+#: What the message sizes of each kind are called in the report.
+_MESSAGE_WORDS = {"activation_bytes": "p2p messages", "grad_bytes": "DP collective ops"}
 
 
 @dataclass
@@ -69,6 +90,7 @@ class ImportReport:
     clocks: ClockReport
     origin_ns: int
     seconds: dict[str, float] = field(default_factory=dict)
+    message_bytes: dict[str, dict[int, int]] = field(default_factory=dict)  # kind → {bytes: count}
 
     def lines(self) -> list[str]:
         """A short human-readable account of the import."""
@@ -100,6 +122,8 @@ class ImportReport:
             out.append(
                 "collectives (record_param_comms): " + "; ".join(f"{k}: {', '.join(v)}" for k, v in self.groups.items())
             )
+        if self.message_bytes:
+            out.append("message sizes (record_param_comms): " + "; ".join(_sizes_text(self.message_bytes)))
         c = self.clocks
         if len(c.offsets) > 1:
             shifts = ", ".join(f"{h or '?'} {v / 1e6:+.3f} ms" for h, v in c.offsets.items())
@@ -162,6 +186,10 @@ def import_kineto(
         inside a daemonic worker process), or the address of a dask scheduler whose workers read them.
     progress:
         Called with a short label as the import advances.
+
+    One-line errors name the files at fault: among others (see the module docstring) files that
+    look like several jobs or runs mixed (TraceError), and a mapping rule that does not fit an
+    event (UsageError).
     """
     say = progress or (lambda label: None)
     files = find_rank_files(inputs)
@@ -174,6 +202,7 @@ def import_kineto(
     read_s = time.perf_counter() - clock
     say("assembling the job")
     topology = resolve([r.info for r in ranks], layout, where)
+    _check_one_run(ranks, where)
     trace, report = _assemble(ranks, topology, name, where)
     report.seconds = {"read": read_s, "assemble": time.perf_counter() - clock - read_s}
     return trace, report
@@ -219,17 +248,52 @@ def _read_all(files: list[Path], mapping, workers: int | None, scheduler: str | 
     return [results[i] for i in range(len(files))]
 
 
+def _check_one_run(ranks: list[RankOps], where: str) -> None:
+    """On each host, every rank shares a ProfilerStep number with the host's lowest rank, and the
+    ranges of each number they share lie within the longer of the two of each other; else an error
+    names the two files: they look like different jobs or runs."""
+    hosts: dict[str, list[RankOps]] = {}
+    for r in ranks:
+        hosts.setdefault(r.info.host, []).append(r)
+    for members in hosts.values():
+        first = min(members, key=lambda r: r.info.rank)
+        for other in members:
+            if other is first:
+                continue
+            names = (
+                f"{first.info.path.name} (rank {first.info.rank}) and {other.info.path.name} (rank {other.info.rank})"
+            )
+            common, a, b = np.intersect1d(first.steps, other.steps, return_indices=True)
+            if not len(common):
+                raise TraceError(
+                    f"{where}: {names} share no ProfilerStep number (steps {format_ranges(first.steps)} and "
+                    f"{format_ranges(other.steps)}): they look like different jobs or runs"
+                )
+            gap = np.maximum(first.step_start[a], other.step_start[b]) - np.minimum(
+                first.step_end[a], other.step_end[b]
+            )
+            length = np.maximum(first.step_end[a] - first.step_start[a], other.step_end[b] - other.step_start[b])
+            if (gap > length).any():
+                i = int(np.argmax(gap - length))
+                raise TraceError(
+                    f"{where}: {names} on one host record ProfilerStep#{int(common[i])} {gap[i] / 1e9:.3f} s apart "
+                    f"(the step lasts {length[i] / 1e9:.3f} s): they look like different jobs or runs"
+                )
+
+
 def _assemble(ranks: list[RankOps], topology: Topology, name: str, where: str) -> tuple[Trace, ImportReport]:
     kept = [r for r in ranks if r.info.rank in topology.workers]
     ops = _concatenate(kept, topology)
-    common = _common_steps(kept)
+    common, partial = _common_steps(kept)
     ops = {k: v[np.isin(ops["step"], common)] for k, v in ops.items()}
     if not len(ops["step"]):
         steps = ", ".join(f"rank {r.info.rank}: {format_ranges(r.steps)}" for r in kept[:4])
         raise TraceError(f"{where}: no op falls in a step that every rank recorded (steps per rank differ: {steps})")
-    ops, dropped = _complete_steps(ops, topology, where)
+    ops, incomplete = _complete_steps(ops, topology, where)
+    dropped = dict(sorted({**partial, **incomplete}.items()))
     _check_required(ops, topology, where)
     vpp = _check_chunks(ops, where)
+    _check_p2p(ops, topology, vpp, where)
     hosts = sorted({r.info.host for r in kept})
     host_of = {r.info.rank: hosts.index(r.info.host) for r in kept}
     ops["host"] = (
@@ -239,9 +303,17 @@ def _assemble(ranks: list[RankOps], topology: Topology, name: str, where: str) -
     )
     reference = host_of[min(host_of)]
     clocks = estimate_offsets(ops, hosts, reference, topology.pp, vpp)
+    if clocks.same_host_violation is not None:
+        raise TraceError(_causality_message(ops, clocks, {r.info.rank: r.info.path.name for r in kept}, where))
+    if topology.pp > 1 and not clocks.pairs:
+        raise TraceError(
+            f"{where}: no p2p send pairs with a recv of the neighbouring stage (same dp_rank, step and "
+            f"microbatch, or the same count in the step): check the mb= of the p2p ops"
+        )
     shift = np.array([clocks.offsets[h] for h in hosts], dtype=np.int64)[ops["host"]]
     ops["start"], ops["end"] = ops["start"] + shift, ops["end"] + shift
     columns, origin = _op_table(ops, topology, vpp)
+    message_bytes = _merge_sizes(r.counts.get("message_bytes", {}) for r in kept)
     meta = {
         "trial_name": name,
         "run_id": 0,
@@ -251,6 +323,7 @@ def _assemble(ranks: list[RankOps], topology: Topology, name: str, where: str) -
         "dsp_size": topology.cp,
         "vpp_size": vpp,
         "world_size": topology.world,
+        **{kind: _most_common(sizes) for kind, sizes in message_bytes.items()},
     }
     trace = Trace.from_columns(Table(columns, {"optype": T.ALL_OPTYPES}), meta, source=where)
     codes, counts = np.unique(ops["optype"], return_counts=True)
@@ -272,6 +345,7 @@ def _assemble(ranks: list[RankOps], topology: Topology, name: str, where: str) -
         groups=_merge_groups(r.counts.get("groups", {}) for r in kept),
         clocks=clocks,
         origin_ns=origin,
+        message_bytes=message_bytes,
     )
     return trace, report
 
@@ -291,11 +365,19 @@ def _concatenate(ranks: list[RankOps], topology: Topology) -> dict[str, np.ndarr
     }
 
 
-def _common_steps(ranks: list[RankOps]) -> np.ndarray:
+def _common_steps(ranks: list[RankOps]) -> tuple[np.ndarray, dict[int, str]]:
+    """The steps every rank recorded, and why each other step is left out (the ranks lacking it)."""
     common = ranks[0].steps
     for r in ranks[1:]:
         common = np.intersect1d(common, r.steps)
-    return common
+    every = np.unique(np.concatenate([r.steps for r in ranks]))
+    partial = {}
+    for step in np.setdiff1d(every, common).tolist():
+        lacking = sorted(r.info.rank for r in ranks if step not in r.steps)
+        partial[int(step)] = (
+            f"recorded by {len(ranks) - len(lacking)} of {len(ranks)} ranks, not by rank(s) {format_ranges(lacking)}"
+        )
+    return common, partial
 
 
 def _complete_steps(ops: dict, topology: Topology, where: str) -> tuple[dict, dict[int, str]]:
@@ -343,8 +425,57 @@ def _check_required(ops: dict, topology: Topology, where: str) -> None:
             raise TraceError(
                 f"{where}: no {optype} op on rank {_rank_of(ops, dp_rank, stage)} (dp_rank {dp_rank}, "
                 f"stage {stage}): every worker needs forward-compute and backward-compute ops "
-                f"(annotate them, or map their names with --map)"
+                f"(annotate them, or name them in a mapping file)"
             )
+
+
+def _check_p2p(ops: dict, topology: Topology, vpp: int, where: str) -> None:
+    """With pp > 1 the stages are linked by p2p ops: every worker has those of its place in the
+    pipeline (forward-send but on the last stage, forward-recv but on the first, ...; every one
+    with virtual stages)."""
+    pp = topology.pp
+    if pp == 1:
+        return
+    present = [t for t in T.P2P_OPTYPES if (ops["optype"] == T.OPTYPE_CODE[t]).any()]
+    if not present:
+        raise TraceError(
+            f"{where}: a job of {pp} pipeline stages without p2p ops ({', '.join(T.P2P_OPTYPES)}): they link "
+            f"the stages (annotate them, or name them in a mapping file)"
+        )
+    for optype, ((first, last), peer, delta) in _P2P_NEEDS.items():
+        have = np.zeros((pp, topology.dp), dtype=bool)
+        mine = ops["optype"] == T.OPTYPE_CODE[optype]
+        have[ops["stage"][mine], ops["dp_rank"][mine]] = True
+        need = np.ones(pp, dtype=bool)
+        if vpp == 1:
+            need[0], need[-1] = first, last
+        lacking = np.argwhere(~have & need[:, None])
+        if len(lacking):
+            stage, dp_rank = (int(v) for v in lacking[0])
+            neighbour = (stage + delta) % pp
+            found = f"; found only {', '.join(present)}" if len(present) < len(T.P2P_OPTYPES) else ""
+            raise TraceError(
+                f"{where}: no {optype} op on rank {_rank_of(ops, dp_rank, stage)} (dp_rank {dp_rank}, stage "
+                f"{stage}) to pair with the {peer} ops of stage {neighbour}: a job of {pp} pipeline stages needs "
+                f"them in the steps kept (annotate them, or name them in a mapping file{found})"
+            )
+
+
+def _causality_message(ops: dict, clocks: ClockReport, files: dict[int, str], where: str) -> str:
+    """The error for a recv that ends before its send started on the same host."""
+    assert clocks.same_host_violation is not None
+    send, recv, ns, count = clocks.same_host_violation
+
+    def op(row: int) -> str:
+        rank = int(ops["rank"][row])
+        mb = f" mb={int(ops['mb'][row])}" if ops["mb"][row] >= 0 else ""
+        return f"{T.ALL_OPTYPES[ops['optype'][row]]}{mb} of rank {rank} ({files.get(rank, '?')})"
+
+    return (
+        f"{where}: in step {int(ops['step'][recv])}, the {op(recv)} ends {ns / 1e6:.3f} ms before the {op(send)} "
+        f"started, on one host ({count} p2p pair(s) so, beyond the {CAUSALITY_TOLERANCE_NS / 1e6:g} ms allowed "
+        f"for timer granularity): the files look like different jobs or runs"
+    )
 
 
 def _rank_of(ops: dict, dp_rank: int, stage: int) -> int | str:
@@ -412,6 +543,36 @@ def _sum_dicts(dicts: Iterable[dict]) -> dict:
     for d in dicts:
         for k, v in d.items():
             out[k] = out.get(k, 0) + v
+    return out
+
+
+def _merge_sizes(dicts: Iterable[dict[str, dict[int, int]]]) -> dict[str, dict[int, int]]:
+    """Message sizes of all ranks: kind → {bytes: count}, kinds in MESSAGE_KINDS order, sizes by count."""
+    out: dict[str, dict[int, int]] = {}
+    for d in dicts:
+        for kind, sizes in d.items():
+            merged = out.setdefault(kind, {})
+            for size, n in sizes.items():
+                merged[size] = merged.get(size, 0) + n
+    return {
+        kind: dict(sorted(out[kind].items(), key=lambda item: (-item[1], item[0])))
+        for kind in MESSAGE_KINDS
+        if kind in out
+    }
+
+
+def _most_common(sizes: dict[int, int]) -> int:
+    """The size most messages have (the smallest of those, on a tie)."""
+    return min(sizes, key=lambda size: (-sizes[size], size))
+
+
+def _sizes_text(message_bytes: dict[str, dict[int, int]]) -> list[str]:
+    out = []
+    for kind, sizes in message_bytes.items():
+        n = sum(sizes.values())
+        chosen = _most_common(sizes)
+        spread = f", the most common of {len(sizes)} sizes ({min(sizes)}-{max(sizes)} B)" if len(sizes) > 1 else ""
+        out.append(f"{_MESSAGE_WORDS[kind]} {chosen} B ({kind}; {n} message(s){spread})")
     return out
 
 

@@ -15,11 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from graphwia.errors import TraceError
-from graphwia.optypes import ALL_OPTYPES
+from graphwia.optypes import ALL_OPTYPES, DP_COLLECTIVES, P2P_OPTYPES
 from graphwia.trace.kineto.classify import OpMapping, classify, profiler_steps
-from graphwia.trace.kineto.events import CAT, Events, read_events
+from graphwia.trace.kineto.events import CAT, Events, message_bytes, read_events
 from graphwia.trace.kineto.spans import SOURCES, nccl_names, op_spans, step_of
 from graphwia.trace.kineto.topology import RankInfo, rank_info
+
+__all__ = ["MESSAGE_KINDS", "FoundOps", "RankOps", "read_rank"]
+
+#: The kinds of message whose sizes an import carries (the metadata field each gives) and their optypes.
+MESSAGE_KINDS = {"activation_bytes": P2P_OPTYPES, "grad_bytes": DP_COLLECTIVES}
 
 
 @dataclass
@@ -40,10 +45,17 @@ class FoundOps:
 
 @dataclass
 class RankOps:
-    """The ops of one rank's file, by step, with what the file says about its process."""
+    """The ops of one rank's file, by step, with what the file says about its process.
+
+    ``steps`` are the ``ProfilerStep`` numbers present in the file, ``step_start``/``step_end`` the
+    span (ns) of each; ``counts["message_bytes"]`` maps each of :data:`MESSAGE_KINDS` to
+    ``{bytes: number of record_param_comms ops}`` inside its ops' ranges.
+    """
 
     info: RankInfo
-    steps: np.ndarray  # ProfilerStep numbers present in the file
+    steps: np.ndarray
+    step_start: np.ndarray
+    step_end: np.ndarray
     optype: np.ndarray
     mb: np.ndarray
     chunk: np.ndarray
@@ -74,7 +86,7 @@ def read_rank(path: str | Path, *, mapping: OpMapping | None = None) -> RankOps:
             raise TraceError(
                 f"{path}: no op annotations (record_function ranges named like 'forward-compute "
                 f"mb=0', see graphwia.record) and no Python stacks to infer ops from (with_stack=True); "
-                f"annotate the training loop or pass a mapping file (--map)"
+                f"annotate the training loop, or name its ops in a mapping file"
             )
         found = infer_from_stacks(events, steps)
     step = step_of(steps, found.cpu_start)
@@ -90,9 +102,16 @@ def read_rank(path: str | Path, *, mapping: OpMapping | None = None) -> RankOps:
         "record_param_comms": len(events.comms),
         **found.detail,
     }
+    numbers, first = np.unique(steps[0], return_inverse=True)
+    step_start = np.full(len(numbers), np.iinfo(np.int64).max, dtype=np.int64)
+    step_end = np.full(len(numbers), np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(step_start, first, steps[1])
+    np.maximum.at(step_end, first, steps[2])
     return RankOps(
         info=info,
-        steps=np.unique(steps[0]),
+        steps=numbers,
+        step_start=step_start,
+        step_end=step_end,
         optype=found.optype[inside],
         mb=found.mb[inside],
         chunk=found.chunk[inside],
@@ -128,15 +147,19 @@ def _annotated(events: Events, mapping: OpMapping | None) -> FoundOps | None:
         cpu_start=events.start[rows],
         source=source,
         method=method,
-        detail={"groups": _comm_groups(events, rows, classified.optype)},
+        detail=_comm_details(events, rows, classified.optype),
     )
 
 
-def _comm_groups(events: Events, rows: np.ndarray, optype: np.ndarray) -> dict[str, list[str]]:
-    """For each optype, the ``collective on group`` of the record_param_comms ops inside its ranges
-    (the op range starting last before a comms op on its thread, when it still runs then)."""
+def _comm_details(events: Events, rows: np.ndarray, optype: np.ndarray) -> dict[str, dict]:
+    """What the record_param_comms ops inside the ops' ranges say (the op range starting last before a
+    comms op on its thread, when it still runs then): ``groups``, for each optype the ``collective on
+    group`` of its comms ops; ``message_bytes``, for each kind of :data:`MESSAGE_KINDS` the sizes of
+    its comms ops (bytes → count)."""
+    sizes: dict[str, dict[int, int]] = {}
     if not events.comms:
-        return {}
+        return {"groups": {}, "message_bytes": sizes}
+    kind_of = {name: kind for kind, names in MESSAGE_KINDS.items() for name in names}
     comm = np.fromiter(events.comms, np.int64, len(events.comms))
     thread, start, end = events.thread[rows], events.start[rows], events.end[rows]
     order = np.lexsort((start, thread))
@@ -151,5 +174,10 @@ def _comm_groups(events: Events, rows: np.ndarray, optype: np.ndarray) -> dict[s
         for index, op in zip(mine[ok].tolist(), order[at[ok]].tolist()):
             args = events.comms[index]
             what = f"{args.get('collective') or '?'} on {args.get('group_desc') or '?'}"
-            seen.setdefault(ALL_OPTYPES[optype[op]], set()).add(what)
-    return {k: sorted(v) for k, v in sorted(seen.items())}
+            name = ALL_OPTYPES[optype[op]]
+            seen.setdefault(name, set()).add(what)
+            size = message_bytes(args)
+            if size is not None and name in kind_of:
+                counts = sizes.setdefault(kind_of[name], {})
+                counts[size] = counts.get(size, 0) + 1
+    return {"groups": {k: sorted(v) for k, v in sorted(seen.items())}, "message_bytes": sizes}

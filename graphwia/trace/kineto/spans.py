@@ -23,6 +23,8 @@ import numpy as np
 from graphwia.optypes import ALL_OPTYPES, COMMUNICATION_OPTYPES
 from graphwia.trace.kineto.events import CAT, DEVICE_CATS, LAUNCH_CATS, Events
 
+__all__ = ["NCCL_KERNEL", "SOURCES", "nccl_kernel", "nccl_names", "op_spans", "step_of"]
+
 #: NCCL kernel names of both generations: ncclKernel_AllReduce_RING_LL_Sum_float, ncclDevKernel_SendRecv, ...
 NCCL_KERNEL = re.compile(r"(?:void )?nccl(Dev)?Kernel_([A-Za-z]+)")
 SOURCES = ("kernels", "gpu_user_annotation", "cpu")

@@ -40,6 +40,8 @@ from graphwia.trace.kineto.spans import op_spans, step_of
 if TYPE_CHECKING:  # pragma: no cover
     from graphwia.trace.kineto.ranks import FoundOps
 
+__all__ = ["infer_from_stacks"]
+
 _FORWARD = re.compile(r"nn\.Module: .*")
 _BACKWARD = re.compile(r"torch/(?:_tensor\.py|autograd/__init__\.py)\(\d+\): backward")
 _P2P = re.compile(r"torch/distributed/distributed_c10d\.py\(\d+\): (i?send|i?recv)")

@@ -4,8 +4,13 @@ Each file's ``distributedInfo`` gives its rank and the world size; its ``pg_conf
 process groups *that rank* belongs to, with their ranks and, on Megatron-LM, a description
 naming the group: ``DATA_PARALLEL_GROUP`` (dp_rank = position in it),
 ``PIPELINE_MODEL_PARALLEL_GROUP`` (stage = position), ``TENSOR_MODEL_PARALLEL_GROUP`` and
-``CONTEXT_PARALLEL_GROUP`` (sizes). A :class:`Layout` (``--pp --dp --tp [--order]``) replaces
+``CONTEXT_PARALLEL_GROUP`` (sizes). A :class:`Layout` (sizes pp, dp, tp and a rank order) replaces
 them: ranks then follow Megatron's order, ``tp-cp-ep-dp-pp`` by default (first varies fastest).
+
+The files must be of one job: they agree on the world size (and the backend and NCCL version
+where they give them), no two are the same rank, and a group that several files list has the
+same ranks and name in each (a rank's ``pg_config`` lists the groups it belongs to, so two files
+of one job that list a group by the same description list the same group).
 
 One worker per (dp_rank, stage) is analysed: when several files map to one (TP or CP peers),
 the lowest rank is kept and the others are reported as ignored.
@@ -23,6 +28,8 @@ __all__ = ["DEFAULT_ORDER", "DIMENSIONS", "GROUP_DESC", "Layout", "RankInfo", "T
 
 DIMENSIONS = ("tp", "cp", "ep", "dp", "pp")
 DEFAULT_ORDER = "tp-cp-ep-dp-pp"
+#: distributedInfo fields every rank of a job has alike (when given).
+_SETTINGS = ("backend", "nccl_version")
 GROUP_DESC = {
     "dp": "DATA_PARALLEL_GROUP",
     "pp": "PIPELINE_MODEL_PARALLEL_GROUP",
@@ -68,13 +75,21 @@ class Layout:
 
 @dataclass(frozen=True)
 class RankInfo:
-    """What one file says about its process: rank, world size, process groups, host."""
+    """What one file says about its process: rank, world size, process groups, host.
+
+    ``groups`` maps the description (``pg_desc``) of each group that has one to its ranks (the
+    first group of that description); ``listed`` holds every group with a description as
+    (description, ranks, ``pg_name`` or None); ``settings`` holds ``backend`` and ``nccl_version``
+    when given.
+    """
 
     path: Path
     rank: int
     world_size: int
-    groups: dict[str, list[int]]  # pg_desc → ranks, for the groups that name themselves
+    groups: dict[str, list[int]]
     host: str
+    listed: tuple[tuple[str, tuple[int, ...], str | None], ...] = ()
+    settings: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,13 +118,25 @@ def rank_info(path: Path, distributed, host: str | None) -> RankInfo:
             f"before the profiler, so that the trace records them)"
         )
     groups: dict[str, list[int]] = {}
-    for config in distributed.get("pg_config") or []:
+    listed = []
+    configs = distributed.get("pg_config")
+    for config in configs if isinstance(configs, list) else []:
         if isinstance(config, dict) and isinstance(config.get("pg_desc"), str):
             ranks = _ranks(config.get("ranks"))
             if ranks is not None:
                 groups.setdefault(config["pg_desc"], ranks)
+                name = config.get("pg_name")
+                shown = str(name) if isinstance(name, (str, int)) and not isinstance(name, bool) else None
+                listed.append((config["pg_desc"], tuple(ranks), shown))
+    settings = {key: str(distributed[key]) for key in _SETTINGS if isinstance(distributed.get(key), (str, int))}
     return RankInfo(
-        path=path, rank=distributed["rank"], world_size=distributed["world_size"], groups=groups, host=host or ""
+        path=path,
+        rank=distributed["rank"],
+        world_size=distributed["world_size"],
+        groups=groups,
+        host=host or "",
+        listed=tuple(listed),
+        settings=settings,
     )
 
 
@@ -159,6 +186,7 @@ def resolve(infos: list[RankInfo], layout: Layout | None, where: str) -> Topolog
 
 
 def _check_one_job(infos: list[RankInfo], where: str) -> None:
+    """One job's files: one world size, backend and NCCL version, distinct ranks, the same groups."""
     first = infos[0]
     for info in infos[1:]:
         if info.world_size != first.world_size:
@@ -166,16 +194,46 @@ def _check_one_job(infos: list[RankInfo], where: str) -> None:
                 f"{where}: traces of two jobs: {first.path.name} is of a {first.world_size}-rank job, "
                 f"{info.path.name} of a {info.world_size}-rank one"
             )
-    seen: dict[int, Path] = {}
+        for key in _SETTINGS:
+            mine, theirs = first.settings.get(key), info.settings.get(key)
+            if mine is not None and theirs is not None and mine != theirs:
+                raise TraceError(
+                    f"{where}: traces of two jobs: distributedInfo {key} is {mine!r} in {first.path.name} "
+                    f"(rank {first.rank}) but {theirs!r} in {info.path.name} (rank {info.rank})"
+                )
+    seen: dict[int, RankInfo] = {}
     for info in infos:
         if not 0 <= info.rank < info.world_size:
             raise TraceError(f"{info.path}: rank {info.rank} outside world_size {info.world_size}")
         if info.rank in seen:
             raise TraceError(
-                f"{where}: {seen[info.rank].name} and {info.path.name} are both rank {info.rank} "
+                f"{where}: {seen[info.rank].path.name} and {info.path.name} are both rank {info.rank} "
                 f"(traces of two jobs in one directory?)"
             )
-        seen[info.rank] = info.path
+        seen[info.rank] = info
+    _check_groups(infos, seen, where)
+
+
+def _check_groups(infos: list[RankInfo], by_rank: dict[int, RankInfo], where: str) -> None:
+    """Every group a file lists is listed alike (same ranks; same pg_name where both give one) by the
+    file of each of its members that lists groups of that description."""
+    for info in infos:
+        for desc, ranks, name in info.listed:
+            for member in ranks:
+                other = by_rank.get(member)
+                if other is None or other is info or desc not in other.groups:
+                    continue
+                theirs = [(r, n) for d, r, n in other.listed if d == desc]
+                if not any(r == ranks and (name is None or n is None or n == name) for r, n in theirs):
+                    raise TraceError(
+                        f"{where}: traces of two jobs or runs: {info.path.name} (rank {info.rank}) lists "
+                        f"{desc} {_group_text(ranks, name)} holding rank {member}, but {other.path.name} "
+                        f"(rank {member}) lists {desc} as {' and '.join(_group_text(r, n) for r, n in theirs)}"
+                    )
+
+
+def _group_text(ranks: tuple[int, ...], name: str | None) -> str:
+    return f"{list(ranks)}" + (f" (pg_name {name})" if name is not None else "")
 
 
 def _from_groups(infos: list[RankInfo], world: int, where: str) -> Topology:
@@ -197,7 +255,7 @@ def _from_groups(infos: list[RankInfo], world: int, where: str) -> Topology:
     if dp is None or pp is None:
         raise UsageError(
             f"{where}: distributedInfo names no {GROUP_DESC['dp']} / {GROUP_DESC['pp']} groups to tell "
-            f"which rank is which stage: pass the layout (graphwia import kineto --pp P --dp D [--tp T])"
+            f"which rank is which stage: give the layout (pp, dp and tp sizes) when importing these traces"
         )
     if dp * pp * tp * cp != world:
         tp = world // (dp * pp * cp) if world % (dp * pp * cp) == 0 else tp
@@ -215,7 +273,7 @@ def _from_groups(infos: list[RankInfo], world: int, where: str) -> Topology:
             elif ranks is None or info.rank not in ranks:
                 raise TraceError(
                     f"{info.path}: rank {info.rank} lists no {GROUP_DESC[dim]} holding it in "
-                    f"distributedInfo.pg_config; pass the layout options instead"
+                    f"distributedInfo.pg_config; give the layout (pp, dp and tp sizes) instead"
                 )
             else:
                 position.append(ranks.index(info.rank))
