@@ -18,6 +18,7 @@ __all__ = [
     "OPTION_OF_ARGUMENT",
     "State",
     "StepSelection",
+    "TRACE_HELP",
     "Terminated",
     "TimeUnitChoice",
     "TypicalFromChoice",
@@ -181,6 +182,13 @@ def step_spec(ctx: typer.Context, steps: list[str] | None) -> list[str] | None:
     if extra and not steps:
         raise typer.BadParameter(f"unexpected argument(s) {' '.join(extra)}")
     return (steps or []) + extra or None
+
+
+#: Help of the TRACE argument of the commands that read a trace (graphwia.trace.files.open_trace).
+TRACE_HELP = (
+    "Trace file (.parquet, .csv or .csv.gz, with its metadata YAML) or a directory of per-rank "
+    "PyTorch profiler traces (.json / .json.gz), imported in memory."
+)
 
 
 #: Values of ``--typical-from``: graphwia.model.weights.TypicalFrom (spelled out so ``--help`` loads no numpy).

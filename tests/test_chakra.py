@@ -21,6 +21,7 @@ from graphwia import Trace, UsageError
 from graphwia.analyses.critical_path import critical_path
 from graphwia.analyses.whatif import choose_scenario, parse_scenarios, run_whatif
 from graphwia.cli.main import app
+from graphwia.errors import TraceError
 from graphwia.optypes import ALL_OPTYPES, OPTYPE_CODE
 from graphwia.outputs import chakra_schema as C
 from graphwia.outputs.chakra import export_chakra
@@ -486,3 +487,71 @@ def test_cli_unwritable_out(synth_files, tmp_path):
     blocker.write_text("")
     result = run_cli("export-chakra", trace, "--out", blocker)
     assert result.exit_code == 1 and "output directory cannot be written" in result.output
+
+
+def test_cli_whatif_needs_a_scenario(synth_files, tmp_path):
+    trace, _ = synth_files
+    whatif = tmp_path / "w.yaml"
+    whatif.write_text("scenarios:\n  - {name: slow, where: {stage: [0]}, scale: {duration: 2}}\n")
+    result = run_cli("export-chakra", trace, "--out", tmp_path / "et", "--whatif", whatif)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "--whatif" in lines[0] and "needs --scenario" in lines[0], result.output
+    assert not (tmp_path / "et").exists()
+    result = run_cli("export-chakra", trace, "--out", tmp_path / "et", "--whatif", whatif, "--scenario", "slow", "-q")
+    assert result.exit_code == 0, result.output
+    assert listed(tmp_path / "et")[0].startswith("cx-slow.")
+
+
+def test_duration_beyond_the_unsigned_fields_names_the_op(tmp_path):
+    """An op of 1e14 s does not fit 2^64 - 1 µs (it was cast into garbage with a RuntimeWarning):
+    one line naming the op, nothing written."""
+    frame, meta = synthesize(name="h", dp=2, pp=2, microbatches=4, steps=2, seed=1)
+    frame.loc[frame.index[(frame.optype == "optimizer") & (frame.stage == 1)][0], "duration"] = 1e14
+    trace = Trace.from_frame(frame, meta, time_unit="s")
+    with pytest.raises(TraceError, match=r"optimizer\[0\] step 0 \(dp_rank \d, stage 1\) has a duration of 1e\+14 s"):
+        export_chakra(trace, tmp_path / "et", scenario="base")
+    assert not (tmp_path / "et").exists() or not listed(tmp_path / "et")
+
+
+def test_message_sizes_from_imported_profiler_traces(tmp_path):
+    """synth --format kineto → import kineto → export-chakra: comm_size is what synth's record_param_comms
+    said (each kind its own), without options; the options still win; the command says where from."""
+    from graphwia.synth.kineto import ACTIVATION_BYTES, GRAD_BYTES
+
+    result = run_cli(
+        "synth", "--out", tmp_path, "--name", "kj", "--dp", "2", "--pp", "2", "--microbatches", "4", "--steps", "2",
+        "--format", "kineto",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = run_cli("import", "kineto", tmp_path / "kj", "--out", tmp_path / "imp", "--name", "kj")
+    assert result.exit_code == 0, result.output
+    assert (
+        f"p2p messages {ACTIVATION_BYTES} B" in result.output and f"DP collective ops {GRAD_BYTES} B" in result.output
+    )
+    trace = tmp_path / "imp" / "trace-kj.parquet"
+
+    def sizes(out: Path) -> dict[int, set[int]]:
+        found = defaultdict(set)
+        for path in out.glob("*.et"):
+            for node in C.read_et(path)[1]:
+                attr = {a.name: C.attribute_value(a) for a in node.attr}
+                if "comm_size" in attr and not node.name.startswith(("step-boundary", "embedding", "optimizer-clip")):
+                    found[node.type].add(attr["comm_size"])
+        return found
+
+    result = run_cli("export-chakra", trace, "--out", tmp_path / "et")
+    assert result.exit_code == 0, result.output
+    found = sizes(tmp_path / "et")
+    assert found[C.COMM_SEND_NODE] == found[C.COMM_RECV_NODE] == {ACTIVATION_BYTES} != {0}
+    assert found[C.COMM_COLL_NODE] == {GRAD_BYTES}
+    assert f"p2p messages {ACTIVATION_BYTES} B (from the trace's metadata)" in result.output
+    assert "activation_bytes" not in result.output and "grad_bytes" not in result.output  # not unknown
+    readme = next((tmp_path / "et").glob("*.README.md")).read_text()
+    assert f"p2p messages {ACTIVATION_BYTES} (from the trace's metadata)" in readme
+
+    result = run_cli("export-chakra", trace, "--out", tmp_path / "et2", "--grad-bytes", "4096")
+    assert result.exit_code == 0, result.output
+    found = sizes(tmp_path / "et2")
+    assert found[C.COMM_SEND_NODE] == {ACTIVATION_BYTES} and found[C.COMM_COLL_NODE] == {4096}
+    assert "DP collective ops 4096 B (from --grad-bytes)" in result.output

@@ -49,10 +49,17 @@ scenario's step time for every step.
 Durations are whole microseconds (rounded to nearest). The schema's durations
 are unsigned: negative weights and launch delays (clock noise that SPEC §3
 keeps down to −0.01 s) are written as 0, and :attr:`ChakraExport.notes` says
-how many and what that does to the step time. Message sizes are not in a
-trace: p2p messages get ``activation_bytes``, DP collectives ``grad_bytes``;
-without them, and for the embedding and clip all-reduces, ``comm_size`` is 0
-(noted too). The step boundary carries no data (0 bytes by design).
+how many and what that does to the step time; a duration or time beyond what
+an unsigned 64-bit count of µs holds (~1.8e13 s, or not a number) is an error
+naming the op.
+
+Message sizes are not in an op table: p2p messages get ``activation_bytes``,
+DP collectives ``grad_bytes``, given as arguments or else taken from the
+trace's metadata (the sizes an import of profiler traces read from their
+``record_param_comms`` ops, :mod:`graphwia.trace.meta`);
+:attr:`ChakraExport.message_sizes` says which. Without either, and for the
+embedding and clip all-reduces, ``comm_size`` is 0 (noted too). The step
+boundary carries no data (0 bytes by design).
 """
 
 from __future__ import annotations
@@ -66,7 +73,7 @@ import numpy as np
 
 from graphwia import optypes as T
 from graphwia.analyses.whatif import ChosenScenario, ScenarioSet, choose_scenario
-from graphwia.errors import TraceError, UsageError
+from graphwia.errors import ArgumentError, TraceError
 from graphwia.model.dag import Dag
 from graphwia.model.schedule import KIND_CODE, StageTemplate
 from graphwia.model.weights import TypicalFrom
@@ -84,6 +91,7 @@ __all__ = [
     "ChakraExport",
     "LAUNCH_DELAY",
     "STEP_BOUNDARY",
+    "MAX_MICROS",
     "US",
     "export_chakra",
     "readme_text",
@@ -91,6 +99,8 @@ __all__ = [
 ]
 
 US = 1e6
+#: Durations and times are written as unsigned 64-bit counts of µs: at most this many.
+MAX_MICROS = 2**64 - 1
 #: Collective type of each optype that can be a collective group member.
 COMM_TYPE = {
     T.PARAMS_ALL_GATHER: C.COLLECTIVE_TYPES["ALL_GATHER"],
@@ -115,7 +125,10 @@ class ChakraExport:
     step time per step (seconds), ``replay_step_time`` the same with the
     durations as written (whole µs, negatives at 0): what replaying the files
     by duration gives; ``makespan`` is the replayed time of all steps in
-    sequence. ``notes`` are the caveats worth a warning.
+    sequence. ``message_sizes`` maps ``activation_bytes`` and ``grad_bytes``
+    to the size written (None: unknown, 0 written) and where it came from:
+    ``"given"`` (the argument), ``"metadata"`` (the trace's) or ``"unknown"``.
+    ``notes`` are the caveats worth a warning.
     """
 
     out_dir: Path
@@ -134,6 +147,7 @@ class ChakraExport:
     replay_step_time: np.ndarray = field(repr=False)
     makespan: float
     notes: list[str]
+    message_sizes: dict[str, tuple[int | None, str]] = field(default_factory=dict)
 
 
 def export_chakra(
@@ -155,7 +169,8 @@ def export_chakra(
     ``typical_from`` the steps of a trace and where its typical weights come
     from, as :func:`graphwia.analyses.whatif.choose_scenario` does.
     ``activation_bytes`` is the size of every p2p message, ``grad_bytes`` of
-    every DP collective op (unknown: 0). ``name`` prefixes the files (default
+    every DP collective op (None: the trace metadata's, if it has one; else
+    unknown, 0). ``name`` prefixes the files (default
     ``<trial_name>-<scenario>``). Files are named by global rank, or with
     ``compact_ranks`` by 0 … n−1 in global-rank order (a simulator wants one
     file per NPU; TP peers are not traced).
@@ -164,7 +179,7 @@ def export_chakra(
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 1 << 63
         ):
-            raise UsageError(f"{option} must be a whole number of bytes in [0, 2^63), got {value!r}")
+            raise ArgumentError(option, repr(value), "must be a whole number of bytes in [0, 2^63)")
     where = f"Chakra traces in {out_dir}"
     if name is not None:
         check_name(name, what="name", source=where)
@@ -172,7 +187,25 @@ def export_chakra(
     if name is None:
         trial = check_name(chosen.dag.meta.trial_name, what="trial name", source=where)
         name = f"{trial}-{check_name(scenario, what='scenario name', source=where)}"
-    plan = _Plan(chosen, activation_bytes=activation_bytes, grad_bytes=grad_bytes, compact_ranks=compact_ranks)
+    meta = chosen.dag.meta
+    sizes: dict[str, tuple[int | None, str]] = {}
+    for option, given, known in (
+        ("activation_bytes", activation_bytes, meta.activation_bytes),
+        ("grad_bytes", grad_bytes, meta.grad_bytes),
+    ):
+        sizes[option] = (
+            (int(given), "given")
+            if given is not None
+            else (known, "metadata")
+            if known is not None
+            else (None, "unknown")
+        )
+    plan = _Plan(
+        chosen,
+        activation_bytes=sizes["activation_bytes"][0],
+        grad_bytes=sizes["grad_bytes"][0],
+        compact_ranks=compact_ranks,
+    )
     n_nodes = n_bytes = 0
     with output_set(out_dir, key=f"chakra:{name}") as out_dir:
         files = [out_dir / f"{name}.{rank}.et" for rank in plan.file_ranks]
@@ -202,6 +235,7 @@ def export_chakra(
             replay_step_time=plan.replay_step_time,
             makespan=plan.makespan,
             notes=plan.notes(),
+            message_sizes=sizes,
         )
         write_text(readme_path, readme_text(export, plan.dag))
     return export
@@ -258,11 +292,32 @@ class _Plan:
 
     # -- values -------------------------------------------------------------------------------
 
+    def _micros(self, seconds: np.ndarray, what: str, label) -> np.ndarray:
+        """``seconds`` as whole µs (negatives: 0) for the unsigned fields; a TraceError names the first
+        value (``label(i)`` words its place) beyond them or not a number."""
+        micros = np.rint(np.maximum(seconds, 0.0) * US)
+        bad = ~(micros < 2.0**64)  # beyond MAX_MICROS (the next float is 2^64), or NaN
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise TraceError(
+                f"{self.dag.trace.source}: {label(i)} has a {what} of {float(seconds[i]):.6g} s in scenario "
+                f"{self.chosen.name}: beyond what a Chakra trace holds (at most 2^64 - 1 µs, ~1.8e13 s)"
+            )
+        return micros.astype(np.uint64)
+
+    def _op_label(self, op: int) -> str:
+        table = self.dag.table
+        names = table.categories["optype"]
+        return (
+            f"{names[table['optype'][op]]}[{table['seq_id'][op]}] step {table['step'][op]} "
+            f"(dp_rank {table['dp_rank'][op]}, stage {table['stage'][op]})"
+        )
+
     def _written_times(self) -> None:
         """Durations and delays in whole µs, and the scenario simulated as computed and as written."""
         weight, delay = self.chosen.weight, self.chosen.delay
-        self.duration_us = np.rint(np.maximum(weight, 0.0) * US).astype(np.uint64)
-        self.delay_us = np.rint(np.maximum(delay, 0.0) * US).astype(np.uint64)
+        self.duration_us = self._micros(weight, "duration", self._op_label)
+        self.delay_us = self._micros(delay, "launch delay", self._op_label)
         self.has_delay = self.delay_us > 0
         self.negative = {"weight": weight[weight < 0], "launch delay": delay[delay < 0]}
         written = (self.duration_us / US, self.delay_us / US)
@@ -275,9 +330,10 @@ class _Plan:
         step_end = np.maximum(end.max(axis=1), 0.0)
         offsets = np.concatenate([[0.0], np.cumsum(step_end)])
         self.makespan = float(offsets[-1])
-        self.boundary_us = np.rint(offsets[1:] * US).astype(np.uint64)
+        steps = self.dag.steps
+        self.boundary_us = self._micros(offsets[1:], "end time", lambda i: f"the boundary after step {steps[i]}")
         start = sim.start[:, 1] + np.repeat(offsets[:-1], self.dag.ops_per_step)
-        self.start_us = np.rint(np.maximum(start, 0.0) * US).astype(np.uint64)
+        self.start_us = self._micros(start, "start time", self._op_label)
 
     def _workers(self, compact_ranks: bool) -> None:
         """One file per worker (dp_rank, stage); its rank, checked to be one per worker."""
@@ -590,6 +646,15 @@ def template_order(template: StageTemplate) -> np.ndarray:
     return np.array(order, dtype=np.int64)
 
 
+#: The message sizes of an export and what they size.
+_SIZED = (("activation_bytes", "p2p messages"), ("grad_bytes", "DP collective ops"))
+
+
+def _size_text(what: str, size: int | None, source: str) -> str:
+    origin = {"given": " (given)", "metadata": " (from the trace's metadata)"}.get(source, "")
+    return f"{what} {'unknown, 0' if size is None else size}{origin}"
+
+
 def readme_text(export: ChakraExport, dag: Dag) -> str:
     """The README written beside the files: what they hold and how to replay them."""
     meta = dag.meta
@@ -600,6 +665,7 @@ def readme_text(export: ChakraExport, dag: Dag) -> str:
         for pg, ranks in export.groups.items()
     )
     notes = "\n".join(f"- {note}" for note in export.notes) or "- none"
+    sizes = "; ".join(_size_text(what, *export.message_sizes.get(key, (None, "unknown"))) for key, what in _SIZED)
     return f"""# Chakra execution traces of {meta.trial_name}, scenario `{export.scenario}`
 
 Written by graphwia: one Chakra execution trace per traced rank, `{export.name}.<rank>.et`
@@ -624,6 +690,7 @@ Written by graphwia: one Chakra execution trace per traced rank, `{export.name}.
 - A launch delay is a `COMP_NODE` named `launch-delay <op>` in front of its op.
 - Names are `<optype>[<seq_id>] step <step>`; `data_deps` are the dependencies inside a worker.
 - Durations are whole microseconds.
+- `comm_size` in bytes: {sizes}.
 
 ## Ranks
 | file rank | global rank | dp_rank | stage |
