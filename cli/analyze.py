@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from .common import (
+    TRACE_HELP,
     StepSelection,
     TimeUnitChoice,
     TypicalFromChoice,
@@ -27,7 +28,7 @@ def register(app: typer.Typer) -> None:
 @reports_errors
 def analyze(
     ctx: typer.Context,
-    trace: Path = typer.Argument(..., help="Trace file (.parquet or .csv)."),
+    trace: Path = typer.Argument(..., help=TRACE_HELP),
     meta: Path | None = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
     out: Path = typer.Option(Path("out"), "--out", help="Output directory."),
     steps: list[str] | None = typer.Option(

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from .common import (
+    TRACE_HELP,
     StepSelection,
     TimeUnitChoice,
     TypicalFromChoice,
@@ -26,7 +27,7 @@ def register(app: typer.Typer) -> None:
 @reports_errors
 def critical_path(
     ctx: typer.Context,
-    trace: Path = typer.Argument(..., help="Trace file (.parquet or .csv)."),
+    trace: Path = typer.Argument(..., help=TRACE_HELP),
     out: Path = typer.Option(
         ..., "--out", help="Output file: .json (paths and summary) or .csv (one row per path element)."
     ),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import StepSelection, TimeUnitChoice, progress, reports_errors, time_unit_option
+from .common import TRACE_HELP, StepSelection, TimeUnitChoice, progress, reports_errors, time_unit_option
 
 __all__ = ["export_dag", "register"]
 
@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 @reports_errors
 def export_dag(
     ctx: typer.Context,
-    trace: Path = typer.Argument(..., help="Trace file (.parquet or .csv)."),
+    trace: Path = typer.Argument(..., help=TRACE_HELP),
     out: Path = typer.Option(
         ...,
         "--out",

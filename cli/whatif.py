@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from .common import (
+    TRACE_HELP,
     StepSelection,
     TimeUnitChoice,
     TypicalFromChoice,
@@ -27,7 +28,7 @@ def register(app: typer.Typer) -> None:
 @reports_errors
 def whatif(
     ctx: typer.Context,
-    trace: Path = typer.Argument(..., help="Trace file (.parquet or .csv)."),
+    trace: Path = typer.Argument(..., help=TRACE_HELP),
     scenarios: Path = typer.Option(..., "--scenarios", help="Scenario YAML: a baseline and a list of scenarios."),
     meta: Path | None = typer.Option(None, "--meta", help="Metadata YAML [default: meta-NAME.yaml beside the trace]."),
     steps: list[str] | None = typer.Option(
