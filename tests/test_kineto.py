@@ -418,15 +418,17 @@ def test_trace_without_steps(job, tmp_path):
     assert "rank1.json" in message
 
 
+def strip_annotations(document):
+    """Rename every op annotation (not the ProfilerStep ranges) to a name no rule knows."""
+    for event in document["traceEvents"]:
+        if event.get("cat") == "user_annotation" and not event["name"].startswith("ProfilerStep#"):
+            event["name"] = "range"
+
+
 def test_unannotated_trace_without_stacks(job, tmp_path):
     directory = copy_job(job, tmp_path)
 
-    def strip(document):
-        for event in document["traceEvents"]:
-            if event.get("cat") == "user_annotation" and not event["name"].startswith("ProfilerStep#"):
-                event["name"] = "range"
-
-    edit(directory / "rank0.json", strip)
+    edit(directory / "rank0.json", strip_annotations)
     message = one_line_error(TraceError, "no op annotations", lambda: import_kineto(directory))
     assert "rank0.json" in message and "with_stack" in message
 
@@ -547,12 +549,7 @@ def test_library_errors_name_no_command_line_option(job, tmp_path):
     """The library says "a mapping file", "the layout"; the command line words its own options."""
     directory = copy_job(job, tmp_path)
 
-    def strip(document):
-        for event in document["traceEvents"]:
-            if event.get("cat") == "user_annotation" and not event["name"].startswith("ProfilerStep#"):
-                event["name"] = "range"
-
-    edit(directory / "rank0.json", strip)
+    edit(directory / "rank0.json", strip_annotations)
     assert "--" not in one_line_error(TraceError, "mapping file", lambda: import_kineto(directory))
     directory = copy_job(job, tmp_path / "renamed")
     for path in directory.iterdir():
