@@ -53,8 +53,8 @@ def fleet(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Analyse every job of INPUT; jobs already complete in --out are skipped, so a re-run resumes."""
-    from graphwia.fleet.report import fleet_summary
-    from graphwia.fleet.run import discover_jobs, run_fleet, write_fleet
+    from graphwia.fleet.report import fleet_summary, write_fleet
+    from graphwia.fleet.run import discover_jobs, run_fleet
     from graphwia.outputs.summary import STRAGGLER_S
     from graphwia.utils.io import check_writable_dir
 

@@ -45,7 +45,7 @@ def test_graphml_of_two_st_steps_reads_back_acyclic(tmp_path):
 
 
 def test_networkx_view_carries_the_dag(dag):
-    graph = dag_to_networkx(dag)
+    graph = dag.to_networkx()
     assert graph.number_of_nodes() == dag.n_nodes
     assert graph.number_of_edges() == len(dag.edges)
     op = graph.nodes[5]
@@ -180,14 +180,14 @@ def test_node_link_json_is_strict_and_lists_edges_for_every_networkx(dag, tmp_pa
 
 
 def test_to_networkx_takes_workers_as_the_cli_does(dag):
-    by_pairs = dag_to_networkx(dag, steps=[1], workers=[(0, 2), (1, None)])
+    by_pairs = dag.to_networkx(steps=[1], workers=[(0, 2), (1, None)])
     for workers in ("0:2,1:*", ["0:2", "1:*"], ["0:2", (1, None)]):
-        graph = dag_to_networkx(dag, steps=[1], workers=workers)
+        graph = dag.to_networkx(steps=[1], workers=workers)
         assert set(graph.nodes) == set(by_pairs.nodes) and set(graph.edges) == set(by_pairs.edges)
     with pytest.raises(ArgumentError, match="not DP:STAGE"):
-        dag_to_networkx(dag, workers=[(0, "x")])
+        dag.to_networkx(workers=[(0, "x")])
     with pytest.raises(ArgumentError, match="not DP:STAGE"):
-        dag_to_networkx(dag, workers="0-1")
+        dag.to_networkx(workers="0-1")
 
 
 def _read_dot(text: str) -> nx.DiGraph:

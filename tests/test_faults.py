@@ -25,7 +25,8 @@ import pytest
 from typer.testing import CliRunner
 
 from graphwia.cli.main import app
-from graphwia.fleet.run import MARKER, discover_jobs, job_dir, read_fleet_csv, run_fleet, write_fleet
+from graphwia.fleet.report import write_fleet
+from graphwia.fleet.run import MARKER, discover_jobs, job_dir, read_fleet_csv, run_fleet
 from graphwia.outputs.job import PICTURES, output_paths
 from graphwia.synth.generate import write_synth
 from graphwia.utils.io import LOCK, MANIFEST, clean_stale_temporaries, output_set, write_text

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from graphwia import analyze, load_trace
 from graphwia.errors import UsageError
+from graphwia.fleet.report import write_fleet
 from graphwia.fleet.run import (
     COLUMNS,
     MARKER,
@@ -28,7 +29,6 @@ from graphwia.fleet.run import (
     read_fleet_csv,
     run_fleet,
     wasted_gpu_hours,
-    write_fleet,
 )
 from graphwia.synth.generate import write_synth
 

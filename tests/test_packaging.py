@@ -81,11 +81,29 @@ def test_console_script_points_into_the_package(wheel):
     assert "graphwia = graphwia.cli.main:app" in wheel.read(entry_points).decode()
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Absolute names of the modules one source file imports (relative imports resolved)."""
-    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+def module_name(path: Path, root: Path) -> str:
+    """``graphwia/trace/__init__.py`` → ``graphwia.trace``; ``graphwia/trace/files.py`` → ``graphwia.trace.files``."""
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, *, root: Path | None = None, run_time_only: bool = False) -> set[str]:
+    """Absolute names one source file imports (relative imports resolved; ``from a import b``
+    gives ``a`` and ``a.b``), lazy imports inside functions included; with ``run_time_only``,
+    imports under ``if TYPE_CHECKING:`` left out."""
+    root = root or ROOT
+    name = module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(), filename=str(path))
+    skipped: set[int] = set()
+    if run_time_only:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skipped.update(id(n) for n in ast.walk(node))
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -124,3 +142,40 @@ def test_a_planted_cli_import_is_found(tmp_path, monkeypatch):
         "graphwia/analyses/planted.py: graphwia.cli.common.State",
         "graphwia/analyses/planted.py: graphwia.cli.main",
     ]
+
+
+def import_cycles(root: Path) -> list[list[str]]:
+    """Cycles among the modules under ``root/graphwia`` through run-time imports, lazy ones included.
+
+    A module importing its own parent package (``from graphwia import optypes``) is not an edge:
+    a package's ``__init__`` gathers its modules by design.
+    """
+    import networkx as nx
+
+    modules = {module_name(p, root): p for p in (root / "graphwia").rglob("*.py")}
+    graph = nx.DiGraph()
+    for name, path in modules.items():
+        for target in imported_modules(path, root=root, run_time_only=True):
+            if target in modules and target != name and not name.startswith(target + "."):
+                graph.add_edge(name, target)
+    return sorted(sorted(cycle) for cycle in nx.simple_cycles(graph))
+
+
+def test_no_import_cycles():
+    """The data path runs one way inside a layer too: no module reaches back, not even lazily."""
+    assert import_cycles(ROOT) == []
+
+
+def test_a_planted_lazy_cycle_is_found(tmp_path):
+    package = tmp_path / "graphwia" / "model"
+    package.mkdir(parents=True)
+    (tmp_path / "graphwia" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "dag.py").write_text("def view():\n    from graphwia.model.graph import draw\n")
+    (package / "graph.py").write_text(
+        "from typing import TYPE_CHECKING\nfrom .weights import w\nif TYPE_CHECKING:\n    from .dag import Dag\n"
+    )
+    (package / "weights.py").write_text("from graphwia.model.dag import view\n")
+    assert import_cycles(tmp_path) == [["graphwia.model.dag", "graphwia.model.graph", "graphwia.model.weights"]]
+    (package / "weights.py").write_text("")
+    assert import_cycles(tmp_path) == []

@@ -136,9 +136,7 @@ def test_a_bare_step_number_works_wherever_steps_are_taken():
     assert list(graphwia.analyze(trace, steps=np.int64(1), per_worker=False).steps) == [1]
     dag = graphwia.build_dag(trace, steps=2)
     assert list(dag.steps) == [2] and list(graphwia.build_dag(trace).select_steps(0).steps) == [0]
-    assert {
-        node["step"] for _, node in graphwia.dag_to_networkx(graphwia.build_dag(trace), steps=1).nodes(data=True)
-    } == {1}
+    assert {node["step"] for _, node in graphwia.build_dag(trace).to_networkx(steps=1).nodes(data=True)} == {1}
     assert scenario_critical_path(trace, "ideal", steps=2).steps == [2]
     assert list(checked_steps(2, trace.steps, "t")) == [2]
 

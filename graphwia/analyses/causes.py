@@ -41,11 +41,14 @@ same ops.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from graphwia import optypes as T
-from graphwia.analyses.standard import Analysis
+
+if TYPE_CHECKING:  # pragma: no cover: Analysis.causes imports this module
+    from graphwia.analyses.standard import Analysis
 
 __all__ = [
     "CAUSES",

@@ -151,7 +151,7 @@ class Analysis:
     @functools.cached_property
     def causes(self) -> Causes:
         """The causes of the slowdown, ranked (:func:`graphwia.analyses.causes.find_causes`), found on first use."""
-        from graphwia.analyses.causes import find_causes  # it imports this module
+        from graphwia.analyses.causes import find_causes  # found on first use
 
         return find_causes(self)
 

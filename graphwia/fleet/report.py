@@ -1,4 +1,5 @@
-"""``fleet.html``: one self-contained page about a fleet of analysed jobs.
+"""A fleet's outputs: ``fleet.csv``, ``fleet.parquet`` (:func:`write_fleet`) and ``fleet.html``,
+one self-contained page about a fleet of analysed jobs.
 
 The page answers the fleet questions: how often stragglers hit (CDF of S,
 share of jobs with S ≥ 1.1), how much GPU time they waste ((S − 1)/S of each
@@ -20,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from graphwia.analyses.causes import LABELS, NAMED_SHARE, STRAGGLER_S
-from graphwia.fleet.run import JobRecord, fleet_table
+from graphwia.fleet.run import FleetRun, JobRecord, fleet_table
 from graphwia.outputs.report import CAUSE_COLOR
 from graphwia.outputs.summary import CAUSE_TITLE, percent
-from graphwia.utils.io import write_text
+from graphwia.utils.io import atomic_path, output_set, write_text
 
 __all__ = [
     "CAUSE_LABEL",
@@ -34,6 +35,7 @@ __all__ = [
     "optype_summary",
     "optype_table",
     "render_fleet_html",
+    "write_fleet",
     "write_fleet_report",
 ]
 
@@ -315,3 +317,17 @@ th, td {{ border-bottom: 1px solid #eee; padding: .25em .7em; text-align: left; 
 {body}
 </body></html>
 """
+
+
+def write_fleet(run: FleetRun, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``fleet.csv``, ``fleet.parquet`` and ``fleet.html``, all or none of them; return their paths."""
+    out_dir = Path(out_dir)
+    table = run.jobs
+    paths = {"csv": out_dir / "fleet.csv", "parquet": out_dir / "fleet.parquet", "html": out_dir / "fleet.html"}
+    with output_set(out_dir, key="fleet"):
+        with atomic_path(paths["csv"]) as tmp:
+            table.to_csv(tmp, index=False)
+        with atomic_path(paths["parquet"]) as tmp:
+            table.to_parquet(tmp, index=False)
+        write_fleet_report(paths["html"], run.records)
+    return paths

@@ -2,7 +2,7 @@
 
 The data path of a fleet run::
 
-    discover_jobs → run_fleet (run_job per job, in parallel) → fleet_table → write_fleet
+    discover_jobs → run_fleet (run_job per job, in parallel) → fleet_table → :func:`graphwia.fleet.report.write_fleet`
 
 :func:`run_job` analyses one job, writes its full outputs under
 ``DIR/jobs/<name>/`` and, last, a completion marker (``fleet-job.json``,
@@ -63,7 +63,6 @@ __all__ = [
     "run_fleet",
     "run_job",
     "wasted_gpu_hours",
-    "write_fleet",
 ]
 
 MARKER = "fleet-job.json"
@@ -186,7 +185,7 @@ def discover_jobs(source: str | Path) -> list[Job]:
         traces = sorted(
             p for p in source.iterdir() if p.name.startswith("trace-") and p.name.lower().endswith(TRACE_SUFFIXES)
         )
-        from graphwia.trace.files import is_rank_directory
+        from graphwia.trace.inputs import is_rank_directory
 
         traces += sorted(p for p in source.iterdir() if is_rank_directory(p))  # a job per directory of rank traces
         if not traces:
@@ -350,7 +349,7 @@ def _input_fingerprint(job: Job) -> dict:
         return [str(path), st.st_size, st.st_mtime_ns]
 
     if job.meta is None:  # a directory of rank traces: each of its files
-        from graphwia.trace.files import RANK_SUFFIXES
+        from graphwia.trace.inputs import RANK_SUFFIXES
 
         files = sorted(p for p in job.trace.iterdir() if p.name.endswith(RANK_SUFFIXES)) if job.trace.is_dir() else []
         return {"trace": [stat(p) for p in files], "meta": None}
@@ -521,23 +520,6 @@ def fleet_table(records: Iterable[JobRecord]) -> pd.DataFrame:
     failed jobs)."""
     table = pd.DataFrame([record.row() for record in records], columns=list(COLUMNS))
     return table.astype(COLUMNS)
-
-
-def write_fleet(run: FleetRun, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``fleet.csv``, ``fleet.parquet`` and ``fleet.html``, all or none of them; return their paths."""
-    from graphwia.fleet.report import write_fleet_report
-    from graphwia.utils.io import atomic_path, output_set
-
-    out_dir = Path(out_dir)
-    table = run.jobs
-    paths = {"csv": out_dir / "fleet.csv", "parquet": out_dir / "fleet.parquet", "html": out_dir / "fleet.html"}
-    with output_set(out_dir, key="fleet"):
-        with atomic_path(paths["csv"]) as tmp:
-            table.to_csv(tmp, index=False)
-        with atomic_path(paths["parquet"]) as tmp:
-            table.to_parquet(tmp, index=False)
-        write_fleet_report(paths["html"], run.records)
-    return paths
 
 
 def read_fleet_csv(path: str | Path) -> pd.DataFrame:

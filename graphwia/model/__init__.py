@@ -2,7 +2,8 @@
 
 * :mod:`~graphwia.model.schedule`: :func:`infer_schedule`, the per-stage template and groups;
 * :mod:`~graphwia.model.dag`: :func:`build_dag`, the array-backed DAG of op instances;
-* :mod:`~graphwia.model.weights`: weights from the trace and their typical values;
+* :mod:`~graphwia.model.observed`: the weights as recorded (durations, transfer times, launch delays);
+* :mod:`~graphwia.model.weights`: typical and ideal weights (SPEC §5.3), and :func:`weighted_dag`;
 * :mod:`~graphwia.model.graph`: the DAG as node and edge tables and as a networkx graph.
 """
 

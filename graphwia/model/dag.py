@@ -32,7 +32,10 @@ from graphwia.trace.steps import Steps, checked_steps
 from graphwia.utils.table import Table
 
 if TYPE_CHECKING:  # pragma: no cover
+    import networkx as nx
+
     from graphwia.engine.evaluate import CompiledDag
+    from graphwia.model.graph import Workers
 
 __all__ = ["Dag", "Edges", "build_dag"]
 
@@ -129,6 +132,17 @@ class Dag:
     def select_steps(self, steps: Iterable[int]) -> Dag:
         """The same DAG restricted to some of its steps (same schedule)."""
         return build_dag(self.trace, steps=steps, schedule=self.schedule)
+
+    def to_networkx(self, *, steps: Iterable[int] | int | None = None, workers: Workers | None = None) -> nx.DiGraph:
+        """A networkx DiGraph of (part of) this DAG: :func:`graphwia.model.graph.dag_to_networkx`.
+
+        ``workers`` as text (``"0:3,1:*"``: dp_rank:stage, ``*`` for any) or
+        (dp_rank, stage) pairs with None matching any. :mod:`graphwia.model.graph`
+        imports nothing of this module at run time, so this view adds no import cycle.
+        """
+        from graphwia.model.graph import dag_to_networkx
+
+        return dag_to_networkx(self, steps=steps, workers=workers)
 
 
 def build_dag(trace: Trace, *, steps: Steps | None = None, schedule: Schedule | None = None) -> Dag:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from graphwia.errors import ArgumentError
+from graphwia.model.observed import observed_weights
 from graphwia.model.schedule import EDGE_KINDS
 from graphwia.trace.steps import checked_steps, format_ranges
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
     from graphwia.model.dag import Dag
-    from graphwia.model.weights import Weights
+    from graphwia.model.observed import Weights
 
 __all__ = [
     "EDGE_ATTRIBUTES",
@@ -173,8 +174,6 @@ def node_tables(dag: Dag, keep: np.ndarray, *, weights: Weights | None = None) -
 
     ``weights`` defaults to the observed ones (SPEC §3).
     """
-    from graphwia.model.weights import observed_weights
-
     return [
         _op_nodes(dag, weights or observed_weights(dag), np.flatnonzero(keep[: dag.n_ops])),
         _barrier_nodes(dag, np.flatnonzero(keep[dag.n_ops : dag.n_ops + dag.n_barriers])),

@@ -1,8 +1,7 @@
 """Weights taken from the trace (SPEC §3) and their typical values (SPEC §5.3).
 
-A weight is an op's duration (local op) or transfer time (group member: its
-end − the latest start in its group); the launch delay is its start − the
-latest end of its intra-worker predecessors (or of the step's start).
+The observed weights themselves (:class:`Weights`, :func:`observed_weights`)
+are computed in :mod:`graphwia.model.observed` and exported here too.
 
 Typical values are taken over a set of steps chosen by ``typical_from``
 (SPEC §5, "Analysing some steps only"): ``"selected"`` (the default) uses the
@@ -15,7 +14,6 @@ steps are analysed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -23,7 +21,8 @@ import numpy as np
 from graphwia import optypes as T
 from graphwia.errors import UsageError
 from graphwia.model.dag import Dag, build_dag
-from graphwia.trace.optable import Trace, describe_op
+from graphwia.model.observed import CLOCK_NOISE, Weights, observed_weights
+from graphwia.trace.optable import Trace
 from graphwia.trace.steps import Steps
 
 __all__ = [
@@ -42,78 +41,10 @@ __all__ = [
     "weighted_dag",
 ]
 
-#: Values at or below this are clock noise and become 0 (SPEC §3).
-CLOCK_NOISE = -0.01
-
 TypicalFrom = Literal["selected", "all"]
 #: Where typical values come from: the analysed steps (default) or every step of the trace.
 TYPICAL_FROM: tuple[TypicalFrom, ...] = ("selected", "all")
 DEFAULT_TYPICAL_FROM: TypicalFrom = "selected"
-
-
-@dataclass
-class Weights:
-    """Observed weights of a DAG's op instances (arrays aligned with ``dag.ops``).
-
-    ``clamped_transfer`` / ``clamped_delay`` count the values SPEC §3 turned to
-    0; ``worst_delay`` / ``worst_transfer`` name the op with the most negative
-    launch delay / transfer time when some were clamped.
-    """
-
-    weight: np.ndarray
-    delay: np.ndarray
-    clamped_transfer: int = 0
-    clamped_delay: int = 0
-    worst_delay: str = ""
-    worst_transfer: str = ""
-
-
-def observed_weights(dag: Dag) -> Weights:
-    """Durations, transfer times and launch delays of every op instance (SPEC §3)."""
-    ops = dag.table
-    start = ops["start"]
-    end = ops["end"]
-    weight = ops["duration"].copy()
-    barrier = ops["barrier"]
-    members = np.flatnonzero(barrier >= 0)
-    clamped_transfer, worst_transfer = 0, ""
-    if len(members):
-        group = barrier[members] - dag.n_ops
-        transfer = end[members] - _latest(dag.n_barriers, group, start[members])[group]
-        noise = transfer <= CLOCK_NOISE
-        clamped_transfer = int(noise.sum())
-        if clamped_transfer:
-            i = int(np.argmin(transfer))
-            worst_transfer = f"{describe_op(ops, int(members[i]))}: {transfer[i]:.4f} s"
-        weight[members] = np.where(noise, 0.0, transfer)
-
-    edges = dag.edges
-    intra = edges.via >= 0  # membership and step-start edges carry no op
-    latest_pred_end = _latest(dag.n_ops, edges.dst[intra], end[edges.via[intra]])
-    # Ops without predecessors are measured from the step start, time 0.
-    latest_pred_end[np.isneginf(latest_pred_end)] = 0.0
-    delay = start - latest_pred_end
-    noise = delay <= CLOCK_NOISE
-    worst = ""
-    if noise.any():
-        i = int(np.argmin(delay))
-        worst = f"{describe_op(ops, i)}: {delay[i]:.4f} s"
-    delay = np.where(noise, 0.0, delay)
-    return Weights(
-        weight=weight,
-        delay=delay,
-        clamped_transfer=clamped_transfer,
-        clamped_delay=int(noise.sum()),
-        worst_delay=worst,
-        worst_transfer=worst_transfer,
-    )
-
-
-def _latest(n: int, index: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Per-index maximum of values (−inf where an index has none)."""
-    out = np.full(n, -np.inf)
-    np.maximum.at(out, index, values)
-    return out
 
 
 def check_typical_from(typical_from: str) -> TypicalFrom:

@@ -4,6 +4,7 @@
 * :mod:`~graphwia.trace.optable`: :class:`Trace`, :func:`load_trace`, validation;
 * :mod:`~graphwia.trace.steps`: step selections such as ``12 20-23``.
 * :mod:`~graphwia.trace.files`: :func:`open_trace` (op tables and directories of rank traces), :func:`write_trace`;
+* :mod:`~graphwia.trace.inputs`: which kind of input a path is (op table or rank traces), from its name;
 * :mod:`~graphwia.trace.kineto`: import of PyTorch profiler (Kineto) traces.
 
 Everything after this layer may assume a trace it receives is valid.

@@ -18,28 +18,10 @@ import numpy as np
 
 from graphwia.errors import ArgumentError, UsageError
 from graphwia.optypes import ALL_OPTYPES
+from graphwia.trace.inputs import RANK_SUFFIXES, is_kineto_input, is_rank_directory
 from graphwia.trace.optable import COLUMNS, Trace, load_trace
 
 __all__ = ["RANK_SUFFIXES", "is_kineto_input", "is_rank_directory", "open_trace", "write_trace"]
-
-
-#: File names of per-rank profiler traces.
-RANK_SUFFIXES = (".json", ".json.gz")
-
-
-def is_rank_directory(path: str | Path) -> bool:
-    """True when ``path`` is a directory holding rank trace files (``*.json``/``*.json.gz``)."""
-    path = Path(path)
-    return path.is_dir() and any(p.name.endswith(RANK_SUFFIXES) for p in path.iterdir())
-
-
-def is_kineto_input(path: str | Path) -> bool:
-    """True when ``path`` is a directory of rank traces (or one ``.json``/``.json.gz`` trace file).
-
-    Decided from names alone, so an op table file is opened without importing the Kineto reader.
-    """
-    path = Path(path)
-    return is_rank_directory(path) if path.is_dir() else path.name.endswith(RANK_SUFFIXES)
 
 
 def open_trace(

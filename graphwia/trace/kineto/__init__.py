@@ -14,7 +14,7 @@
 * :mod:`~graphwia.trace.kineto.job`: assembly into the SPEC §1 op table and the :class:`ImportReport`.
 """
 
-from graphwia.trace.files import is_rank_directory
+from graphwia.trace.inputs import is_rank_directory
 from graphwia.trace.kineto.classify import OpMapping, parse_convention, read_mapping
 from graphwia.trace.kineto.job import ImportReport, find_rank_files, import_kineto
 from graphwia.trace.kineto.topology import DEFAULT_ORDER, Layout

@@ -40,7 +40,7 @@ import numpy as np
 
 from graphwia import optypes as T
 from graphwia.errors import ArgumentError, TraceError, UsageError
-from graphwia.trace.files import RANK_SUFFIXES
+from graphwia.trace.inputs import RANK_SUFFIXES
 from graphwia.trace.kineto.classify import OpMapping
 from graphwia.trace.kineto.clocks import CAUSALITY_TOLERANCE_NS, ClockReport, estimate_offsets
 from graphwia.trace.kineto.ranks import MESSAGE_KINDS, RankOps, read_rank

@@ -18,29 +18,13 @@ from graphwia.errors import TraceError
 from graphwia.optypes import ALL_OPTYPES, DP_COLLECTIVES, P2P_OPTYPES
 from graphwia.trace.kineto.classify import OpMapping, classify, profiler_steps
 from graphwia.trace.kineto.events import CAT, Events, message_bytes, read_events
-from graphwia.trace.kineto.spans import SOURCES, nccl_names, op_spans, step_of
+from graphwia.trace.kineto.spans import SOURCES, FoundOps, nccl_names, op_spans, step_of
 from graphwia.trace.kineto.topology import RankInfo, rank_info
 
-__all__ = ["MESSAGE_KINDS", "FoundOps", "RankOps", "read_rank"]
+__all__ = ["MESSAGE_KINDS", "RankOps", "read_rank"]
 
 #: The kinds of message whose sizes an import carries (the metadata field each gives) and their optypes.
 MESSAGE_KINDS = {"activation_bytes": P2P_OPTYPES, "grad_bytes": DP_COLLECTIVES}
-
-
-@dataclass
-class FoundOps:
-    """Ops found in one file: optype code, mb, chunk (−1: none), span (ns), the CPU time that
-    places it in a step, and the span's source (codes into spans.SOURCES)."""
-
-    optype: np.ndarray
-    mb: np.ndarray
-    chunk: np.ndarray
-    start: np.ndarray
-    end: np.ndarray
-    cpu_start: np.ndarray
-    source: np.ndarray
-    method: str
-    detail: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -17,13 +17,14 @@ span of an op is, in order of preference:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from graphwia.optypes import ALL_OPTYPES, COMMUNICATION_OPTYPES
 from graphwia.trace.kineto.events import CAT, DEVICE_CATS, LAUNCH_CATS, Events
 
-__all__ = ["NCCL_KERNEL", "SOURCES", "nccl_kernel", "nccl_names", "op_spans", "step_of"]
+__all__ = ["NCCL_KERNEL", "SOURCES", "FoundOps", "nccl_kernel", "nccl_names", "op_spans", "step_of"]
 
 #: NCCL kernel names of both generations: ncclKernel_AllReduce_RING_LL_Sum_float, ncclDevKernel_SendRecv, ...
 NCCL_KERNEL = re.compile(r"(?:void )?nccl(Dev)?Kernel_([A-Za-z]+)")
@@ -234,3 +235,19 @@ def step_of(steps: tuple[np.ndarray, np.ndarray, np.ndarray], ts: np.ndarray) ->
     inside = np.zeros(len(ts), dtype=bool)
     inside[ok] = ts[ok] < end[at[ok]]
     return np.where(inside, number[np.maximum(at, 0)], -1)
+
+
+@dataclass
+class FoundOps:
+    """Ops found in one file: optype code, mb, chunk (−1: none), span (ns), the CPU time that
+    places it in a step, and the span's source (codes into spans.SOURCES)."""
+
+    optype: np.ndarray
+    mb: np.ndarray
+    chunk: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    cpu_start: np.ndarray
+    source: np.ndarray
+    method: str
+    detail: dict = field(default_factory=dict)

@@ -28,17 +28,13 @@ none); a p2p op the microbatch of its neighbouring compute.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from graphwia import optypes as T
 from graphwia.errors import TraceError
 from graphwia.trace.kineto.events import CAT, Events
-from graphwia.trace.kineto.spans import op_spans, step_of
-
-if TYPE_CHECKING:  # pragma: no cover
-    from graphwia.trace.kineto.ranks import FoundOps
+from graphwia.trace.kineto.spans import FoundOps, op_spans, step_of
 
 __all__ = ["infer_from_stacks"]
 
@@ -77,7 +73,6 @@ def _word(pattern: re.Pattern[str], name: str) -> str:
 
 def infer_from_stacks(events: Events, steps) -> FoundOps:
     """The ops of an unannotated trace (see module docstring); a TraceError when roles cannot be told."""
-    from graphwia.trace.kineto.ranks import FoundOps
 
     frames = _Frames(events, steps)
     seeds, kinds, roles = frames.seeds()
