@@ -338,6 +338,17 @@ def test_two_runs_with_other_seeds_in_one_directory(job, tmp_path):
     assert import_kineto(tmp_path / "seed6")[1].clocks.violations_before == 0  # each run alone is causal
 
 
+def test_files_without_host_names_are_not_held_to_one_clock(job, tmp_path):
+    """Without host_name, ranks may be on several machines: a recv before its send is reported, not refused."""
+    frame, meta = synthesize(name="k", dp=2, pp=2, microbatches=4, steps=3, seed=6)
+    write_kineto(Trace.from_frame(frame, meta), tmp_path / "seed6")
+    directory = mixed(tmp_path, job[0], tmp_path / "seed6")
+    for path in directory.iterdir():
+        edit(path, lambda document: document.pop("host_name"))
+    _, report = import_kineto(directory)
+    assert report.clocks.violations_before > 0
+
+
 def test_two_runs_told_apart_by_steps_groups_and_settings(job, tmp_path):
     directory = copy_job(job, tmp_path)
 
