@@ -541,6 +541,7 @@ def _count(items: Iterable[str]) -> dict[str, int]:
 
 
 def _sum_dicts(dicts: Iterable[dict]) -> dict:
+    """Key → the sum of its values over ``dicts``."""
     out: dict = {}
     for d in dicts:
         for k, v in d.items():
@@ -550,16 +551,11 @@ def _sum_dicts(dicts: Iterable[dict]) -> dict:
 
 def _merge_sizes(dicts: Iterable[dict[str, dict[int, int]]]) -> dict[str, dict[int, int]]:
     """Message sizes of all ranks: kind → {bytes: count}, kinds in MESSAGE_KINDS order, sizes by count."""
-    out: dict[str, dict[int, int]] = {}
-    for d in dicts:
-        for kind, sizes in d.items():
-            merged = out.setdefault(kind, {})
-            for size, n in sizes.items():
-                merged[size] = merged.get(size, 0) + n
+    dicts = list(dicts)
     return {
-        kind: dict(sorted(out[kind].items(), key=lambda item: (-item[1], item[0])))
+        kind: dict(sorted(merged.items(), key=lambda item: (-item[1], item[0])))
         for kind in MESSAGE_KINDS
-        if kind in out
+        if (merged := _sum_dicts(d[kind] for d in dicts if kind in d))
     }
 
 
