@@ -41,7 +41,7 @@ import numpy as np
 from graphwia import optypes as T
 from graphwia.errors import ArgumentError, TraceError, UsageError
 from graphwia.trace.inputs import RANK_SUFFIXES
-from graphwia.trace.kineto.classify import OpMapping
+from graphwia.trace.kineto.classify import MB_OPTYPES, OpMapping
 from graphwia.trace.kineto.clocks import CAUSALITY_TOLERANCE_NS, ClockReport, estimate_offsets
 from graphwia.trace.kineto.ranks import MESSAGE_KINDS, RankOps, read_rank
 from graphwia.trace.kineto.spans import SOURCES
@@ -56,7 +56,7 @@ __all__ = ["ImportReport", "PARALLEL_MIN_BYTES", "find_rank_files", "import_kine
 PARALLEL_MIN_BYTES = 64 << 20
 _CHUNKED = {T.OPTYPE_CODE[t] for t in T.COMPUTE_STREAM + (T.PARAMS_ALL_GATHER, T.GRADS_REDUCE_SCATTER)}
 _COMPUTE = {T.OPTYPE_CODE[t] for t in T.COMPUTE_STREAM}
-_WITH_MB = {T.OPTYPE_CODE[t] for t in T.COMPUTE_STREAM + T.P2P_OPTYPES}
+_WITH_MB = {T.OPTYPE_CODE[t] for t in MB_OPTYPES}
 #: With pp > 1 and no virtual stages: whether the first and the last stage need each p2p optype
 #: (the others all do), the optype it pairs with and the stage of that one (+1: the next).
 _P2P_NEEDS = {
