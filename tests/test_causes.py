@@ -14,6 +14,7 @@ from graphwia.analyses.causes import CAUSES, NAMED_SHARE, Cause, Causes, find_ca
 from graphwia.outputs.causes import causes_dict, causes_path
 from graphwia.outputs.job import write_outputs
 from graphwia.synth.generate import synthesize
+from tests.test_synth import cli_app
 
 
 def synthetic(seed: int = 1, steps: int = 3, **kwargs):
@@ -218,21 +219,6 @@ def test_a_slow_link_multiplies_its_transfers_only():
     ratio = slow.weights.weight / base.weights.weight
     np.testing.assert_allclose(ratio[transfer & on_link], 100, rtol=1e-6)
     np.testing.assert_allclose(ratio[transfer & ~on_link], 1, rtol=1e-6)
-
-
-def cli_app():
-    import typer
-
-    from graphwia.cli.synth import register
-
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """Only the synth command."""
-
-    register(app)
-    return app
 
 
 def test_synth_cli_injects_slow_links_and_collectives(tmp_path):
