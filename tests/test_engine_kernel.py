@@ -197,3 +197,40 @@ def test_a_small_analysis_never_imports_numba():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def _replay_registers(plan) -> None:
+    """Walk ``plan`` as the kernel does, each register holding the slot last written to it: every edge must
+    find the slot it reads (sources: register 0) still there."""
+    held = np.full(plan.n_registers, -1)
+    held[0] = -2  # the sources' time
+    for i in range(len(plan.ptr) - 1):
+        node = plan.n_sources + i
+        edges = range(plan.ptr[i], plan.ptr[i + 1])
+        for e in edges:
+            expected = -2 if plan.src[e] < 2 * plan.n_sources else plan.src[e]
+            assert held[plan.reg_src[e]] == expected, f"edge {e} into node {node}: register overwritten"
+        held[plan.reg_time[i]] = 2 * node
+        if plan.target_op[i] >= 0:
+            if plan.local[i]:
+                held[plan.reg_end[i]] = 2 * node + 1
+        else:
+            for e in edges:
+                assert plan.member_op[e] == plan.op_at[plan.src[e] // 2]
+                held[plan.reg_member[e]] = plan.src[e] | 1
+        assert held[0] == -2, "register 0 (time 0) was reused"
+
+
+@pytest.mark.parametrize("shape", ["1f1b", "interleaved", "no-pp", "dp-not-overlapped"])
+def test_registers_are_never_overwritten_while_still_to_be_read(shape):
+    frame, meta = synthesize(**SYNTH_SHAPES[shape], seed=2)
+    plan = graphwia.build_dag(graphwia.Trace.from_frame(frame, meta)).compile().plan
+    _replay_registers(plan)
+    assert plan.n_registers < plan.n_nodes  # fewer registers than nodes, let alone slots (two per node)
+
+
+def test_registers_grow_with_the_frontier_not_with_the_step():
+    frame, meta = synthesize(dp=16, pp=4, microbatches=8, steps=1, seed=0)
+    plan = graphwia.build_dag(graphwia.Trace.from_frame(frame, meta)).compile().plan
+    _replay_registers(plan)
+    assert plan.n_registers * 10 < 2 * plan.n_nodes, (plan.n_registers, plan.n_nodes)
