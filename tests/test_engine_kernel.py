@@ -234,3 +234,43 @@ def test_registers_grow_with_the_frontier_not_with_the_step():
     plan = graphwia.build_dag(graphwia.Trace.from_frame(frame, meta)).compile().plan
     _replay_registers(plan)
     assert plan.n_registers * 10 < 2 * plan.n_nodes, (plan.n_registers, plan.n_nodes)
+
+
+EDITED_SCENARIOS = {
+    "baseline": "base",
+    "scenarios": [
+        {"name": "faster-last-stage", "where": {"stage": ["last"]}, "scale": {"duration": 0.5}},
+        {"name": "typical", "ideal": True, "scale": {"launch_delay": 0.5}},
+        {"name": "healthy-dp-0", "where": {"dp_rank": [0]}, "healthy": True},
+        {"name": "no-comm", "set": {"transfer": 0}},
+        {"name": "no-launch", "set": {"launch_delay": 0}, "scale": {"duration": 1.25}},
+        {"name": "slower-backward", "where": {"optype": ["backward-compute"]}, "scale": {"duration": 2}},
+    ],
+}
+
+
+def _check_edited(result) -> None:
+    """An Edited family (a what-if batch, its masking columns included) on both kernels, and in parts."""
+    batch, compiled = result.batch, result.dag.compile()
+    assert batch.has_delay and batch.zero_delay.any() and len(set(batch.kind.tolist())) == 3  # every kind of edit
+    expected = compiled.evaluate_family(batch, kernel="numpy", times=True)
+    _assert_same(expected, compiled.evaluate_family(batch, kernel="compiled", times=True))
+    order = batch.order
+    for lo, hi in parts(batch.n_scenarios, 3):
+        part = compiled.evaluate_family(batch.part(lo, hi), kernel="compiled")
+        assert np.array_equal(part.step_time, expected.step_time[:, order[lo:hi]])
+
+
+@pytest.mark.parametrize("shape", ["1f1b", "interleaved", "slow-worker"])
+def test_edited_families_agree_on_both_kernels(shape):
+    from graphwia.analyses.whatif import parse_scenarios, run_whatif
+
+    frame, meta = synthesize(seed=5, **SYNTH_SHAPES[shape])
+    _check_edited(run_whatif(graphwia.Trace.from_frame(frame, meta), parse_scenarios(EDITED_SCENARIOS)))
+
+
+@requires_data
+def test_edited_families_agree_on_both_kernels_on_a_real_trace():
+    from graphwia.analyses.whatif import parse_scenarios, run_whatif
+
+    _check_edited(run_whatif(real_trace("ST"), parse_scenarios(EDITED_SCENARIOS)))

@@ -381,17 +381,17 @@ def _rig(monkeypatch, *changes) -> None:
     the bounds may still reach on a hostile trace."""
     from graphwia.analyses import whatif
 
-    real = whatif._in_column_order
+    real = whatif._simulate_batch
 
-    def rigged(sim, order):
-        sim = real(sim, order)
+    def rigged(compiled, batch, *, times=False):
+        sim = real(compiled, batch, times=times)
         for array, column, values in changes:
             changed = getattr(sim, array).copy()
             changed[:, column] = values(changed[:, column])
             setattr(sim, array, changed)
         return sim
 
-    monkeypatch.setattr(whatif, "_in_column_order", rigged)
+    monkeypatch.setattr(whatif, "_simulate_batch", rigged)
 
 
 def _all(value):

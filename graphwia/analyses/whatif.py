@@ -74,7 +74,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from graphwia.engine.evaluate import CompiledDag, Simulation
-from graphwia.engine.scenarios import Dense
+from graphwia.engine.scenarios import DELAY, SCALE, SET, VALUES, WEIGHT, ColumnBuffers, Dense, Edited
 from graphwia.errors import ArgumentError, UsageError
 from graphwia.model.dag import Dag
 from graphwia.model.weights import (
@@ -102,9 +102,7 @@ __all__ = [
     "BASELINES",
     "CHUNK_BYTES",
     "ChosenScenario",
-    "ColumnBuffers",
     "DEFAULT_BASELINE",
-    "DELAY",
     "LAST",
     "MASKED_SHARE",
     "MASK_MIN_EFFECT",
@@ -114,16 +112,12 @@ __all__ = [
     "MIN_SCALE",
     "OPTYPE_GROUPS",
     "QUANTITIES",
-    "SCALE",
     "SCENARIO_KEYS",
     "SELECTORS",
-    "SET",
     "Scenario",
     "ScenarioError",
     "ScenarioSet",
     "TOP_KEYS",
-    "VALUES",
-    "WEIGHT",
     "WhatIfBatch",
     "WhatIfResult",
     "choose_scenario",
@@ -316,152 +310,18 @@ def _reject_unknown(raw: dict, known: tuple, where: str) -> None:
 
 # -- evaluating -------------------------------------------------------------------------
 
-#: The arrays an edit of a batch column changes (see :class:`WhatIfBatch`).
-WEIGHT, DELAY = 0, 1
-#: Kinds of edit: the ops take values of their own, are set to a number, are scaled by one.
-VALUES, SET, SCALE = 0, 1, 2
-#: A local run builds and simulates a batch about this many bytes of weights and launch delays
-#: at a time: a whole batch takes 8 bytes per op instance and column (0.94 GB for 1,000
-#: scenarios on AR), and runs no faster at once than in slices of this size.
+#: For the numpy kernel, a local run builds and simulates a batch about this many bytes of weights
+#: and launch delays at a time: a whole batch takes 8 bytes per op instance and column (0.94 GB
+#: for 1,000 scenarios on AR), and runs no faster at once than in slices of this size ...
 CHUNK_BYTES = 64 << 20
-#: ... in a whole number of blocks of the compiled kernel (:data:`graphwia.engine.kernels.BLOCK`),
-#: at least one.
+#: ... in a whole number of this many columns, at least one (the block of the compiled kernel,
+#: :data:`graphwia.engine.kernels.BLOCK`).
 MIN_CHUNK_COLUMNS = 8
 
 
-class ColumnBuffers:
-    """Reusable memory for the weight and delay columns :meth:`WhatIfBatch.take` builds.
-
-    A batch is built slice by slice; writing each slice into the memory of the
-    one before saves the kernel a fresh page per 4 KiB (on AR, 1,000 scenarios
-    are 0.94 GB of new pages, about 0.2 s). :meth:`array` gives a C-ordered view
-    of a buffer, grown when too small.
-    """
-
-    def __init__(self) -> None:
-        self._flat: dict[int, np.ndarray] = {}
-
-    def array(self, which: int, shape: tuple[int, int]) -> np.ndarray:
-        """A C-ordered (rows, columns) view of buffer ``which`` (:data:`WEIGHT` or :data:`DELAY`); contents undefined."""
-        size = shape[0] * shape[1]
-        if which not in self._flat or len(self._flat[which]) < size:
-            self._flat[which] = np.empty(size)
-        return self._flat[which][:size].reshape(shape)
-
-
-@dataclass(frozen=True)
-class WhatIfBatch:
-    """Columns of weights and launch delays, each its baseline's with some ops changed.
-
-    Column ``c`` starts from ``weight`` and ``delay`` (n_ops,) (``delay`` None:
-    no launch delays), or from no launch delays at all where ``zero_delay[c]``.
-    Then its edits apply, those of kind :data:`VALUES` first: edit ``e``
-    changes, in column ``column[e]``, the ``array[e]`` (:data:`WEIGHT` or
-    :data:`DELAY`) of the ops ``targets[target[e]]`` (ascending op indices) to
-    ``values[source[e]]`` (:data:`VALUES`, one value per target op), to
-    ``value[e]`` (:data:`SET`), or to themselves times ``value[e]``
-    (:data:`SCALE`). The other edits of a column change disjoint sets of ops.
-
-    A batch is small: a few numbers per column, and the ops each distinct
-    selection picks. Its columns are built on demand (:meth:`columns`), so a
-    local run holds only a slice of them at a time. As a scenario family
-    (``n_scenarios``, :meth:`part`, what
-    :class:`~graphwia.engine.distributed.ClusterEvaluator` splits and sends to
-    its workers) its columns come in :attr:`order`.
-    """
-
-    weight: np.ndarray
-    delay: np.ndarray | None
-    zero_delay: np.ndarray
-    targets: tuple[np.ndarray, ...]
-    values: tuple[np.ndarray, ...]
-    column: np.ndarray
-    array: np.ndarray
-    target: np.ndarray
-    kind: np.ndarray
-    source: np.ndarray
-    value: np.ndarray
-
-    @property
-    def n_scenarios(self) -> int:
-        """Columns of the batch (named as the engine's families name theirs)."""
-        return len(self.zero_delay)
-
-    @functools.cached_property
-    def order(self) -> np.ndarray:
-        """The columns, those with the same kinds of edit on the same ops next to each other (else in order).
-
-        A slice of this order is built with one numpy operation per kind of
-        edit on contiguous columns, several times faster than on scattered ones.
-        """
-        edit_key = np.stack([self.array, self.target, self.kind, self.source], axis=1)
-        _, edit_id = np.unique(edit_key, axis=0, return_inverse=True)
-        by_column = np.lexsort((edit_id, self.column))
-        rank = np.arange(len(by_column)) - np.searchsorted(self.column[by_column], self.column[by_column])
-        signature = np.full((self.n_scenarios, int(rank.max(initial=-1)) + 2), -1)  # edit ids, then zero_delay
-        signature[self.column[by_column], rank] = edit_id.ravel()[by_column]
-        signature[:, -1] = self.zero_delay
-        _, group = np.unique(signature, axis=0, return_inverse=True)
-        return np.argsort(group.ravel(), kind="stable")
-
-    def part(self, lo: int, hi: int) -> Dense:
-        """Columns ``order[lo:hi]`` as a :class:`~graphwia.engine.scenarios.Dense` family."""
-        return Dense(*self.take(self.order[lo:hi]))
-
-    def columns(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """(weight, delay) of columns lo … hi−1: see :meth:`take`."""
-        return self.take(np.arange(lo, hi))
-
-    def take(self, columns: np.ndarray, *, into: ColumnBuffers | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """(weight, delay) of ``columns`` (indices), each of shape (n_ops, len(columns)).
-
-        ``delay`` is None when every one of these columns is without launch
-        delays. Edits of one kind on the same ops are one numpy operation for
-        all the columns they are in. With ``into``, the arrays are views of its
-        buffers (valid until its next use), not new ones.
-        """
-        columns = np.asarray(columns, dtype=np.int64)
-        into = ColumnBuffers() if into is None else into
-        position = np.full(self.n_scenarios, -1)
-        position[columns] = np.arange(len(columns))
-        edits = np.flatnonzero(position[self.column] >= 0)
-        weight = into.array(WEIGHT, (len(self.weight), len(columns)))
-        weight[:] = self.weight[:, None]
-        arrays = [weight]  # indexed by WEIGHT, DELAY
-        delayed = ~self.zero_delay[columns] if self.delay is not None else np.zeros(len(columns), dtype=bool)
-        if delayed.any() or np.any(self.array[edits] == DELAY):
-            delay = into.array(DELAY, weight.shape)
-            delay[:] = 0.0
-            if self.delay is not None:
-                delay[:, delayed] = self.delay[:, None]
-            arrays.append(delay)
-        keys = np.stack(
-            [
-                position[self.column[edits]],
-                self.source[edits],
-                self.kind[edits],
-                self.target[edits],
-                self.array[edits],
-                self.kind[edits] != VALUES,
-            ]
-        )
-        order = np.lexsort(keys)
-        keys, edits = keys[1:, order], edits[order]
-        starts = np.flatnonzero(np.any(keys[:, 1:] != keys[:, :-1], axis=0)) + 1
-        for group in np.split(edits, starts) if len(edits) else []:
-            first, cols, rows = group[0], position[self.column[group]], self.targets[self.target[group[0]]]
-            if cols[-1] - cols[0] == len(cols) - 1:  # contiguous columns: a slice, not an index array
-                index = (rows, slice(cols[0], cols[-1] + 1))
-            else:
-                index = (rows[:, None], cols)
-            array, kind = arrays[self.array[first]], self.kind[first]
-            if kind == VALUES:
-                array[index] = self.values[self.source[first]][:, None]
-            elif kind == SET:
-                array[index] = self.value[group]
-            else:
-                array[index] *= self.value[group]
-        return weight, arrays[DELAY] if len(arrays) > DELAY else None
+#: A what-if batch: the baseline and every scenario as columns of edits on the baseline (the engine's
+#: :class:`~graphwia.engine.scenarios.Edited` family).
+WhatIfBatch = Edited
 
 
 @dataclass
@@ -633,8 +493,7 @@ def run_whatif(
             from graphwia.engine.distributed import ClusterEvaluator  # dask only when asked for
 
             with ClusterEvaluator(scheduler=scheduler, workers=workers) as cluster:
-                sim = cluster.evaluate(inputs.compiled, batch)
-    sim = _in_column_order(sim, batch.order)
+                sim = _in_column_order(cluster.evaluate(inputs.compiled, batch), batch.order)
     chosen = sim.select(range(1 + len(scenarios.scenarios))) if checks else sim
     result = WhatIfResult(
         scenarios=scenarios,
@@ -653,23 +512,25 @@ def run_whatif(
 
 
 def _simulate_batch(compiled: CompiledDag, batch: WhatIfBatch, *, times: bool = False) -> Simulation:
-    """Every column of ``batch``, in its :attr:`~WhatIfBatch.order`, simulated here, built and evaluated
-    :data:`CHUNK_BYTES` at a time.
+    """Every column of ``batch`` simulated here, in column order.
 
-    Every slice runs on the kernel the whole batch calls for
-    (:meth:`~graphwia.engine.evaluate.CompiledDag.use_compiled`); ``times`` as
-    in :func:`run_whatif`.
+    The compiled kernel (when the batch calls for it:
+    :meth:`~graphwia.engine.evaluate.CompiledDag.use_compiled`) takes the
+    whole batch and applies its edits itself; for the numpy kernel, the
+    columns are built :data:`CHUNK_BYTES` at a time, in the batch's
+    :attr:`~graphwia.engine.scenarios.Edited.order`. ``times`` as in
+    :func:`run_whatif`.
     """
-    kernel = "compiled" if compiled.use_compiled("auto", batch.n_scenarios) else "auto"
+    if compiled.use_compiled("auto", batch.n_scenarios):
+        return compiled.evaluate_family(batch, times=times, kernel="compiled")
     column_bytes = 8 * compiled.n_ops * (1 if batch.delay is None else 2)
-    width = max(1, CHUNK_BYTES // column_bytes // MIN_CHUNK_COLUMNS) * MIN_CHUNK_COLUMNS  # whole kernel blocks
+    width = max(1, CHUNK_BYTES // column_bytes // MIN_CHUNK_COLUMNS) * MIN_CHUNK_COLUMNS
     buffers = ColumnBuffers()
     simulations = []
     for lo in range(0, batch.n_scenarios, width):
-        columns = batch.order[lo : lo + width]
-        family = Dense(*batch.take(columns, into=buffers))
-        simulations.append(compiled.evaluate_family(family, times=times, kernel=kernel))
-    return Simulation.concatenate(simulations)
+        family = Dense(*batch.take(batch.order[lo : lo + width], into=buffers))
+        simulations.append(compiled.evaluate_family(family, times=times, kernel="numpy"))
+    return _in_column_order(Simulation.concatenate(simulations), batch.order)
 
 
 def _in_column_order(sim: Simulation, order: np.ndarray) -> Simulation:

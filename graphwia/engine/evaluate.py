@@ -25,7 +25,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from graphwia.engine.scenarios import Dense, Family, Swap
+from graphwia.engine.scenarios import Dense, Edited, Family, Swap
 from graphwia.errors import ScheduleError
 from graphwia.optypes import OPTIMIZER, OPTYPE_CODE
 
@@ -206,7 +206,9 @@ class CompiledDag:
         chunk's node times take about ``chunk_bytes`` but hold at least
         :data:`MIN_CHUNK_COLUMNS` columns (wider batches touch more memory,
         narrower ones pay more per level); the compiled kernel reads a
-        :class:`~graphwia.engine.scenarios.Swap` family's vectors directly.
+        :class:`~graphwia.engine.scenarios.Swap` family's vectors and applies an
+        :class:`~graphwia.engine.scenarios.Edited` family's edits itself, never
+        building their columns.
         """
         if self.use_compiled(kernel, family.n_scenarios):
             return self._evaluate_compiled(family, times)
@@ -269,6 +271,19 @@ class CompiledDag:
                 chosen_delay=None if family.chosen_delays is None else family.chosen_delays[:, None],
                 group=family.group,
                 first_group=family.first,
+                times=times,
+            )
+        elif isinstance(family, Edited):
+            if family.has_delay:
+                delay = np.zeros(self.n_ops) if family.delay is None else family.delay
+            result = kernels.run(
+                self.plan,
+                self.n_steps,
+                family.n_scenarios,
+                kernels.EDITED,
+                family.weight[:, None],
+                delay[:, None] if family.has_delay else None,
+                edits=family.kernel_edits,
                 times=times,
             )
         else:

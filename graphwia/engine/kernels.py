@@ -12,7 +12,7 @@ swap form ran 1.5–3× faster than with a slot per value). The arithmetic is th
 (:mod:`graphwia.engine.evaluate`), operation for operation, so both give
 bit-identical times.
 
-Weights come in one of two forms (:data:`DENSE`, :data:`SWAP`):
+Weights come in one of three forms (:data:`DENSE`, :data:`SWAP`, :data:`EDITED`):
 
 * dense: ``weight`` / ``delay`` of shape (n_ops, n_scenarios), copied per
   work item in row order (a sequential read; the nodes' order would read
@@ -20,7 +20,11 @@ Weights come in one of two forms (:data:`DENSE`, :data:`SWAP`):
 * swap: every scenario ``k`` takes ``chosen`` weights on the ops with
   ``group == first_group + k`` and ``weight`` elsewhere (each of shape
   (n_ops, 1)): the form of attribution families, which then need no
-  (n_ops, n_scenarios) matrix at all.
+  (n_ops, n_scenarios) matrix at all;
+* edited: every scenario is the baseline ``weight`` / ``delay`` (each (n_ops, 1))
+  with the edits of ``edits`` (:class:`~graphwia.engine.scenarios.EditTable`),
+  applied per work item: the form of what-if batches, which then need no
+  matrix either.
 
 Importing this module imports numba (about 0.3 s and 120 MB), so
 :mod:`graphwia.engine.evaluate` imports it only for batches large enough to pay
@@ -29,6 +33,7 @@ for that; the compiled code is cached on disk (``cache=True``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import threading
@@ -37,9 +42,11 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from graphwia.engine.scenarios import SET, VALUES, WEIGHT, EditTable
+
 __all__ = ["BLOCK", "Plan", "make_plan", "propagate", "run"]
 
-DENSE, SWAP = 0, 1
+DENSE, SWAP, EDITED = 0, 1, 2
 #: Scenarios evaluated together by one work item: one 64-byte cache line of node times.
 BLOCK = 8
 #: numba's default threading layer runs one parallel kernel at a time per process.
@@ -246,13 +253,14 @@ def run(
     chosen_delay: np.ndarray | None = None,
     group: np.ndarray | None = None,
     first_group: int = 0,
+    edits: EditTable | None = None,
     times: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Evaluate ``n_scenarios`` scenarios of every step: (step_time, span, start, end).
 
     ``step_time`` / ``span`` have shape (n_steps, n_scenarios); ``start`` / ``end``
     (n_ops, n_scenarios) (column-major: a scenario's times are contiguous), or None unless ``times``. See the module
-    docstring for the two weight forms.
+    docstring for the three weight forms.
     """
     n_ops = len(plan.optimizer) * n_steps
     f64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
@@ -294,6 +302,7 @@ def run(
             chosen_delay,
             group,
             first_group,
+            _edit_tuple(edits),
             times,
             step_time,
             span,
@@ -303,6 +312,15 @@ def run(
     return step_time, span, (start.T if times else None), (end.T if times else None)
 
 
+def _edit_tuple(edits: EditTable | None) -> tuple:
+    """``edits`` as the kernel reads them (a tuple of its arrays), or a tuple of the same types that
+    stands for none: one compiled kernel serves every form."""
+    if edits is None:
+        i64, f64 = np.zeros(1, dtype=np.int64), np.zeros(1)
+        return (i64, i64, i64, f64, i64, i64, i64, i64, f64, i64, np.zeros(1, dtype=np.bool_))
+    return tuple(getattr(edits, field.name) for field in dataclasses.fields(edits))
+
+
 @numba.njit(inline="always")
 def _stage(values, base, k0, width, out):
     """Dense columns k0 … k0+width−1 of a step's rows (base …) into ``out`` (per_step, BLOCK); lanes past
@@ -310,6 +328,43 @@ def _stage(values, base, k0, width, out):
     for op in range(out.shape[0]):
         for b in range(width):
             out[op, b] = values[base + op, k0 + b]
+
+
+@numba.njit(inline="always")
+def _stage_edited(weight, delay, has_delay, edits, base, k0, width, weights, delays):
+    """Edited form: columns k0 … k0+width−1 of a step's rows (base …) into ``weights`` / ``delays``
+    (per_step, BLOCK): the baseline's ``weight`` / ``delay`` (n_ops, 1), then each column's edits
+    (:class:`~graphwia.engine.scenarios.EditTable`, as a tuple) on the ops of this step.
+
+    The arithmetic of :meth:`graphwia.engine.scenarios.Edited.take`, so the same numbers.
+    """
+    column_ptr, array, kind, value, target, source, targets, target_ptr, values, value_ptr, zero_delay = edits
+    per_step = weights.shape[0]
+    for op in range(per_step):
+        w = weight[base + op, 0]
+        for b in range(BLOCK):
+            weights[op, b] = w
+    if has_delay:
+        for op in range(per_step):
+            d = delay[base + op, 0]
+            for b in range(width):
+                delays[op, b] = 0.0 if zero_delay[k0 + b] else d
+    for b in range(width):
+        for e in range(column_ptr[k0 + b], column_ptr[k0 + b + 1]):
+            lo, hi = target_ptr[target[e]], target_ptr[target[e] + 1]
+            first = lo + np.searchsorted(targets[lo:hi], base)
+            last = lo + np.searchsorted(targets[lo:hi], base + per_step)
+            out = weights if array[e] == WEIGHT else delays
+            if kind[e] == VALUES:
+                offset = value_ptr[source[e]] - lo
+                for j in range(first, last):
+                    out[targets[j] - base, b] = values[offset + j]
+            elif kind[e] == SET:
+                for j in range(first, last):
+                    out[targets[j] - base, b] = value[e]
+            else:
+                for j in range(first, last):
+                    out[targets[j] - base, b] *= value[e]
 
 
 @numba.njit(inline="always")
@@ -354,6 +409,7 @@ def _relax(
     chosen_delay,
     group,
     first_group,
+    edits,
     times,
     step_time,
     span,
@@ -370,7 +426,7 @@ def _relax(
         lane = np.zeros(BLOCK)  # one op's weights or delays
         # Dense columns are copied per work item in row order, a sequential read: the nodes' order
         # would read the rows out of order, a cache miss per op.
-        staged = mode == DENSE
+        staged = mode != SWAP
         weights = np.zeros((per_step if staged else 1, BLOCK))
         delays = np.zeros((per_step if staged and has_delay else 1, BLOCK))
         first_start, last_end, last_optimizer = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
@@ -378,10 +434,12 @@ def _relax(
             step, k0 = item // n_blocks, (item % n_blocks) * BLOCK
             width = min(BLOCK, n_cols - k0)
             base = step * per_step
-            if staged:
+            if mode == DENSE:
                 _stage(weight, base, k0, width, weights)
                 if has_delay:
                     _stage(delay, base, k0, width, delays)
+            elif mode == EDITED:
+                _stage_edited(weight, delay, has_delay, edits, base, k0, width, weights, delays)
             first_start[:] = np.inf
             last_end[:] = -np.inf
             last_optimizer[:] = -np.inf
