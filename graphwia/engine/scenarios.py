@@ -152,7 +152,7 @@ class ColumnBuffers:
     """Reusable memory for the weight and delay columns :meth:`Edited.take` builds.
 
     A batch is built slice by slice; writing each slice into the memory of the
-    one before saves the kernel a fresh page per 4 KiB (on AR, 1,000 scenarios
+    one before saves a fresh page per 4 KiB (on AR, 1,000 scenarios
     are 0.94 GB of new pages, about 0.2 s). :meth:`array` gives a C-ordered view
     of a buffer, grown when too small.
     """
