@@ -33,6 +33,7 @@ __all__ = [
     "COMPILED_MIN_WORK",
     "CompiledDag",
     "DEFAULT_CHUNK_BYTES",
+    "EXTREMES_ROWS",
     "KERNELS",
     "MIN_CHUNK_COLUMNS",
     "SPARSE_MIN_GROUPS",
@@ -49,6 +50,8 @@ DEFAULT_CHUNK_BYTES = 32 << 20
 #: narrower rows make every gather pay per row (a 10^6-op job ran 1.5x slower at 20 columns).
 MIN_CHUNK_COLUMNS = 128
 
+#: Rows of op ends the numpy kernel makes at a time when only step times and spans are kept.
+EXTREMES_ROWS = 256
 #: Kernels CompiledDag.evaluate_family can use; "auto" picks one (see CompiledDag).
 KERNELS = ("auto", "numpy", "compiled")
 #: "auto" loads the compiled kernel for a family of at least this many op-instance evaluations
@@ -137,7 +140,8 @@ class CompiledDag:
         self.step_provider = step_dag.provider
         self._sources = np.setdiff1d(np.arange(self.n_step_nodes), self._dst)  # nodes at time 0
         self._local = threading.local()  # the workspace of each thread; see _buffers
-        self._optimizer = np.flatnonzero(step_dag.table["optype"][: self.per_step] == OPTYPE_CODE[OPTIMIZER])
+        self._optimizer_flags = step_dag.table["optype"][: self.per_step] == OPTYPE_CODE[OPTIMIZER]
+        self._optimizer = np.flatnonzero(self._optimizer_flags)
 
     @property
     def n_levels(self) -> int:
@@ -215,14 +219,10 @@ class CompiledDag:
         per_scenario = 8 * self.n_steps * self.n_step_nodes
         widest = max(chunk_bytes // per_scenario, -(-MIN_CHUNK_COLUMNS // self.n_steps))
         chunk = max(1, min(family.n_scenarios, widest))
-        parts = []
-        for lo in range(0, family.n_scenarios, chunk):
-            weight, delay = family.columns(lo, min(family.n_scenarios, lo + chunk))
-            parts.append(
-                self._evaluate_batch(
-                    _as_batch(weight, self.n_ops), None if delay is None else _as_batch(delay, self.n_ops), times
-                )
-            )
+        parts = [
+            self._evaluate_batch(family, lo, min(family.n_scenarios, lo + chunk), times)
+            for lo in range(0, family.n_scenarios, chunk)
+        ]
         return Simulation.concatenate(parts)
 
     def use_compiled(self, kernel: str, n_scenarios: int) -> bool:
@@ -299,13 +299,11 @@ class CompiledDag:
         step_time, span, start, end = result
         return Simulation(start, end, step_time, span)
 
-    def _evaluate_batch(self, weight: np.ndarray, delay: np.ndarray | None, times: bool) -> Simulation:
-        n_scen = weight.shape[1]
-        time, w = self._buffers(self.n_steps * n_scen)
-        # Step layout: row = op of one step, column = (step, scenario).
-        w[:-1] = _step_major(weight, self.n_steps)
+    def _evaluate_batch(self, family: Family, lo: int, hi: int, times: bool) -> Simulation:
+        """Scenarios lo … hi−1 of ``family`` on the numpy kernel."""
+        n_scen = hi - lo
+        time, w, d = self._step_columns(family, lo, hi)
         w[-1] = 0.0  # the row of edges that add nothing
-        d = None if delay is None else _step_major(delay, self.n_steps)
         time[self._sources] = 0.0  # every other node is written before it is read
         for first, end, buckets in self._levels:
             arrival = time[self._src[first:end]]
@@ -317,6 +315,8 @@ class CompiledDag:
                 if d is not None and len(bucket.op_rows):
                     latest[bucket.op_rows] += d[bucket.targets[bucket.op_rows]]
                 time[bucket.targets] = latest
+        if not times:
+            return Simulation(None, None, *self._step_extremes(time, w, n_scen))
         start = time[: self.per_step]
         end = time[self.step_provider]
         end += w[:-1]
@@ -324,25 +324,72 @@ class CompiledDag:
         start, end = start.reshape(shape), end.reshape(shape)
         span = end.max(axis=0) - start.min(axis=0)
         step_time = end[self._optimizer].max(axis=0) if len(self._optimizer) else span
-        if not times:
-            return Simulation(None, None, step_time, span)
         return Simulation(_op_major(start), _op_major(end), step_time, span)
 
-    def _buffers(self, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Node-time and weight arrays of ``width`` columns, reused across chunks and calls.
+    def _step_columns(self, family: Family, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Node times (to fill), weights and launch delays (None: none) of scenarios lo … hi−1, step-major.
+
+        Row = op of one step (weights: plus a last row for the edges that add
+        nothing), column = (step, scenario). A swap family is written straight
+        into that layout; other families' columns are built, then laid out.
+        """
+        n_scen = hi - lo
+        shape = (self.per_step, self.n_steps, n_scen)
+        if isinstance(family, Swap):
+            time, w, d = self._buffers(self.n_steps * n_scen, delays=family.delay is not None)
+            _swap_into(family.weight, family.chosen_weights, family.group, family.first + lo, w[:-1].reshape(shape))
+            if d is not None:
+                assert family.delay is not None and family.chosen_delays is not None
+                _swap_into(family.delay, family.chosen_delays, family.group, family.first + lo, d.reshape(shape))
+            return time, w, d
+        weight, delay = family.columns(lo, hi)
+        time, w, d = self._buffers(self.n_steps * n_scen, delays=delay is not None)
+        _step_major_into(_as_batch(weight, self.n_ops), w[:-1].reshape(shape))
+        if d is not None:
+            assert delay is not None
+            _step_major_into(_as_batch(delay, self.n_ops), d.reshape(shape))
+        return time, w, d
+
+    def _step_extremes(self, time: np.ndarray, w: np.ndarray, n_scen: int) -> tuple[np.ndarray, np.ndarray]:
+        """(step_time, span), each (n_steps, n_scen), from the node times of a step-major batch.
+
+        The ops' ends are made :data:`EXTREMES_ROWS` rows at a time, a block
+        that stays in cache, rather than all at once: the same maxima of the
+        same sums as the arrays :meth:`_evaluate_batch` keeps for ``times``.
+        """
+        first_start = time[: self.per_step].min(axis=0)
+        last_end = np.full(time.shape[1], -np.inf)
+        last_optimizer = np.full(time.shape[1], -np.inf)
+        for first in range(0, self.per_step, EXTREMES_ROWS):
+            rows = slice(first, min(self.per_step, first + EXTREMES_ROWS))
+            end = time[self.step_provider[rows]]
+            end += w[rows]
+            np.maximum(last_end, end.max(axis=0), out=last_end)
+            optimizer = self._optimizer_flags[rows]
+            if optimizer.any():
+                np.maximum(last_optimizer, end[optimizer].max(axis=0), out=last_optimizer)
+        span = (last_end - first_start).reshape(self.n_steps, n_scen)
+        step_time = last_optimizer.reshape(self.n_steps, n_scen) if len(self._optimizer) else span
+        return step_time, span
+
+    def _buffers(self, width: int, *, delays: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Node-time, weight and delay (``delays``; else None) arrays of ``width`` columns, reused across chunks
+        and calls.
 
         Fresh arrays of this size cost more in page faults than the evaluation
         itself on large jobs, so one flat buffer per thread, grown to the
-        largest width asked for, backs contiguous views; results are copied out
+        largest size asked for, backs contiguous views; results are copied out
         of it.
         """
-        rows = self.n_step_nodes + self.per_step + 1
+        sizes = np.array([self.n_step_nodes, self.per_step + 1, self.per_step if delays else 0]) * width
+        bounds = np.cumsum(sizes)
         workspace = getattr(self._local, "workspace", None)
-        if workspace is None or workspace.size < rows * width:
-            workspace = self._local.workspace = np.empty(rows * width)
-        time = workspace[: self.n_step_nodes * width].reshape(self.n_step_nodes, width)
-        weight = workspace[self.n_step_nodes * width : rows * width].reshape(self.per_step + 1, width)
-        return time, weight
+        if workspace is None or workspace.size < bounds[-1]:
+            workspace = self._local.workspace = np.empty(bounds[-1])
+        time = workspace[: bounds[0]].reshape(self.n_step_nodes, width)
+        weight = workspace[bounds[0] : bounds[1]].reshape(self.per_step + 1, width)
+        delay = workspace[bounds[1] : bounds[2]].reshape(self.per_step, width) if delays else None
+        return time, weight, delay
 
     def spans(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         """Latest end minus earliest start per step of op-major (n_ops, n) arrays."""
@@ -429,10 +476,24 @@ def _buckets(block: np.ndarray, n_ops: int) -> list[_Bucket]:
     return buckets
 
 
-def _step_major(values: np.ndarray, n_steps: int) -> np.ndarray:
-    """(n_ops, n) op-major → (ops_per_step, n_steps·n): one row per op of a step."""
-    n_ops, n = values.shape
-    return values.reshape(n_steps, n_ops // n_steps, n).transpose(1, 0, 2).reshape(n_ops // n_steps, n_steps * n)
+def _step_major_into(values: np.ndarray, out: np.ndarray) -> None:
+    """(n_ops, n) op-major ``values`` into ``out`` (ops_per_step, n_steps, n): one row per op of a step."""
+    per_step, n_steps, n = out.shape
+    out[...] = values.reshape(n_steps, per_step, n).transpose(1, 0, 2)
+
+
+def _swap_into(weight: np.ndarray, chosen: np.ndarray, group: np.ndarray, first: int, out: np.ndarray) -> None:
+    """Columns first … of a swap family (:class:`~graphwia.engine.scenarios.Swap`) into ``out``
+    (ops_per_step, n_steps, n), step-major: ``weight`` everywhere, ``chosen`` on each column's group.
+
+    An op is in at most one group, so it differs from ``weight`` in at most one column: one copy of the
+    vector per column, then one value per op of the groups.
+    """
+    per_step, n_steps, n = out.shape
+    out[...] = weight.reshape(n_steps, per_step).T[:, :, None]
+    column = group.reshape(n_steps, per_step).T - first
+    op, step = np.nonzero((column >= 0) & (column < n))
+    out[op, step, column[op, step]] = chosen.reshape(n_steps, per_step).T[op, step]
 
 
 def _op_major(values: np.ndarray) -> np.ndarray:
