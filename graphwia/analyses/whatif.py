@@ -52,9 +52,10 @@ Contract:
   numbers are not (its times overflow, every op on a path takes 0 s, a
   ratio overflows or underflows) raises :class:`ScenarioError` naming it.
 * All scenarios and the baseline are evaluated as one batch
-  (:class:`WhatIfBatch`: each scenario's changes, kept apart from the
-  baseline's weights until a slice of columns is simulated), here or split
-  over a dask cluster (``scheduler``, ``workers``) with the same results.
+  (:class:`WhatIfBatch`, the engine's :class:`~graphwia.engine.scenarios.Edited`
+  family: each scenario's changes kept apart from the baseline's weights, and
+  applied by the compiled kernel itself), here or split over a dask cluster
+  (``scheduler``, ``workers``) with the same results.
   Every op's simulated start and end are kept only when asked for
   (``times``: timelines, critical paths); step times always.
 

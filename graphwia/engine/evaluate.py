@@ -274,15 +274,16 @@ class CompiledDag:
                 times=times,
             )
         elif isinstance(family, Edited):
+            delay = None  # the baseline's launch delays, or 0 where a column without them sets some
             if family.has_delay:
-                delay = np.zeros(self.n_ops) if family.delay is None else family.delay
+                delay = (np.zeros(self.n_ops) if family.delay is None else family.delay)[:, None]
             result = kernels.run(
                 self.plan,
                 self.n_steps,
                 family.n_scenarios,
                 kernels.EDITED,
                 family.weight[:, None],
-                delay[:, None] if family.has_delay else None,
+                delay,
                 edits=family.kernel_edits,
                 times=times,
             )
