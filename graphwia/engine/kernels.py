@@ -26,9 +26,11 @@ Weights come in one of three forms (:data:`DENSE`, :data:`SWAP`, :data:`EDITED`)
   applied per work item: the form of what-if batches, which then need no
   matrix either.
 
-Importing this module imports numba (about 0.3 s and 120 MB), so
-:mod:`graphwia.engine.evaluate` imports it only for batches large enough to pay
-for that; the compiled code is cached on disk (``cache=True``).
+Importing this module imports numba (0.3–0.5 s and 120 MB; loading the
+compiled code takes 0.2–0.5 s more, most of it numba readying its compiler
+once per process), so :mod:`graphwia.engine.evaluate` imports it only for
+batches large enough to pay for that; the compiled code is cached on disk
+(``cache=True``).
 """
 
 from __future__ import annotations
