@@ -14,7 +14,7 @@ from graphwia.analyses.causes import CAUSES, NAMED_SHARE, Cause, Causes, find_ca
 from graphwia.outputs.causes import causes_dict, causes_path
 from graphwia.outputs.job import write_outputs
 from graphwia.synth.generate import synthesize
-from tests.test_synth import cli_app
+from tests.test_synth import cli_app, synth_command
 
 
 def synthetic(seed: int = 1, steps: int = 3, **kwargs):
@@ -225,23 +225,7 @@ def test_synth_cli_injects_slow_links_and_collectives(tmp_path):
     import pandas as pd
     from typer.testing import CliRunner
 
-    args = [
-        "synth",
-        "--out",
-        str(tmp_path),
-        "--name",
-        "c",
-        "--dp",
-        "2",
-        "--pp",
-        "3",
-        "--microbatches",
-        "3",
-        "--steps",
-        "1",
-        "--seed",
-        "1",
-    ]
+    args = synth_command(tmp_path, dp=2, pp=3, microbatches=3, seed=1)
     result = CliRunner().invoke(cli_app(), args + ["--slow-link", "1:0:50", "--slow-collective", "2:4"])
     assert result.exit_code == 0, result.output
     expected, _ = synthesize(

@@ -31,6 +31,7 @@ from graphwia.errors import GraphwiaError
 from graphwia.synth.generate import synthesize, write_synth, write_trace_files
 from graphwia.utils.names import MAX_NAME_LENGTH, check_name, is_name
 from tests.test_errors import assert_clean_failure, synth, write_case
+from tests.test_synth import synth_command
 
 RUNNER = CliRunner()
 
@@ -136,21 +137,7 @@ def test_fleet_job_with_a_hostile_trial_name_fails_alone(tmp_path):
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "", "$HOME"])
 def test_synth_name_is_checked(tmp_path, name):
-    result = run(
-        "synth",
-        "--out",
-        tmp_path / "out",
-        "--name",
-        name,
-        "--dp",
-        "1",
-        "--pp",
-        "2",
-        "--microbatches",
-        "2",
-        "--steps",
-        "1",
-    )
+    result = run(*synth_command(tmp_path / "out", name, dp=1))
     assert_clean_failure(result, 2, "--name", "not a valid name")
     assert not (tmp_path / "out").exists() and not (tmp_path / "x").exists()
 

@@ -321,6 +321,16 @@ def test_write_synth_writes_both_files_whole(tmp_path):
     assert yaml.safe_load(meta_path.read_text()) == meta
 
 
+def synth_command(out, name: str = "c", *, dp: int = 2, pp: int = 2, microbatches: int = 2, steps: int = 1, **more):
+    """The arguments of ``graphwia synth`` writing a small job to ``out``; each of ``more`` is one
+    more ``--option value`` (``slow_link=...`` is ``--slow-link ...``)."""
+    args = ["synth", "--out", str(out), "--name", name, "--dp", str(dp), "--pp", str(pp)]
+    args += ["--microbatches", str(microbatches), "--steps", str(steps)]
+    for option, value in more.items():
+        args += [f"--{option.replace('_', '-')}", str(value)]
+    return args
+
+
 def cli_app() -> typer.Typer:
     from graphwia.cli.synth import register
 
@@ -397,22 +407,7 @@ def test_cli_writes_a_trace(tmp_path):
     ],
 )
 def test_cli_malformed_values_give_one_line(tmp_path, extra, option):
-    args = [
-        "synth",
-        "--out",
-        str(tmp_path),
-        "--name",
-        "c",
-        "--dp",
-        "2",
-        "--pp",
-        "2",
-        "--microbatches",
-        "2",
-        "--steps",
-        "1",
-    ]
-    result = CliRunner().invoke(cli_app(), args + extra)
+    result = CliRunner().invoke(cli_app(), synth_command(tmp_path) + extra)
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and option in lines[0] and "Traceback" not in result.output
