@@ -87,6 +87,7 @@ def whatif(
             times=timelines is not None,
             scheduler=scheduler,
             workers=workers,
+            progress=say,
         )
         written = []
         if timelines is not None:

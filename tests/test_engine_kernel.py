@@ -207,6 +207,58 @@ def test_a_small_analysis_never_imports_numba():
     assert result.stdout.strip() == "[]"
 
 
+def test_the_disk_cache_is_known_to_be_empty_before_the_first_compile(tmp_path):
+    """An empty numba cache (the first run after installing): is_cached says so, without compiling."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from graphwia.engine import kernels\nprint(kernels.is_cached())"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert result.stdout.strip() == "False" and result.stderr == ""
+    assert not list(tmp_path.rglob("*.nbi")), "asking compiled something"
+
+
+def test_the_disk_cache_is_known_to_hold_the_kernels_once_compiled(job_dag):
+    _, compiled = job_dag
+    kernels.compile_all(compiled.plan)  # compiles them, or loads them from the cache
+    assert kernels.is_cached()
+
+
+@pytest.fixture
+def cold_cache(monkeypatch):
+    """The kernels as if not cached yet; the plans compile_all is asked to compile are recorded."""
+    compiled_plans = []
+    monkeypatch.setattr(kernels, "is_cached", lambda: False)
+    monkeypatch.setattr(kernels, "compile_all", compiled_plans.append)
+    return compiled_plans
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_analyze_says_when_it_compiles_the_kernel(job_dag, monkeypatch, cold_cache, cached):
+    """The first run after installing compiles the kernel for 30-50 s: the progress callback hears of it first."""
+    dag, _ = job_dag
+    if cached:
+        monkeypatch.setattr(kernels, "is_cached", lambda: True)
+    labels: list[str] = []
+    graphwia.analyze(dag.trace, per_worker=False, progress=labels.append)  # kernels loaded: "auto" is compiled
+    assert (engine.COMPILING_LABEL in labels) is not cached and len(cold_cache) == (not cached)
+    if not cached:
+        assert labels.index(engine.COMPILING_LABEL) < labels.index("simulating base, no-delay and ideal")
+
+
+def test_whatif_says_when_it_compiles_the_kernel(job_dag, cold_cache):
+    from graphwia.analyses.whatif import parse_scenarios, run_whatif
+
+    dag, _ = job_dag
+    labels: list[str] = []
+    scenarios = parse_scenarios({"scenarios": [{"name": "fast", "scale": {"duration": 0.5}}]})
+    result = run_whatif(dag.trace, scenarios, progress=labels.append)
+    assert labels == [engine.COMPILING_LABEL] and len(cold_cache) == 1
+    assert result.speedup["fast"] > 1
+
+
 def _replay_registers(plan) -> None:
     """Walk ``plan`` as the kernel does, each register holding the slot last written to it: every edge must
     find the slot it reads (sources: register 0) still there."""

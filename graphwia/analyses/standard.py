@@ -219,6 +219,8 @@ def analyze(
     n_workers = trace.meta.dp_size * trace.meta.pp_size
     n_scenarios = 3 + trace.meta.dp_size + trace.meta.pp_size + len(T.ALL_OPTYPES) + 4 + per_worker * n_workers
     kernel = "compiled" if compiled.use_compiled("auto", n_scenarios) else "auto"
+    if kernel == "compiled":
+        compiled.load_compiled_kernel(say)  # the first run after installing compiles it: say so
     with contextlib.ExitStack() as stack:
         if scheduler is None and workers is None:
             evaluate = functools.partial(compiled.evaluate_family, kernel=kernel)

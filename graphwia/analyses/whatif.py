@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -461,6 +462,7 @@ def run_whatif(
     times: bool = False,
     scheduler: str | None = None,
     workers: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> WhatIfResult:
     """Evaluate ``scenarios`` on a trace (or an existing analysis) as one batch.
 
@@ -479,6 +481,10 @@ def run_whatif(
     processes, as :func:`graphwia.analyze` does; the results are the same as
     without. At most one of the two, and not with ``times`` (a cluster returns
     step times and spans only).
+
+    ``progress`` is called with a short label when a phase worth a word
+    starts: today, compiling the evaluation kernel, on the first run after
+    installing.
     """
     on_cluster = scheduler is not None or workers is not None
     if times and on_cluster:
@@ -489,7 +495,7 @@ def run_whatif(
     batch, checks = _scenario_batch(inputs, scenarios)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowing scenario is named just below
         if not on_cluster:
-            sim = _simulate_batch(inputs.compiled, batch, times=times)
+            sim = _simulate_batch(inputs.compiled, batch, times=times, progress=progress)
         else:
             from graphwia.engine.distributed import ClusterEvaluator  # dask only when asked for
 
@@ -512,7 +518,13 @@ def run_whatif(
     return result
 
 
-def _simulate_batch(compiled: CompiledDag, batch: WhatIfBatch, *, times: bool = False) -> Simulation:
+def _simulate_batch(
+    compiled: CompiledDag,
+    batch: WhatIfBatch,
+    *,
+    times: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Simulation:
     """Every column of ``batch`` simulated here, in column order.
 
     The compiled kernel (when the batch calls for it:
@@ -520,9 +532,10 @@ def _simulate_batch(compiled: CompiledDag, batch: WhatIfBatch, *, times: bool = 
     whole batch and applies its edits itself; for the numpy kernel, the
     columns are built :data:`CHUNK_BYTES` at a time, in the batch's
     :attr:`~graphwia.engine.scenarios.Edited.order`. ``times`` as in
-    :func:`run_whatif`.
+    :func:`run_whatif`, and ``progress``, told of a kernel compiled first.
     """
     if compiled.use_compiled("auto", batch.n_scenarios):
+        compiled.load_compiled_kernel(progress)
         return compiled.evaluate_family(batch, times=times, kernel="compiled")
     column_bytes = 8 * compiled.n_ops * (1 if batch.delay is None else 2)
     width = max(1, CHUNK_BYTES // column_bytes // MIN_CHUNK_COLUMNS) * MIN_CHUNK_COLUMNS

@@ -20,6 +20,7 @@ import copy
 import functools
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -31,6 +32,7 @@ from graphwia.optypes import OPTIMIZER, OPTYPE_CODE
 
 __all__ = [
     "COMPILED_MIN_WORK",
+    "COMPILING_LABEL",
     "CompiledDag",
     "DEFAULT_CHUNK_BYTES",
     "EXTREMES_ROWS",
@@ -57,6 +59,8 @@ KERNELS = ("auto", "numpy", "compiled")
 #: "auto" loads the compiled kernel for a family of at least this many op-instance evaluations
 #: (n_ops × scenarios): below it, numba's import (~0.3 s) costs more than the numpy kernel.
 COMPILED_MIN_WORK = 20_000_000
+#: What CompiledDag.load_compiled_kernel tells its progress callback before compiling the kernel.
+COMPILING_LABEL = "compiling the evaluation kernel (once after installing: about 30-50 s)"
 #: A swap family whose ops fall into at least this many groups is evaluated by propagating each
 #: scenario's changes only (kernels.propagate): its groups are then small parts of the job
 #: (one worker of many), whose changes reach a few percent of a step (4% at dp 64). Counted over
@@ -242,6 +246,23 @@ class CompiledDag:
         return make_plan(
             self.n_step_nodes, self.per_step, self._src, self._dst, via, self.step_provider, self._optimizer
         )
+
+    def load_compiled_kernel(self, progress: Callable[[str], None] | None = None) -> None:
+        """Make the compiled kernel ready now rather than at its first use.
+
+        Most processes find it in numba's disk cache, and its first use loads
+        it in well under a second: then this does nothing. The first process
+        after installing (or on another CPU) compiles it, about 30–50 s: this
+        then calls ``progress`` with :data:`COMPILING_LABEL` and compiles it,
+        so that the wait comes with a word rather than in silence.
+        """
+        from graphwia.engine import kernels
+
+        if kernels.is_cached():
+            return
+        if progress is not None:
+            progress(COMPILING_LABEL)
+        kernels.compile_all(self.plan)
 
     def _evaluate_compiled(self, family: Family, times: bool) -> Simulation:
         from graphwia.engine import kernels

@@ -40,13 +40,14 @@ import functools
 import heapq
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
 
 from graphwia.engine.scenarios import SET, VALUES, WEIGHT, EditTable
 
-__all__ = ["BLOCK", "Plan", "make_plan", "propagate", "run"]
+__all__ = ["BLOCK", "Plan", "compile_all", "is_cached", "make_plan", "propagate", "run"]
 
 DENSE, SWAP, EDITED = 0, 1, 2
 #: Scenarios evaluated together by one work item: one 64-byte cache line of node times.
@@ -756,3 +757,36 @@ def _reference(n_sources, ptr, src, target_op, local, op_at, base, weight, delay
             for e in range(ptr[i], ptr[i + 1]):
                 member = src[e] // 2
                 values[2 * member + 1] = latest + weight[base + op_at[member], 0]
+
+
+# -- the disk cache ---------------------------------------------------------------------------
+
+#: Every kernel numba caches on disk (``cache=True``); the inline helpers are compiled into them.
+_CACHED: tuple[Any, ...] = (_allocate_registers, _priority_order, _relax, _propagate)  # numba's Dispatcher
+
+
+def is_cached() -> bool:
+    """Whether numba's disk cache holds every kernel of this module, compiled from this source for
+    this machine's CPU; if not, their first use compiles them (about 30 s, once per installation).
+
+    Reads numba's cache index, which numba keeps private: should its layout change, this says
+    True (the kernels then compile, if they must, without a word said).
+    """
+    try:
+        for kernel in _CACHED:
+            cache, codegen = kernel._cache, kernel.targetctx.codegen()
+            keys = cache._cache_file._load_index()  # {} when missing or from another source
+            if not any(key == cache._index_key(key[0], codegen) for key in keys):
+                return False
+    except Exception:  # numba's private cache layout changed: see the docstring
+        return True
+    return True
+
+
+def compile_all(plan: Plan) -> None:
+    """Compile every kernel now (or load it from the disk cache), by running each once: one
+    scenario of one step of ``plan``, a few microseconds' work."""
+    per_step = len(plan.optimizer)
+    weight = np.ones((per_step, 1))
+    run(plan, 1, 1, DENSE, weight, None)
+    propagate(plan, 1, 1, weight, None, weight, None, np.zeros(per_step, dtype=np.int64))
