@@ -226,6 +226,34 @@ def test_the_disk_cache_is_known_to_hold_the_kernels_once_compiled(job_dag):
     assert kernels.is_cached()
 
 
+def test_without_a_writable_cache_the_kernels_compile_uncached_and_say_so(tmp_path):
+    """numba refuses cache=True where no cache directory is writable (a read-only install and home, as in
+    some containers): graphwia then compiles without the disk cache, and says that every run will."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from graphwia.engine import kernels\n"
+        "print(kernels.CACHING, kernels.is_cached(), type(kernels._relax._cache).__name__)"
+    )
+    unwritable = tmp_path / "file" / "cache"  # under a regular file: no directory can be made there
+    (tmp_path / "file").write_text("")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(unwritable), NUMBA_CACHE_LOCATOR_CLASSES="UserProvidedCacheLocator")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "False False NullCache", "")
+
+
+def test_compile_label_names_the_missing_cache(job_dag, monkeypatch, cold_cache):
+    _, compiled = job_dag
+    labels: list[str] = []
+    monkeypatch.setattr(kernels, "CACHING", False)
+    compiled.load_compiled_kernel(labels.append)
+    assert labels == [engine.UNCACHED_LABEL] and "NUMBA_CACHE_DIR" in labels[0] and cold_cache == [compiled.plan]
+    # A progress line of 80 columns keeps about 10 for the spinner and the elapsed time: the hint must fit.
+    assert max(len(engine.COMPILING_LABEL), len(engine.UNCACHED_LABEL)) <= 70
+
+
 @pytest.fixture
 def cold_cache(monkeypatch):
     """The kernels as if not cached yet; the plans compile_all is asked to compile are recorded."""

@@ -41,6 +41,7 @@ __all__ = [
     "SPARSE_MIN_GROUPS",
     "Simulation",
     "StepGraph",
+    "UNCACHED_LABEL",
     "first_step",
     "topological_levels",
 ]
@@ -59,8 +60,11 @@ KERNELS = ("auto", "numpy", "compiled")
 #: "auto" loads the compiled kernel for a family of at least this many op-instance evaluations
 #: (n_ops × scenarios): below it, numba's import (~0.3 s) costs more than the numpy kernel.
 COMPILED_MIN_WORK = 20_000_000
-#: What CompiledDag.load_compiled_kernel tells its progress callback before compiling the kernel.
-COMPILING_LABEL = "compiling the evaluation kernel (once after installing: about 30-50 s)"
+#: What CompiledDag.load_compiled_kernel tells its progress callback before compiling the kernel ...
+COMPILING_LABEL = "compiling the evaluation kernel (once per install, 30-50 s)"
+#: ... and where numba finds no writable directory for its disk cache (kernels.CACHING is False),
+#: so that every process compiles it. Both fit an 80-column progress line.
+UNCACHED_LABEL = "compiling the kernel (30-50 s; no numba cache: set NUMBA_CACHE_DIR)"
 #: A swap family whose ops fall into at least this many groups is evaluated by propagating each
 #: scenario's changes only (kernels.propagate): its groups are then small parts of the job
 #: (one worker of many), whose changes reach a few percent of a step (4% at dp 64). Counted over
@@ -254,14 +258,16 @@ class CompiledDag:
         it in well under a second: then this does nothing. The first process
         after installing (or on another CPU) compiles it, about 30–50 s: this
         then calls ``progress`` with :data:`COMPILING_LABEL` and compiles it,
-        so that the wait comes with a word rather than in silence.
+        so that the wait comes with a word rather than in silence. Where numba
+        finds no writable directory for its cache, every process compiles it,
+        and the label (:data:`UNCACHED_LABEL`) says how to avoid that.
         """
         from graphwia.engine import kernels
 
         if kernels.is_cached():
             return
         if progress is not None:
-            progress(COMPILING_LABEL)
+            progress(COMPILING_LABEL if kernels.CACHING else UNCACHED_LABEL)
         kernels.compile_all(self.plan)
 
     def _evaluate_compiled(self, family: Family, times: bool) -> Simulation:

@@ -47,7 +47,31 @@ import numpy as np
 
 from graphwia.engine.scenarios import SET, VALUES, WEIGHT, EditTable
 
-__all__ = ["BLOCK", "Plan", "compile_all", "is_cached", "make_plan", "propagate", "run"]
+__all__ = ["BLOCK", "CACHING", "Plan", "compile_all", "is_cached", "make_plan", "propagate", "run"]
+
+#: Whether numba keeps the compiled kernels on disk (see _cached_jit): False where it finds no
+#: writable place for its cache, and every process then compiles them again.
+CACHING = True
+
+
+def _cached_jit(**options):
+    """``numba.njit(cache=True, **options)``; without the disk cache where numba finds no writable
+    place for it (a read-only install and home directory, as in some containers), where numba
+    itself would refuse to compile: the kernels then work, compiled anew in every process
+    (:data:`CACHING` is False and :func:`is_cached` says so)."""
+
+    def decorate(function):
+        global CACHING
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except RuntimeError as exc:
+            if "cannot cache" not in str(exc):
+                raise
+            CACHING = False
+            return numba.njit(**options)(function)
+
+    return decorate
+
 
 DENSE, SWAP, EDITED = 0, 1, 2
 #: Scenarios evaluated together by one work item: one 64-byte cache line of node times.
@@ -171,7 +195,7 @@ def make_plan(
     )
 
 
-@numba.njit(cache=True)
+@_cached_jit()
 def _allocate_registers(n_sources, ptr, src, target_op, local):
     """A register for every slot (see :class:`Plan`), slots never alive together sharing one: (register, count).
 
@@ -222,7 +246,7 @@ def _allocate_registers(n_sources, ptr, src, target_op, local):
     return register, n_registers
 
 
-@numba.njit(cache=True)
+@_cached_jit()
 def _priority_order(n_nodes, key, out_ptr, out_dst, indegree):
     """Kahn's topological order, always taking the ready node of smallest ``key``."""
     heap = [key[0] * n_nodes][:0]
@@ -389,7 +413,7 @@ def _load(values, chosen, group, first_group, row, k0, width, out):
 _FAST = {"nnan", "nsz"}
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FAST)
+@_cached_jit(parallel=True, nogil=True, fastmath=_FAST)
 def _relax(
     n_registers,
     ptr,
@@ -575,7 +599,7 @@ def propagate(
     return step_time, span
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FAST)
+@_cached_jit(parallel=True, nogil=True, fastmath=_FAST)
 def _propagate(
     n_nodes,
     n_sources,
@@ -772,6 +796,8 @@ def is_cached() -> bool:
     Reads numba's cache index, which numba keeps private: should its layout change, this says
     True (the kernels then compile, if they must, without a word said).
     """
+    if not CACHING:
+        return False
     try:
         for kernel in _CACHED:
             cache, codegen = kernel._cache, kernel.targetctx.codegen()
