@@ -136,7 +136,13 @@ def reports_errors(command: Callable) -> Callable:
 
 
 #: API keyword → the option that sets it, where the two are not named alike (``nccl`` → ``--nccl-names``).
-OPTION_OF_ARGUMENT = {"path": "--out", "data_dir": "--data", "nccl": "--nccl-names", "layout": "--pp/--dp/--tp"}
+OPTION_OF_ARGUMENT = {
+    "path": "--out",
+    "data_dir": "--data",
+    "nccl": "--nccl-names",
+    "layout": "--pp/--dp/--tp",
+    "times": "--timelines",  # whatif: only --timelines keeps every op's times
+}
 
 
 def cli_message(exc: Exception) -> str:

@@ -375,3 +375,28 @@ def test_categorical_optype_in_any_category_order(job_a):
     frame_a["optype"] = pd.Categorical(frame_a["optype"], categories=categories)
     trace = graphwia.Trace.from_frame(frame_a, META_A)
     assert graphwia.analyze(trace).slowdown == pytest.approx(reference, rel=1e-12)
+
+
+def test_times_that_cannot_fit_in_memory_are_refused_up_front(job_a, monkeypatch):
+    """Every op's start and end take 16 bytes per op instance and scenario: a batch whose times exceed the
+    machine's memory is an ArgumentError on ``times`` before anything is allocated, not an OOM kill later."""
+    from graphwia.engine import evaluate as engine
+
+    compiled = graphwia.build_dag(job_a).compile()
+    weights = np.ones((compiled.n_ops, 3))
+    need = engine.TIMES_BYTES * compiled.n_ops * 3
+    monkeypatch.setattr(engine, "physical_memory", lambda: need - 1)
+    with pytest.raises(graphwia.ArgumentError, match=r"^times: every op's start and end in 3 scenario\(s\) of "):
+        compiled.evaluate(weights, None, times=True)
+    assert compiled.evaluate(weights, None, times=False).start is None  # step times only: nothing refused
+    monkeypatch.setattr(engine, "physical_memory", lambda: need)
+    assert compiled.evaluate(weights, None, times=True).start.shape == (compiled.n_ops, 3)
+    monkeypatch.setattr(engine, "physical_memory", lambda: None)  # the OS does not say: no bound
+    assert compiled.evaluate(weights, None, times=True).end.shape == (compiled.n_ops, 3)
+
+
+def test_physical_memory_is_known_here():
+    from graphwia.utils.system import physical_memory
+
+    memory = physical_memory()
+    assert memory is None or memory > 2**27  # more than 128 MB wherever the OS says

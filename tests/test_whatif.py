@@ -581,6 +581,20 @@ def test_the_cli_keeps_times_for_timelines_only(files, tmp_path, monkeypatch):
     assert asked == [False, True]
 
 
+def test_the_cli_refuses_timelines_that_cannot_fit_in_memory(files, tmp_path, monkeypatch):
+    from graphwia.engine import evaluate as engine
+
+    monkeypatch.setattr(engine, "physical_memory", lambda: 1000)
+    args = ("whatif", files / "trace-job.parquet", "--scenarios", files / "good.yaml", "--timelines", tmp_path / "tl")
+    run = invoke(*args)
+    assert run.exit_code == 2 and run.stdout == "", run.output
+    assert re.fullmatch(
+        r"graphwia: error: --timelines: every op's start and end in 3 scenario\(s\) of [\d,]+ op instances take "
+        r"[\d.]+ GB, more than this machine's 0\.0 GB of memory: simulate fewer scenarios or steps\n",
+        run.stderr,
+    ), run.stderr
+
+
 def many_scenarios(n: int) -> str:
     """A scenario file of ``n`` scenarios, as the benchmark writes it."""
     import yaml

@@ -27,8 +27,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from graphwia.engine.scenarios import Dense, Edited, Family, Swap
-from graphwia.errors import ScheduleError
+from graphwia.errors import ArgumentError, ScheduleError
 from graphwia.optypes import OPTIMIZER, OPTYPE_CODE
+from graphwia.utils.system import physical_memory
 
 __all__ = [
     "COMPILED_MIN_WORK",
@@ -41,6 +42,7 @@ __all__ = [
     "SPARSE_MIN_GROUPS",
     "Simulation",
     "StepGraph",
+    "TIMES_BYTES",
     "UNCACHED_LABEL",
     "first_step",
     "topological_levels",
@@ -65,6 +67,8 @@ COMPILING_LABEL = "compiling the evaluation kernel (once per install, 30-50 s)"
 #: ... and where numba finds no writable directory for its disk cache (kernels.CACHING is False),
 #: so that every process compiles it. Both fit an 80-column progress line.
 UNCACHED_LABEL = "compiling the kernel (30-50 s; no numba cache: set NUMBA_CACHE_DIR)"
+#: Bytes a simulation keeps per op instance and scenario with ``times`` (start and end, float64).
+TIMES_BYTES = 16
 #: A swap family whose ops fall into at least this many groups is evaluated by propagating each
 #: scenario's changes only (kernels.propagate): its groups are then small parts of the job
 #: (one worker of many), whose changes reach a few percent of a step (4% at dp 64). Counted over
@@ -221,7 +225,14 @@ class CompiledDag:
         :class:`~graphwia.engine.scenarios.Swap` family's vectors and applies an
         :class:`~graphwia.engine.scenarios.Edited` family's edits itself, never
         building their columns.
+
+        ``times`` keeps 16 bytes per op instance and scenario: a family whose
+        times could not fit in this machine's memory is refused up front (an
+        :class:`~graphwia.errors.ArgumentError` on ``times``), not half-way
+        through, or by the kernel's out-of-memory killer.
         """
+        if times:
+            _check_times_fit(self.n_ops, family.n_scenarios)
         if self.use_compiled(kernel, family.n_scenarios):
             return self._evaluate_compiled(family, times)
         per_scenario = 8 * self.n_steps * self.n_step_nodes
@@ -530,6 +541,21 @@ def _op_major(values: np.ndarray) -> np.ndarray:
     out = np.empty((n_steps * per_step, n))
     out.reshape(n_steps, per_step, n)[...] = values.transpose(1, 0, 2)
     return out
+
+
+def _check_times_fit(n_ops: int, n_scenarios: int) -> None:
+    """Raise an ArgumentError on ``times`` when every op's start and end in every scenario would take more than
+    this machine's physical memory."""
+    need = TIMES_BYTES * n_ops * n_scenarios
+    memory = physical_memory()
+    if memory is not None and need > memory:
+        raise ArgumentError(
+            "times",
+            None,
+            f"every op's start and end in {n_scenarios:,} scenario(s) of {n_ops:,} op instances take "
+            f"{need / 1e9:,.1f} GB, more than this machine's {memory / 1e9:,.1f} GB of memory: "
+            "simulate fewer scenarios or steps",
+        )
 
 
 def topological_levels(n_nodes: int, src: np.ndarray, dst: np.ndarray, *, dag=None) -> np.ndarray:

@@ -25,7 +25,6 @@ that overlap with compute (``params-all-gather`` of later chunks, per-chunk
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ from graphwia.optypes import (
 )
 from graphwia.trace.optable import COLUMNS as TRACE_COLUMNS
 from graphwia.utils.names import check_name
+from graphwia.utils.system import physical_memory
 
 __all__ = [
     "BACKWARD_S",
@@ -746,10 +746,7 @@ def max_rows(dp: int, pp: int, vpp: int, microbatches: int, steps: int) -> int:
 def _check_size(dp, pp, vpp, microbatches, steps) -> None:
     """Refuse up front a trace that cannot fit in this machine's memory (a SynthArgumentError on ``size``)."""
     rows = max_rows(dp, pp, vpp, microbatches, steps)
-    try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # no sysconf: bound by the int32 ids alone
-        memory = BYTES_PER_ROW * 2**31
+    memory = physical_memory() or BYTES_PER_ROW * 2**31  # unknown: bound by the int32 ids alone
     if rows * BYTES_PER_ROW > memory:
         raise SynthArgumentError(
             "size",
