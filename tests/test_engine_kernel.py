@@ -208,22 +208,30 @@ def test_a_small_analysis_never_imports_numba():
 
 
 def test_the_disk_cache_is_known_to_be_empty_before_the_first_compile(tmp_path):
-    """An empty numba cache (the first run after installing): is_cached says so, without compiling."""
+    """An empty numba cache (the first run after installing): is_compiled says so, without compiling."""
     import os
     import subprocess
     import sys
 
-    code = "from graphwia.engine import kernels\nprint(kernels.is_cached())"
+    code = "from graphwia.engine import kernels\nprint(kernels.is_compiled())"
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert result.stdout.strip() == "False" and result.stderr == ""
     assert not list(tmp_path.rglob("*.nbi")), "asking compiled something"
 
 
-def test_the_disk_cache_is_known_to_hold_the_kernels_once_compiled(job_dag):
+def test_the_disk_cache_is_known_to_hold_the_kernels_once_compiled(job_dag, monkeypatch):
+    import subprocess
+    import sys
+
     _, compiled = job_dag
-    kernels.compile_all(compiled.plan)  # compiles them, or loads them from the cache
-    assert kernels.is_cached()
+    kernels.compile_all(compiled.plan)  # compiles them into the disk cache, or loads them from it
+    code = "from graphwia.engine import kernels\nprint(kernels.is_compiled(), kernels._relax.signatures)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True []"  # another process finds them on disk, nothing loaded yet
+    # Loaded in this process: compiled, even where numba keeps no disk cache (nothing to say a second time).
+    monkeypatch.setattr(kernels, "CACHING", False)
+    assert kernels.is_compiled()
 
 
 def test_without_a_writable_cache_the_kernels_compile_uncached_and_say_so(tmp_path):
@@ -235,7 +243,7 @@ def test_without_a_writable_cache_the_kernels_compile_uncached_and_say_so(tmp_pa
 
     code = (
         "from graphwia.engine import kernels\n"
-        "print(kernels.CACHING, kernels.is_cached(), type(kernels._relax._cache).__name__)"
+        "print(kernels.CACHING, kernels.is_compiled(), type(kernels._relax._cache).__name__)"
     )
     unwritable = tmp_path / "file" / "cache"  # under a regular file: no directory can be made there
     (tmp_path / "file").write_text("")
@@ -258,7 +266,7 @@ def test_compile_label_names_the_missing_cache(job_dag, monkeypatch, cold_cache)
 def cold_cache(monkeypatch):
     """The kernels as if not cached yet; the plans compile_all is asked to compile are recorded."""
     compiled_plans = []
-    monkeypatch.setattr(kernels, "is_cached", lambda: False)
+    monkeypatch.setattr(kernels, "is_compiled", lambda: False)
     monkeypatch.setattr(kernels, "compile_all", compiled_plans.append)
     return compiled_plans
 
@@ -268,7 +276,7 @@ def test_analyze_says_when_it_compiles_the_kernel(job_dag, monkeypatch, cold_cac
     """The first run after installing compiles the kernel for 30-50 s: the progress callback hears of it first."""
     dag, _ = job_dag
     if cached:
-        monkeypatch.setattr(kernels, "is_cached", lambda: True)
+        monkeypatch.setattr(kernels, "is_compiled", lambda: True)
     labels: list[str] = []
     graphwia.analyze(dag.trace, per_worker=False, progress=labels.append)  # kernels loaded: "auto" is compiled
     assert (engine.COMPILING_LABEL in labels) is not cached and len(cold_cache) == (not cached)

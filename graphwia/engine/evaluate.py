@@ -229,7 +229,7 @@ class CompiledDag:
         ``times`` keeps 16 bytes per op instance and scenario: a family whose
         times could not fit in this machine's memory is refused up front (an
         :class:`~graphwia.errors.ArgumentError` on ``times``), not half-way
-        through, or by the kernel's out-of-memory killer.
+        through, or by the operating system's out-of-memory killer.
         """
         if times:
             _check_times_fit(self.n_ops, family.n_scenarios)
@@ -265,8 +265,9 @@ class CompiledDag:
     def load_compiled_kernel(self, progress: Callable[[str], None] | None = None) -> None:
         """Make the compiled kernel ready now rather than at its first use.
 
-        Most processes find it in numba's disk cache, and its first use loads
-        it in well under a second: then this does nothing. The first process
+        Most processes find it compiled, in numba's disk cache (its first use
+        then loads it in well under a second), or loaded already: then this
+        does nothing. The first process
         after installing (or on another CPU) compiles it, about 30–50 s: this
         then calls ``progress`` with :data:`COMPILING_LABEL` and compiles it,
         so that the wait comes with a word rather than in silence. Where numba
@@ -275,7 +276,7 @@ class CompiledDag:
         """
         from graphwia.engine import kernels
 
-        if kernels.is_cached():
+        if kernels.is_compiled():
             return
         if progress is not None:
             progress(COMPILING_LABEL if kernels.CACHING else UNCACHED_LABEL)

@@ -47,7 +47,7 @@ import numpy as np
 
 from graphwia.engine.scenarios import SET, VALUES, WEIGHT, EditTable
 
-__all__ = ["BLOCK", "CACHING", "Plan", "compile_all", "is_cached", "make_plan", "propagate", "run"]
+__all__ = ["BLOCK", "CACHING", "Plan", "compile_all", "is_compiled", "make_plan", "propagate", "run"]
 
 #: Whether numba keeps the compiled kernels on disk (see _cached_jit): False where it finds no
 #: writable place for its cache, and every process then compiles them again.
@@ -58,7 +58,7 @@ def _cached_jit(**options):
     """``numba.njit(cache=True, **options)``; without the disk cache where numba finds no writable
     place for it (a read-only install and home directory, as in some containers), where numba
     itself would refuse to compile: the kernels then work, compiled anew in every process
-    (:data:`CACHING` is False and :func:`is_cached` says so)."""
+    (:data:`CACHING` is False and :func:`is_compiled` says so)."""
 
     def decorate(function):
         global CACHING
@@ -789,13 +789,16 @@ def _reference(n_sources, ptr, src, target_op, local, op_at, base, weight, delay
 _CACHED: tuple[Any, ...] = (_allocate_registers, _priority_order, _relax, _propagate)  # numba's Dispatcher
 
 
-def is_cached() -> bool:
-    """Whether numba's disk cache holds every kernel of this module, compiled from this source for
-    this machine's CPU; if not, their first use compiles them (about 30 s, once per installation).
+def is_compiled() -> bool:
+    """Whether every kernel of this module is compiled already: loaded in this process, or in numba's
+    disk cache for this source and this machine's CPU. If not, their first use compiles them
+    (30–50 s: once per installation, or in every process where :data:`CACHING` is False).
 
     Reads numba's cache index, which numba keeps private: should its layout change, this says
     True (the kernels then compile, if they must, without a word said).
     """
+    if all(kernel.signatures for kernel in _CACHED):
+        return True
     if not CACHING:
         return False
     try:
