@@ -370,8 +370,8 @@ def _rig(monkeypatch, *changes) -> None:
 
     real = whatif._simulate_batch
 
-    def rigged(compiled, batch, *, times=False):
-        sim = real(compiled, batch, times=times)
+    def rigged(compiled, batch, **options):
+        sim = real(compiled, batch, **options)
         for array, column, values in changes:
             changed = getattr(sim, array).copy()
             changed[:, column] = values(changed[:, column])
