@@ -7,10 +7,16 @@ Each command lives in its own module of this package with a
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
+from typer.core import TyperGroup
 
 from .common import State, handle_termination, tune_malloc
+
+#: The base class of typer's usage errors: click's (typer 0.28) or that of typer's own copy of click (0.29 on),
+#: found from the public typer.BadParameter so that it is always the one typer raises.
+ClickException: type[Exception] = next(b for b in typer.BadParameter.__mro__ if b.__name__ == "ClickException")
 
 __all__ = ["COMMANDS", "main", "show_version"]
 
@@ -26,7 +32,32 @@ COMMANDS = (
     "reproduce",
 )
 
+
+class OneLineErrors(TyperGroup):
+    """The ``graphwia`` command group, whose usage errors (a missing argument, an unknown option, a value of the
+    wrong type) are one ``graphwia: error:`` line on stderr, as every other error of graphwia is, rather than
+    typer's usage text and framed box. The exit codes stay click's: 2 for a usage error."""
+
+    def main(self, args=None, prog_name=None, **options):
+        standalone = options.pop("standalone_mode", True)
+        if not standalone:
+            return super().main(args, prog_name, standalone_mode=False, **options)
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **options)  # typer.Exit(n) comes back as n
+        except ClickException as exc:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+                hint = f" (see '{exc.ctx.command_path} -h')" if getattr(exc, "ctx", None) is not None else ""
+                message = " ".join(exc.format_message().split())
+                typer.echo(f"graphwia: error: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:  # end of input at a prompt
+            typer.echo("graphwia: error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="graphwia",
     help="What-if analysis of stragglers in large-model training traces.",
     no_args_is_help=True,

@@ -446,22 +446,6 @@ def test_steps_that_select_nothing(tmp_path, spec, culprits):
     assert_clean_failure(analyze(trace, "--steps", *spec), 2, *culprits)
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["analyze"],
-        ["analyze", "t.parquet", "--no-such-option"],
-        ["analyze", "t.parquet", "--decompose-threshold", "abc"],
-        ["no-such-command"],
-    ],
-)
-def test_typer_usage_errors_exit_2(args):
-    result = RUNNER.invoke(app, args)
-    assert result.exit_code == 2
-    assert "Traceback" not in result.stdout + result.stderr
-    assert "Usage" in result.stderr
-
-
 def test_out_under_a_regular_file(tmp_path):
     frame, meta = synth()
     trace = write_case(tmp_path, frame, meta)
@@ -593,3 +577,38 @@ def test_line_breaks_quoted_from_the_file_stay_on_one_line(tmp_path):
     frame.loc[6, "optype"] = "forward-\ncompute\x0b"
     trace = write_case(tmp_path, frame, meta, fmt="csv")
     assert_clean_failure(analyze(trace), 1, str(trace), "unknown op type", "row 6")
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["analyze"], "Missing argument 'trace'. (see 'graphwia analyze -h')"),
+        (["analyze", "t.parquet", "--bogus"], "No such option: --bogus"),
+        (
+            ["synth", "--out", "o", "--name", "a", "--dp", "abc", "--pp", "1", "--microbatches", "1", "--steps", "1"],
+            "Invalid value for '--dp': ",
+        ),
+        (["analyze", "t.parquet", "--decompose-threshold", "abc"], "Invalid value for '--decompose-threshold': "),
+        (["nonsense"], "No such command 'nonsense'. (see 'graphwia -h')"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(args, message):
+    """typer's own usage errors (a missing argument, an unknown option or command, a value of the wrong type)
+    read as every other graphwia error: one line on stderr, no framed box, exit code 2."""
+    result = RUNNER.invoke(app, args)
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    assert result.stderr.startswith(f"graphwia: error: {message}") and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_no_arguments_still_shows_the_help():
+    result = RUNNER.invoke(app, [])
+    assert result.exit_code == 2 and "Usage: graphwia" in result.output and "graphwia: error" not in result.output
+
+
+def test_the_installed_command_words_a_usage_error_in_one_line():
+    script = Path(sys.executable).with_name("graphwia")
+    if not script.exists():
+        pytest.skip("graphwia is not installed beside this interpreter")
+    result = subprocess.run([str(script), "whatif", "trace.parquet"], capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "graphwia: error: Missing option '--scenarios'. (see 'graphwia whatif -h')\n"
