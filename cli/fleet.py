@@ -32,7 +32,10 @@ def fleet(
     ),
     out: Path = typer.Option(..., "--out", help="Output directory: jobs/NAME/, fleet.csv, fleet.parquet, fleet.html."),
     workers: int | None = typer.Option(
-        None, "--workers", min=1, help="Local worker processes [default: number of CPUs]."
+        None,
+        "--workers",
+        min=1,
+        help="Local worker processes [default: the CPUs usable here, within a container's CPU limit].",
     ),
     scheduler: str | None = typer.Option(
         None,

@@ -15,7 +15,6 @@ optional extra (``graphwia[fleet]``), imported only when a cluster is used.
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import TYPE_CHECKING
 
@@ -24,6 +23,7 @@ import numpy as np
 from graphwia.engine.scenarios import Divisible, parts
 from graphwia.errors import ArgumentError, UsageError
 from graphwia.utils.cluster import INSTALL_HINT, connect
+from graphwia.utils.system import usable_cpus
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client, LocalCluster
@@ -94,7 +94,7 @@ class ClusterEvaluator:
         n_workers = self.n_workers
         dag = self._ship(client, compiled)
         shared = client.scatter(family, broadcast=True, hash=False)
-        threads = max(1, (os.cpu_count() or 1) // n_workers) if self._cluster is not None else None
+        threads = max(1, usable_cpus() // n_workers) if self._cluster is not None else None
         tag = uuid.uuid4().hex[:8]
         futures = [
             client.submit(

@@ -46,6 +46,7 @@ import numba
 import numpy as np
 
 from graphwia.engine.scenarios import SET, VALUES, WEIGHT, EditTable
+from graphwia.utils.system import usable_cpus
 
 __all__ = ["BLOCK", "CACHING", "Plan", "compile_all", "is_compiled", "make_plan", "propagate", "run"]
 
@@ -71,6 +72,13 @@ def _cached_jit(**options):
             return numba.njit(**options)(function)
 
     return decorate
+
+
+def _n_threads() -> int:
+    """Threads a kernel call spreads its work items over: numba's (its pool is sized by the CPU affinity,
+    or by ``numba.set_num_threads``), no more than the CPUs a container's quota allows
+    (:func:`~graphwia.utils.system.usable_cpus`): each thread keeps a work item's buffers."""
+    return max(1, min(numba.get_num_threads(), usable_cpus()))
 
 
 DENSE, SWAP, EDITED = 0, 1, 2
@@ -320,7 +328,7 @@ def run(
             plan.optimizer,
             n_steps,
             n_scenarios,
-            numba.get_num_threads(),
+            _n_threads(),
             mode,
             weight,
             delay,
@@ -582,7 +590,7 @@ def propagate(
             plan.out_dst,
             n_steps,
             n_scenarios,
-            numba.get_num_threads(),
+            _n_threads(),
             f64(weight),
             f64(delay) if has_delay else dummy,
             has_delay,

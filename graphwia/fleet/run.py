@@ -42,6 +42,7 @@ from graphwia.errors import GraphwiaError, UsageError, first_line
 from graphwia.fleet.pool import Failure, run_isolated
 from graphwia.utils.io import inside, write_json
 from graphwia.utils.names import check_name
+from graphwia.utils.system import usable_cpus
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphwia.analyses.causes import Causes
@@ -404,7 +405,8 @@ def run_fleet(
     Parameters
     ----------
     workers:
-        Local worker processes (default: the number of CPUs; 1 without ``job_timeout`` runs
+        Local worker processes (default: the CPUs this process may use, a container's CPU limit
+        included: :func:`~graphwia.utils.system.usable_cpus`; 1 without ``job_timeout`` runs
         the jobs in this process). Ignored when ``scheduler`` is given.
     scheduler:
         Address of a dask.distributed scheduler (``tcp://host:port``) to run the jobs on.
@@ -440,7 +442,7 @@ def run_fleet(
         results = (
             _run_dask(pending, out_dir, plots, time_unit, scheduler)
             if scheduler
-            else _run_local(pending, out_dir, plots, time_unit, workers or os.cpu_count() or 1, job_timeout, on_start)
+            else _run_local(pending, out_dir, plots, time_unit, workers or usable_cpus(), job_timeout, on_start)
         )
         for record in results:
             records[record.name] = record

@@ -28,7 +28,6 @@ local processes or a dask cluster), then assembled here:
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -48,6 +47,7 @@ from graphwia.trace.kineto.spans import SOURCES
 from graphwia.trace.kineto.topology import Layout, Topology, resolve
 from graphwia.trace.optable import Trace
 from graphwia.trace.steps import format_ranges
+from graphwia.utils.system import usable_cpus
 from graphwia.utils.table import Table
 
 __all__ = ["ImportReport", "PARALLEL_MIN_BYTES", "find_rank_files", "import_kineto"]
@@ -226,7 +226,7 @@ def _read_all(files: list[Path], mapping, workers: int | None, scheduler: str | 
             return client.gather(submitted)
     if workers is None:  # a daemonic process (a dask or pool worker running a fleet job) may not start any
         total = sum(path.stat().st_size for path in files)
-        workers = 1 if total < PARALLEL_MIN_BYTES or current_process().daemon else (os.cpu_count() or 1)
+        workers = 1 if total < PARALLEL_MIN_BYTES or current_process().daemon else usable_cpus()
     if workers < 1:
         raise ArgumentError("workers", workers, "must be at least 1")
     if workers == 1 or len(files) == 1:
