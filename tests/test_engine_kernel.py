@@ -8,7 +8,10 @@ A Simulation owns its arrays: evaluating again never changes an earlier result.
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -193,42 +196,35 @@ def test_a_detached_compiled_dag_pickles_and_evaluates_the_same(job_dag):
     _assert_same(twin.evaluate(weights.weight, weights.delay), compiled.evaluate(weights.weight, weights.delay))
 
 
+def _python(code: str, **environment: str) -> subprocess.CompletedProcess:
+    """``code`` run by a fresh interpreter (this one's), with ``environment`` added to this process's."""
+    env = dict(os.environ, **environment)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+
+
 def test_a_small_analysis_never_imports_numba():
     """numba costs 0.3-0.4 s to import: more than analysing a trace of 10^5 ops takes."""
-    import subprocess
-    import sys
-
     code = (
         "import sys\nimport graphwia\nfrom graphwia.synth.generate import synthesize\n"
         "graphwia.analyze(graphwia.Trace.from_frame(*synthesize(dp=4, pp=4, microbatches=8, steps=4, seed=1)))\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'llvmlite', 'distributed')))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
+    result = _python(code)
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
 
 
 def test_the_disk_cache_is_known_to_be_empty_before_the_first_compile(tmp_path):
     """An empty numba cache (the first run after installing): is_compiled says so, without compiling."""
-    import os
-    import subprocess
-    import sys
-
-    code = "from graphwia.engine import kernels\nprint(kernels.is_compiled())"
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    assert result.stdout.strip() == "False" and result.stderr == ""
+    result = _python("from graphwia.engine import kernels\nprint(kernels.is_compiled())", NUMBA_CACHE_DIR=str(tmp_path))
+    assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "False", "")
     assert not list(tmp_path.rglob("*.nbi")), "asking compiled something"
 
 
 def test_the_disk_cache_is_known_to_hold_the_kernels_once_compiled(job_dag, monkeypatch):
-    import subprocess
-    import sys
-
     _, compiled = job_dag
     kernels.compile_all(compiled.plan)  # compiles them into the disk cache, or loads them from it
-    code = "from graphwia.engine import kernels\nprint(kernels.is_compiled(), kernels._relax.signatures)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "True []"  # another process finds them on disk, nothing loaded yet
+    result = _python("from graphwia.engine import kernels\nprint(kernels.is_compiled(), kernels._relax.signatures)")
+    assert (result.returncode, result.stdout.strip()) == (0, "True []"), result.stderr  # on disk, not loaded yet
     # Loaded in this process: compiled, even where numba keeps no disk cache (nothing to say a second time).
     monkeypatch.setattr(kernels, "CACHING", False)
     assert kernels.is_compiled()
@@ -237,18 +233,13 @@ def test_the_disk_cache_is_known_to_hold_the_kernels_once_compiled(job_dag, monk
 def test_without_a_writable_cache_the_kernels_compile_uncached_and_say_so(tmp_path):
     """numba refuses cache=True where no cache directory is writable (a read-only install and home, as in
     some containers): graphwia then compiles without the disk cache, and says that every run will."""
-    import os
-    import subprocess
-    import sys
-
     code = (
         "from graphwia.engine import kernels\n"
         "print(kernels.CACHING, kernels.is_compiled(), type(kernels._relax._cache).__name__)"
     )
     unwritable = tmp_path / "file" / "cache"  # under a regular file: no directory can be made there
     (tmp_path / "file").write_text("")
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(unwritable), NUMBA_CACHE_LOCATOR_CLASSES="UserProvidedCacheLocator")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    result = _python(code, NUMBA_CACHE_DIR=str(unwritable), NUMBA_CACHE_LOCATOR_CLASSES="UserProvidedCacheLocator")
     assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "False False NullCache", "")
 
 
