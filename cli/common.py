@@ -25,6 +25,7 @@ __all__ = [
     "cli_message",
     "fail",
     "handle_termination",
+    "print_error",
     "progress",
     "reports_errors",
     "step_spec",
@@ -65,9 +66,14 @@ class State:
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print a one-line error to stderr and exit with ``code``."""
+    print_error(message)
+    raise typer.Exit(code)
+
+
+def print_error(message: str) -> None:
+    """``graphwia: error: message`` on stderr, on one line."""
     message = " ".join(str(message).splitlines())  # line breaks quoted from a bad file stay on the line
     typer.echo(f"graphwia: error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 class Terminated(KeyboardInterrupt):

@@ -12,7 +12,7 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from .common import State, handle_termination, tune_malloc
+from .common import State, handle_termination, print_error, tune_malloc
 
 #: The base class of typer's usage errors: click's (typer 0.28) or that of typer's own copy of click (0.29 on),
 #: found from the public typer.BadParameter so that it is always the one typer raises.
@@ -47,11 +47,10 @@ class OneLineErrors(TyperGroup):
         except ClickException as exc:
             if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
                 hint = f" (see '{exc.ctx.command_path} -h')" if getattr(exc, "ctx", None) is not None else ""
-                message = " ".join(exc.format_message().split())
-                typer.echo(f"graphwia: error: {message}{hint}", err=True)
+                print_error(exc.format_message() + hint)
             sys.exit(exc.exit_code)
         except typer.Abort:  # end of input at a prompt
-            typer.echo("graphwia: error: aborted", err=True)
+            print_error("aborted")
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
