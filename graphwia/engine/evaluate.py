@@ -267,12 +267,12 @@ class CompiledDag:
 
         Most processes find it compiled, in numba's disk cache (its first use
         then loads it in well under a second), or loaded already: then this
-        does nothing. The first process
-        after installing (or on another CPU) compiles it, about 30–50 s: this
-        then calls ``progress`` with :data:`COMPILING_LABEL` and compiles it,
-        so that the wait comes with a word rather than in silence. Where numba
-        finds no writable directory for its cache, every process compiles it,
-        and the label (:data:`UNCACHED_LABEL`) says how to avoid that.
+        does nothing. The first process after installing (or on another CPU)
+        compiles it, about 30–50 s: this then calls ``progress`` with
+        :data:`COMPILING_LABEL` and compiles it, so that the wait comes with a
+        word rather than in silence. Where numba finds no writable directory
+        for its cache, every process compiles it, and the label
+        (:data:`UNCACHED_LABEL`) says how to avoid that.
         """
         from graphwia.engine import kernels
 
